@@ -1,0 +1,1 @@
+"""The HTTP/SSE app, the client and the CLI."""

@@ -1,0 +1,436 @@
+"""What an append is: the caller-side preparation and the algorithm run inside the transaction.
+
+``prepare_append`` runs in the caller's task (validation, canonical payload JSON), so the writer
+thread only does what must be serialised: sequence checks, id and hash assignment, inserts.
+``WriteContext`` is one group transaction as a write unit sees it; it is backend-neutral and
+speaks the ``Transaction`` protocol, so SQLite and PostgreSQL share this code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+
+from .chain import canonical_json, event_hash
+from .errors import ConcurrencyConflict, IdempotencyMismatch, InvalidEvent, UnknownRun
+from .payloads import EventType, default_visibility, normalise_payload
+from .protocol import Projection, Transaction
+from .records import AgentEvent, NewEvent, Visibility
+
+__all__ = [
+    "EVENT_COLUMNS",
+    "AppendRequest",
+    "AppendUnit",
+    "Head",
+    "PreparedEvent",
+    "WriteContext",
+    "prepare_append",
+]
+
+MAX_EVENTS_PER_APPEND = 5000
+MAX_ID_LENGTH = 200
+EVENT_COLUMNS = (
+    "id, organization_id, run_id, conversation_id, sequence, event_type, visibility, payload, "
+    "created_at, prev_hash, hash"
+)
+
+
+@dataclass(frozen=True)
+class PreparedEvent:
+    event_type: str
+    visibility: str
+    payload_json: str
+
+
+@dataclass(frozen=True)
+class AppendRequest:
+    organization_id: str
+    run_id: str
+    events: tuple[PreparedEvent, ...]
+    expected_sequence: int | None = None
+    idempotency_key: str | None = None
+    conversation_id: str | None = None
+
+    def fingerprint(self) -> str:
+        """What a retry under the same idempotency key must repeat exactly."""
+        body = canonical_json(
+            [self.run_id, [[e.event_type, e.visibility, e.payload_json] for e in self.events]]
+        )
+        return hashlib.sha256(body.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class AppendUnit:
+    """The write unit of a plain append; the writer recognises it to batch a group's appends."""
+
+    request: AppendRequest
+
+    def __call__(self, context: WriteContext) -> list[AgentEvent]:
+        return context.append(self.request)
+
+
+def prepare_append(
+    organization_id: str,
+    run_id: str,
+    events: Sequence[NewEvent],
+    *,
+    expected_sequence: int | None = None,
+    idempotency_key: str | None = None,
+    conversation_id: str | None = None,
+) -> AppendRequest:
+    """Validate an append and put its events in normal form; raises InvalidEvent."""
+    _check_identifier("organization_id", organization_id)
+    _check_identifier("run_id", run_id)
+    if conversation_id is not None:
+        _check_identifier("conversation_id", conversation_id)
+    if idempotency_key is not None:
+        _check_identifier("idempotency_key", idempotency_key)
+    if expected_sequence is not None and (
+        not isinstance(expected_sequence, int) or expected_sequence < 0
+    ):
+        raise InvalidEvent("expected_sequence must be a non-negative integer")
+    if not events:
+        raise InvalidEvent("an append needs at least one event")
+    if len(events) > MAX_EVENTS_PER_APPEND:
+        raise InvalidEvent(f"an append holds at most {MAX_EVENTS_PER_APPEND} events")
+    prepared = tuple(_prepare_event(event) for event in events)
+    return AppendRequest(
+        organization_id, run_id, prepared, expected_sequence, idempotency_key, conversation_id
+    )
+
+
+def _prepare_event(event: NewEvent) -> PreparedEvent:
+    if not isinstance(event.event_type, str) or not event.event_type:
+        raise InvalidEvent("event_type must be a non-empty string")
+    payload = normalise_payload(event.event_type, event.payload)
+    if event.visibility is None:
+        visibility = default_visibility(event.event_type)
+    else:
+        try:
+            visibility = Visibility.parse(event.visibility)
+        except ValueError as exc:
+            raise InvalidEvent(str(exc), event_type=event.event_type) from exc
+    try:
+        payload_json = canonical_json(payload)
+    except (TypeError, ValueError) as exc:  # NaN, infinities, or values JSON cannot hold
+        raise InvalidEvent(
+            f"payload of {event.event_type} is not plain JSON: {exc}", event_type=event.event_type
+        ) from exc
+    return PreparedEvent(event.event_type, visibility.label, payload_json)
+
+
+def _check_identifier(name: str, value: object) -> None:
+    if not isinstance(value, str) or not value or len(value) > MAX_ID_LENGTH:
+        raise InvalidEvent(
+            f"{name} must be a non-empty string of at most {MAX_ID_LENGTH} characters"
+        )
+    if not value.isprintable():
+        raise InvalidEvent(f"{name} must not contain control characters")
+
+
+@dataclass
+class Head:
+    """The last event of the log as the writer sees it inside its transaction."""
+
+    id: int
+    hash: str
+    created_at: str
+
+
+@dataclass(frozen=True)
+class _Stream:
+    organization_id: str
+    conversation_id: str
+    last_sequence: int
+    last_event_id: int
+    exists: bool  # already in run_streams when the group began
+
+
+@dataclass(frozen=True)
+class _Mark:
+    head: Head
+    committed: int
+    undo: int
+
+
+_MISSING = _Stream("", "", 0, 0, exists=False)
+
+
+class WriteContext:
+    """One group transaction, as a write unit sees it.
+
+    Appends are checked against an in-memory copy of the run heads they touch and their rows are
+    buffered; ``flush`` writes the whole group with one ``executemany`` per table. A unit that
+    reads the ``events`` table itself must call ``flush`` first.
+    """
+
+    def __init__(self, tx: Transaction, head: Head, projections: Sequence[Projection] = ()) -> None:
+        self.tx = tx
+        self.head = head
+        self.projections = tuple(projections)
+        self.committed: list[AgentEvent] = []
+        self._now = max(_utc_now(), head.created_at)
+        self._streams: dict[str, _Stream] = {}
+        self._keys: dict[tuple[str, str], tuple[str, list[AgentEvent]]] = {}
+        self._undo: list[Callable[[], object]] = []
+        self._flushed = 0
+
+    def append(self, request: AppendRequest) -> list[AgentEvent]:
+        """Append one request's events; raises a StoreError and changes nothing when refused."""
+        if request.idempotency_key is not None:
+            prior = self._prior_result(request)
+            if prior is not None:
+                return prior
+        stream = self._stream_for(request)
+        _check_expected_sequence(request, stream)
+        events = self._build(request, stream)
+        for projection in self.projections:
+            projection.apply(self.tx, events)
+        self._remember(request, stream, events)
+        return events
+
+    def preload(self, run_ids: Sequence[str]) -> None:
+        """Read the heads of many runs in one query (the writer calls this for each group)."""
+        wanted = sorted({r for r in run_ids if r not in self._streams})
+        for chunk in range(0, len(wanted), 500):
+            part = wanted[chunk : chunk + 500]
+            rows = self.tx.fetchall(
+                "SELECT run_id, organization_id, conversation_id, last_sequence, last_event_id "
+                f"FROM run_streams WHERE run_id IN ({', '.join('?' for _ in part)})",
+                part,
+            )
+            found = {row[0]: _Stream(row[1], row[2], row[3], row[4], exists=True) for row in rows}
+            for run_id in part:
+                self._streams[run_id] = found.get(run_id, _MISSING)
+
+    def flush(self) -> None:
+        """Write every buffered event, run head and idempotency key of this group."""
+        pending = self.committed[self._flushed :]
+        if not pending:
+            return
+        self.tx.executemany(
+            f"INSERT INTO events ({EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [_row(e) for e in pending],
+        )
+        self._write_streams(pending)
+        self._write_keys(pending)
+        self._flushed = len(self.committed)
+
+    def mark(self) -> _Mark:
+        return _Mark(self.head, len(self.committed), len(self._undo))
+
+    def reset(self, mark: _Mark) -> None:
+        """Forget everything a unit did after ``mark`` (its savepoint was rolled back)."""
+        self.head = mark.head
+        del self.committed[mark.committed :]
+        self._flushed = min(self._flushed, mark.committed)
+        while len(self._undo) > mark.undo:
+            self._undo.pop()()
+
+    def _prior_result(self, request: AppendRequest) -> list[AgentEvent] | None:
+        key = (request.organization_id, request.idempotency_key or "")
+        known = self._keys.get(key)
+        if known is None:
+            known = self._stored_result(request)
+        if known is None:
+            return None
+        fingerprint, events = known
+        if fingerprint != request.fingerprint():
+            raise IdempotencyMismatch(
+                "this idempotency key was used for a different append",
+                idempotency_key=request.idempotency_key,
+            )
+        return events
+
+    def _stored_result(self, request: AppendRequest) -> tuple[str, list[AgentEvent]] | None:
+        row = self.tx.fetchone(
+            "SELECT run_id, fingerprint, first_event_id, last_event_id FROM idempotency_keys "
+            "WHERE organization_id = ? AND idempotency_key = ?",
+            (request.organization_id, request.idempotency_key),
+        )
+        if row is None:
+            return None
+        fingerprint = row[1] if row[0] == request.run_id else ""
+        rows = self.tx.fetchall(
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE id >= ? AND id <= ? ORDER BY id",
+            (row[2], row[3]),
+        )
+        return fingerprint, [AgentEvent(*r) for r in rows]
+
+    def _stream_for(self, request: AppendRequest) -> _Stream:
+        if request.run_id not in self._streams:
+            self.preload([request.run_id])
+        stream = self._streams[request.run_id]
+        creates = request.events[0].event_type == EventType.RUN_CREATED
+        if any(e.event_type == EventType.RUN_CREATED for e in request.events[1:]):
+            raise InvalidEvent("run_created can only be the first event of a new run")
+        if stream.last_sequence > 0:
+            if stream.organization_id != request.organization_id:
+                raise UnknownRun(f"run {request.run_id} not found", run_id=request.run_id)
+            if creates:
+                raise ConcurrencyConflict(
+                    f"run {request.run_id} already exists",
+                    run_id=request.run_id,
+                    current_sequence=stream.last_sequence,
+                )
+            return stream
+        if not creates:
+            raise UnknownRun(f"run {request.run_id} not found", run_id=request.run_id)
+        if request.conversation_id is None:
+            raise InvalidEvent("creating a run needs a conversation_id")
+        return _Stream(request.organization_id, request.conversation_id, 0, 0, stream.exists)
+
+    def _build(self, request: AppendRequest, stream: _Stream) -> list[AgentEvent]:
+        events: list[AgentEvent] = []
+        prev_hash, next_id, sequence = self.head.hash, self.head.id + 1, stream.last_sequence + 1
+        org, run, conversation, now = (
+            stream.organization_id,
+            request.run_id,
+            stream.conversation_id,
+            self._now,
+        )
+        for offset, new in enumerate(request.events):
+            event_id, seq = next_id + offset, sequence + offset
+            digest = event_hash(
+                id=event_id,
+                organization_id=org,
+                run_id=run,
+                conversation_id=conversation,
+                sequence=seq,
+                event_type=new.event_type,
+                visibility=new.visibility,
+                payload_json=new.payload_json,
+                created_at=now,
+                prev_hash=prev_hash,
+            )
+            events.append(
+                AgentEvent(
+                    event_id,
+                    org,
+                    run,
+                    conversation,
+                    seq,
+                    new.event_type,
+                    new.visibility,
+                    new.payload_json,
+                    now,
+                    prev_hash,
+                    digest,
+                )
+            )
+            prev_hash = digest
+        return events
+
+    def _remember(self, request: AppendRequest, stream: _Stream, events: list[AgentEvent]) -> None:
+        last = events[-1]
+        self._undo.append(
+            partial(self._streams.__setitem__, request.run_id, self._streams[request.run_id])
+        )
+        self._streams[request.run_id] = _Stream(
+            stream.organization_id, stream.conversation_id, last.sequence, last.id, stream.exists
+        )
+        if request.idempotency_key is not None:
+            key = (request.organization_id, request.idempotency_key)
+            self._keys[key] = (request.fingerprint(), events)
+            self._undo.append(partial(self._keys.pop, key, None))
+        self.head = Head(last.id, last.hash, last.created_at)
+        self.committed.extend(events)
+
+    def _write_streams(self, pending: list[AgentEvent]) -> None:
+        touched = {e.run_id for e in pending}
+        inserts, updates = [], []
+        for run_id in sorted(touched):
+            stream = self._streams[run_id]
+            if stream.exists:
+                updates.append((stream.last_sequence, stream.last_event_id, run_id))
+            else:
+                inserts.append(
+                    (
+                        run_id,
+                        stream.organization_id,
+                        stream.conversation_id,
+                        stream.last_sequence,
+                        stream.last_event_id,
+                    )
+                )
+                self._streams[run_id] = _Stream(
+                    stream.organization_id,
+                    stream.conversation_id,
+                    stream.last_sequence,
+                    stream.last_event_id,
+                    exists=True,
+                )
+        if inserts:
+            self.tx.executemany(
+                "INSERT INTO run_streams (run_id, organization_id, conversation_id, last_sequence, "
+                "last_event_id) VALUES (?, ?, ?, ?, ?)",
+                inserts,
+            )
+        if updates:
+            self.tx.executemany(
+                "UPDATE run_streams SET last_sequence = ?, last_event_id = ? WHERE run_id = ?",
+                updates,
+            )
+
+    def _write_keys(self, pending: list[AgentEvent]) -> None:
+        first_id = pending[0].id
+        rows = [
+            (
+                org,
+                key,
+                events[0].run_id,
+                fingerprint,
+                events[0].id,
+                events[-1].id,
+                events[-1].created_at,
+            )
+            for (org, key), (fingerprint, events) in self._keys.items()
+            if events and events[0].id >= first_id
+        ]
+        if rows:
+            self.tx.executemany(
+                "INSERT INTO idempotency_keys (organization_id, idempotency_key, run_id, "
+                "fingerprint, first_event_id, last_event_id, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+
+
+def _check_expected_sequence(request: AppendRequest, stream: _Stream) -> None:
+    expected = request.expected_sequence
+    if expected is not None and expected != stream.last_sequence:
+        raise ConcurrencyConflict(
+            f"expected sequence {expected} but run {request.run_id} is at {stream.last_sequence}",
+            run_id=request.run_id,
+            expected_sequence=expected,
+            current_sequence=stream.last_sequence,
+        )
+
+
+def _row(event: AgentEvent) -> tuple[Any, ...]:
+    return (
+        event.id,
+        event.organization_id,
+        event.run_id,
+        event.conversation_id,
+        event.sequence,
+        event.event_type,
+        event.visibility,
+        event.payload_json,
+        event.created_at,
+        event.prev_hash,
+        event.hash,
+    )
+
+
+def _utc_now() -> str:
+    return format_timestamp(datetime.now(UTC))
+
+
+def format_timestamp(moment: datetime) -> str:
+    """Fixed-width UTC ISO 8601 with microseconds: sorts as text, hashes the same everywhere."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")

@@ -1,0 +1,75 @@
+"""Every error the event store raises, in one tree.
+
+    StoreError               base of everything below
+    ├── InvalidEvent         the event is wrong: unknown type, bad payload, bad visibility
+    ├── UnknownRun           no such run in this organization (never says if it exists elsewhere)
+    ├── ConcurrencyConflict  lost an optimistic race: stale expected_sequence, run already exists
+    ├── IdempotencyMismatch  an idempotency key reused with different content
+    ├── RefusedByProjection  a projection refused the append in its transaction (see .code)
+    ├── InvalidCursor        a cursor that is malformed or beyond the head of the log
+    └── StoreUnavailable     the database failed or the store is closed; nothing acknowledged
+
+Driver errors (sqlite3, psycopg) never leave a backend module: they are translated at the boundary
+and raised ``from`` the original, so the cause stays in the traceback.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "ConcurrencyConflict",
+    "IdempotencyMismatch",
+    "InvalidCursor",
+    "InvalidEvent",
+    "RefusedByProjection",
+    "StoreError",
+    "StoreUnavailable",
+    "UnknownRun",
+]
+
+
+class StoreError(Exception):
+    """Base class. ``code`` is a stable machine-readable name; ``details`` is JSON-safe context."""
+
+    code = "store_error"
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details: dict[str, Any] = details
+
+
+class InvalidEvent(StoreError):
+    code = "invalid_event"
+
+
+class UnknownRun(StoreError):
+    code = "unknown_run"
+
+
+class ConcurrencyConflict(StoreError):
+    code = "concurrency_conflict"
+
+
+class IdempotencyMismatch(StoreError):
+    code = "idempotency_mismatch"
+
+
+class RefusedByProjection(StoreError):
+    """Raised by a projection hook to refuse one append; ``code`` may be overridden per instance."""
+
+    code = "refused"
+
+    def __init__(self, message: str, *, code: str | None = None, **details: Any) -> None:
+        super().__init__(message, **details)
+        if code is not None:
+            self.code = code
+
+
+class InvalidCursor(StoreError):
+    code = "invalid_cursor"
+
+
+class StoreUnavailable(StoreError):
+    code = "store_unavailable"

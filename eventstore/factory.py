@@ -1,0 +1,22 @@
+"""Choose a backend from a database URL: a path or ``sqlite:///path`` (default), or ``postgresql://…``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from .protocol import Projection
+from .sqlite import SQLiteEventStore
+from .store import BaseEventStore
+
+__all__ = ["open_store"]
+
+
+def open_store(
+    database: str, *, projections: Sequence[Projection] = (), **options: Any
+) -> BaseEventStore:
+    """Build (not yet open) the store for ``database``; use it as ``async with open_store(...)``."""
+    if database.startswith(("postgresql://", "postgres://")):
+        raise NotImplementedError("the PostgreSQL backend arrives with issue 5")
+    path = database.removeprefix("sqlite:///").removeprefix("sqlite://")
+    return SQLiteEventStore(path, projections=projections, **options)

@@ -1,0 +1,246 @@
+"""The event types of the log and the pydantic models of their payloads.
+
+A payload is validated and normalised (defaults filled in) before it is hashed and stored, so the
+stored JSON is the same whatever shape of the same data the caller sent. Unknown event types are
+refused unless they start with ``custom.``; a custom payload is any JSON object.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import InvalidEvent
+from .records import Visibility
+
+__all__ = [
+    "CUSTOM_PREFIX",
+    "DEFAULT_VISIBILITY",
+    "PAYLOAD_MODELS",
+    "CheckpointKind",
+    "EventType",
+    "RunStatus",
+    "normalise_payload",
+]
+
+CUSTOM_PREFIX = "custom."
+
+
+class RunStatus(enum.StrEnum):
+    QUEUED = "queued"
+    WAITING_ON_LANE = "waiting_on_lane"
+    RUNNING = "running"
+    WAITING_ON_TOOL = "waiting_on_tool"
+    WAITING_ON_CHILD = "waiting_on_child"
+    WAITING_ON_HUMAN = "waiting_on_human"
+    RESUMING = "resuming"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMED_OUT = "timed_out"
+
+
+class CheckpointKind(enum.StrEnum):
+    INPUT = "input"
+    LLM_RESPONSE = "llm_response"
+    TOOL_RESULT = "tool_result"
+    JOURNAL_UPDATE = "journal_update"
+    HUMAN_PAUSE = "human_pause"
+    FINAL = "final"
+
+
+class EventType(enum.StrEnum):
+    RUN_CREATED = "run_created"
+    RUN_STATUS_CHANGED = "run_status_changed"
+    CANCEL_REQUESTED = "cancel_requested"
+    TOOL_STARTED = "tool_started"
+    TOOL_FINISHED = "tool_finished"
+    CHECKPOINT_CREATED = "checkpoint_created"
+    JOURNAL_UPDATED = "journal_updated"
+    MESSAGE_CREATED = "message_created"
+    STEP_COMPLETED = "step_completed"
+    CHILD_RUN_STARTED = "child_run_started"
+    CHILD_RUN_FINISHED = "child_run_finished"
+    CALLBACK_ATTEMPTED = "callback_attempted"
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class RunCreated(_Payload):
+    agent_id: str = Field(min_length=1, max_length=200)
+    lane_key: str | None = Field(default=None, max_length=400)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    callback_url: str | None = Field(default=None, max_length=2000)
+    parent_run_id: str | None = None
+
+
+class RunStatusChanged(_Payload):
+    from_: RunStatus | None = Field(default=None, alias="from")
+    to: RunStatus
+    detail: str | None = None
+    stop_reason: str | None = None
+
+
+class CancelRequested(_Payload):
+    reason: str | None = None
+    requested_by: str | None = None
+
+
+class ToolStarted(_Payload):
+    tool_call_id: str = Field(min_length=1)
+    name: str = Field(min_length=1)
+    arguments: Any = None
+
+
+class ToolFinished(_Payload):
+    tool_call_id: str = Field(min_length=1)
+    name: str = Field(min_length=1)
+    status: Literal["success", "error"] = "success"
+    result: Any = None
+    error: str | None = None
+    duration_ms: float | None = Field(default=None, ge=0)
+
+
+class CheckpointCreated(_Payload):
+    checkpoint_id: str = Field(min_length=1)
+    kind: CheckpointKind
+    state: Any = None
+
+
+class JournalUpdated(_Payload):
+    objective: str | None = None
+    current_state: str | None = None
+    blockers: list[str] = Field(default_factory=list)
+    next_action: str | None = None
+    findings: list[str] = Field(default_factory=list)
+    handoff_next_action: str | None = None
+
+
+class MessageCreated(_Payload):
+    role: Literal["user", "assistant", "system", "tool"]
+    content: str
+
+
+class StepCompleted(_Payload):
+    model: str | None = None
+    prompt_tokens: int = Field(default=0, ge=0)
+    completion_tokens: int = Field(default=0, ge=0)
+    duration_ms: float | None = Field(default=None, ge=0)
+    ttft_ns: int | None = Field(default=None, ge=0)
+
+
+class ChildRunStarted(_Payload):
+    child_run_id: str = Field(min_length=1)
+    agent_id: str | None = None
+
+
+class ChildRunFinished(_Payload):
+    child_run_id: str = Field(min_length=1)
+    status: RunStatus | None = None
+    stop_reason: str | None = None
+
+
+class CallbackAttempted(_Payload):
+    attempt: int = Field(ge=1)
+    status_code: int | None = None
+    error: str | None = None
+    delivery_id: str | None = None
+
+
+PAYLOAD_MODELS: dict[str, type[_Payload]] = {
+    EventType.RUN_CREATED: RunCreated,
+    EventType.RUN_STATUS_CHANGED: RunStatusChanged,
+    EventType.CANCEL_REQUESTED: CancelRequested,
+    EventType.TOOL_STARTED: ToolStarted,
+    EventType.TOOL_FINISHED: ToolFinished,
+    EventType.CHECKPOINT_CREATED: CheckpointCreated,
+    EventType.JOURNAL_UPDATED: JournalUpdated,
+    EventType.MESSAGE_CREATED: MessageCreated,
+    EventType.STEP_COMPLETED: StepCompleted,
+    EventType.CHILD_RUN_STARTED: ChildRunStarted,
+    EventType.CHILD_RUN_FINISHED: ChildRunFinished,
+    EventType.CALLBACK_ATTEMPTED: CallbackAttempted,
+}
+
+_U, _O, _I = Visibility.USER, Visibility.OPERATOR, Visibility.INTERNAL
+DEFAULT_VISIBILITY: dict[str, Visibility] = {
+    EventType.RUN_CREATED: _U,
+    EventType.RUN_STATUS_CHANGED: _U,
+    EventType.CANCEL_REQUESTED: _U,
+    EventType.MESSAGE_CREATED: _U,
+    EventType.TOOL_STARTED: _O,
+    EventType.TOOL_FINISHED: _O,
+    EventType.JOURNAL_UPDATED: _O,
+    EventType.STEP_COMPLETED: _O,
+    EventType.CHILD_RUN_STARTED: _O,
+    EventType.CHILD_RUN_FINISHED: _O,
+    EventType.CALLBACK_ATTEMPTED: _O,
+    EventType.CHECKPOINT_CREATED: _I,
+}
+CUSTOM_DEFAULT_VISIBILITY = Visibility.OPERATOR
+
+MAX_EVENT_TYPE_LENGTH = 200
+
+
+def normalise_payload(event_type: str, payload: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate ``payload`` for ``event_type`` and return its normal form, or raise InvalidEvent."""
+    model = PAYLOAD_MODELS.get(event_type)
+    if model is not None:
+        return _validate_model(model, event_type, payload)
+    if _is_custom(event_type):
+        return _validate_custom(event_type, payload)
+    raise InvalidEvent(
+        f"unknown event_type {event_type!r}: use one of the core types or a 'custom.' prefix",
+        event_type=event_type,
+    )
+
+
+def default_visibility(event_type: str) -> Visibility:
+    return DEFAULT_VISIBILITY.get(event_type, CUSTOM_DEFAULT_VISIBILITY)
+
+
+def _is_custom(event_type: str) -> bool:
+    return (
+        event_type.startswith(CUSTOM_PREFIX)
+        and len(event_type) > len(CUSTOM_PREFIX)
+        and len(event_type) <= MAX_EVENT_TYPE_LENGTH
+        and event_type.isprintable()
+    )
+
+
+def _validate_model(model: type[_Payload], event_type: str, payload: Any) -> dict[str, Any]:
+    try:
+        instance = model.model_validate(payload)
+    except ValidationError as exc:
+        raise InvalidEvent(
+            f"invalid payload for {event_type}: {_describe(exc)}",
+            event_type=event_type,
+            errors=_error_list(exc),
+        ) from exc
+    normal: dict[str, Any] = instance.model_dump(mode="json", by_alias=True)
+    return normal
+
+
+def _validate_custom(event_type: str, payload: Any) -> dict[str, Any]:
+    if not isinstance(payload, Mapping):
+        raise InvalidEvent(f"payload of {event_type} must be a JSON object", event_type=event_type)
+    return dict(payload)
+
+
+def _describe(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "payload"
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{where}: {first['msg']}{more}"
+
+
+def _error_list(exc: ValidationError) -> list[dict[str, Any]]:
+    return [
+        {"loc": [str(p) for p in err["loc"]], "msg": err["msg"], "type": err["type"]}
+        for err in exc.errors()
+    ]

@@ -1,0 +1,145 @@
+"""Storage records: what an event is once stored, and what a caller asks to append.
+
+Records are frozen dataclasses (cheap to build from a database row); payloads are kept as their
+canonical JSON text, decoded only when someone asks for ``payload``. Streaming and exporting
+events therefore never decode and re-encode a payload.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cached_property
+from typing import Any
+
+__all__ = [
+    "GENESIS_HASH",
+    "AgentEvent",
+    "EventFilter",
+    "EventPage",
+    "NewEvent",
+    "Visibility",
+]
+
+GENESIS_HASH = "0" * 64
+"""The ``prev_hash`` of the first event in the log."""
+
+
+class Visibility(enum.IntEnum):
+    """Who may see an event. Each level includes the ones below it: user ⊂ operator ⊂ internal."""
+
+    USER = 1
+    OPERATOR = 2
+    INTERNAL = 3
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+    @classmethod
+    def parse(cls, value: str | Visibility) -> Visibility:
+        if isinstance(value, Visibility):
+            return value
+        try:
+            return cls[value.upper()]
+        except (KeyError, AttributeError):
+            raise ValueError(
+                f"visibility must be one of user, operator, internal; got {value!r}"
+            ) from None
+
+    def labels_up_to(self) -> tuple[str, ...]:
+        """The stored labels a reader at this level may see."""
+        return tuple(level.label for level in Visibility if level <= self)
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """An event a caller wants appended; validated and normalised before it reaches the writer."""
+
+    event_type: str
+    payload: Mapping[str, Any] = field(default_factory=dict)
+    visibility: str | None = None
+
+
+@dataclass(frozen=True)
+class AgentEvent:
+    """One committed event of the log, exactly as stored and hashed."""
+
+    id: int
+    organization_id: str
+    run_id: str
+    conversation_id: str
+    sequence: int
+    event_type: str
+    visibility: str
+    payload_json: str
+    created_at: str
+    prev_hash: str
+    hash: str
+
+    @cached_property
+    def payload(self) -> dict[str, Any]:
+        decoded: dict[str, Any] = json.loads(self.payload_json)
+        return decoded
+
+    @property
+    def created_at_datetime(self) -> datetime:
+        return datetime.fromisoformat(self.created_at)
+
+    @property
+    def visibility_level(self) -> Visibility:
+        return Visibility[self.visibility.upper()]
+
+    def to_json(self) -> str:
+        """The public JSON form (SSE ``data:``, exports), built without decoding the payload."""
+        return (
+            f'{{"id":{self.id},"event_type":{_quote(self.event_type)},'
+            f'"run_id":{_quote(self.run_id)},"conversation_id":{_quote(self.conversation_id)},'
+            f'"organization_id":{_quote(self.organization_id)},"sequence":{self.sequence},'
+            f'"visibility":{_quote(self.visibility)},"payload":{self.payload_json},'
+            f'"created_at":{_quote(self.created_at)},"prev_hash":{_quote(self.prev_hash)},'
+            f'"hash":{_quote(self.hash)}}}'
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        decoded: dict[str, Any] = json.loads(self.to_json())
+        return decoded
+
+
+_quote = json.encoder.encode_basestring
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    """Which events a reader wants; ``organization_id=None`` means every tenant (internal use)."""
+
+    organization_id: str | None = None
+    run_id: str | None = None
+    conversation_id: str | None = None
+    visibility: Visibility = Visibility.INTERNAL
+
+    def matches(self, event: AgentEvent) -> bool:
+        return (
+            (self.organization_id is None or event.organization_id == self.organization_id)
+            and (self.run_id is None or event.run_id == self.run_id)
+            and (self.conversation_id is None or event.conversation_id == self.conversation_id)
+            and (
+                self.visibility is Visibility.INTERNAL
+                or event.visibility in self.visibility.labels_up_to()
+            )
+        )
+
+
+@dataclass(frozen=True)
+class EventPage:
+    """A page of events and the position (event id) the reader has scanned up to.
+
+    ``position`` can be past the last event returned: a filtered read scans events it may not
+    return, and a reader resumes from ``position`` without scanning them again.
+    """
+
+    events: list[AgentEvent]
+    position: int

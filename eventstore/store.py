@@ -1,0 +1,297 @@
+"""The parts of an event store every backend shares.
+
+A backend subclasses ``BaseEventStore`` and supplies its writer backend (the synchronous side
+that runs group transactions on the writer thread), its asynchronous readers and its head query.
+Everything else (the append path, reads, the live tail, verification) is written once here, so
+the contract suite proves the same code on every backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncGenerator, Callable, Sequence
+from typing import Any, Self, TypeVar
+
+from .appending import EVENT_COLUMNS, AppendUnit, WriteContext, prepare_append
+from .chain import verify_link
+from .errors import InvalidCursor, StoreUnavailable
+from .protocol import Dialect, Projection, Row, VerifyReport
+from .records import GENESIS_HASH, AgentEvent, EventFilter, EventPage, NewEvent, Visibility
+from .tail import Broadcaster, subscribe
+from .writer import GroupCommitWriter, WriterBackend
+
+__all__ = ["BaseEventStore"]
+
+T = TypeVar("T")
+logger = logging.getLogger("runtrack.store")
+
+
+class BaseEventStore:
+    dialect: Dialect
+
+    def __init__(
+        self,
+        *,
+        projections: Sequence[Projection] = (),
+        poll_interval: float = 0.5,
+        tail_capacity: int = 20_000,
+        page_size: int = 1000,
+    ) -> None:
+        self.projections = tuple(projections)
+        self._poll_interval = poll_interval
+        self._tail_capacity = tail_capacity
+        self._page_size = page_size
+        self._writer: GroupCommitWriter | None = None
+        self._broadcaster: Broadcaster | None = None
+        self._poller: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()
+
+    # -- backend hooks -------------------------------------------------------------------------
+
+    def _writer_backend(self) -> WriterBackend:
+        raise NotImplementedError
+
+    async def _open_readers(self) -> None:
+        raise NotImplementedError
+
+    async def _close_readers(self) -> None:
+        raise NotImplementedError
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """Run a read query on a reader connection (never waits behind the writer)."""
+        raise NotImplementedError
+
+    async def _recorded_head(self) -> int:
+        """The highest id ever committed, as the database records it."""
+        raise NotImplementedError
+
+    # -- life cycle ----------------------------------------------------------------------------
+
+    async def open(self) -> Self:
+        self._writer = GroupCommitWriter(
+            self._writer_backend(), projections=self.projections, on_commit=self._on_commit
+        )
+        await self._writer.start()
+        await self._open_readers()
+        self._broadcaster = Broadcaster(await self.head(), capacity=self._tail_capacity)
+        self._poller = asyncio.create_task(self._poll(), name="runtrack-tail-poller")
+        return self
+
+    async def aclose(self) -> None:
+        if self._broadcaster is not None:
+            self._broadcaster.close()
+        for task in [self._poller, *self._background]:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if self._writer is not None:
+            await self._writer.aclose()
+        await self._close_readers()
+
+    async def __aenter__(self) -> Self:
+        return await self.open()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    # -- writing -------------------------------------------------------------------------------
+
+    async def append(
+        self,
+        organization_id: str,
+        run_id: str,
+        events: Sequence[NewEvent],
+        *,
+        expected_sequence: int | None = None,
+        idempotency_key: str | None = None,
+        conversation_id: str | None = None,
+    ) -> list[AgentEvent]:
+        request = prepare_append(
+            organization_id,
+            run_id,
+            events,
+            expected_sequence=expected_sequence,
+            idempotency_key=idempotency_key,
+            conversation_id=conversation_id,
+        )
+        return await self.transact(AppendUnit(request))
+
+    async def transact(self, unit: Callable[[WriteContext], T]) -> T:
+        """Run ``unit`` on the writer thread in the next group transaction, in its own savepoint."""
+        if self._writer is None:
+            raise StoreUnavailable("the event store is not open")
+        return await self._writer.submit(unit)
+
+    def _on_commit(self, events: list[AgentEvent], previous_head: int) -> None:
+        broadcaster = self._tail()
+        if not broadcaster.publish(events, previous_head):
+            self._spawn(broadcaster.catch_up(self._read_after, events[-1].id))
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # -- reading -------------------------------------------------------------------------------
+
+    async def head(self) -> int:
+        row = await self.fetchall("SELECT MAX(id) FROM events")
+        return int(row[0][0] or 0)
+
+    async def read(self, filter: EventFilter, *, after: int = 0, limit: int = 500) -> EventPage:
+        """Events after ``after`` in id order; ``position`` says how far the scan reached."""
+        if after < 0:
+            raise InvalidCursor("a cursor is a non-negative event id", cursor=after)
+        head = await self.head()
+        where, params = _filter_sql(filter)
+        rows = await self.fetchall(
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE id > ? AND id <= ?{where} "
+            "ORDER BY id LIMIT ?",
+            (after, head, *params, limit),
+        )
+        events = [AgentEvent(*row) for row in rows]
+        position = events[-1].id if len(events) == limit else max(head, after)
+        return EventPage(events, position)
+
+    async def read_run(
+        self,
+        organization_id: str | None,
+        run_id: str,
+        *,
+        after_sequence: int = 0,
+        limit: int = 500,
+        filter: EventFilter | None = None,
+    ) -> list[AgentEvent]:
+        flt = filter or EventFilter()
+        flt = EventFilter(organization_id, run_id, None, flt.visibility)
+        where, params = _filter_sql(flt)
+        rows = await self.fetchall(
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE sequence > ?{where} "
+            "ORDER BY sequence LIMIT ?",
+            (after_sequence, *params, limit),
+        )
+        return [AgentEvent(*row) for row in rows]
+
+    async def _read_after(self, after: int, limit: int) -> list[AgentEvent]:
+        rows = await self.fetchall(
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE id > ? ORDER BY id LIMIT ?", (after, limit)
+        )
+        return [AgentEvent(*row) for row in rows]
+
+    async def _read_page(self, flt: EventFilter, after: int, limit: int) -> EventPage:
+        return await self.read(flt, after=after, limit=limit)
+
+    def subscribe(self, filter: EventFilter, *, after: int = 0) -> AsyncGenerator[EventPage, None]:
+        """Replay every matching event after ``after``, then follow live; never skips or repeats."""
+        return subscribe(self._tail(), self._read_page, filter, after, page_size=self._page_size)
+
+    @property
+    def subscriber_count(self) -> int:
+        return self._tail().subscriber_count
+
+    def _tail(self) -> Broadcaster:
+        if self._broadcaster is None:
+            raise StoreUnavailable("the event store is not open")
+        return self._broadcaster
+
+    async def _poll(self) -> None:
+        """One poller per store: notices commits made by other processes on the same database."""
+        while True:
+            await asyncio.sleep(self._poll_interval)
+            try:
+                head = await self.head()
+                if head > self._tail().last_id:
+                    await self._tail().catch_up(self._read_after, head)
+            except StoreUnavailable:
+                return
+            except Exception:  # a failed poll must not end live delivery; the next one retries
+                logger.exception("tail poll failed")
+
+    # -- audit ---------------------------------------------------------------------------------
+
+    async def verify(self, *, run_id: str | None = None) -> VerifyReport:
+        """Walk the chain (whole log, or one run's events against it); report the first break."""
+        if run_id is not None:
+            return await self._verify_run(run_id)
+        return await self._verify_log()
+
+    async def _verify_log(self) -> VerifyReport:
+        count, prev_id, prev_hash = 0, 0, GENESIS_HASH
+        while True:
+            events = await self._read_after(prev_id, self._page_size)
+            for event in events:
+                if event.id != prev_id + 1 and count > 0:
+                    return _broken(count, prev_id, prev_hash, prev_id + 1, "this event is missing")
+                problem = verify_link(event, prev_hash)
+                if problem is not None:
+                    return _broken(count, prev_id, prev_hash, problem.event_id, problem.reason)
+                count, prev_id, prev_hash = count + 1, event.id, event.hash
+            if len(events) < self._page_size:
+                break
+        recorded = await self._recorded_head()
+        if recorded > prev_id:
+            return _broken(
+                count, prev_id, prev_hash, prev_id + 1, "events at the end of the log are missing"
+            )
+        return VerifyReport(True, count, prev_id, prev_hash)
+
+    async def _verify_run(self, run_id: str) -> VerifyReport:
+        count, sequence, last_id, last_hash = 0, 0, 0, GENESIS_HASH
+        while True:
+            events = await self.read_run(
+                None, run_id, after_sequence=sequence, limit=self._page_size
+            )
+            predecessors = await self._hashes_of([e.id - 1 for e in events])
+            for event in events:
+                if event.sequence != sequence + 1:
+                    return _broken(
+                        count,
+                        last_id,
+                        last_hash,
+                        event.id,
+                        "a run event before this one is missing",
+                    )
+                problem = verify_link(event, predecessors.get(event.id - 1, GENESIS_HASH))
+                if problem is not None:
+                    return _broken(count, last_id, last_hash, problem.event_id, problem.reason)
+                count, sequence, last_id, last_hash = (
+                    count + 1,
+                    event.sequence,
+                    event.id,
+                    event.hash,
+                )
+            if len(events) < self._page_size:
+                return VerifyReport(True, count, last_id, last_hash)
+
+    async def _hashes_of(self, ids: list[int]) -> dict[int, str]:
+        wanted = [i for i in ids if i > 0]
+        if not wanted:
+            return {}
+        marks = ", ".join("?" for _ in wanted)
+        rows = await self.fetchall(f"SELECT id, hash FROM events WHERE id IN ({marks})", wanted)
+        return {int(row[0]): str(row[1]) for row in rows}
+
+
+def _broken(count: int, head_id: int, head_hash: str, bad_id: int, reason: str) -> VerifyReport:
+    return VerifyReport(False, count, head_id, head_hash, first_bad_event_id=bad_id, reason=reason)
+
+
+def _filter_sql(flt: EventFilter) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    for column, value in (
+        ("organization_id", flt.organization_id),
+        ("run_id", flt.run_id),
+        ("conversation_id", flt.conversation_id),
+    ):
+        if value is not None:
+            clauses.append(f" AND {column} = ?")
+            params.append(value)
+    if flt.visibility is not Visibility.INTERNAL:
+        labels = flt.visibility.labels_up_to()
+        clauses.append(f" AND visibility IN ({', '.join('?' for _ in labels)})")
+        params.extend(labels)
+    return "".join(clauses), params

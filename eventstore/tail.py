@@ -1,0 +1,196 @@
+"""The live tail: one in-memory fan-out per store, never a poller per subscriber.
+
+The writer publishes each committed group here (in commit order). The broadcaster keeps the most
+recent events in a buffer indexed by id and wakes only the subscribers whose channel (run,
+conversation, organization, firehose) an event touches. A subscriber always works from its own
+cursor: it reads the buffer when the buffer still covers its cursor, and the database otherwise.
+Because ids are commit-ordered and the cursor only moves forward, the hand-off from replay to
+live can neither skip nor repeat an event, whatever the interleaving.
+
+Events committed by another process (a second server, a CLI on the same file) reach the buffer
+through ``catch_up``: the store's single poller (or a PostgreSQL notification) calls it, and it
+reads what is missing from the database in id order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
+from dataclasses import dataclass
+
+from .records import AgentEvent, EventFilter, EventPage
+
+__all__ = ["Broadcaster", "ChannelKey", "subscribe"]
+
+ChannelKey = tuple[str, ...]
+ReadPage = Callable[[EventFilter, int, int], Awaitable[EventPage]]
+ReadAfter = Callable[[int, int], Awaitable[list[AgentEvent]]]
+
+
+def channel_of(flt: EventFilter) -> ChannelKey:
+    """The narrowest channel that carries every event ``flt`` can match."""
+    if flt.run_id is not None:
+        return ("run", flt.run_id)
+    if flt.conversation_id is not None:
+        return ("conversation", flt.conversation_id)
+    if flt.organization_id is not None:
+        return ("organization", flt.organization_id)
+    return ("all",)
+
+
+def _channels_of(event: AgentEvent) -> Iterable[ChannelKey]:
+    yield ("run", event.run_id)
+    yield ("conversation", event.conversation_id)
+    yield ("organization", event.organization_id)
+    yield ("all",)
+
+
+@dataclass(eq=False)
+class _Waiter:
+    channel: ChannelKey
+    event: asyncio.Event
+
+
+class Broadcaster:
+    """Recent committed events, in id order, and the subscribers waiting for more."""
+
+    def __init__(self, head: int, *, capacity: int = 20_000) -> None:
+        self._ids: list[int] = []
+        self._events: list[AgentEvent] = []
+        self._covered_after = head  # every committed event with id > this is in the buffer
+        self._last_id = head
+        self._capacity = capacity
+        self._waiters: dict[ChannelKey, set[_Waiter]] = {}
+        self._lock = asyncio.Lock()
+        self._closed = False
+
+    @property
+    def last_id(self) -> int:
+        return self._last_id
+
+    @property
+    def subscriber_count(self) -> int:
+        return sum(len(waiters) for waiters in self._waiters.values())
+
+    def covers(self, cursor: int) -> bool:
+        return cursor >= self._covered_after
+
+    def publish(self, events: list[AgentEvent], previous_head: int) -> bool:
+        """Add events committed after ``previous_head``; False when a gap must be read first."""
+        if previous_head > self._last_id:
+            return False
+        self._append_fresh(events)
+        return True
+
+    async def catch_up(self, read_after: ReadAfter, target: int | None = None) -> None:
+        """Read from the database every committed event the buffer lacks (up to ``target``)."""
+        async with self._lock:
+            while target is None or self._last_id < target:
+                events = await read_after(self._last_id, 1000)
+                if not events:
+                    return
+                self._append_fresh(events)  # a publish may have run while we read
+
+    async def publish_or_catch_up(
+        self, events: list[AgentEvent], previous_head: int, read_after: ReadAfter
+    ) -> None:
+        if not self.publish(events, previous_head):
+            await self.catch_up(read_after, events[-1].id)
+
+    def since(self, cursor: int, flt: EventFilter) -> EventPage:
+        """Buffered events after ``cursor`` that ``flt`` matches; position is the buffer's end."""
+        start = bisect.bisect_right(self._ids, cursor)
+        matched = [e for e in self._events[start:] if flt.matches(e)]
+        return EventPage(matched, max(cursor, self._last_id))
+
+    def register(self, channel: ChannelKey) -> _Waiter:
+        waiter = _Waiter(channel, asyncio.Event())
+        self._waiters.setdefault(channel, set()).add(waiter)
+        return waiter
+
+    def unregister(self, waiter: _Waiter) -> None:
+        waiters = self._waiters.get(waiter.channel)
+        if waiters is not None:
+            waiters.discard(waiter)
+            if not waiters:
+                del self._waiters[waiter.channel]
+
+    def close(self) -> None:
+        """Wake everyone so that subscribers notice the store is closing."""
+        self._closed = True
+        for waiters in self._waiters.values():
+            for waiter in waiters:
+                waiter.event.set()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _append_fresh(self, events: list[AgentEvent]) -> None:
+        fresh = [e for e in events if e.id > self._last_id]
+        if fresh:
+            self._append(fresh)
+
+    def _append(self, events: list[AgentEvent]) -> None:
+        self._ids.extend(e.id for e in events)
+        self._events.extend(events)
+        self._last_id = events[-1].id
+        self._trim()
+        self._wake(events)
+
+    def _trim(self) -> None:
+        excess = len(self._events) - self._capacity
+        if excess > self._capacity // 4:  # trim in chunks: deleting a list prefix is O(n)
+            self._covered_after = self._ids[excess - 1]
+            del self._ids[:excess]
+            del self._events[:excess]
+
+    def _wake(self, events: list[AgentEvent]) -> None:
+        touched: set[ChannelKey] = set()
+        for event in events:
+            touched.update(_channels_of(event))
+        for channel in touched:
+            for waiter in self._waiters.get(channel, ()):
+                waiter.event.set()
+
+
+async def subscribe(
+    broadcaster: Broadcaster,
+    read_page: ReadPage,
+    flt: EventFilter,
+    after: int,
+    *,
+    page_size: int = 1000,
+    poll_interval: float | None = None,
+) -> AsyncGenerator[EventPage, None]:
+    """Replay from ``after`` then follow live; yields pages whose positions strictly increase.
+
+    A page may carry no events but a higher position (everything it scanned was filtered out):
+    a consumer can move its cursor without receiving what it may not see.
+    """
+    cursor = after
+    waiter = broadcaster.register(channel_of(flt))
+    try:
+        while not broadcaster.closed:
+            waiter.event.clear()  # before looking: a publish from here on wakes the wait below
+            if broadcaster.covers(cursor):
+                page = broadcaster.since(cursor, flt)
+            else:
+                page = await read_page(flt, cursor, page_size)
+            if page.position > cursor:
+                cursor = page.position
+                yield page
+            else:
+                await _wait(waiter.event, poll_interval)
+    finally:
+        broadcaster.unregister(waiter)
+
+
+async def _wait(event: asyncio.Event, poll_interval: float | None) -> None:
+    if poll_interval is None:
+        await event.wait()
+        return
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), poll_interval)

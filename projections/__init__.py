@@ -1,0 +1,1 @@
+"""Run semantics: lifecycle, fold, read models, queries."""

@@ -1,0 +1,30 @@
+"""A child process for the durability test: appends forever, printing each acknowledged id."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from eventstore import NewEvent, SQLiteEventStore
+
+
+async def main(path: str) -> None:
+    async with SQLiteEventStore(path) as store:
+        for n in range(8):
+            await store.append(
+                "org",
+                f"run-{n}",
+                [NewEvent("run_created", {"agent_id": "a"})],
+                conversation_id="conv",
+            )
+
+        async def appender(n: int) -> None:
+            while True:
+                events = await store.append("org", f"run-{n}", [NewEvent("custom.tick", {"n": n})])
+                print(events[-1].id, flush=True)
+
+        await asyncio.gather(*(appender(n) for n in range(8)))
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1]))
