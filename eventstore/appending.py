@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 from .chain import canonical_json, event_hash
 from .errors import ConcurrencyConflict, IdempotencyMismatch, InvalidEvent, UnknownRun
@@ -132,8 +132,7 @@ def _check_identifier(name: str, value: object) -> None:
         raise InvalidEvent(f"{name} must not contain control characters")
 
 
-@dataclass
-class Head:
+class Head(NamedTuple):
     """The last event of the log as the writer sees it inside its transaction."""
 
     id: int
@@ -141,8 +140,9 @@ class Head:
     created_at: str
 
 
-@dataclass(frozen=True)
-class _Stream:
+class _Stream(NamedTuple):
+    """A run's head as the writer sees it (named tuples: built once per append on the hot path)."""
+
     organization_id: str
     conversation_id: str
     last_sequence: int
@@ -150,8 +150,7 @@ class _Stream:
     exists: bool  # already in run_streams when the group began
 
 
-@dataclass(frozen=True)
-class _Mark:
+class _Mark(NamedTuple):
     head: Head
     committed: int
     undo: int

@@ -21,11 +21,17 @@ __all__ = ["ChainBreak", "canonical_json", "event_hash", "verify_link"]
 _quote = json.encoder.encode_basestring
 
 
+_CANONICAL = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
+
+
 def canonical_json(value: Any) -> str:
-    """The one JSON form used for payloads and hashing."""
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    )
+    """The one JSON form used for payloads and hashing.
+
+    One prebuilt encoder: ``json.dumps`` with arguments builds a new encoder on every call.
+    """
+    return _CANONICAL.encode(value)
 
 
 def event_hash(
