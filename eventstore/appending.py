@@ -39,6 +39,11 @@ EVENT_COLUMNS = (
 )
 
 
+def event_columns(alias: str) -> str:
+    """``EVENT_COLUMNS`` qualified by a table alias, for joins."""
+    return ", ".join(f"{alias}.{column.strip()}" for column in EVENT_COLUMNS.split(","))
+
+
 @dataclass(frozen=True)
 class PreparedEvent:
     event_type: str

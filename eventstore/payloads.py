@@ -11,7 +11,7 @@ import enum
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import InvalidEvent
 from .records import Visibility
@@ -20,9 +20,11 @@ __all__ = [
     "CUSTOM_PREFIX",
     "DEFAULT_VISIBILITY",
     "PAYLOAD_MODELS",
+    "STATUS_FOR_STOP_REASON",
     "CheckpointKind",
     "EventType",
     "RunStatus",
+    "StopReason",
     "normalise_payload",
 ]
 
@@ -41,6 +43,41 @@ class RunStatus(enum.StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     TIMED_OUT = "timed_out"
+
+
+class StopReason(enum.StrEnum):
+    END_TURN = "end_turn"
+    MAX_STEPS = "max_steps"
+    TOOL_RULE = "tool_rule"
+    REQUIRES_APPROVAL = "requires_approval"
+    ERROR = "error"
+    LLM_API_ERROR = "llm_api_error"
+    INVALID_LLM_RESPONSE = "invalid_llm_response"
+    INVALID_TOOL_CALL = "invalid_tool_call"
+    NO_TOOL_CALL = "no_tool_call"
+    MAX_TOKENS_EXCEEDED = "max_tokens_exceeded"
+    CANCELLED = "cancelled"
+    TIMED_OUT = "timed_out"
+    QUEUE_TIMEOUT = "queue_timeout"
+
+
+_S, _R = StopReason, RunStatus
+STATUS_FOR_STOP_REASON: dict[StopReason, RunStatus] = {
+    _S.END_TURN: _R.COMPLETED,
+    _S.MAX_STEPS: _R.COMPLETED,
+    _S.TOOL_RULE: _R.COMPLETED,
+    _S.REQUIRES_APPROVAL: _R.COMPLETED,
+    _S.ERROR: _R.FAILED,
+    _S.LLM_API_ERROR: _R.FAILED,
+    _S.INVALID_LLM_RESPONSE: _R.FAILED,
+    _S.INVALID_TOOL_CALL: _R.FAILED,
+    _S.NO_TOOL_CALL: _R.FAILED,
+    _S.MAX_TOKENS_EXCEEDED: _R.FAILED,
+    _S.QUEUE_TIMEOUT: _R.FAILED,
+    _S.CANCELLED: _R.CANCELLED,
+    _S.TIMED_OUT: _R.TIMED_OUT,
+}
+"""The terminal status each stop reason implies (the reference systems' mapping, plus ours)."""
 
 
 class CheckpointKind(enum.StrEnum):
@@ -80,10 +117,28 @@ class RunCreated(_Payload):
 
 
 class RunStatusChanged(_Payload):
+    """A status change; ``to`` may be left out when ``stop_reason`` implies it."""
+
     from_: RunStatus | None = Field(default=None, alias="from")
-    to: RunStatus
-    detail: str | None = None
-    stop_reason: str | None = None
+    to: RunStatus | None = None
+    detail: str | None = Field(default=None, max_length=4000)
+    stop_reason: StopReason | None = None
+
+    @model_validator(mode="after")
+    def _target_follows_stop_reason(self) -> RunStatusChanged:
+        if self.stop_reason is None:
+            if self.to is None:
+                raise ValueError("give 'to' (the new status) or a 'stop_reason'")
+            return self
+        implied = STATUS_FOR_STOP_REASON[self.stop_reason]
+        if self.to is None:
+            return self.model_copy(update={"to": implied})
+        if self.to is not implied:
+            raise ValueError(
+                f"stop_reason {self.stop_reason.value} ends a run as {implied.value}, "
+                f"not {self.to.value}"
+            )
+        return self
 
 
 class CancelRequested(_Payload):

@@ -47,8 +47,10 @@ class Transaction(Protocol):
 class Projection(Protocol):
     """A read model kept in the same transaction as the events it is built from.
 
-    ``apply`` runs on the writer thread, inside the append's savepoint, before the events are
+    ``apply`` runs on the writer thread, inside the append's transaction, before the events are
     inserted: raising a ``StoreError`` refuses that append alone (nothing of it is written).
+    A projection that sets ``refuses_before_writing = True`` promises to raise only before its
+    first write; the writer then skips the per-append savepoint (a measurable cost).
     """
 
     name: str

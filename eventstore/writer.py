@@ -94,6 +94,7 @@ class GroupCommitWriter:
     ) -> None:
         self._backend = backend
         self._projections = tuple(projections)
+        self._appends_need_savepoints = _appends_need_savepoints(self._projections)
         self._on_commit = on_commit
         self._max_group = max_group
         self._queue: list[_Pending] = []
@@ -193,7 +194,7 @@ class GroupCommitWriter:
     def _run_unit(self, context: WriteContext, unit: Unit, isolated: bool) -> tuple[bool, Any]:
         """Run one unit; only units that may write SQL themselves need a savepoint."""
         backend = self._backend
-        guarded = isolated or bool(self._projections) or not isinstance(unit, AppendUnit)
+        guarded = isolated or self._appends_need_savepoints or not isinstance(unit, AppendUnit)
         mark = context.mark()
         if guarded:
             backend.savepoint()
@@ -212,6 +213,14 @@ class GroupCommitWriter:
 
     async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
+
+
+def _appends_need_savepoints(projections: Sequence[Projection]) -> bool:
+    """A plain append needs no savepoint when nothing can write before refusing it: no
+    projection, or a single one that does all its checks before its first write."""
+    if not projections:
+        return False
+    return len(projections) > 1 or not getattr(projections[0], "refuses_before_writing", False)
 
 
 def _as_store_error(backend: WriterBackend, exc: Exception) -> BaseException:

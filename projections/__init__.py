@@ -1,1 +1,52 @@
-"""Run semantics: lifecycle, fold, read models, queries."""
+"""Run semantics: the lifecycle, the fold, read models kept in the append's transaction,
+commands, queries and rebuild."""
+
+from __future__ import annotations
+
+from .commands import Claim, RunCommands, new_run_id
+from .errors import IllegalTransition, LaneBusy, ResumeRefused, RunTerminal
+from .lifecycle import (
+    ACTIVE,
+    CLAIMABLE,
+    TERMINAL,
+    TRANSITIONS,
+    RunStatus,
+    StopReason,
+    allowed_targets,
+    check_transition,
+    resume_available,
+)
+from .queries import RunFilter, RunPage, RunQueries, Usage
+from .readmodel import RunProjection
+from .rebuild import RebuildReport, check, rebuild
+from .state import RunState, evolve, fold
+
+__all__ = [
+    "ACTIVE",
+    "CLAIMABLE",
+    "TERMINAL",
+    "TRANSITIONS",
+    "Claim",
+    "IllegalTransition",
+    "LaneBusy",
+    "RebuildReport",
+    "ResumeRefused",
+    "RunCommands",
+    "RunFilter",
+    "RunPage",
+    "RunProjection",
+    "RunQueries",
+    "RunState",
+    "RunStatus",
+    "RunTerminal",
+    "StopReason",
+    "Usage",
+    "allowed_targets",
+    "check",
+    "check_transition",
+    "evolve",
+    "fold",
+    "new_run_id",
+    "rebuild",
+    "resume_available",
+]

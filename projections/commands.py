@@ -1,0 +1,430 @@
+"""Commands: read a run's state and append, atomically, as write units of the store.
+
+Each command is a ``WriteContext`` unit: it runs on the writer thread inside the group
+transaction, reads the read model there (which the projection keeps in that same transaction)
+and appends. Two commands can never interleave between their read and their append, so a
+command never appends an illegal transition, however many race.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from eventstore import (
+    AgentEvent,
+    EventType,
+    NewEvent,
+    UnknownRun,
+    WriteContext,
+    prepare_append,
+)
+from eventstore.appending import EVENT_COLUMNS, event_columns, format_timestamp
+from eventstore.payloads import RunStatus, normalise_payload
+from eventstore.store import BaseEventStore
+
+from .errors import ResumeRefused, RunTerminal
+from .lifecycle import ACTIVE, CLAIMABLE, TERMINAL
+from .readmodel import load_state
+from .state import RunState
+
+__all__ = ["Claim", "RunCommands", "new_run_id"]
+
+_ACTIVE = tuple(sorted(s.value for s in ACTIVE))
+_WAITING = (RunStatus.QUEUED.value, RunStatus.WAITING_ON_LANE.value)
+
+
+def new_run_id() -> str:
+    return f"run-{uuid.uuid4().hex}"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What a worker gets with a claimed run: the run, its latest checkpoint, its tool results."""
+
+    run: RunState
+    checkpoint: AgentEvent | None
+    tool_results: list[AgentEvent]
+
+
+class RunCommands:
+    def __init__(self, store: BaseEventStore) -> None:
+        self._store = store
+
+    async def create(
+        self,
+        organization_id: str,
+        agent_id: str,
+        *,
+        conversation_id: str | None = None,
+        lane_key: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        callback_url: str | None = None,
+        parent_run_id: str | None = None,
+        message: str | None = None,
+        run_id: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> RunState:
+        """Create a queued run (``waiting_on_lane`` when its lane has an active run)."""
+        run_id = run_id or new_run_id()
+        conversation_id = conversation_id or f"conv-{uuid.uuid4().hex}"
+        created = NewEvent(
+            EventType.RUN_CREATED,
+            {
+                "agent_id": agent_id,
+                "lane_key": lane_key or f"conversation:{conversation_id}",
+                "metadata": dict(metadata or {}),
+                "callback_url": callback_url,
+                "parent_run_id": parent_run_id,
+            },
+        )
+        events = [created]
+        if message is not None:
+            events.append(NewEvent(EventType.MESSAGE_CREATED, {"role": "user", "content": message}))
+        request = prepare_append(
+            organization_id,
+            run_id,
+            events,
+            conversation_id=conversation_id,
+            idempotency_key=idempotency_key,
+        )
+        lane = lane_key or f"conversation:{conversation_id}"
+
+        def unit(context: WriteContext) -> RunState:
+            context.append(request)
+            if _lane_holder(context, lane, run_id) is not None:
+                _change(
+                    context,
+                    organization_id,
+                    run_id,
+                    RunStatus.WAITING_ON_LANE,
+                    detail="another run of this lane is active",
+                )
+            return _state(context, organization_id, run_id)
+
+        return await self._store.transact(unit)
+
+    async def append(
+        self,
+        organization_id: str,
+        run_id: str,
+        events: Sequence[NewEvent],
+        *,
+        expected_sequence: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> list[AgentEvent]:
+        """Append a worker's events; status changes get their ``from`` filled in."""
+
+        def unit(context: WriteContext) -> list[AgentEvent]:
+            state = _state(context, organization_id, run_id)
+            request = prepare_append(
+                organization_id,
+                run_id,
+                _with_from(state.status, events),
+                expected_sequence=expected_sequence,
+                idempotency_key=idempotency_key,
+            )
+            return context.append(request)
+
+        return await self._store.transact(unit)
+
+    async def change_status(
+        self,
+        organization_id: str,
+        run_id: str,
+        to: RunStatus | None = None,
+        *,
+        stop_reason: str | None = None,
+        detail: str | None = None,
+    ) -> RunState:
+        payload = {"to": to, "stop_reason": stop_reason, "detail": detail}
+        event = NewEvent(EventType.RUN_STATUS_CHANGED, payload)
+
+        def unit(context: WriteContext) -> RunState:
+            state = _state(context, organization_id, run_id)
+            request = prepare_append(organization_id, run_id, _with_from(state.status, [event]))
+            context.append(request)
+            return _state(context, organization_id, run_id)
+
+        return await self._store.transact(unit)
+
+    async def cancel(
+        self, organization_id: str, run_id: str, *, reason: str | None = None
+    ) -> RunState:
+        """Flag a live run for cancellation; a run no worker holds is cancelled at once."""
+
+        def unit(context: WriteContext) -> RunState:
+            state = _state(context, organization_id, run_id)
+            if state.status in TERMINAL:
+                raise RunTerminal(
+                    f"run {run_id} is already {state.status.value}",
+                    run_id=run_id,
+                    current_status=state.status.value,
+                )
+            if not state.cancel_requested:
+                _append(
+                    context,
+                    organization_id,
+                    run_id,
+                    NewEvent(EventType.CANCEL_REQUESTED, {"reason": reason}),
+                )
+            if state.status in (RunStatus.QUEUED, RunStatus.WAITING_ON_LANE):
+                _change(
+                    context,
+                    organization_id,
+                    run_id,
+                    RunStatus.CANCELLED,
+                    stop_reason="cancelled",
+                    detail=reason or "cancelled before it started",
+                )
+            return _state(context, organization_id, run_id)
+
+        return await self._store.transact(unit)
+
+    async def resume(self, organization_id: str, run_id: str) -> RunState:
+        """Move a failed or timed-out run to ``resuming``, when its checkpoint allows it."""
+
+        def unit(context: WriteContext) -> RunState:
+            state = _state(context, organization_id, run_id)
+            _check_resumable(state)
+            _change(
+                context,
+                organization_id,
+                run_id,
+                RunStatus.RESUMING,
+                detail=f"resuming from checkpoint {state.checkpoint_id}",
+            )
+            return _state(context, organization_id, run_id)
+
+        return await self._store.transact(unit)
+
+    async def heartbeat(
+        self, organization_id: str, run_id: str, *, worker_id: str | None = None
+    ) -> RunState:
+        """Record liveness without appending to the log; returns the run (and its cancel flag)."""
+
+        def unit(context: WriteContext) -> RunState:
+            state = _state(context, organization_id, run_id)
+            _touch(context, run_id, worker_id)
+            return state
+
+        return await self._store.transact(unit)
+
+    async def claim(
+        self,
+        organization_id: str,
+        worker_id: str,
+        *,
+        agent_id: str | None = None,
+        lane_key: str | None = None,
+    ) -> Claim | None:
+        """Atomically start the oldest claimable run whose lane is free; None when there is none."""
+
+        def unit(context: WriteContext) -> Claim | None:
+            run_id = _claimable(context, organization_id, agent_id, lane_key)
+            if run_id is None:
+                return None
+            _change(
+                context,
+                organization_id,
+                run_id,
+                RunStatus.RUNNING,
+                detail=f"claimed by {worker_id}",
+            )
+            _touch(context, run_id, worker_id)
+            state = _state(context, organization_id, run_id)
+            _hold_back_lane(context, organization_id, state.lane_key, run_id)
+            return _claim_bundle(context, state)
+
+        return await self._store.transact(unit)
+
+    async def record_tool_result(
+        self,
+        organization_id: str,
+        run_id: str,
+        payload: Mapping[str, Any],
+    ) -> tuple[AgentEvent, bool]:
+        """Record a tool call's result once; a repeat returns the recorded one (``True``)."""
+        event = NewEvent(EventType.TOOL_FINISHED, dict(payload))
+        request = prepare_append(organization_id, run_id, [event])
+        call_id = str(json.loads(request.events[0].payload_json)["tool_call_id"])
+
+        def unit(context: WriteContext) -> tuple[AgentEvent, bool]:
+            _state(context, organization_id, run_id)
+            recorded = _recorded_tool_result(context, run_id, call_id)
+            if recorded is not None:
+                return recorded, True
+            return context.append(request)[0], False
+
+        return await self._store.transact(unit)
+
+
+def _state(context: WriteContext, organization_id: str, run_id: str) -> RunState:
+    state = load_state(context.tx, run_id)
+    if state is None or state.organization_id != organization_id:
+        raise UnknownRun(f"run {run_id} not found", run_id=run_id)
+    return state
+
+
+def _with_from(status: RunStatus, events: Sequence[NewEvent]) -> list[NewEvent]:
+    """Fill ``from`` in each status change with the status the run will have reached."""
+    filled: list[NewEvent] = []
+    for event in events:
+        if event.event_type == EventType.RUN_STATUS_CHANGED and isinstance(event.payload, Mapping):
+            payload = {**event.payload, "from": status.value}
+            filled.append(NewEvent(event.event_type, payload, event.visibility))
+            status = _target(payload, status)
+        else:
+            filled.append(event)
+    return filled
+
+
+def _target(payload: Mapping[str, Any], current: RunStatus) -> RunStatus:
+    try:
+        return RunStatus(normalise_payload(EventType.RUN_STATUS_CHANGED, payload)["to"])
+    except Exception:  # the append itself reports the invalid payload
+        return current
+
+
+def _append(context: WriteContext, organization_id: str, run_id: str, *events: NewEvent) -> None:
+    context.append(prepare_append(organization_id, run_id, list(events)))
+
+
+def _change(
+    context: WriteContext,
+    organization_id: str,
+    run_id: str,
+    to: RunStatus,
+    *,
+    stop_reason: str | None = None,
+    detail: str | None = None,
+) -> None:
+    state = _state(context, organization_id, run_id)
+    payload = {
+        "from": state.status.value,
+        "to": to.value,
+        "stop_reason": stop_reason,
+        "detail": detail,
+    }
+    _append(context, organization_id, run_id, NewEvent(EventType.RUN_STATUS_CHANGED, payload))
+
+
+def _lane_holder(context: WriteContext, lane_key: str, run_id: str) -> str | None:
+    row = context.tx.fetchone(
+        f"SELECT run_id FROM runs WHERE lane_key = ? AND status IN ({_marks(_ACTIVE)}) "
+        "AND run_id <> ? LIMIT 1",
+        (lane_key, *_ACTIVE, run_id),
+    )
+    return None if row is None else str(row[0])
+
+
+def _claimable(
+    context: WriteContext, organization_id: str, agent_id: str | None, lane_key: str | None
+) -> str | None:
+    """The oldest claimable run whose lane is free and which is first in its lane's queue."""
+    claimable = tuple(sorted(s.value for s in CLAIMABLE))
+    filters, params = "", list[str]()
+    if agent_id is not None:
+        filters, params = filters + " AND r.agent_id = ?", [*params, agent_id]
+    if lane_key is not None:
+        filters, params = filters + " AND r.lane_key = ?", [*params, lane_key]
+    row = context.tx.fetchone(
+        f"SELECT r.run_id FROM runs r WHERE r.organization_id = ? "
+        f"AND r.status IN ({_marks(claimable)}){filters} "
+        f"AND (r.status = ? OR NOT EXISTS (SELECT 1 FROM runs a WHERE a.lane_key = r.lane_key "
+        f"AND a.status IN ({_marks(_ACTIVE)}))) "
+        f"AND NOT EXISTS (SELECT 1 FROM runs o WHERE o.lane_key = r.lane_key "
+        f"AND o.status IN ({_marks(_WAITING)}) AND o.created_event_id < r.created_event_id) "
+        "ORDER BY r.created_event_id LIMIT 1",
+        (organization_id, *claimable, *params, RunStatus.RESUMING.value, *_ACTIVE, *_WAITING),
+    )
+    return None if row is None else str(row[0])
+
+
+def _hold_back_lane(
+    context: WriteContext, organization_id: str, lane_key: str, running: str
+) -> None:
+    """Queued runs behind a run that just became active now wait on their lane."""
+    rows = context.tx.fetchall(
+        "SELECT run_id FROM runs WHERE lane_key = ? AND status = ? AND run_id <> ? "
+        "ORDER BY created_event_id",
+        (lane_key, RunStatus.QUEUED.value, running),
+    )
+    for (run_id,) in rows:
+        _change(
+            context,
+            organization_id,
+            run_id,
+            RunStatus.WAITING_ON_LANE,
+            detail=f"waiting for run {running}",
+        )
+
+
+def _touch(context: WriteContext, run_id: str, worker_id: str | None) -> None:
+    context.tx.execute(
+        "INSERT INTO run_liveness (run_id, last_heartbeat_at, worker_id) VALUES (?, ?, ?) "
+        "ON CONFLICT (run_id) DO UPDATE SET last_heartbeat_at = excluded.last_heartbeat_at, "
+        "worker_id = COALESCE(excluded.worker_id, run_liveness.worker_id)",
+        (run_id, _now(), worker_id),
+    )
+
+
+def _check_resumable(state: RunState) -> None:
+    if state.status is RunStatus.CANCELLED:
+        raise ResumeRefused(
+            "a cancelled run never resumes", run_id=state.run_id, current_status=state.status.value
+        )
+    if state.status not in (RunStatus.FAILED, RunStatus.TIMED_OUT):
+        raise ResumeRefused(
+            f"only failed or timed-out runs resume; run {state.run_id} is {state.status.value}",
+            run_id=state.run_id,
+            current_status=state.status.value,
+        )
+    if not state.resume_available:
+        kind = state.checkpoint_kind or "none"
+        raise ResumeRefused(
+            f"run {state.run_id} has no resumable checkpoint (latest: {kind})",
+            run_id=state.run_id,
+            current_status=state.status.value,
+            checkpoint_kind=kind,
+        )
+
+
+def _claim_bundle(context: WriteContext, state: RunState) -> Claim:
+    context.flush()  # the claim reads the events table: write the group's buffered events first
+    checkpoint = None
+    if state.checkpoint_id is not None:
+        row = context.tx.fetchone(
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE run_id = ? AND event_type = ? "
+            "ORDER BY sequence DESC LIMIT 1",
+            (state.run_id, EventType.CHECKPOINT_CREATED.value),
+        )
+        checkpoint = None if row is None else AgentEvent(*row)
+    rows = context.tx.fetchall(
+        f"SELECT {event_columns('e')} FROM tool_results t JOIN events e ON e.id = t.event_id "
+        "WHERE t.run_id = ? ORDER BY e.id",
+        (state.run_id,),
+    )
+    return Claim(state, checkpoint, [AgentEvent(*row) for row in rows])
+
+
+def _recorded_tool_result(context: WriteContext, run_id: str, call_id: str) -> AgentEvent | None:
+    context.flush()
+    row = context.tx.fetchone(
+        f"SELECT {event_columns('e')} FROM tool_results t JOIN events e ON e.id = t.event_id "
+        "WHERE t.run_id = ? AND t.tool_call_id = ?",
+        (run_id, call_id),
+    )
+    return None if row is None else AgentEvent(*row)
+
+
+def _marks(values: Sequence[object]) -> str:
+    return ", ".join("?" for _ in values)
+
+
+def _now() -> str:
+    return format_timestamp(datetime.now(UTC))

@@ -1,0 +1,102 @@
+"""The run lifecycle as data: statuses, the transition table, stop reasons, resume rules.
+
+Everything that decides whether a status change is allowed reads this module; nothing else holds
+a list of statuses. ``docs/lifecycle.md`` draws the table.
+"""
+
+from __future__ import annotations
+
+from eventstore.payloads import STATUS_FOR_STOP_REASON, CheckpointKind, RunStatus, StopReason
+
+from .errors import IllegalTransition
+
+__all__ = [
+    "ACTIVE",
+    "CLAIMABLE",
+    "RESUMABLE_CHECKPOINTS",
+    "STATUS_FOR_STOP_REASON",
+    "TERMINAL",
+    "TRANSITIONS",
+    "RunStatus",
+    "StopReason",
+    "allowed_targets",
+    "check_transition",
+    "resume_available",
+]
+
+S = RunStatus
+
+TERMINAL = frozenset({S.COMPLETED, S.FAILED, S.CANCELLED, S.TIMED_OUT})
+"""Runs that have ended."""
+
+ACTIVE = frozenset({S.RUNNING, S.WAITING_ON_TOOL, S.WAITING_ON_CHILD, S.RESUMING})
+"""Runs that hold their lane: at most one per lane."""
+
+CLAIMABLE = frozenset({S.QUEUED, S.WAITING_ON_LANE, S.RESUMING})
+"""Runs a worker may claim (a resuming run already holds its lane and waits for a worker)."""
+
+_ENDINGS = frozenset({S.COMPLETED, S.FAILED, S.CANCELLED, S.TIMED_OUT})
+
+TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
+    S.QUEUED: frozenset({S.WAITING_ON_LANE, S.RUNNING, S.CANCELLED, S.FAILED}),
+    S.WAITING_ON_LANE: frozenset({S.QUEUED, S.RUNNING, S.CANCELLED, S.FAILED}),
+    S.RUNNING: frozenset({S.WAITING_ON_TOOL, S.WAITING_ON_CHILD, S.WAITING_ON_HUMAN} | _ENDINGS),
+    S.WAITING_ON_TOOL: frozenset({S.RUNNING, S.WAITING_ON_HUMAN} | _ENDINGS),
+    S.WAITING_ON_CHILD: frozenset({S.RUNNING} | _ENDINGS),
+    S.WAITING_ON_HUMAN: frozenset({S.QUEUED, S.RUNNING, S.COMPLETED, S.FAILED, S.CANCELLED}),
+    S.RESUMING: frozenset(
+        {S.RUNNING, S.WAITING_ON_TOOL, S.WAITING_ON_CHILD, S.WAITING_ON_HUMAN} | _ENDINGS
+    ),
+    S.COMPLETED: frozenset(),
+    S.FAILED: frozenset({S.RESUMING}),
+    S.CANCELLED: frozenset(),
+    S.TIMED_OUT: frozenset({S.RESUMING}),
+}
+"""Every allowed (from, to) pair. Failed/timed_out → resuming also needs ``resume_available``."""
+
+RESUMABLE_CHECKPOINTS = frozenset(
+    {
+        CheckpointKind.INPUT,
+        CheckpointKind.LLM_RESPONSE,
+        CheckpointKind.TOOL_RESULT,
+        CheckpointKind.JOURNAL_UPDATE,
+    }
+)
+"""Checkpoint kinds after which the next action is safe to replay."""
+
+
+def resume_available(status: RunStatus, checkpoint_kind: str | None) -> bool:
+    """A failed or timed-out run may resume from a resumable latest checkpoint; nothing else may."""
+    return status in (S.FAILED, S.TIMED_OUT) and checkpoint_kind in RESUMABLE_CHECKPOINTS
+
+
+def allowed_targets(current: RunStatus, *, can_resume: bool) -> list[RunStatus]:
+    """The statuses ``current`` may move to now, in a stable order (for error messages)."""
+    targets = TRANSITIONS[current]
+    if current in (S.FAILED, S.TIMED_OUT) and not can_resume:
+        targets = frozenset()
+    return [status for status in RunStatus if status in targets]
+
+
+def check_transition(current: RunStatus, target: RunStatus, *, can_resume: bool) -> None:
+    """Raise IllegalTransition, naming the current status and the allowed targets, if refused."""
+    allowed = allowed_targets(current, can_resume=can_resume)
+    if target in allowed:
+        return
+    reason = _refusal_reason(current, target)
+    raise IllegalTransition(
+        f"cannot move a {current.value} run to {target.value}: {reason}",
+        current_status=current.value,
+        requested_status=target.value,
+        allowed=[status.value for status in allowed],
+    )
+
+
+def _refusal_reason(current: RunStatus, target: RunStatus) -> str:
+    if current is S.CANCELLED and target is S.RESUMING:
+        return "a cancelled run never resumes"
+    if target is S.RESUMING and current in (S.FAILED, S.TIMED_OUT):
+        return "no resumable checkpoint (needs input, llm_response, tool_result or journal_update)"
+    if current in TERMINAL:
+        return "the run has ended"
+    return "not an allowed transition"

@@ -1,0 +1,233 @@
+"""Read side: runs by id, filtered listings with cursors, messages, usage, journal, time travel.
+
+Listings page by keyset on ``created_event_id`` (the id of the run's ``run_created`` event),
+which never changes: a listing that pages while runs are being created neither skips nor repeats
+a run that existed when it started. Cursors are opaque to clients.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from eventstore import AgentEvent, EventType, InvalidCursor, UnknownRun
+from eventstore.appending import EVENT_COLUMNS, event_columns
+from eventstore.payloads import RunStatus
+from eventstore.store import BaseEventStore
+
+from .lifecycle import ACTIVE
+from .readmodel import RUN_COLUMNS, metadata_value, state_from_row
+from .state import RunState, fold
+
+__all__ = ["RunFilter", "RunPage", "RunQueries", "Usage", "decode_cursor", "encode_cursor"]
+
+Order = Literal["asc", "desc"]
+MAX_LIMIT = 1000
+
+
+@dataclass(frozen=True)
+class RunFilter:
+    statuses: tuple[RunStatus, ...] = ()
+    active: bool | None = None
+    agent_id: str | None = None
+    conversation_id: str | None = None
+    lane_key: str | None = None
+    stop_reason: str | None = None
+    created_after: str | None = None
+    created_before: str | None = None
+    metadata: tuple[tuple[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class RunPage:
+    """``next_cursor`` goes back as ``after`` (next page); ``prev_cursor`` as ``before``."""
+
+    items: list[RunState]
+    next_cursor: str | None
+    prev_cursor: str | None = None
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    num_steps: int
+    steps: list[dict[str, Any]] = field(default_factory=list)
+
+
+def encode_cursor(created_event_id: int) -> str:
+    return base64.urlsafe_b64encode(f"r{created_event_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        if not text.startswith("r"):
+            raise ValueError(text)
+        return int(text[1:])
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise InvalidCursor(f"malformed cursor {cursor!r}", cursor=cursor) from None
+
+
+class RunQueries:
+    def __init__(self, store: BaseEventStore) -> None:
+        self._store = store
+
+    async def get(self, organization_id: str, run_id: str) -> RunState:
+        rows = await self._store.fetchall(
+            f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ? AND organization_id = ?",
+            (run_id, organization_id),
+        )
+        if not rows:
+            raise UnknownRun(f"run {run_id} not found", run_id=run_id)
+        return state_from_row(rows[0])
+
+    async def list_runs(
+        self,
+        organization_id: str,
+        flt: RunFilter = RunFilter(),
+        *,
+        limit: int = 20,
+        order: Order = "desc",
+        after: str | None = None,
+        before: str | None = None,
+    ) -> RunPage:
+        """One page of runs in creation order; ``next_cursor`` goes back as ``after``."""
+        limit = max(1, min(limit, MAX_LIMIT))
+        where, params = _where(organization_id, flt)
+        backwards = before is not None
+        where, params = _with_cursor(where, params, order, after, before)
+        direction = _direction(order, reverse=backwards)
+        rows = await self._store.fetchall(
+            f"SELECT {RUN_COLUMNS} FROM runs WHERE {where} "
+            f"ORDER BY created_event_id {direction} LIMIT ?",
+            (*params, limit + 1),
+        )
+        items = [state_from_row(row) for row in rows[:limit]]
+        more = len(rows) > limit
+        if backwards:
+            items.reverse()
+        has_next = bool(items) and (backwards or more)
+        has_prev = bool(items) and (more if backwards else after is not None)
+        return RunPage(
+            items,
+            encode_cursor(items[-1].created_event_id) if has_next else None,
+            encode_cursor(items[0].created_event_id) if has_prev else None,
+        )
+
+    async def messages(self, organization_id: str, run_id: str) -> list[AgentEvent]:
+        return await self._events_of_type(organization_id, run_id, EventType.MESSAGE_CREATED)
+
+    async def usage(self, organization_id: str, run_id: str) -> Usage:
+        state = await self.get(organization_id, run_id)
+        steps = await self._events_of_type(organization_id, run_id, EventType.STEP_COMPLETED)
+        return Usage(
+            state.prompt_tokens,
+            state.completion_tokens,
+            state.total_tokens,
+            state.num_steps,
+            [{"event_id": e.id, "created_at": e.created_at, **e.payload} for e in steps],
+        )
+
+    async def journal(self, organization_id: str, run_id: str) -> list[AgentEvent]:
+        """Every journal update of the run, oldest first (the last is the current digest)."""
+        return await self._events_of_type(organization_id, run_id, EventType.JOURNAL_UPDATED)
+
+    async def tool_results(self, organization_id: str, run_id: str) -> list[AgentEvent]:
+        await self.get(organization_id, run_id)
+        rows = await self._store.fetchall(
+            f"SELECT {event_columns('e')} FROM tool_results t JOIN events e ON e.id = t.event_id "
+            "WHERE t.run_id = ? ORDER BY e.id",
+            (run_id,),
+        )
+        return [AgentEvent(*row) for row in rows]
+
+    async def state_at(self, organization_id: str, run_id: str, event_id: int) -> RunState:
+        """The run as it was just after event ``event_id`` (a fold of a prefix of its events)."""
+        events: list[AgentEvent] = []
+        sequence = 0
+        while True:
+            page = await self._store.read_run(organization_id, run_id, after_sequence=sequence)
+            events.extend(e for e in page if e.id <= event_id)
+            if len(page) < 500 or page[-1].id > event_id:
+                break
+            sequence = page[-1].sequence
+        state = fold(events)
+        if state is None:
+            raise UnknownRun(f"run {run_id} not found (or not yet created at event {event_id})")
+        return state
+
+    async def last_heartbeat(self, run_id: str) -> str | None:
+        rows = await self._store.fetchall(
+            "SELECT last_heartbeat_at FROM run_liveness WHERE run_id = ?", (run_id,)
+        )
+        return str(rows[0][0]) if rows else None
+
+    async def _events_of_type(
+        self, organization_id: str, run_id: str, event_type: str
+    ) -> list[AgentEvent]:
+        await self.get(organization_id, run_id)
+        rows = await self._store.fetchall(
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE run_id = ? AND event_type = ? "
+            "ORDER BY sequence",
+            (run_id, event_type),
+        )
+        return [AgentEvent(*row) for row in rows]
+
+
+def _where(organization_id: str, flt: RunFilter) -> tuple[str, list[Any]]:
+    clauses, params = ["organization_id = ?"], [organization_id]
+    statuses = [s.value for s in flt.statuses]
+    if flt.active is not None:
+        active = sorted(s.value for s in ACTIVE)
+        statuses = [s for s in statuses if s in active] if statuses else active
+        if flt.active is False:
+            statuses = sorted(s.value for s in RunStatus if s.value not in active)
+    if statuses or flt.statuses:
+        clauses.append(f"status IN ({_marks(statuses) or 'NULL'})")
+        params.extend(statuses)
+    for column in ("agent_id", "conversation_id", "lane_key", "stop_reason"):
+        value = getattr(flt, column)
+        if value is not None:
+            clauses.append(f"{column} = ?")
+            params.append(value)
+    if flt.created_after is not None:
+        clauses.append("created_at > ?")
+        params.append(flt.created_after)
+    if flt.created_before is not None:
+        clauses.append("created_at < ?")
+        params.append(flt.created_before)
+    for key, value in flt.metadata:
+        clauses.append(
+            "run_id IN (SELECT run_id FROM run_metadata WHERE organization_id = ? "
+            "AND key = ? AND value = ?)"
+        )
+        params.extend([organization_id, key, metadata_value(value)])
+    return " AND ".join(clauses), params
+
+
+def _with_cursor(
+    where: str, params: list[Any], order: Order, after: str | None, before: str | None
+) -> tuple[str, list[Any]]:
+    if after is not None and before is not None:
+        raise InvalidCursor("give either 'after' or 'before', not both")
+    for cursor, later in ((after, True), (before, False)):
+        if cursor is not None:
+            position = decode_cursor(cursor)
+            comes_after = later == (order == "asc")
+            where += f" AND created_event_id {'>' if comes_after else '<'} ?"
+            params = [*params, position]
+    return where, params
+
+
+def _direction(order: Order, *, reverse: bool) -> str:
+    ascending = (order == "asc") != reverse
+    return "ASC" if ascending else "DESC"
+
+
+def _marks(values: Sequence[object]) -> str:
+    return ", ".join("?" for _ in values)

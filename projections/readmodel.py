@@ -1,0 +1,234 @@
+"""The run read model tables and the projection that keeps them in the append's transaction.
+
+Tables (portable SQL: the same DDL runs on SQLite and PostgreSQL):
+- ``runs``: one row per run, the ``RunState`` of ``state.py``;
+- ``run_metadata``: one row per metadata key, so ``key=value`` filters use an index;
+- ``tool_results``: the idempotency envelope of tool calls, unique on (run_id, tool_call_id),
+  pointing at the ``tool_finished`` event that holds the result;
+- ``run_liveness``: heartbeats. Not derived from the log (heartbeats append no events), so not
+  rebuilt and not compared by ``rebuild --check``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from eventstore import AgentEvent, EventType, RefusedByProjection, Transaction, canonical_json
+from eventstore.payloads import RunStatus
+from eventstore.protocol import Dialect, Row
+
+from .errors import LaneBusy
+from .lifecycle import ACTIVE
+from .state import RunState, evolve
+
+__all__ = [
+    "READ_MODEL_TABLES",
+    "RUN_COLUMNS",
+    "RunProjection",
+    "load_state",
+    "metadata_rows",
+    "state_from_row",
+    "state_to_row",
+]
+
+_FIELDS = [field.name for field in dataclasses.fields(RunState)]
+RUN_COLUMNS = ", ".join(_FIELDS)
+_JSON_FIELDS = frozenset({"tools_used", "child_run_ids", "journal", "metadata"})
+_BOOL_FIELDS = frozenset({"cancel_requested", "resume_available"})
+_NOT_NULL_TEXT = frozenset(
+    {
+        "run_id",
+        "organization_id",
+        "conversation_id",
+        "agent_id",
+        "lane_key",
+        "status",
+        "created_at",
+        "updated_at",
+        "tools_used",
+        "child_run_ids",
+        "metadata",
+    }
+)
+
+
+def _column_type(field: dataclasses.Field[Any]) -> str:
+    integer = field.name in _BOOL_FIELDS or field.type in ("int", "int | None")
+    sql = "BIGINT" if integer else "TEXT"
+    required = field.name in _NOT_NULL_TEXT or field.type == "int" or field.name in _BOOL_FIELDS
+    return f"{field.name} {sql}{' NOT NULL' if required else ''}"
+
+
+SCHEMA: tuple[str, ...] = (
+    "CREATE TABLE IF NOT EXISTS runs ("
+    + ", ".join(_column_type(f) for f in dataclasses.fields(RunState))
+    + ", PRIMARY KEY (run_id))",
+    "CREATE INDEX IF NOT EXISTS runs_by_created ON runs (organization_id, created_event_id)",
+    "CREATE INDEX IF NOT EXISTS runs_by_status ON runs (organization_id, status, created_event_id)",
+    "CREATE INDEX IF NOT EXISTS runs_by_agent "
+    "ON runs (organization_id, agent_id, status, created_event_id)",
+    "CREATE INDEX IF NOT EXISTS runs_by_lane ON runs (lane_key, status, created_event_id)",
+    "CREATE INDEX IF NOT EXISTS runs_by_conversation ON runs (conversation_id, created_event_id)",
+    """CREATE TABLE IF NOT EXISTS run_metadata (
+        run_id TEXT NOT NULL, organization_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
+        PRIMARY KEY (run_id, key))""",
+    "CREATE INDEX IF NOT EXISTS run_metadata_lookup ON run_metadata (organization_id, key, value)",
+    """CREATE TABLE IF NOT EXISTS tool_results (
+        run_id TEXT NOT NULL, tool_call_id TEXT NOT NULL, event_id BIGINT NOT NULL,
+        PRIMARY KEY (run_id, tool_call_id))""",
+    """CREATE TABLE IF NOT EXISTS run_liveness (
+        run_id TEXT NOT NULL PRIMARY KEY, last_heartbeat_at TEXT NOT NULL, worker_id TEXT)""",
+)
+
+READ_MODEL_TABLES = ("runs", "run_metadata", "tool_results")
+"""The tables rebuilt from the log (``run_liveness`` is not derived from it)."""
+
+_ACTIVE_LABELS = tuple(sorted(status.value for status in ACTIVE))
+_UPSERT = (
+    f"INSERT INTO runs ({RUN_COLUMNS}) VALUES ({', '.join('?' for _ in _FIELDS)}) "
+    "ON CONFLICT (run_id) DO UPDATE SET "
+    + ", ".join(f"{name} = excluded.{name}" for name in _FIELDS if name != "run_id")
+)
+
+
+def state_to_row(state: RunState) -> tuple[Any, ...]:
+    values = []
+    for name in _FIELDS:
+        value = getattr(state, name)
+        if name in _JSON_FIELDS:
+            value = (
+                None
+                if value is None
+                else canonical_json(list(value) if isinstance(value, tuple) else value)
+            )
+        elif name in _BOOL_FIELDS:
+            value = int(value)
+        elif name == "status":
+            value = value.value
+        values.append(value)
+    return tuple(values)
+
+
+def state_from_row(row: Row) -> RunState:
+    values: dict[str, Any] = dict(zip(_FIELDS, row, strict=True))
+    for name in _JSON_FIELDS:
+        if values[name] is not None:
+            decoded = json.loads(values[name])
+            values[name] = tuple(decoded) if isinstance(decoded, list) else decoded
+    for name in _BOOL_FIELDS:
+        values[name] = bool(values[name])
+    values["status"] = RunStatus(values["status"])
+    return RunState(**values)
+
+
+def load_state(tx: Transaction, run_id: str) -> RunState | None:
+    row = tx.fetchone(f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,))
+    return None if row is None else state_from_row(row)
+
+
+def metadata_rows(state: RunState) -> list[tuple[str, str, str, str]]:
+    return [
+        (state.run_id, state.organization_id, key, metadata_value(value))
+        for key, value in sorted(state.metadata.items())
+    ]
+
+
+def metadata_value(value: Any) -> str:
+    """How a metadata value is matched by ``key=value`` filters: strings as they are, else JSON."""
+    return value if isinstance(value, str) else canonical_json(value)
+
+
+class RunProjection:
+    """Folds each append into ``runs`` (and its side tables) inside the append's transaction.
+
+    All checks (transition table, lane, duplicate tool results) run before the first write, so
+    a refused append has written nothing and needs no savepoint of its own.
+    """
+
+    name = "runs"
+    refuses_before_writing = True
+
+    def schema(self, dialect: Dialect) -> Sequence[str]:
+        return SCHEMA
+
+    def apply(self, tx: Transaction, events: Sequence[AgentEvent]) -> None:
+        for run_events in _by_run(events):
+            self._apply_run(tx, run_events)
+
+    def _apply_run(self, tx: Transaction, events: list[AgentEvent]) -> None:
+        before = load_state(tx, events[0].run_id)
+        state = before
+        tool_calls: list[tuple[str, int]] = []
+        for event in events:
+            previous, state = state, evolve(state, event)
+            if previous is not None and previous.status not in ACTIVE and state.status in ACTIVE:
+                _check_lane_free(tx, state)
+            if event.event_type == EventType.TOOL_FINISHED:
+                tool_calls.append((event.payload["tool_call_id"], event.id))
+        assert state is not None
+        _check_new_tool_results(tx, state.run_id, tool_calls)
+        self._write(tx, before, state, tool_calls)
+
+    def _write(
+        self,
+        tx: Transaction,
+        before: RunState | None,
+        state: RunState,
+        tool_calls: list[tuple[str, int]],
+    ) -> None:
+        tx.execute(_UPSERT, state_to_row(state))
+        if before is None and state.metadata:
+            tx.executemany(
+                "INSERT INTO run_metadata (run_id, organization_id, key, value) "
+                "VALUES (?, ?, ?, ?)",
+                metadata_rows(state),
+            )
+        if tool_calls:
+            tx.executemany(
+                "INSERT INTO tool_results (run_id, tool_call_id, event_id) VALUES (?, ?, ?)",
+                [(state.run_id, call, event_id) for call, event_id in tool_calls],
+            )
+
+
+def _by_run(events: Sequence[AgentEvent]) -> Iterable[list[AgentEvent]]:
+    groups: dict[str, list[AgentEvent]] = {}
+    for event in events:
+        groups.setdefault(event.run_id, []).append(event)
+    return groups.values()
+
+
+def _check_lane_free(tx: Transaction, state: RunState) -> None:
+    marks = ", ".join("?" for _ in _ACTIVE_LABELS)
+    holder = tx.fetchone(
+        f"SELECT run_id, status FROM runs WHERE lane_key = ? AND status IN ({marks}) "
+        "AND run_id <> ? LIMIT 1",
+        (state.lane_key, *_ACTIVE_LABELS, state.run_id),
+    )
+    if holder is not None:
+        raise LaneBusy(
+            f"lane {state.lane_key} is busy: run {holder[0]} is {holder[1]}",
+            lane_key=state.lane_key,
+            active_run_id=holder[0],
+        )
+
+
+def _check_new_tool_results(tx: Transaction, run_id: str, calls: list[tuple[str, int]]) -> None:
+    if not calls:
+        return
+    ids = [call for call, _ in calls]
+    if len(set(ids)) != len(ids):
+        raise RefusedByProjection("one tool call finished twice", code="duplicate_tool_result")
+    marks = ", ".join("?" for _ in ids)
+    known = tx.fetchone(
+        f"SELECT tool_call_id FROM tool_results WHERE run_id = ? AND tool_call_id IN ({marks})",
+        (run_id, *ids),
+    )
+    if known is not None:
+        raise RefusedByProjection(
+            f"tool call {known[0]} already has a result",
+            code="duplicate_tool_result",
+            tool_call_id=known[0],
+        )

@@ -1,0 +1,200 @@
+"""Rebuild the read model from the log, or check that the live tables equal a rebuild.
+
+Both fold the log in id order, in pages, into memory (one ``RunState`` per run, not the log).
+``rebuild`` then replaces the tables in one write unit, which first folds whatever was appended
+while it was reading, so nothing committed in between is lost. ``check`` writes nothing: it
+compares each live row with the fold, folding further any run that moved on meanwhile.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from eventstore import AgentEvent, EventFilter, EventType, WriteContext
+from eventstore.appending import EVENT_COLUMNS
+from eventstore.store import BaseEventStore
+
+from .readmodel import (
+    READ_MODEL_TABLES,
+    RUN_COLUMNS,
+    metadata_rows,
+    state_from_row,
+    state_to_row,
+)
+from .state import RunState, evolve
+
+__all__ = ["RebuildReport", "check", "rebuild"]
+
+_PAGE = 5000
+
+
+@dataclass
+class RebuildReport:
+    events: int = 0
+    runs: int = 0
+    seconds: float = 0.0
+    differences: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.differences
+
+
+@dataclass
+class _Fold:
+    states: dict[str, RunState] = field(default_factory=dict)
+    tool_results: dict[tuple[str, str], int] = field(default_factory=dict)
+    position: int = 0
+    events: int = 0
+
+    def apply(self, event: AgentEvent) -> None:
+        self.states[event.run_id] = evolve(self.states.get(event.run_id), event)
+        if event.event_type == EventType.TOOL_FINISHED:
+            self.tool_results[(event.run_id, event.payload["tool_call_id"])] = event.id
+        self.position = event.id
+        self.events += 1
+
+
+async def rebuild(store: BaseEventStore) -> RebuildReport:
+    """Drop and re-fold every read-model table from the log."""
+    started = time.perf_counter()
+    folded = await _fold_log(store)
+
+    def replace_tables(context: WriteContext) -> None:
+        context.flush()
+        for row in context.tx.fetchall(
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE id > ? ORDER BY id", (folded.position,)
+        ):
+            folded.apply(AgentEvent(*row))
+        _write_tables(context, folded)
+
+    await store.transact(replace_tables)
+    return RebuildReport(folded.events, len(folded.states), time.perf_counter() - started)
+
+
+async def check(store: BaseEventStore) -> RebuildReport:
+    """Rebuild into memory and report every difference with the live tables (writes nothing)."""
+    started = time.perf_counter()
+    folded = await _fold_log(store)
+    live = await _live_runs(store)
+    for run_id, row in live.items():
+        await _catch_up(store, folded, run_id, row.last_event_id)
+    differences = _compare_runs(folded, live)
+    differences += await _compare_side_tables(store, folded, live)
+    report = RebuildReport(folded.events, len(folded.states), time.perf_counter() - started)
+    report.differences = differences
+    return report
+
+
+async def _fold_log(store: BaseEventStore) -> _Fold:
+    folded = _Fold()
+    head = await store.head()
+    while folded.position < head:
+        page = await store.read(EventFilter(), after=folded.position, limit=_PAGE)
+        for event in page.events:
+            if event.id > head:
+                return folded
+            folded.apply(event)
+        if not page.events:
+            break
+    return folded
+
+
+async def _catch_up(store: BaseEventStore, folded: _Fold, run_id: str, until: int) -> None:
+    """Fold a run's events committed after the log fold stopped, up to the live row's position."""
+    state = folded.states.get(run_id)
+    if state is not None and state.last_event_id >= until:
+        return
+    sequence = 0 if state is None else state.last_sequence
+    for event in await store.read_run(None, run_id, after_sequence=sequence, limit=100_000):
+        if event.id > until:
+            break
+        folded.states[run_id] = evolve(folded.states.get(run_id), event)
+        if event.event_type == EventType.TOOL_FINISHED:
+            folded.tool_results[(run_id, event.payload["tool_call_id"])] = event.id
+
+
+async def _live_runs(store: BaseEventStore) -> dict[str, RunState]:
+    live: dict[str, RunState] = {}
+    last = ""
+    while True:
+        rows = await store.fetchall(
+            f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id > ? ORDER BY run_id LIMIT ?",
+            (last, _PAGE),
+        )
+        for row in rows:
+            state = state_from_row(row)
+            live[state.run_id] = state
+        if len(rows) < _PAGE:
+            return live
+        last = str(rows[-1][0])
+
+
+def _compare_runs(folded: _Fold, live: dict[str, RunState]) -> list[str]:
+    differences = []
+    for run_id, state in folded.states.items():
+        row = live.get(run_id)
+        if row is None:
+            if state.last_event_id <= folded.position:
+                differences.append(f"run {run_id}: in the log but missing from runs")
+            continue
+        expected, actual = state_to_row(state), state_to_row(row)
+        if expected != actual:
+            columns = [
+                name
+                for name, want, got in zip(RUN_COLUMNS.split(", "), expected, actual, strict=True)
+                if want != got
+            ]
+            differences.append(f"run {run_id}: differs in {', '.join(columns)}")
+    differences += [
+        f"run {run_id}: in runs but not in the log"
+        for run_id in live
+        if run_id not in folded.states
+    ]
+    return differences
+
+
+async def _compare_side_tables(
+    store: BaseEventStore, folded: _Fold, live: dict[str, RunState]
+) -> list[str]:
+    differences = []
+    metadata = {(r[0], r[2]): r[3] for s in folded.states.values() for r in metadata_rows(s)}
+    stored = await store.fetchall("SELECT run_id, key, value FROM run_metadata")
+    live_metadata = {(r[0], r[1]): r[2] for r in stored if r[0] in live}
+    expected_metadata = {k: v for k, v in metadata.items() if k[0] in live}
+    if live_metadata != expected_metadata:
+        differences.append("run_metadata differs from the log")
+    rows = await store.fetchall("SELECT run_id, tool_call_id, event_id FROM tool_results")
+    live_tools = {
+        (r[0], r[1]): r[2] for r in rows if r[0] in live and r[2] <= live[r[0]].last_event_id
+    }
+    expected_tools = {
+        k: v
+        for k, v in folded.tool_results.items()
+        if k[0] in live and v <= live[k[0]].last_event_id
+    }
+    if live_tools != expected_tools:
+        differences.append("tool_results differs from the log")
+    return differences
+
+
+def _write_tables(context: WriteContext, folded: _Fold) -> None:
+    tx = context.tx
+    for table in READ_MODEL_TABLES:
+        tx.execute(f"DELETE FROM {table}")
+    states = list(folded.states.values())
+    marks = ", ".join("?" for _ in RUN_COLUMNS.split(", "))
+    for start in range(0, len(states), _PAGE):
+        chunk = states[start : start + _PAGE]
+        tx.executemany(
+            f"INSERT INTO runs ({RUN_COLUMNS}) VALUES ({marks})", [state_to_row(s) for s in chunk]
+        )
+        tx.executemany(
+            "INSERT INTO run_metadata (run_id, organization_id, key, value) VALUES (?, ?, ?, ?)",
+            [row for s in chunk for row in metadata_rows(s)],
+        )
+    tx.executemany(
+        "INSERT INTO tool_results (run_id, tool_call_id, event_id) VALUES (?, ?, ?)",
+        [(run, call, event_id) for (run, call), event_id in folded.tool_results.items()],
+    )

@@ -1,0 +1,262 @@
+"""The run read model and the pure fold that builds it: ``state = evolve(state, event)``.
+
+No I/O, no clock: every timestamp comes from the events, so folding the same events always gives
+the same state (the inline read model, a rebuild and a time-travel view agree by construction).
+A refused event raises; the projection turns that into a refused append.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import Any
+
+from eventstore import AgentEvent, ConcurrencyConflict, EventType
+from eventstore.payloads import RunStatus
+
+from .errors import RunTerminal
+from .lifecycle import TERMINAL, check_transition, resume_available
+
+__all__ = ["RunState", "evolve", "fold"]
+
+
+@dataclasses.dataclass
+class RunState:
+    """One run as the projections see it. Treat as immutable: ``evolve`` returns a new one."""
+
+    run_id: str
+    organization_id: str
+    conversation_id: str
+    agent_id: str
+    lane_key: str
+    parent_run_id: str | None
+    status: RunStatus
+    created_at: str
+    created_event_id: int
+    last_event_id: int
+    last_sequence: int
+    updated_at: str
+    stop_reason: str | None = None
+    detail: str | None = None
+    error: str | None = None
+    cancel_requested: bool = False
+    cancel_requested_at: str | None = None
+    started_at: str | None = None
+    completed_at: str | None = None
+    total_duration_ns: int | None = None
+    ttft_ns: int | None = None
+    num_steps: int = 0
+    num_messages: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    tools_used: tuple[str, ...] = ()
+    child_run_ids: tuple[str, ...] = ()
+    checkpoint_id: str | None = None
+    checkpoint_kind: str | None = None
+    resume_available: bool = False
+    journal: dict[str, Any] | None = None
+    callback_url: str | None = None
+    callback_sent_at: str | None = None
+    callback_status_code: int | None = None
+    callback_error: str | None = None
+    callback_attempts: int = 0
+    metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    def copy(self) -> RunState:
+        clone = object.__new__(RunState)
+        clone.__dict__.update(self.__dict__)
+        return clone
+
+
+def fold(events: Iterable[AgentEvent], state: RunState | None = None) -> RunState | None:
+    for event in events:
+        state = evolve(state, event)
+    return state
+
+
+def evolve(state: RunState | None, event: AgentEvent) -> RunState:
+    """The state of a run after ``event``; raises a StoreError if the event is not allowed.
+
+    Copy-on-write: the given state is never changed (handlers only mutate a fresh copy), which
+    keeps the fold pure without paying ``dataclasses.replace`` on a 40-field record per event.
+    Lists and dicts inside a state are replaced, never mutated in place.
+    """
+    if state is None:
+        return _created(event)
+    new = state.copy()
+    _HANDLERS.get(event.event_type, _passive)(new, event)
+    new.last_event_id = event.id
+    new.last_sequence = event.sequence
+    new.updated_at = event.created_at
+    return new
+
+
+def _created(event: AgentEvent) -> RunState:
+    if event.event_type != EventType.RUN_CREATED:
+        raise ValueError(f"run {event.run_id} starts with {event.event_type}, not run_created")
+    payload = event.payload
+    return RunState(
+        run_id=event.run_id,
+        organization_id=event.organization_id,
+        conversation_id=event.conversation_id,
+        agent_id=payload["agent_id"],
+        lane_key=payload.get("lane_key") or f"conversation:{event.conversation_id}",
+        parent_run_id=payload.get("parent_run_id"),
+        status=RunStatus.QUEUED,
+        created_at=event.created_at,
+        created_event_id=event.id,
+        last_event_id=event.id,
+        last_sequence=event.sequence,
+        updated_at=event.created_at,
+        callback_url=payload.get("callback_url"),
+        metadata=dict(payload.get("metadata") or {}),
+    )
+
+
+def _status_changed(state: RunState, event: AgentEvent) -> None:
+    payload = event.payload
+    target = RunStatus(payload["to"])
+    claimed_from = payload.get("from")
+    if claimed_from is not None and claimed_from != state.status:
+        raise ConcurrencyConflict(
+            f"run {state.run_id} is {state.status.value}, not {claimed_from}",
+            run_id=state.run_id,
+            current_status=state.status.value,
+        )
+    check_transition(state.status, target, can_resume=state.resume_available)
+    state.status = target
+    state.detail = payload.get("detail")
+    if target is RunStatus.RESUMING:
+        _resumed(state)
+    elif target in TERMINAL:
+        _ended(state, event)
+    elif target is RunStatus.RUNNING and state.started_at is None:
+        state.started_at = event.created_at
+
+
+def _resumed(state: RunState) -> None:
+    state.stop_reason = None
+    state.error = None
+    state.completed_at = None
+    state.total_duration_ns = None
+    state.resume_available = False
+    state.cancel_requested = False
+    state.cancel_requested_at = None
+
+
+def _ended(state: RunState, event: AgentEvent) -> None:
+    payload = event.payload
+    state.stop_reason = payload.get("stop_reason") or _DEFAULT_STOP_REASON[state.status]
+    failed = state.status in (RunStatus.FAILED, RunStatus.TIMED_OUT)
+    state.error = payload.get("detail") if failed else None
+    state.completed_at = event.created_at
+    state.total_duration_ns = _nanoseconds_between(state.created_at, event.created_at)
+    state.resume_available = resume_available(state.status, state.checkpoint_kind)
+
+
+_DEFAULT_STOP_REASON = {
+    RunStatus.COMPLETED: "end_turn",
+    RunStatus.FAILED: "error",
+    RunStatus.CANCELLED: "cancelled",
+    RunStatus.TIMED_OUT: "timed_out",
+}
+
+
+def _cancel_requested(state: RunState, event: AgentEvent) -> None:
+    _require_live(state, event)
+    if not state.cancel_requested:
+        state.cancel_requested = True
+        state.cancel_requested_at = event.created_at
+
+
+def _tool_used(state: RunState, event: AgentEvent) -> None:
+    _require_live(state, event)
+    name = event.payload["name"]
+    if name not in state.tools_used:
+        state.tools_used = (*state.tools_used, name)
+
+
+def _checkpoint(state: RunState, event: AgentEvent) -> None:
+    _require_live(state, event)
+    state.checkpoint_id = event.payload["checkpoint_id"]
+    state.checkpoint_kind = event.payload["kind"]
+
+
+def _journal(state: RunState, event: AgentEvent) -> None:
+    _require_live(state, event)
+    state.journal = dict(event.payload)
+
+
+def _message(state: RunState, event: AgentEvent) -> None:
+    _require_live(state, event)
+    state.num_messages += 1
+
+
+def _step(state: RunState, event: AgentEvent) -> None:
+    _require_live(state, event)
+    payload = event.payload
+    prompt, completion = payload["prompt_tokens"], payload["completion_tokens"]
+    state.num_steps += 1
+    state.prompt_tokens += prompt
+    state.completion_tokens += completion
+    state.total_tokens += prompt + completion
+    if state.ttft_ns is None:
+        state.ttft_ns = payload.get("ttft_ns")
+
+
+def _child_started(state: RunState, event: AgentEvent) -> None:
+    _require_live(state, event)
+    child = event.payload["child_run_id"]
+    if child not in state.child_run_ids:
+        state.child_run_ids = (*state.child_run_ids, child)
+
+
+def _child_finished(state: RunState, event: AgentEvent) -> None:
+    _require_live(state, event)
+
+
+def _callback(state: RunState, event: AgentEvent) -> None:
+    payload = event.payload
+    state.callback_sent_at = event.created_at
+    state.callback_status_code = payload.get("status_code")
+    state.callback_error = payload.get("error")
+    state.callback_attempts = max(state.callback_attempts, payload["attempt"])
+
+
+def _passive(state: RunState, event: AgentEvent) -> None:
+    """Custom events only move the run's position in the log."""
+
+
+def _require_live(state: RunState, event: AgentEvent) -> None:
+    if state.terminal:
+        raise RunTerminal(
+            f"run {state.run_id} is {state.status.value}: it accepts no {event.event_type}",
+            run_id=state.run_id,
+            current_status=state.status.value,
+        )
+
+
+def _nanoseconds_between(start: str, end: str) -> int:
+    delta = datetime.fromisoformat(end) - datetime.fromisoformat(start)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
+
+
+_HANDLERS: dict[str, Callable[[RunState, AgentEvent], None]] = {
+    EventType.RUN_STATUS_CHANGED: _status_changed,
+    EventType.CANCEL_REQUESTED: _cancel_requested,
+    EventType.TOOL_STARTED: _tool_used,
+    EventType.TOOL_FINISHED: _tool_used,
+    EventType.CHECKPOINT_CREATED: _checkpoint,
+    EventType.JOURNAL_UPDATED: _journal,
+    EventType.MESSAGE_CREATED: _message,
+    EventType.STEP_COMPLETED: _step,
+    EventType.CHILD_RUN_STARTED: _child_started,
+    EventType.CHILD_RUN_FINISHED: _child_finished,
+    EventType.CALLBACK_ATTEMPTED: _callback,
+}

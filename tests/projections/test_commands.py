@@ -1,0 +1,248 @@
+"""Commands against a real store: create, append, cancel, resume, heartbeat, tool results."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from eventstore import ConcurrencyConflict, EventFilter, InvalidEvent, NewEvent, UnknownRun
+from projections import IllegalTransition, LaneBusy, ResumeRefused, RunStatus, RunTerminal
+
+from .conftest import ORG, Runs
+
+pytestmark = pytest.mark.anyio
+
+
+def checkpoint(kind: str, checkpoint_id: str = "cp-1") -> NewEvent:
+    return NewEvent("checkpoint_created", {"checkpoint_id": checkpoint_id, "kind": kind})
+
+
+async def running_run(runs: Runs, conversation: str = "conv-1") -> str:
+    run = await runs.commands.create(ORG, "agent-1", conversation_id=conversation)
+    claim = await runs.commands.claim(ORG, "worker-1", lane_key=run.lane_key)
+    assert claim is not None
+    assert claim.run.run_id == run.run_id
+    return run.run_id
+
+
+async def test_create_makes_a_queued_run_readable_at_once(runs: Runs) -> None:
+    run = await runs.commands.create(
+        ORG, "agent-1", metadata={"team": "blue"}, message="summarise the report"
+    )
+    assert run.status is RunStatus.QUEUED
+    assert run.lane_key == f"conversation:{run.conversation_id}"
+    assert run.conversation_id.startswith("conv-")
+    assert (await runs.queries.get(ORG, run.run_id)) == run
+    messages = await runs.queries.messages(ORG, run.run_id)
+    assert [m.payload["content"] for m in messages] == ["summarise the report"]
+
+
+async def test_status_changes_get_their_from_filled_in(runs: Runs) -> None:
+    run_id = await running_run(runs)
+    events = await runs.commands.append(
+        ORG,
+        run_id,
+        [
+            NewEvent("run_status_changed", {"to": "waiting_on_tool"}),
+            NewEvent("run_status_changed", {"to": "running"}),
+        ],
+    )
+    assert [(e.payload["from"], e.payload["to"]) for e in events] == [
+        ("running", "waiting_on_tool"),
+        ("waiting_on_tool", "running"),
+    ]
+
+
+async def test_a_stop_reason_alone_ends_the_run(runs: Runs) -> None:
+    run_id = await running_run(runs)
+    state = await runs.commands.change_status(ORG, run_id, stop_reason="max_tokens_exceeded")
+    assert (state.status, state.stop_reason) == (RunStatus.FAILED, "max_tokens_exceeded")
+    assert state.completed_at is not None
+    assert state.total_duration_ns is not None
+
+
+async def test_an_illegal_transition_is_refused_and_writes_nothing(runs: Runs) -> None:
+    run_id = await running_run(runs)
+    await runs.commands.change_status(ORG, run_id, RunStatus.COMPLETED)
+    head = await runs.store.head()
+    with pytest.raises(IllegalTransition) as refused:
+        await runs.commands.change_status(ORG, run_id, RunStatus.RUNNING)
+    assert refused.value.details["current_status"] == "completed"
+    assert refused.value.details["allowed"] == []
+    assert await runs.store.head() == head
+
+
+async def test_a_stale_from_is_a_conflict(runs: Runs) -> None:
+    run_id = await running_run(runs)
+    stale = NewEvent("run_status_changed", {"from": "queued", "to": "running"})
+    with pytest.raises(ConcurrencyConflict, match="is running"):
+        await runs.store.append(ORG, run_id, [stale])
+
+
+async def test_racing_status_changes_never_append_an_illegal_transition(runs: Runs) -> None:
+    run_id = await running_run(runs)
+    targets = [RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED] * 5
+    results = await asyncio.gather(
+        *(runs.commands.change_status(ORG, run_id, t) for t in targets), return_exceptions=True
+    )
+    losers = [r for r in results if isinstance(r, BaseException)]
+    assert len(losers) == len(targets) - 1
+    assert all(isinstance(r, IllegalTransition) for r in losers)
+    changes = [
+        e for e in await runs.store.read_run(ORG, run_id) if e.event_type == "run_status_changed"
+    ]
+    assert [e.payload["from"] for e in changes] == ["queued", "running"]
+
+
+async def test_work_events_on_an_ended_run_are_refused(runs: Runs) -> None:
+    run_id = await running_run(runs)
+    await runs.commands.change_status(ORG, run_id, RunStatus.COMPLETED)
+    with pytest.raises(RunTerminal):
+        await runs.commands.append(
+            ORG, run_id, [NewEvent("message_created", {"role": "assistant", "content": "late"})]
+        )
+    await runs.commands.append(ORG, run_id, [NewEvent("custom.note", {"text": "allowed"})])
+
+
+async def test_cancel_of_a_queued_run_is_immediate(runs: Runs) -> None:
+    run = await runs.commands.create(ORG, "agent-1")
+    state = await runs.commands.cancel(ORG, run.run_id, reason="user asked")
+    assert (state.status, state.stop_reason, state.cancel_requested) == (
+        RunStatus.CANCELLED,
+        "cancelled",
+        True,
+    )
+
+
+async def test_cancel_of_a_running_run_sets_the_flag_for_the_worker(runs: Runs) -> None:
+    run_id = await running_run(runs)
+    state = await runs.commands.cancel(ORG, run_id)
+    assert (state.status, state.cancel_requested) == (RunStatus.RUNNING, True)
+    again = await runs.commands.cancel(ORG, run_id)  # idempotent: no second event
+    assert again.last_event_id == state.last_event_id
+    beat = await runs.commands.heartbeat(ORG, run_id, worker_id="worker-1")
+    assert beat.cancel_requested
+    done = await runs.commands.change_status(ORG, run_id, stop_reason="cancelled")
+    assert done.status is RunStatus.CANCELLED
+
+
+async def test_cancel_of_an_ended_run_is_refused(runs: Runs) -> None:
+    run_id = await running_run(runs)
+    await runs.commands.change_status(ORG, run_id, RunStatus.COMPLETED)
+    with pytest.raises(RunTerminal, match="already completed"):
+        await runs.commands.cancel(ORG, run_id)
+
+
+async def test_heartbeats_record_liveness_without_filling_the_log(runs: Runs) -> None:
+    run_id = await running_run(runs)
+    head = await runs.store.head()
+    for _ in range(5):
+        await runs.commands.heartbeat(ORG, run_id, worker_id="worker-1")
+    assert await runs.store.head() == head
+    assert await runs.queries.last_heartbeat(run_id) is not None
+
+
+@pytest.mark.parametrize("kind", ["input", "llm_response", "tool_result", "journal_update"])
+async def test_resume_from_a_resumable_checkpoint(runs: Runs, kind: str) -> None:
+    run_id = await running_run(runs)
+    await runs.commands.append(ORG, run_id, [checkpoint(kind)])
+    await runs.commands.change_status(ORG, run_id, stop_reason="error", detail="boom")
+    failed = await runs.queries.get(ORG, run_id)
+    assert failed.resume_available
+    assert failed.error == "boom"
+    resumed = await runs.commands.resume(ORG, run_id)
+    assert (resumed.status, resumed.stop_reason, resumed.completed_at) == (
+        RunStatus.RESUMING,
+        None,
+        None,
+    )
+    claim = await runs.commands.claim(ORG, "worker-2")
+    assert claim is not None
+    assert claim.run.status is RunStatus.RUNNING
+    assert claim.checkpoint is not None
+    assert claim.checkpoint.payload["kind"] == kind
+
+
+@pytest.mark.parametrize(
+    ("kind", "reason"),
+    [("final", "no resumable"), ("human_pause", "no resumable"), (None, "latest: none")],
+)
+async def test_resume_refused_without_a_resumable_checkpoint(
+    runs: Runs, kind: str | None, reason: str
+) -> None:
+    run_id = await running_run(runs)
+    if kind is not None:
+        await runs.commands.append(ORG, run_id, [checkpoint(kind)])
+    await runs.commands.change_status(ORG, run_id, RunStatus.TIMED_OUT)
+    with pytest.raises(ResumeRefused, match=reason):
+        await runs.commands.resume(ORG, run_id)
+
+
+async def test_resume_refused_after_cancel(runs: Runs) -> None:
+    run_id = await running_run(runs)
+    await runs.commands.append(ORG, run_id, [checkpoint("input")])
+    await runs.commands.cancel(ORG, run_id)
+    await runs.commands.change_status(ORG, run_id, stop_reason="cancelled")
+    with pytest.raises(ResumeRefused, match="never resumes"):
+        await runs.commands.resume(ORG, run_id)
+
+
+async def test_resume_refused_while_the_lane_is_busy(runs: Runs) -> None:
+    first = await running_run(runs, "conv-shared")
+    await runs.commands.append(ORG, first, [checkpoint("input")])
+    await runs.commands.change_status(ORG, first, stop_reason="error")
+    await running_run(runs, "conv-shared")
+    with pytest.raises(LaneBusy):
+        await runs.commands.resume(ORG, first)
+
+
+async def test_tool_results_are_recorded_once_and_replayed(runs: Runs) -> None:
+    run_id = await running_run(runs)
+    result = {"tool_call_id": "call-1", "name": "search", "result": {"hits": 3}, "duration_ms": 12}
+    first, replayed = await runs.commands.record_tool_result(ORG, run_id, result)
+    again, replayed_again = await runs.commands.record_tool_result(
+        ORG, run_id, {**result, "result": {"hits": 99}}
+    )
+    assert (replayed, replayed_again) == (False, True)
+    assert again == first
+    assert again.payload["result"] == {"hits": 3}
+    assert [e.id for e in await runs.queries.tool_results(ORG, run_id)] == [first.id]
+    duplicate = NewEvent("tool_finished", {"tool_call_id": "call-1", "name": "search"})
+    with pytest.raises(Exception, match="already has a result"):
+        await runs.commands.append(ORG, run_id, [duplicate])
+
+
+async def test_claim_hands_over_recorded_tool_results_after_resume(runs: Runs) -> None:
+    run_id = await running_run(runs)
+    await runs.commands.record_tool_result(ORG, run_id, {"tool_call_id": "c1", "name": "fetch"})
+    await runs.commands.append(ORG, run_id, [checkpoint("tool_result")])
+    await runs.commands.change_status(ORG, run_id, RunStatus.TIMED_OUT)
+    await runs.commands.resume(ORG, run_id)
+    claim = await runs.commands.claim(ORG, "worker-2")
+    assert claim is not None
+    assert [e.payload["tool_call_id"] for e in claim.tool_results] == ["c1"]
+
+
+async def test_foreign_runs_are_unknown(runs: Runs) -> None:
+    run = await runs.commands.create(ORG, "agent-1")
+    for attempt in (
+        runs.queries.get("org-other", run.run_id),
+        runs.commands.cancel("org-other", run.run_id),
+        runs.commands.heartbeat("org-other", run.run_id),
+        runs.commands.append("org-other", run.run_id, [NewEvent("custom.x", {})]),
+    ):
+        with pytest.raises(UnknownRun):
+            await attempt
+
+
+async def test_bad_status_payload_is_refused(runs: Runs) -> None:
+    run_id = await running_run(runs)
+    with pytest.raises(InvalidEvent, match="ends a run as completed"):
+        await runs.commands.append(
+            ORG,
+            run_id,
+            [NewEvent("run_status_changed", {"to": "failed", "stop_reason": "end_turn"})],
+        )
+    page = await runs.store.read(EventFilter(ORG, run_id=run_id))
+    assert [e.event_type for e in page.events] == ["run_created", "run_status_changed"]

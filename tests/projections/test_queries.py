@@ -1,0 +1,153 @@
+"""Queries: filters, cursor pagination under concurrent creation, usage, journal, time travel."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from eventstore import InvalidCursor, NewEvent, UnknownRun
+from projections import RunFilter, RunStatus
+
+from .conftest import ORG, Runs
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_filters_narrow_the_listing(runs: Runs) -> None:
+    a = await runs.commands.create(ORG, "agent-a", metadata={"env": "prod", "tier": 2})
+    b = await runs.commands.create(ORG, "agent-b", metadata={"env": "dev"})
+    c = await runs.commands.create(ORG, "agent-a", conversation_id="conv-x")
+    await runs.commands.claim(ORG, "w", agent_id="agent-b")
+    await runs.commands.change_status(ORG, b.run_id, stop_reason="end_turn")
+    await runs.commands.claim(ORG, "w", lane_key=c.lane_key)
+
+    async def ids(flt: RunFilter) -> set[str]:
+        return {r.run_id for r in (await runs.queries.list_runs(ORG, flt)).items}
+
+    assert await ids(RunFilter(agent_id="agent-a")) == {a.run_id, c.run_id}
+    assert await ids(RunFilter(active=True)) == {c.run_id}
+    assert await ids(RunFilter(active=False)) == {a.run_id, b.run_id}
+    assert await ids(RunFilter(statuses=(RunStatus.QUEUED, RunStatus.COMPLETED))) == {
+        a.run_id,
+        b.run_id,
+    }
+    assert await ids(RunFilter(stop_reason="end_turn")) == {b.run_id}
+    assert await ids(RunFilter(conversation_id="conv-x")) == {c.run_id}
+    assert await ids(RunFilter(lane_key=c.lane_key)) == {c.run_id}
+    assert await ids(RunFilter(metadata=(("env", "prod"),))) == {a.run_id}
+    assert await ids(RunFilter(metadata=(("tier", 2),))) == {a.run_id}
+    assert await ids(RunFilter(metadata=(("env", "prod"), ("tier", 3)))) == set()
+    assert await ids(RunFilter(created_after=c.created_at)) == set()
+    assert await ids(RunFilter(created_before=b.created_at)) == {a.run_id}
+    assert await ids(RunFilter(agent_id="agent-a")) == await ids(RunFilter(agent_id="agent-a"))
+    assert (await runs.queries.list_runs("org-other")).items == []
+
+
+async def test_pages_follow_each_other_in_both_orders(runs: Runs) -> None:
+    created = [(await runs.commands.create(ORG, "agent")).run_id for _ in range(7)]
+    for order, expected in (("desc", created[::-1]), ("asc", created)):
+        seen, cursor = [], None
+        while True:
+            page = await runs.queries.list_runs(ORG, limit=3, order=order, after=cursor)  # type: ignore[arg-type]
+            seen += [r.run_id for r in page.items]
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+        assert seen == expected
+    newest = await runs.queries.list_runs(ORG, limit=3)
+    assert newest.next_cursor is not None
+    older = await runs.queries.list_runs(ORG, limit=3, after=newest.next_cursor)
+    assert newest.prev_cursor is None
+    assert [r.run_id for r in older.items] == created[::-1][3:6]
+    assert older.prev_cursor is not None
+    back = await runs.queries.list_runs(ORG, limit=3, before=older.prev_cursor)
+    assert [r.run_id for r in back.items] == [r.run_id for r in newest.items]
+
+
+async def test_listing_while_runs_are_created_skips_and_repeats_nothing(runs: Runs) -> None:
+    existing = {(await runs.commands.create(ORG, "agent")).run_id for _ in range(40)}
+    stop = asyncio.Event()
+
+    async def creator() -> None:
+        while not stop.is_set():
+            await runs.commands.create(ORG, "agent")
+
+    task = asyncio.create_task(creator())
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page = await runs.queries.list_runs(ORG, limit=4, after=cursor)
+        seen += [r.run_id for r in page.items]
+        await asyncio.sleep(0)
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    stop.set()
+    await task
+    assert len(seen) == len(set(seen))
+    assert existing <= set(seen)
+
+
+async def test_a_malformed_cursor_is_refused(runs: Runs) -> None:
+    with pytest.raises(InvalidCursor):
+        await runs.queries.list_runs(ORG, after="not-a-cursor!")
+
+
+async def test_usage_journal_and_messages(runs: Runs) -> None:
+    run = await runs.commands.create(ORG, "agent", message="go")
+    await runs.commands.claim(ORG, "w")
+    await runs.commands.append(
+        ORG,
+        run.run_id,
+        [
+            NewEvent(
+                "step_completed",
+                {"model": "m1", "prompt_tokens": 100, "completion_tokens": 20, "ttft_ns": 5000},
+            ),
+            NewEvent(
+                "step_completed",
+                {"model": "m1", "prompt_tokens": 50, "completion_tokens": 10, "ttft_ns": 9000},
+            ),
+            NewEvent("journal_updated", {"objective": "o", "next_action": "n1"}),
+            NewEvent(
+                "journal_updated", {"objective": "o", "handoff_next_action": "call the API again"}
+            ),
+            NewEvent("message_created", {"role": "assistant", "content": "done"}),
+            NewEvent("tool_started", {"tool_call_id": "t1", "name": "search"}),
+        ],
+    )
+    usage = await runs.queries.usage(ORG, run.run_id)
+    assert (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens, usage.num_steps) == (
+        150,
+        30,
+        180,
+        2,
+    )
+    assert [s["prompt_tokens"] for s in usage.steps] == [100, 50]
+    state = await runs.queries.get(ORG, run.run_id)
+    assert state.ttft_ns == 5000
+    assert state.tools_used == ("search",)
+    assert state.journal is not None
+    assert state.journal["handoff_next_action"] == "call the API again"
+    assert len(await runs.queries.journal(ORG, run.run_id)) == 2
+    assert [m.payload["role"] for m in await runs.queries.messages(ORG, run.run_id)] == [
+        "user",
+        "assistant",
+    ]
+
+
+async def test_state_as_of_any_event(runs: Runs) -> None:
+    run = await runs.commands.create(ORG, "agent")
+    claim = await runs.commands.claim(ORG, "w")
+    assert claim is not None
+    done = await runs.commands.change_status(ORG, run.run_id, stop_reason="end_turn")
+    assert (
+        await runs.queries.state_at(ORG, run.run_id, run.created_event_id)
+    ).status is RunStatus.QUEUED
+    assert (
+        await runs.queries.state_at(ORG, run.run_id, claim.run.last_event_id)
+    ).status is RunStatus.RUNNING
+    assert await runs.queries.state_at(ORG, run.run_id, done.last_event_id) == done
+    with pytest.raises(UnknownRun):
+        await runs.queries.state_at(ORG, run.run_id, run.created_event_id - 1)

@@ -1,0 +1,74 @@
+"""Rebuild replaces the read model from the log; check finds any drift without writing."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from eventstore import NewEvent, SQLiteEventStore
+from projections import check, rebuild
+
+from .conftest import ORG, Runs
+
+pytestmark = pytest.mark.anyio
+
+
+async def populate(runs: Runs) -> list[str]:
+    ids = []
+    for n in range(6):
+        run = await runs.commands.create(ORG, f"agent-{n % 2}", metadata={"n": n})
+        ids.append(run.run_id)
+    for _ in range(3):
+        claim = await runs.commands.claim(ORG, "w")
+        assert claim is not None
+        await runs.commands.record_tool_result(
+            ORG, claim.run.run_id, {"tool_call_id": "c", "name": "t"}
+        )
+        await runs.commands.append(
+            ORG, claim.run.run_id, [NewEvent("run_status_changed", {"stop_reason": "end_turn"})]
+        )
+    return ids
+
+
+async def test_rebuild_equals_the_live_tables(runs: Runs) -> None:
+    ids = await populate(runs)
+    before = [await runs.queries.get(ORG, run_id) for run_id in ids]
+    report = await rebuild(runs.store)
+    assert (report.events, report.runs) == (await runs.store.head(), 6)
+    assert [await runs.queries.get(ORG, run_id) for run_id in ids] == before
+    assert len(await runs.queries.tool_results(ORG, ids[0])) == 1
+    assert (await check(runs.store)).ok
+
+
+@pytest.mark.parametrize(
+    ("tamper", "complaint"),
+    [
+        ("UPDATE runs SET status = 'failed' WHERE agent_id = 'agent-1'", "differs in status"),
+        ("DELETE FROM runs WHERE agent_id = 'agent-0'", "missing from runs"),
+        ("DELETE FROM run_metadata", "run_metadata differs"),
+        ("DELETE FROM tool_results", "tool_results differs"),
+    ],
+)
+async def test_check_reports_drift_and_rebuild_repairs_it(
+    runs: Runs, tamper: str, complaint: str
+) -> None:
+    await populate(runs)
+    assert isinstance(runs.store, SQLiteEventStore)
+    connection = sqlite3.connect(runs.store.path, isolation_level=None)
+    connection.execute(tamper)
+    connection.close()
+    drift = await check(runs.store)
+    assert not drift.ok
+    assert any(complaint in line for line in drift.differences)
+    await rebuild(runs.store)
+    assert (await check(runs.store)).ok
+
+
+async def test_check_tolerates_appends_made_while_it_runs(runs: Runs) -> None:
+    await populate(runs)
+    run = await runs.commands.create(ORG, "agent-late")
+    report = await check(runs.store)
+    assert report.ok, report.differences
+    assert report.runs == 7
+    assert run.run_id
