@@ -184,9 +184,21 @@ class BaseEventStore:
     async def _read_page(self, flt: EventFilter, after: int, limit: int) -> EventPage:
         return await self.read(flt, after=after, limit=limit)
 
-    def subscribe(self, filter: EventFilter, *, after: int = 0) -> AsyncGenerator[EventPage, None]:
-        """Replay every matching event after ``after``, then follow live; never skips or repeats."""
-        return subscribe(self._tail(), self._read_page, filter, after, page_size=self._page_size)
+    def subscribe(
+        self, filter: EventFilter, *, after: int = 0, idle_timeout: float | None = None
+    ) -> AsyncGenerator[EventPage, None]:
+        """Replay every matching event after ``after``, then follow live; never skips or repeats.
+
+        With ``idle_timeout``, an empty page at the same position marks each idle interval.
+        """
+        return subscribe(
+            self._tail(),
+            self._read_page,
+            filter,
+            after,
+            page_size=self._page_size,
+            idle_timeout=idle_timeout,
+        )
 
     @property
     def subscriber_count(self) -> int:

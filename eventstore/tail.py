@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import contextlib
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
@@ -163,12 +162,15 @@ async def subscribe(
     after: int,
     *,
     page_size: int = 1000,
-    poll_interval: float | None = None,
+    idle_timeout: float | None = None,
 ) -> AsyncGenerator[EventPage, None]:
     """Replay from ``after`` then follow live; yields pages whose positions strictly increase.
 
     A page may carry no events but a higher position (everything it scanned was filtered out):
-    a consumer can move its cursor without receiving what it may not see.
+    a consumer can move its cursor without receiving what it may not see. With
+    ``idle_timeout``, a page with no events and an unchanged position is yielded after that
+    many seconds without news (an idle tick: SSE turns it into a heartbeat comment, since
+    cancelling a pending ``anext()`` from outside would destroy the generator).
     """
     cursor = after
     waiter = broadcaster.register(channel_of(flt))
@@ -182,15 +184,19 @@ async def subscribe(
             if page.position > cursor:
                 cursor = page.position
                 yield page
-            else:
-                await _wait(waiter.event, poll_interval)
+            elif not await _wait(waiter.event, idle_timeout):
+                yield EventPage([], cursor)
     finally:
         broadcaster.unregister(waiter)
 
 
-async def _wait(event: asyncio.Event, poll_interval: float | None) -> None:
-    if poll_interval is None:
+async def _wait(event: asyncio.Event, timeout: float | None) -> bool:
+    """Wait for a wake-up; False if ``timeout`` passed first."""
+    if timeout is None:
         await event.wait()
-        return
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(event.wait(), poll_interval)
+        return True
+    try:
+        await asyncio.wait_for(event.wait(), timeout)
+    except TimeoutError:
+        return False
+    return True

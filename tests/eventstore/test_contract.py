@@ -380,3 +380,17 @@ async def test_closing_the_store_ends_subscriptions(store_factory: StoreFactory)
     await store.aclose()
     with pytest.raises(StopAsyncIteration):
         await waiting
+
+
+async def test_an_idle_subscription_ticks_without_moving(store: BaseEventStore) -> None:
+    await new_run(store, "run-a")
+    stream = store.subscribe(EventFilter(ORG), after=1, idle_timeout=0.01)
+    tick = await anext(stream)
+    assert (tick.events, tick.position) == ([], 1)
+    pending = asyncio.ensure_future(anext(stream))
+    await store.append(ORG, "run-a", [message()])
+    page = await pending
+    while not page.events:  # ticks may come first on a busy machine
+        page = await anext(stream)
+    assert [e.id for e in page.events] == [2]
+    await stream.aclose()
