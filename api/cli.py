@@ -1,16 +1,97 @@
-"""The ``runtrack`` command. Until the HTTP issue lands, ``serve`` says it is not there yet."""
+"""The ``runtrack`` command line."""
 
 from __future__ import annotations
 
-import sys
+import asyncio
+from typing import Annotated
 
-__all__ = ["main"]
+import typer
+
+from eventstore import open_store
+from projections import RunProjection
+
+from .auth import DEFAULT_ORGANIZATION, KeyRing, Role
+from .settings import Settings
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Track durable agent runs.")
+keys_app = typer.Typer(no_args_is_help=True, help="Create, list and revoke API keys.")
+app.add_typer(keys_app, name="keys")
+
+Database = Annotated[
+    str,
+    typer.Option(
+        "--database", envvar="RUNTRACK_DATABASE", help="SQLite file (default) or postgresql:// URL"
+    ),
+]
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if args[:1] == ["serve"]:
-        print("runtrack serve: the HTTP/SSE server arrives with issue 4 (not built yet).")
-        return 0
-    print("usage: runtrack serve")
-    return 2
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(envvar="RUNTRACK_HOST")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(envvar="RUNTRACK_PORT")] = 8000,
+    database: Database = "runtrack.db",
+    heartbeat_seconds: Annotated[float, typer.Option(envvar="RUNTRACK_HEARTBEAT_SECONDS")] = 15.0,
+    max_streams: Annotated[int, typer.Option(envvar="RUNTRACK_MAX_STREAMS")] = 10_000,
+    send_timeout: Annotated[float, typer.Option(envvar="RUNTRACK_SEND_TIMEOUT")] = 30.0,
+) -> None:
+    """Serve the HTTP API and SSE streams."""
+    from .server import serve as run_server
+
+    run_server(
+        Settings(
+            database=database,
+            host=host,
+            port=port,
+            heartbeat_seconds=heartbeat_seconds,
+            max_streams=max_streams,
+            send_timeout=send_timeout,
+        )
+    )
+
+
+@keys_app.command("create")
+def keys_create(
+    role: Annotated[str, typer.Option(help="user, operator or admin")],
+    organization: Annotated[str, typer.Option()] = DEFAULT_ORGANIZATION,
+    name: Annotated[str | None, typer.Option()] = None,
+    database: Database = "runtrack.db",
+) -> None:
+    """Create an API key and print it (the only time it is shown)."""
+    try:
+        parsed = Role.parse(role)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    token = asyncio.run(_with_keys(database, lambda ring: ring.create(organization, parsed, name)))
+    typer.echo(token)
+
+
+@keys_app.command("list")
+def keys_list(database: Database = "runtrack.db") -> None:
+    """List keys (never their secrets)."""
+    for info in asyncio.run(_with_keys(database, lambda ring: ring.list())):
+        state = f"revoked {info.revoked_at}" if info.revoked_at else "active"
+        typer.echo(
+            f"{info.key_id}\t{info.organization_id}\t{info.role}\t{info.name or '-'}\t{state}"
+        )
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str, database: Database = "runtrack.db") -> None:
+    """Revoke a key by its id."""
+    if not asyncio.run(_with_keys(database, lambda ring: ring.revoke(key_id))):
+        typer.echo(f"no active key {key_id}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"revoked {key_id}")
+
+
+async def _with_keys(database: str, action):  # type: ignore[no-untyped-def]
+    async with open_store(database, projections=[RunProjection()]) as store:
+        ring = KeyRing(store)
+        await ring.setup()
+        return await action(ring)
+
+
+def main() -> None:
+    app()

@@ -38,8 +38,14 @@ _ACTIVE = tuple(sorted(s.value for s in ACTIVE))
 _WAITING = (RunStatus.QUEUED.value, RunStatus.WAITING_ON_LANE.value)
 
 
-def new_run_id() -> str:
-    return f"run-{uuid.uuid4().hex}"
+def new_run_id(seed: str | None = None) -> str:
+    return f"run-{_token(seed)}"
+
+
+def _token(seed: str | None) -> str:
+    if seed is None:
+        return uuid.uuid4().hex
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"runtrack:{seed}").hex
 
 
 @dataclass(frozen=True)
@@ -69,9 +75,14 @@ class RunCommands:
         run_id: str | None = None,
         idempotency_key: str | None = None,
     ) -> RunState:
-        """Create a queued run (``waiting_on_lane`` when its lane has an active run)."""
-        run_id = run_id or new_run_id()
-        conversation_id = conversation_id or f"conv-{uuid.uuid4().hex}"
+        """Create a queued run (``waiting_on_lane`` when its lane has an active run).
+
+        With an ``idempotency_key`` the run and conversation ids derive from the key, so a
+        retried create returns the run the first attempt made instead of a second run.
+        """
+        seed = None if idempotency_key is None else f"{organization_id}/{idempotency_key}"
+        run_id = run_id or new_run_id(seed)
+        conversation_id = conversation_id or f"conv-{_token(seed)}"
         created = NewEvent(
             EventType.RUN_CREATED,
             {
@@ -95,8 +106,9 @@ class RunCommands:
         lane = lane_key or f"conversation:{conversation_id}"
 
         def unit(context: WriteContext) -> RunState:
-            context.append(request)
-            if _lane_holder(context, lane, run_id) is not None:
+            existed = load_state(context.tx, run_id) is not None
+            context.append(request)  # a matching retry returns the first attempt's events
+            if not existed and _lane_holder(context, lane, run_id) is not None:
                 _change(
                     context,
                     organization_id,

@@ -1,0 +1,94 @@
+"""The Starlette app factory: routes, error shapes, and the store's life cycle."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sse_starlette.sse import AppStatus
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from eventstore import StoreError, open_store
+from projections import RunCommands, RunProjection, RunQueries
+
+from .auth import KeyRing
+from .errors import ApiError, error_response, handle_api_error, handle_store_error
+from .metrics import Metrics
+from .routes import ops, runs, streams
+from .settings import Settings
+from .sse import StreamGate
+
+__all__ = ["create_app"]
+
+logger = logging.getLogger("runtrack")
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or Settings()
+    app = Starlette(
+        routes=[*runs.routes, *streams.routes, *ops.routes],
+        lifespan=_lifespan,
+        exception_handlers={
+            StoreError: handle_store_error,
+            ApiError: handle_api_error,
+            HTTPException: _http_error,
+            Exception: _internal_error,
+        },
+    )
+    app.state.settings = settings
+    app.state.metrics = Metrics()
+    app.state.streams = StreamGate(settings.max_streams, app.state.metrics)
+    return app
+
+
+@asynccontextmanager
+async def _lifespan(app: Starlette) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    # sse-starlette keeps shutdown state per process; a new app starts undrained.
+    AppStatus.should_exit = False
+    store = open_store(
+        settings.database, projections=[RunProjection()], synchronous=settings.synchronous
+    )
+    await store.open()
+    app.state.store = store
+    app.state.commands = RunCommands(store)
+    app.state.queries = RunQueries(store)
+    app.state.keys = KeyRing(store, cache_seconds=settings.key_cache_seconds)
+    await app.state.keys.setup()
+    await _announce_access(app, settings)
+    try:
+        yield
+    finally:
+        await store.aclose()
+
+
+async def _announce_access(app: Starlette, settings: Settings) -> None:
+    has_keys = await app.state.keys.any_active()
+    if has_keys:
+        return
+    if not settings.loopback:
+        raise RuntimeError(
+            f"refusing to serve on {settings.host} without API keys: create one with "
+            "'runtrack keys create --role admin', or bind to 127.0.0.1"
+        )
+    logger.warning(
+        "no API keys exist: serving OPEN on %s (loopback only); every request acts as an "
+        "admin of the 'default' organization",
+        settings.host,
+    )
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    headers = dict(exc.headers) if exc.headers else None
+    return error_response(exc.status_code, code, str(exc.detail), headers=headers)
+
+
+async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+    logger.exception("unexpected error on %s %s", request.method, request.url.path)
+    return error_response(500, "internal", "the server failed to handle this request")

@@ -1,0 +1,202 @@
+"""API keys and roles.
+
+A key is ``rtk_<key_id>_<secret>``; only SHA-256 of the secret is stored (the secret has 256 bits
+of entropy, so a slow password hash would add nothing). Roles nest: ``user`` < ``operator`` <
+``admin``. Each key belongs to one organization and sees only it.
+
+Open mode: a server bound to a loopback address while no key exists treats every request as an
+admin of the ``default`` organization, and says so when it starts.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from starlette.requests import Request
+
+from eventstore import Visibility, WriteContext
+from eventstore.appending import format_timestamp
+from eventstore.store import BaseEventStore
+
+from .errors import ApiError
+
+__all__ = ["DEFAULT_ORGANIZATION", "KeyRing", "Principal", "Role", "require"]
+
+DEFAULT_ORGANIZATION = "default"
+_PREFIX = "rtk_"
+SCHEMA = """CREATE TABLE IF NOT EXISTS api_keys (
+    key_id TEXT PRIMARY KEY, organization_id TEXT NOT NULL, role TEXT NOT NULL,
+    secret_hash TEXT NOT NULL, name TEXT, created_at TEXT NOT NULL, revoked_at TEXT)"""
+
+
+class Role(enum.IntEnum):
+    USER = 1
+    OPERATOR = 2
+    ADMIN = 3
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+    @property
+    def max_visibility(self) -> Visibility:
+        return {Role.USER: Visibility.USER, Role.OPERATOR: Visibility.OPERATOR}.get(
+            self, Visibility.INTERNAL
+        )
+
+    @classmethod
+    def parse(cls, value: str) -> Role:
+        try:
+            return cls[value.upper()]
+        except KeyError:
+            raise ValueError(f"role must be user, operator or admin; got {value!r}") from None
+
+
+@dataclass(frozen=True)
+class Principal:
+    organization_id: str
+    role: Role
+    key_id: str | None
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    key_id: str
+    organization_id: str
+    role: str
+    name: str | None
+    created_at: str
+    revoked_at: str | None
+
+
+class KeyRing:
+    """Creates, lists, revokes and verifies keys, with a short cache of verified ones."""
+
+    def __init__(self, store: BaseEventStore, *, cache_seconds: float = 30.0) -> None:
+        self._store = store
+        self._cache_seconds = cache_seconds
+        self._cache: dict[str, tuple[float, Principal]] = {}
+        self._any_active: tuple[float, bool] = (0.0, False)
+
+    async def setup(self) -> None:
+        await self._store.transact(lambda context: context.tx.execute(SCHEMA))
+
+    async def create(self, organization_id: str, role: Role, name: str | None = None) -> str:
+        """Create a key and return its token: the only time the secret is ever shown."""
+        key_id, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
+        row = (key_id, organization_id, role.label, _digest(secret), name, _now())
+
+        def insert(context: WriteContext) -> None:
+            context.tx.execute(
+                "INSERT INTO api_keys (key_id, organization_id, role, secret_hash, name, "
+                "created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                row,
+            )
+
+        await self._store.transact(insert)
+        self._any_active = (0.0, True)
+        return f"{_PREFIX}{key_id}_{secret}"
+
+    async def revoke(self, key_id: str) -> bool:
+        def update(context: WriteContext) -> bool:
+            found = context.tx.fetchone(
+                "SELECT key_id FROM api_keys WHERE key_id = ? AND revoked_at IS NULL", (key_id,)
+            )
+            if found is not None:
+                context.tx.execute(
+                    "UPDATE api_keys SET revoked_at = ? WHERE key_id = ?", (_now(), key_id)
+                )
+            return found is not None
+
+        revoked = await self._store.transact(update)
+        self._cache.clear()
+        return revoked
+
+    async def list(self) -> list[KeyInfo]:
+        rows = await self._store.fetchall(
+            "SELECT key_id, organization_id, role, name, created_at, revoked_at FROM api_keys "
+            "ORDER BY created_at"
+        )
+        return [KeyInfo(*row) for row in rows]
+
+    async def any_active(self, *, max_age: float = 0.0) -> bool:
+        """Whether any key exists (cached up to ``max_age`` seconds: it decides open mode)."""
+        checked_at, found = self._any_active
+        if time.monotonic() - checked_at <= max_age:
+            return found
+        rows = await self._store.fetchall("SELECT 1 FROM api_keys WHERE revoked_at IS NULL LIMIT 1")
+        self._any_active = (time.monotonic(), bool(rows))
+        return bool(rows)
+
+    async def verify(self, token: str) -> Principal | None:
+        cached = self._cache.get(token)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        principal = await self._lookup(token)
+        if principal is not None:
+            self._cache[token] = (time.monotonic() + self._cache_seconds, principal)
+        return principal
+
+    async def _lookup(self, token: str) -> Principal | None:
+        key_id, _, secret = token.removeprefix(_PREFIX).partition("_")
+        if not token.startswith(_PREFIX) or not key_id or not secret:
+            return None
+        rows = await self._store.fetchall(
+            "SELECT organization_id, role, secret_hash FROM api_keys "
+            "WHERE key_id = ? AND revoked_at IS NULL",
+            (key_id,),
+        )
+        if not rows or not hmac.compare_digest(rows[0][2], _digest(secret)):
+            return None
+        return Principal(rows[0][0], Role.parse(rows[0][1]), key_id)
+
+
+async def authenticate(request: Request) -> Principal:
+    """The caller, from ``Authorization: Bearer``; open mode lets everyone in as admin."""
+    state = request.app.state
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if not header and state.settings.loopback and not await state.keys.any_active(max_age=2.0):
+        return Principal(DEFAULT_ORGANIZATION, Role.ADMIN, None)  # open mode
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiError(
+            401,
+            "unauthorized",
+            "send an API key as 'Authorization: Bearer <key>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    keys: KeyRing = state.keys
+    principal = await keys.verify(token.strip())
+    if principal is None:
+        raise ApiError(
+            401,
+            "unauthorized",
+            "unknown or revoked API key",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return principal
+
+
+async def require(request: Request, role: Role) -> Principal:
+    principal = await authenticate(request)
+    if principal.role < role:
+        raise ApiError(
+            403,
+            "forbidden",
+            f"this needs the {role.label} role; the key has {principal.role.label}",
+        )
+    return principal
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _now() -> str:
+    return format_timestamp(datetime.now(UTC))

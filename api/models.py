@@ -1,0 +1,159 @@
+"""The HTTP schema: pydantic models for request bodies and responses, and their mappers.
+
+Shapes that clients rely on are fixed by DESIGN.md; fields may be added, never renamed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from eventstore import AgentEvent, NewEvent
+from projections import RunState
+
+__all__ = [
+    "AppendEventsBody",
+    "ClaimBody",
+    "CreateRunBody",
+    "EventBody",
+    "HeartbeatBody",
+    "Run",
+    "event_json",
+    "run_json",
+]
+
+MAX_EVENTS_PER_REQUEST = 1000
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CreateRunBody(_Body):
+    agent_id: str = Field(min_length=1, max_length=200)
+    conversation_id: str | None = Field(default=None, min_length=1, max_length=200)
+    lane_key: str | None = Field(default=None, min_length=1, max_length=400)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    callback_url: str | None = Field(default=None, max_length=2000)
+    parent_run_id: str | None = Field(default=None, max_length=200)
+    message: str | None = Field(default=None, description="A first user message for the run")
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
+
+    @field_validator("callback_url")
+    @classmethod
+    def _http_only(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("callback_url must be an http:// or https:// URL")
+        return value
+
+
+class EventBody(_Body):
+    event_type: str = Field(min_length=1, max_length=200)
+    payload: dict[str, Any] = Field(default_factory=dict)
+    visibility: Literal["user", "operator", "internal"] | None = None
+
+    def to_new_event(self) -> NewEvent:
+        return NewEvent(self.event_type, self.payload, self.visibility)
+
+
+class AppendEventsBody(_Body):
+    events: list[EventBody] = Field(min_length=1, max_length=MAX_EVENTS_PER_REQUEST)
+    expected_sequence: int | None = Field(default=None, ge=0)
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+class ClaimBody(_Body):
+    worker_id: str = Field(min_length=1, max_length=200)
+    agent_id: str | None = None
+    lane_key: str | None = None
+
+
+class HeartbeatBody(_Body):
+    worker_id: str | None = Field(default=None, max_length=200)
+
+
+class CancelBody(_Body):
+    reason: str | None = Field(default=None, max_length=2000)
+
+
+class ToolResultBody(_Body):
+    tool_call_id: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=200)
+    status: Literal["success", "error"] = "success"
+    result: Any = None
+    error: str | None = None
+    duration_ms: float | None = Field(default=None, ge=0)
+
+
+class Run(BaseModel):
+    """A run as the API shows it: ``id`` is the run id (the reference systems' shape)."""
+
+    id: str
+    run_id: str
+    organization_id: str
+    conversation_id: str
+    agent_id: str
+    lane_key: str
+    parent_run_id: str | None
+    status: str
+    created_at: str
+    created_event_id: int
+    last_event_id: int
+    last_sequence: int
+    updated_at: str
+    stop_reason: str | None
+    detail: str | None
+    error: str | None
+    cancel_requested: bool
+    cancel_requested_at: str | None
+    started_at: str | None
+    completed_at: str | None
+    total_duration_ns: int | None
+    ttft_ns: int | None
+    num_steps: int
+    num_messages: int
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    tools_used: list[str]
+    child_run_ids: list[str]
+    checkpoint_id: str | None
+    checkpoint_kind: str | None
+    resume_available: bool
+    journal: dict[str, Any] | None
+    callback_url: str | None
+    callback_sent_at: str | None
+    callback_status_code: int | None
+    callback_error: str | None
+    callback_attempts: int
+    metadata: dict[str, Any]
+    terminal: bool
+
+
+class StoredEvent(BaseModel):
+    id: int
+    event_type: str
+    run_id: str
+    conversation_id: str
+    organization_id: str
+    sequence: int
+    visibility: str
+    payload: dict[str, Any]
+    created_at: str
+    prev_hash: str
+    hash: str
+
+
+def run_json(state: RunState) -> dict[str, Any]:
+    data = dataclasses.asdict(state)
+    data["status"] = state.status.value
+    data["tools_used"] = list(state.tools_used)
+    data["child_run_ids"] = list(state.child_run_ids)
+    data["terminal"] = state.terminal
+    return {"id": state.run_id, **data}
+
+
+def event_json(event: AgentEvent) -> dict[str, Any]:
+    return event.to_dict()

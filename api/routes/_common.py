@@ -1,0 +1,141 @@
+"""Helpers every route module uses: bounded JSON bodies, query parameters, services."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from eventstore import EventFilter
+from eventstore.store import BaseEventStore
+from projections import RunCommands, RunQueries
+
+from ..errors import ApiError
+
+__all__ = [
+    "bool_param",
+    "commands",
+    "event_page",
+    "int_param",
+    "json_response",
+    "queries",
+    "read_body",
+    "store",
+    "wants_stream",
+]
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def store(request: Request) -> BaseEventStore:
+    found: BaseEventStore = request.app.state.store
+    return found
+
+
+def commands(request: Request) -> RunCommands:
+    found: RunCommands = request.app.state.commands
+    return found
+
+
+def queries(request: Request) -> RunQueries:
+    found: RunQueries = request.app.state.queries
+    return found
+
+
+async def read_body(request: Request, model: type[M]) -> M:
+    """Parse and validate a JSON body: 413 when too large, 400 when not JSON, 422 when invalid."""
+    raw = await _bounded_body(request, request.app.state.settings.max_body_bytes)
+    try:
+        data = json.loads(raw) if raw else None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ApiError(422, "invalid_request", "the body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ApiError(422, "invalid_request", _describe(exc), errors=_errors(exc)) from exc
+
+
+async def _bounded_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, "body_too_large", f"the body is over {limit} bytes", limit=limit)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, "body_too_large", f"the body is over {limit} bytes", limit=limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _describe(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "body"
+    more = f" (and {exc.error_count() - 1} more problems)" if exc.error_count() > 1 else ""
+    return f"{where}: {first['msg']}{more}"
+
+
+def _errors(exc: ValidationError) -> list[dict[str, Any]]:
+    return [
+        {"loc": [str(p) for p in err["loc"]], "msg": err["msg"], "type": err["type"]}
+        for err in exc.errors()
+    ]
+
+
+def int_param(
+    request: Request, name: str, default: int, *, low: int = 0, high: int | None = None
+) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(
+            400, "invalid_parameter", f"{name} must be an integer; got {raw!r}"
+        ) from None
+    if value < low or (high is not None and value > high):
+        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise ApiError(400, "invalid_parameter", f"{name} must be {bound}; got {value}")
+    return value
+
+
+def bool_param(request: Request, name: str) -> bool | None:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    if raw.lower() in ("1", "true", "yes"):
+        return True
+    if raw.lower() in ("0", "false", "no"):
+        return False
+    raise ApiError(400, "invalid_parameter", f"{name} must be true or false; got {raw!r}")
+
+
+async def event_page(request: Request, flt: EventFilter) -> JSONResponse:
+    """A JSON page of the log in id order; ``next_cursor`` goes back as ``after_event_id``."""
+    after = int_param(request, "after_event_id", 0)
+    limit = int_param(request, "limit", 100, low=1, high=1000)
+    page = await store(request).read(flt, after=after, limit=limit)
+    head = await store(request).head()
+    return json_response(
+        {
+            "items": [event.to_dict() for event in page.events],
+            "next_cursor": str(page.position) if page.position < head else None,
+            "position": page.position,
+        }
+    )
+
+
+def wants_stream(request: Request) -> bool:
+    return "text/event-stream" in request.headers.get("accept", "")
+
+
+def json_response(
+    content: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(content, status_code=status, headers=headers)

@@ -1,0 +1,72 @@
+"""Operations: health, readiness, metrics, the OpenAPI document, audit, and the dashboard root."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from ..auth import Role, require
+from ..openapi import openapi_document
+from ._common import json_response, store
+
+__all__ = ["routes"]
+
+
+async def healthz(request: Request) -> JSONResponse:
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: Request) -> JSONResponse:
+    """Ready when the database answers a read."""
+    try:
+        head = await store(request).head()
+    except Exception as exc:  # any failure means not ready; the body says why
+        return json_response({"status": "unavailable", "reason": str(exc)}, 503)
+    return json_response({"status": "ready", "head_id": head})
+
+
+async def metrics(request: Request) -> Response:
+    body = await request.app.state.metrics.render(lambda: _status_counts(request))
+    return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+async def _status_counts(request: Request) -> dict[str, int]:
+    rows = await store(request).fetchall("SELECT status, COUNT(*) FROM runs GROUP BY status")
+    return {str(status): int(count) for status, count in rows}
+
+
+async def openapi(request: Request) -> JSONResponse:
+    return json_response(openapi_document())
+
+
+async def audit_verify(request: Request) -> JSONResponse:
+    await require(request, Role.ADMIN)
+    report = await store(request).verify(run_id=request.query_params.get("run_id"))
+    body: dict[str, object] = {
+        "ok": report.ok,
+        "events": report.events,
+        "head_id": report.head_id,
+        "head_hash": report.head_hash,
+    }
+    if not report.ok:
+        body.update(first_bad_event_id=report.first_bad_event_id, reason=report.reason)
+    return json_response(body)
+
+
+async def dashboard(request: Request) -> HTMLResponse:
+    return HTMLResponse(
+        "<!doctype html><title>runtrack</title><h1>runtrack</h1>"
+        "<p>The dashboard arrives with issue 8. The API is under <code>/v1</code>; "
+        "see <a href='/openapi.json'>/openapi.json</a>.</p>"
+    )
+
+
+routes = [
+    Route("/healthz", healthz, methods=["GET"]),
+    Route("/readyz", readyz, methods=["GET"]),
+    Route("/metrics", metrics, methods=["GET"]),
+    Route("/openapi.json", openapi, methods=["GET"]),
+    Route("/v1/audit/verify", audit_verify, methods=["GET"]),
+    Route("/", dashboard, methods=["GET"]),
+]

@@ -1,0 +1,40 @@
+"""Server settings: one frozen record, filled from the command line or the environment."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+__all__ = ["Settings", "is_loopback"]
+
+
+@dataclass(frozen=True)
+class Settings:
+    database: str = "runtrack.db"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    heartbeat_seconds: float = 15.0
+    """Idle interval after which a stream gets a ``: heartbeat`` comment."""
+    retry_ms: int = 3000
+    """The ``retry:`` a browser waits before reconnecting."""
+    max_streams: int = 10_000
+    """Open SSE streams allowed at once; past it, 503 with Retry-After."""
+    send_timeout: float = 30.0
+    """A client that does not take a write within this many seconds is dropped."""
+    max_body_bytes: int = 1_048_576
+    key_cache_seconds: float = 30.0
+    """How long a verified API key is trusted before it is looked up again (revocation delay)."""
+    synchronous: str = "FULL"
+
+    @property
+    def loopback(self) -> bool:
+        return is_loopback(self.host)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

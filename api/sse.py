@@ -1,0 +1,223 @@
+"""The SSE streams: cursor rules, visibility caps, framing, the stream cap and slow clients.
+
+Framing: each event is ``id: <id>`` / ``event: <type>`` / ``data: <json>`` and a blank line. A
+page of events becomes one chunk of bytes (one socket write for up to a thousand events). A page
+whose position is past its last event (the rest was filtered out) ends with an id-only block,
+so the client's ``Last-Event-ID`` moves past what it may not see. Idle streams get a
+``: heartbeat`` comment. A run channel ends with ``event: end`` once its run reaches a terminal
+status; reconnecting at or past that point while the run is still terminal gets ``204``, which
+tells ``EventSource`` to stop.
+
+``EventSourceResponse`` (sse-starlette) does the sending, the disconnect watch, the send timeout
+and the shutdown drain; we feed it pre-encoded bytes. Its keep-alive ping is off: our heartbeat
+comes from the subscription's idle ticks, so it is sent only when nothing else is.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
+
+from sse_starlette.sse import EventSourceResponse, SendTimeoutError
+from starlette.requests import Request
+from starlette.types import Receive, Scope, Send
+
+from eventstore import AgentEvent, EventFilter, EventPage, EventType, Visibility
+from eventstore.store import BaseEventStore
+from projections import TERMINAL, RunState
+
+from .auth import Principal
+from .errors import ApiError
+from .metrics import Metrics
+
+__all__ = ["StreamGate", "encode_page", "open_stream", "resolve_cursor", "resolve_visibility"]
+
+logger = logging.getLogger("runtrack.sse")
+_TERMINAL_LABELS = frozenset(status.value for status in TERMINAL)
+
+
+@dataclass(frozen=True)
+class Channel:
+    """What one stream carries: a filter, where it starts, and the run it ends with (if any)."""
+
+    filter: EventFilter
+    cursor: int
+    run_id: str | None = None
+
+
+class StreamGate:
+    """Counts open streams and refuses new ones past the cap."""
+
+    def __init__(self, limit: int, metrics: Metrics) -> None:
+        self.limit = limit
+        self.open = 0
+        self._metrics = metrics
+
+    def reserve(self) -> None:
+        if self.open >= self.limit:
+            raise ApiError(
+                503,
+                "too_many_streams",
+                f"the server holds {self.limit} streams already",
+                headers={"Retry-After": "5"},
+            )
+        self.open += 1
+        self._metrics.open_streams.inc()
+
+    def release(self) -> None:
+        self.open -= 1
+        self._metrics.open_streams.dec()
+
+
+def resolve_visibility(request: Request, principal: Principal) -> Visibility:
+    """The requested visibility (default operator), capped by the key's role.
+
+    A key asking for more than its role allows gets what its role allows (see docs/api.md): an
+    ``EventSource`` cannot read an error body, so a silent cap serves dashboards better than 403.
+    """
+    raw = request.query_params.get("visibility")
+    try:
+        wanted = Visibility.OPERATOR if raw is None else Visibility.parse(raw)
+    except ValueError as exc:
+        raise ApiError(400, "invalid_visibility", str(exc)) from exc
+    return min(wanted, principal.role.max_visibility)
+
+
+def resolve_cursor(
+    request: Request,
+    head: int,
+    *,
+    run: RunState | None = None,
+    sequence_ids: dict[int, int] | None = None,
+) -> int:
+    """Cursor priority: ``Last-Event-ID`` > ``after_event_id`` > ``after_sequence`` (runs only)."""
+    header = request.headers.get("last-event-id")
+    if header is not None and header.strip():
+        return _event_cursor(header, "Last-Event-ID", head)
+    param = request.query_params.get("after_event_id")
+    if param is not None:
+        return _event_cursor(param, "after_event_id", head)
+    sequence = request.query_params.get("after_sequence")
+    if sequence is not None and run is not None and sequence_ids is not None:
+        return _sequence_cursor(sequence, run, sequence_ids)
+    return 0
+
+
+def _event_cursor(raw: str, name: str, head: int) -> int:
+    value = _non_negative(raw, name)
+    if value > head:
+        raise ApiError(
+            400,
+            "invalid_cursor",
+            f"{name} {value} is beyond the head of the log ({head})",
+            cursor=value,
+            head=head,
+        )
+    return value
+
+
+def _sequence_cursor(raw: str, run: RunState, sequence_ids: dict[int, int]) -> int:
+    value = _non_negative(raw, "after_sequence")
+    if value > run.last_sequence:
+        raise ApiError(
+            400,
+            "invalid_cursor",
+            f"after_sequence {value} is beyond the run's last sequence ({run.last_sequence})",
+            cursor=value,
+            last_sequence=run.last_sequence,
+        )
+    return sequence_ids.get(value, 0)
+
+
+def _non_negative(raw: str, name: str) -> int:
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ApiError(
+            400, "invalid_cursor", f"{name} must be an event id (an integer); got {raw!r}"
+        ) from None
+    if value < 0:
+        raise ApiError(400, "invalid_cursor", f"{name} must not be negative")
+    return value
+
+
+def encode_event(event: AgentEvent) -> str:
+    return f"id: {event.id}\nevent: {event.event_type}\ndata: {event.to_json()}\n\n"
+
+
+def encode_page(page: EventPage) -> bytes:
+    """One chunk for a whole page; an id-only block when the page scanned past its last event."""
+    parts = [encode_event(event) for event in page.events]
+    if not page.events or page.events[-1].id < page.position:
+        parts.append(f"id: {page.position}\n\n")
+    return "".join(parts).encode("utf-8")
+
+
+def _ends_run(page: EventPage) -> str | None:
+    """The terminal status reached by the page's last status change, if any."""
+    for event in reversed(page.events):
+        if event.event_type == EventType.RUN_STATUS_CHANGED:
+            target = str(event.payload["to"])
+            return target if target in _TERMINAL_LABELS else None
+    return None
+
+
+async def frames(
+    store: BaseEventStore, channel: Channel, *, retry_ms: int, heartbeat: float
+) -> AsyncGenerator[bytes, None]:
+    yield f"retry: {retry_ms}\n: stream open at {channel.cursor}\n\n".encode()
+    cursor = channel.cursor
+    subscription = store.subscribe(channel.filter, after=cursor, idle_timeout=heartbeat)
+    try:
+        async for page in subscription:
+            if not page.events and page.position == cursor:
+                yield b": heartbeat\n\n"
+                continue
+            cursor = page.position
+            yield encode_page(page)
+            status = _ends_run(page) if channel.run_id is not None else None
+            if status is not None:
+                end = json.dumps(
+                    {"run_id": channel.run_id, "status": status, "last_event_id": cursor}
+                )
+                yield f"event: end\ndata: {end}\n\n".encode()
+                return
+    finally:
+        await subscription.aclose()
+
+
+class _Stream(EventSourceResponse):
+    """An EventSourceResponse that releases its slot and counts clients dropped for slowness."""
+
+    def __init__(self, gate: StreamGate, metrics: Metrics, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._gate = gate
+        self._metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except SendTimeoutError:
+            self._metrics.dropped_clients.inc()
+            logger.info("dropped a client that stopped reading")
+        finally:
+            self._gate.release()
+
+
+def open_stream(request: Request, store: BaseEventStore, channel: Channel) -> EventSourceResponse:
+    state = request.app.state
+    settings = state.settings
+    state.streams.reserve()
+    return _Stream(
+        state.streams,
+        state.metrics,
+        frames(store, channel, retry_ms=settings.retry_ms, heartbeat=settings.heartbeat_seconds),
+        ping=0,
+        send_timeout=settings.send_timeout,
+        headers={
+            "Cache-Control": "no-cache, no-store",
+            "X-Runtrack-Visibility": channel.filter.visibility.label,
+        },
+    )
