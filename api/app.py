@@ -54,13 +54,13 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
         settings.database, projections=[RunProjection()], synchronous=settings.synchronous
     )
     await store.open()
-    app.state.store = store
-    app.state.commands = RunCommands(store)
-    app.state.queries = RunQueries(store)
-    app.state.keys = KeyRing(store, cache_seconds=settings.key_cache_seconds)
-    await app.state.keys.setup()
-    await _announce_access(app, settings)
     try:
+        app.state.store = store
+        app.state.commands = RunCommands(store)
+        app.state.queries = RunQueries(store)
+        app.state.keys = KeyRing(store, cache_seconds=settings.key_cache_seconds)
+        await app.state.keys.setup()
+        await _announce_access(app, settings)
         yield
     finally:
         await store.aclose()

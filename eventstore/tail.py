@@ -190,13 +190,13 @@ async def subscribe(
         broadcaster.unregister(waiter)
 
 
-async def _wait(event: asyncio.Event, timeout: float | None) -> bool:
-    """Wait for a wake-up; False if ``timeout`` passed first."""
-    if timeout is None:
+async def _wait(event: asyncio.Event, limit: float | None) -> bool:
+    """Wait for a wake-up; False if ``limit`` seconds passed first."""
+    if limit is None:
         await event.wait()
         return True
     try:
-        await asyncio.wait_for(event.wait(), timeout)
+        await asyncio.wait_for(event.wait(), limit)
     except TimeoutError:
         return False
     return True

@@ -1,0 +1,93 @@
+"""A real uvicorn server on 127.0.0.1 per test, and HTTP clients for it."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+
+from api.app import create_app
+from api.auth import KeyRing, Role
+from api.settings import Settings
+from tests.conftest import StoreFactory
+
+
+@dataclass
+class LiveServer:
+    url: str
+    app: Starlette
+    server: uvicorn.Server
+    task: asyncio.Task[None]
+
+    @property
+    def keys(self) -> KeyRing:
+        ring: KeyRing = self.app.state.keys
+        return ring
+
+    async def key(self, role: Role, organization: str = "default") -> str:
+        return await self.keys.create(organization, role, name=f"test-{role.label}")
+
+    def client(self, key: str | None = None, **options: Any) -> httpx.AsyncClient:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        return httpx.AsyncClient(base_url=self.url, headers=headers, timeout=30, **options)
+
+    async def stop(self) -> None:
+        self.server.should_exit = True
+        await self.task
+
+
+async def start_server(settings: Settings) -> LiveServer:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    port = sock.getsockname()[1]
+    app = create_app(replace(settings, port=port))
+    config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=2)
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    return LiveServer(f"http://127.0.0.1:{port}", app, server, task)
+
+
+ServerFactory = Callable[..., Awaitable[LiveServer]]
+
+
+@pytest.fixture
+async def server_factory(
+    backend: str, store_factory: StoreFactory, tmp_path: Path
+) -> AsyncIterator[ServerFactory]:
+    started: list[LiveServer] = []
+    database = str(tmp_path / "api.db")
+
+    async def build(**options: Any) -> LiveServer:
+        settings = Settings(database=options.pop("database", database), **options)
+        live = await start_server(settings)
+        started.append(live)
+        return live
+
+    yield build
+    for live in started:
+        if not live.task.done():
+            await live.stop()
+
+
+@pytest.fixture
+async def server(server_factory: ServerFactory) -> LiveServer:
+    return await server_factory(heartbeat_seconds=15.0)
+
+
+@pytest.fixture
+async def client(server: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
+    async with server.client() as opened:
+        yield opened
