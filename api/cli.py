@@ -35,6 +35,7 @@ def serve(
     heartbeat_seconds: Annotated[float, typer.Option(envvar="RUNTRACK_HEARTBEAT_SECONDS")] = 15.0,
     max_streams: Annotated[int, typer.Option(envvar="RUNTRACK_MAX_STREAMS")] = 10_000,
     send_timeout: Annotated[float, typer.Option(envvar="RUNTRACK_SEND_TIMEOUT")] = 30.0,
+    retry_ms: Annotated[int, typer.Option(envvar="RUNTRACK_RETRY_MS")] = 3000,
 ) -> None:
     """Serve the HTTP API and SSE streams."""
     from .server import serve as run_server
