@@ -17,6 +17,9 @@ def open_store(
 ) -> BaseEventStore:
     """Build (not yet open) the store for ``database``; use it as ``async with open_store(...)``."""
     if database.startswith(("postgresql://", "postgres://")):
-        raise NotImplementedError("the PostgreSQL backend arrives with issue 5")
+        from .postgres import PostgresEventStore
+
+        options.pop("synchronous", None)  # a SQLite setting
+        return PostgresEventStore(database, projections=projections, **options)
     path = database.removeprefix("sqlite:///").removeprefix("sqlite://")
     return SQLiteEventStore(path, projections=projections, **options)

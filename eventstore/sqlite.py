@@ -22,6 +22,7 @@ import aiosqlite
 
 from .appending import Head
 from .errors import ConcurrencyConflict, StoreError, StoreUnavailable
+from .migrations import Migration, apply_migrations
 from .protocol import Dialect, Projection, Row
 from .records import GENESIS_HASH
 from .store import BaseEventStore
@@ -69,6 +70,8 @@ SCHEMA: tuple[str, ...] = (
         PRIMARY KEY (organization_id, idempotency_key)
     ) WITHOUT ROWID""",
 )
+
+MIGRATIONS = (Migration(1, "the event log, run heads and idempotency keys", SCHEMA),)
 
 BUSY_TIMEOUT_MS = 10_000
 
@@ -122,8 +125,12 @@ class _SQLiteWriter:
     def _create_schema(self, connection: sqlite3.Connection) -> None:
         connection.execute("BEGIN IMMEDIATE")
         try:
-            for statement in SCHEMA:
-                connection.execute(statement)
+            apply_migrations(
+                lambda sql, params: connection.execute(sql, params or ()),
+                lambda sql: connection.execute(sql).fetchall(),
+                MIGRATIONS,
+                "?",
+            )
             for projection in self._projections:
                 for statement in projection.schema("sqlite"):
                     connection.execute(statement)

@@ -1,24 +1,51 @@
 """Fixtures shared by the whole suite.
 
 Every store test runs against each backend through the ``store_factory`` fixture: SQLite always,
-PostgreSQL whenever a server is reachable (and always under CI, where its absence is an error).
-Tests run on asyncio only: the store's writer and tail are built on asyncio, as uvicorn is.
+PostgreSQL whenever a server is reachable, in a schema of its own per test. Under CI a missing
+PostgreSQL is an error, not a skip. Tests run on asyncio only: the store's writer and tail are
+built on asyncio, as uvicorn is.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from functools import cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
+import psycopg
 import pytest
 
-from eventstore import SQLiteEventStore
+from eventstore import open_store
 from eventstore.store import BaseEventStore
 
 StoreFactory = Callable[..., BaseEventStore]
 
-BACKENDS = ["sqlite"]
+POSTGRES_URL = os.environ.get("RUNTRACK_TEST_POSTGRES", "postgresql://127.0.0.1:5432/test")
+BACKENDS = ["sqlite", "postgresql"]
+
+
+@cache
+def postgres_problem() -> str | None:
+    """Why PostgreSQL tests cannot run here, or None when they can."""
+    try:
+        with psycopg.connect(POSTGRES_URL, connect_timeout=3) as connection:
+            connection.execute("SELECT 1")
+    except psycopg.Error as exc:
+        return f"no PostgreSQL at {POSTGRES_URL} ({exc.__class__.__name__}); set RUNTRACK_TEST_POSTGRES"
+    return None
+
+
+def require_postgres() -> None:
+    problem = postgres_problem()
+    if problem is None:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"CI must run the PostgreSQL tests: {problem}")
+    pytest.skip(problem)
 
 
 @pytest.fixture
@@ -28,21 +55,44 @@ def anyio_backend() -> str:
 
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
+    if request.param == "postgresql":
+        require_postgres()
     return str(request.param)
 
 
 @pytest.fixture
-def store_factory(backend: str, tmp_path: Path) -> StoreFactory:
-    """Builds stores of the current backend, all on one database (so tests can reopen it)."""
-    database = tmp_path / "events.db"
+def postgres_schema_url() -> Iterator[str]:
+    """A PostgreSQL URL whose search_path is a fresh schema, dropped afterwards."""
+    require_postgres()
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as connection:
+        connection.execute(f"CREATE SCHEMA {schema}")
+    separator = "&" if "?" in POSTGRES_URL else "?"
+    yield f"{POSTGRES_URL}{separator}options={quote(f'-csearch_path={schema}')}"
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as connection:
+        connection.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture
+def database_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """The database every store (and server) of one test shares."""
+    if backend == "postgresql":
+        url: str = request.getfixturevalue("postgres_schema_url")
+        return url
+    return str(tmp_path / "events.db")
+
+
+@pytest.fixture
+def store_factory(database_url: str) -> StoreFactory:
+    """Builds (unopened) stores of the current backend, all on the test's database."""
 
     def build(**options: Any) -> BaseEventStore:
-        return SQLiteEventStore(database, **options)
+        return open_store(database_url, **options)
 
     return build
 
 
 @pytest.fixture
-async def store(store_factory: StoreFactory) -> AsyncIterator[BaseEventStore]:
+async def store(store_factory: StoreFactory) -> Any:
     async with store_factory() as opened:
         yield opened

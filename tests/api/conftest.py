@@ -6,7 +6,6 @@ import asyncio
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,7 +16,6 @@ from starlette.applications import Starlette
 from api.app import create_app
 from api.auth import KeyRing, Role
 from api.settings import Settings
-from tests.conftest import StoreFactory
 
 
 @dataclass
@@ -64,11 +62,9 @@ ServerFactory = Callable[..., Awaitable[LiveServer]]
 
 
 @pytest.fixture
-async def server_factory(
-    backend: str, store_factory: StoreFactory, tmp_path: Path
-) -> AsyncIterator[ServerFactory]:
+async def server_factory(database_url: str) -> AsyncIterator[ServerFactory]:
     started: list[LiveServer] = []
-    database = str(tmp_path / "api.db")
+    database = database_url
 
     async def build(**options: Any) -> LiveServer:
         settings = Settings(database=options.pop("database", database), **options)

@@ -1,0 +1,52 @@
+"""Versioned schema migrations, applied at open under the database's write lock.
+
+Each backend lists its migrations (its own DDL); the runner records applied versions in
+``schema_migrations`` and applies the missing ones in order, inside the caller's transaction,
+so two servers starting together apply each migration once. Projection tables are created with
+``IF NOT EXISTS`` after the store's migrations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+__all__ = ["Migration", "apply_migrations"]
+
+Execute = Callable[[str, Sequence[Any] | None], object]
+FetchAll = Callable[[str], list[tuple[Any, ...]]]
+
+_TABLE = (
+    "CREATE TABLE IF NOT EXISTS schema_migrations "
+    "(version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+)
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    statements: tuple[str, ...]
+
+
+def apply_migrations(
+    execute: Execute, fetchall: FetchAll, migrations: Sequence[Migration], placeholder: str
+) -> list[int]:
+    """Apply the migrations not yet recorded; returns the versions applied now."""
+    execute(_TABLE, None)
+    done = {int(row[0]) for row in fetchall("SELECT version FROM schema_migrations")}
+    applied = []
+    for migration in sorted(migrations, key=lambda m: m.version):
+        if migration.version in done:
+            continue
+        for statement in migration.statements:
+            execute(statement, None)
+        marks = ", ".join(placeholder for _ in range(3))
+        execute(
+            f"INSERT INTO schema_migrations (version, name, applied_at) VALUES ({marks})",
+            (migration.version, migration.name, datetime.now(UTC).isoformat()),
+        )
+        applied.append(migration.version)
+    return applied

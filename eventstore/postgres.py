@@ -1,0 +1,309 @@
+"""The PostgreSQL backend: several servers, one database.
+
+Ids are commit-ordered across servers because every group transaction starts by locking the one
+row of ``log_head`` (``SELECT … FOR UPDATE``) and keeps the lock to its commit: the next writer,
+on any server, reads the head only after the previous commit, so a reader that has seen id N can
+never later see a smaller id appear. (A sequence would hand out ids before commit.)
+
+Each commit sends ``NOTIFY`` with the new head, as a wake-up hint only: a listener on every
+server catches its tail up by reading from its own cursor, so a lost notification only delays
+delivery until the next poll. The writer runs psycopg's synchronous API on the store's writer
+thread (the same synchronous ``Transaction`` protocol as SQLite); readers use an async pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+from psycopg import sql as pgsql
+from psycopg_pool import AsyncConnectionPool
+
+from .appending import Head
+from .errors import ConcurrencyConflict, StoreError, StoreUnavailable
+from .migrations import Migration, apply_migrations
+from .protocol import Dialect, Projection, Row
+from .records import GENESIS_HASH
+from .store import BaseEventStore
+
+__all__ = ["PostgresEventStore"]
+
+logger = logging.getLogger("runtrack.postgres")
+
+SCHEMA: tuple[str, ...] = (
+    """CREATE TABLE IF NOT EXISTS events (
+        id BIGINT PRIMARY KEY,
+        organization_id TEXT NOT NULL,
+        run_id TEXT NOT NULL,
+        conversation_id TEXT NOT NULL,
+        sequence BIGINT NOT NULL CHECK (sequence > 0),
+        event_type TEXT NOT NULL,
+        visibility TEXT NOT NULL CHECK (visibility IN ('user', 'operator', 'internal')),
+        payload TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL,
+        UNIQUE (run_id, sequence)
+    )""",
+    "CREATE INDEX IF NOT EXISTS events_by_conversation ON events (conversation_id, id)",
+    "CREATE INDEX IF NOT EXISTS events_by_organization ON events (organization_id, id)",
+    """CREATE OR REPLACE FUNCTION runtrack_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+       BEGIN RAISE EXCEPTION 'the event log is append-only: % is not allowed', TG_OP; END $$""",
+    """CREATE TRIGGER events_no_update_or_delete BEFORE UPDATE OR DELETE ON events
+       FOR EACH ROW EXECUTE FUNCTION runtrack_append_only()""",
+    """CREATE TRIGGER events_no_truncate BEFORE TRUNCATE ON events
+       FOR EACH STATEMENT EXECUTE FUNCTION runtrack_append_only()""",
+    """CREATE TABLE IF NOT EXISTS log_head (
+        singleton BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (singleton),
+        last_id BIGINT NOT NULL, last_hash TEXT NOT NULL, last_created_at TEXT NOT NULL)""",
+    "INSERT INTO log_head (last_id, last_hash, last_created_at) VALUES (0, '"
+    + GENESIS_HASH
+    + "', '') ON CONFLICT DO NOTHING",
+    """CREATE TABLE IF NOT EXISTS run_streams (
+        run_id TEXT PRIMARY KEY,
+        organization_id TEXT NOT NULL,
+        conversation_id TEXT NOT NULL,
+        last_sequence BIGINT NOT NULL,
+        last_event_id BIGINT NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS idempotency_keys (
+        organization_id TEXT NOT NULL,
+        idempotency_key TEXT NOT NULL,
+        run_id TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        first_event_id BIGINT NOT NULL,
+        last_event_id BIGINT NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (organization_id, idempotency_key)
+    )""",
+)
+
+MIGRATIONS = (Migration(1, "the event log, its head, run heads and idempotency keys", SCHEMA),)
+
+
+def _pg(sql: str) -> str:
+    """Our SQL uses ``?`` placeholders everywhere; psycopg wants ``%s`` (and ``%%`` for ``%``)."""
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+def advisory_key(*parts: str) -> int:
+    """A stable signed 64-bit key for an advisory lock named by ``parts``."""
+    digest = hashlib.sha256("/".join(parts).encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+class _PgTransaction:
+    dialect: Dialect = "postgresql"
+
+    def __init__(self, connection: psycopg.Connection[Any]) -> None:
+        self._connection = connection
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        self._connection.execute(_pg(sql), params)
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        with self._connection.cursor() as cursor:
+            cursor.executemany(_pg(sql), rows)
+
+    def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        row: Row | None = self._connection.execute(_pg(sql), params).fetchone()
+        return row
+
+    def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        return self._connection.execute(_pg(sql), params).fetchall()
+
+
+class _PgWriter:
+    """The writer side: every method runs on the store's writer thread."""
+
+    def __init__(self, url: str, projections: Sequence[Projection], channel: str) -> None:
+        self._url = url
+        self._projections = projections
+        self._channel = channel
+        self._connection: psycopg.Connection[Any] | None = None
+
+    def connect(self) -> None:
+        self._connection = psycopg.connect(self._url, autocommit=True)
+        self._create_schema(self._connection)
+
+    def _create_schema(self, connection: psycopg.Connection[Any]) -> None:
+        with connection.transaction():
+            connection.execute(
+                "SELECT pg_advisory_xact_lock(%s)", (advisory_key("runtrack", "schema"),)
+            )
+            apply_migrations(
+                lambda sql, params: connection.execute(_as_query(sql), params),
+                lambda sql: connection.execute(_as_query(sql)).fetchall(),
+                MIGRATIONS,
+                "%s",
+            )
+            for projection in self._projections:
+                for statement in projection.schema("postgresql"):
+                    connection.execute(_as_query(statement))
+
+    def begin(self) -> tuple[_PgTransaction, Head]:
+        connection = self._open()
+        connection.execute("BEGIN")
+        row = connection.execute(
+            "SELECT last_id, last_hash, last_created_at FROM log_head FOR UPDATE"
+        ).fetchone()
+        if row is None:
+            raise StoreUnavailable("log_head is missing: the schema was tampered with")
+        return _PgTransaction(connection), Head(int(row[0]), str(row[1]), str(row[2]))
+
+    def savepoint(self) -> None:
+        self._open().execute("SAVEPOINT unit")
+
+    def release_savepoint(self) -> None:
+        self._open().execute("RELEASE SAVEPOINT unit")
+
+    def rollback_to_savepoint(self) -> None:
+        connection = self._open()
+        connection.execute("ROLLBACK TO SAVEPOINT unit")
+        connection.execute("RELEASE SAVEPOINT unit")
+
+    def commit(self, head: Head) -> None:
+        connection = self._open()
+        connection.execute(
+            "UPDATE log_head SET last_id = %s, last_hash = %s, last_created_at = %s",
+            (head.id, head.hash, head.created_at),
+        )
+        connection.execute("SELECT pg_notify(%s, %s)", (self._channel, str(head.id)))
+        connection.execute("COMMIT")
+
+    def rollback(self) -> None:
+        connection = self._open()
+        if connection.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            connection.execute("ROLLBACK")
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    def translate(self, exc: BaseException) -> StoreError | None:
+        return translate_error(exc)
+
+    def _open(self) -> psycopg.Connection[Any]:
+        if self._connection is None or self._connection.closed:
+            raise StoreUnavailable("the PostgreSQL writer is closed")
+        return self._connection
+
+
+def _as_query(statement: str) -> pgsql.Composed | pgsql.SQL:
+    """DDL is sent as-is (no placeholders to expand, ``%`` kept literally)."""
+    return pgsql.SQL(statement)
+
+
+def translate_error(exc: BaseException) -> StoreError | None:
+    """psycopg errors become our errors here, at the boundary."""
+    if isinstance(exc, StoreError):
+        return exc
+    if isinstance(exc, psycopg.errors.IntegrityError):
+        return ConcurrencyConflict(f"the database refused the write: {exc}")
+    if isinstance(exc, psycopg.Error):
+        return StoreUnavailable(f"PostgreSQL error: {exc}")
+    return None
+
+
+class PostgresEventStore(BaseEventStore):
+    """The event store on PostgreSQL, shared by any number of servers."""
+
+    dialect: Dialect = "postgresql"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        readers: int = 4,
+        projections: Sequence[Projection] = (),
+        poll_interval: float = 1.0,
+        tail_capacity: int = 20_000,
+        page_size: int = 1000,
+    ) -> None:
+        super().__init__(
+            projections=projections,
+            poll_interval=poll_interval,
+            tail_capacity=tail_capacity,
+            page_size=page_size,
+        )
+        self.url = url
+        self._reader_count = readers
+        self._pool: AsyncConnectionPool[Any] | None = None
+        self._listener: asyncio.Task[None] | None = None
+        self.channel = "runtrack_events"
+
+    def _writer_backend(self) -> _PgWriter:
+        return _PgWriter(self.url, self.projections, self.channel)
+
+    async def open(self) -> PostgresEventStore:
+        self.channel = await _channel_for(self.url)
+        await super().open()
+        self._listener = asyncio.create_task(self._listen(), name="runtrack-pg-listener")
+        return self
+
+    async def aclose(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+        await super().aclose()
+
+    async def _open_readers(self) -> None:
+        self._pool = AsyncConnectionPool(
+            self.url,
+            min_size=1,
+            max_size=self._reader_count,
+            kwargs={"autocommit": True},
+            open=False,
+        )
+        await self._pool.open(wait=True)
+
+    async def _close_readers(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        if self._pool is None:
+            raise StoreUnavailable("the event store is not open")
+        try:
+            async with self._pool.connection() as connection:
+                cursor = await connection.execute(_pg(sql), params)
+                rows: list[Row] = await cursor.fetchall()
+                return rows
+        except psycopg.Error as exc:
+            raise translate_error(exc) or StoreUnavailable(str(exc)) from exc
+
+    async def _recorded_head(self) -> int:
+        rows = await self.fetchall("SELECT last_id FROM log_head")
+        return int(rows[0][0]) if rows else 0
+
+    async def _listen(self) -> None:
+        """Wake the tail when any server commits; reconnect after a lost connection."""
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
+                    await conn.execute(
+                        pgsql.SQL("LISTEN {}").format(pgsql.Identifier(self.channel))
+                    )
+                    async for notice in conn.notifies():
+                        await self._tail().catch_up(self._read_after, int(notice.payload))
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the poller still delivers; try to listen again shortly
+                logger.warning("LISTEN connection lost; retrying", exc_info=True)
+                await asyncio.sleep(1.0)
+
+
+async def _channel_for(url: str) -> str:
+    """One notification channel per schema, so stores in different schemas never cross-talk."""
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        row = await (await conn.execute("SELECT current_schema()")).fetchone()
+    schema = str(row[0]) if row else "public"
+    return f"runtrack_events_{hashlib.sha256(schema.encode()).hexdigest()[:16]}"
