@@ -35,7 +35,8 @@ def postgres_problem() -> str | None:
         with psycopg.connect(POSTGRES_URL, connect_timeout=3) as connection:
             connection.execute("SELECT 1")
     except psycopg.Error as exc:
-        return f"no PostgreSQL at {POSTGRES_URL} ({exc.__class__.__name__}); set RUNTRACK_TEST_POSTGRES"
+        name = exc.__class__.__name__
+        return f"no PostgreSQL at {POSTGRES_URL} ({name}); set RUNTRACK_TEST_POSTGRES"
     return None
 
 
