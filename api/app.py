@@ -61,7 +61,13 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
         app.state.keys = KeyRing(store, cache_seconds=settings.key_cache_seconds)
         await app.state.keys.setup()
         await _announce_access(app, settings)
-        yield
+        app.state.leadership = await store.leadership(
+            "services", interval=settings.leader_interval
+        ).start()
+        try:
+            yield
+        finally:
+            await app.state.leadership.aclose()
     finally:
         await store.aclose()
 

@@ -36,6 +36,7 @@ def serve(
     max_streams: Annotated[int, typer.Option(envvar="RUNTRACK_MAX_STREAMS")] = 10_000,
     send_timeout: Annotated[float, typer.Option(envvar="RUNTRACK_SEND_TIMEOUT")] = 30.0,
     retry_ms: Annotated[int, typer.Option(envvar="RUNTRACK_RETRY_MS")] = 3000,
+    leader_interval: Annotated[float, typer.Option(envvar="RUNTRACK_LEADER_INTERVAL")] = 1.0,
 ) -> None:
     """Serve the HTTP API and SSE streams."""
     from .server import serve as run_server

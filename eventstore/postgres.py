@@ -26,6 +26,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from .appending import Head
 from .errors import ConcurrencyConflict, StoreError, StoreUnavailable
+from .leadership import Leadership, PostgresAdvisoryLock
 from .migrations import Migration, apply_migrations
 from .protocol import Dialect, Projection, Row
 from .records import GENESIS_HASH
@@ -283,6 +284,10 @@ class PostgresEventStore(BaseEventStore):
     async def _recorded_head(self) -> int:
         rows = await self.fetchall("SELECT last_id FROM log_head")
         return int(rows[0][0]) if rows else 0
+
+    def leadership(self, name: str, *, interval: float = 1.0) -> Leadership:
+        lock = PostgresAdvisoryLock(self.url, advisory_key("runtrack", self.channel, name))
+        return Leadership(lock, interval=interval)
 
     async def _listen(self) -> None:
         """Wake the tail when any server commits; reconnect after a lost connection."""

@@ -22,6 +22,7 @@ import aiosqlite
 
 from .appending import Head
 from .errors import ConcurrencyConflict, StoreError, StoreUnavailable
+from .leadership import FileLock, Leadership
 from .migrations import Migration, apply_migrations
 from .protocol import Dialect, Projection, Row
 from .records import GENESIS_HASH
@@ -261,3 +262,6 @@ class SQLiteEventStore(BaseEventStore):
     async def _recorded_head(self) -> int:
         rows = await self.fetchall("SELECT seq FROM sqlite_sequence WHERE name = 'events'")
         return int(rows[0][0]) if rows else 0
+
+    def leadership(self, name: str, *, interval: float = 1.0) -> Leadership:
+        return Leadership(FileLock(f"{self.path}.{name}.leader"), interval=interval)

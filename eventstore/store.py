@@ -17,6 +17,7 @@ from typing import Any, Self, TypeVar
 from .appending import EVENT_COLUMNS, AppendUnit, WriteContext, prepare_append
 from .chain import verify_link
 from .errors import InvalidCursor, StoreUnavailable
+from .leadership import Leadership
 from .protocol import Dialect, Projection, Row, VerifyReport
 from .records import GENESIS_HASH, AgentEvent, EventFilter, EventPage, NewEvent, Visibility
 from .tail import Broadcaster, subscribe
@@ -65,6 +66,10 @@ class BaseEventStore:
 
     async def _recorded_head(self) -> int:
         """The highest id ever committed, as the database records it."""
+        raise NotImplementedError
+
+    def leadership(self, name: str, *, interval: float = 1.0) -> Leadership:
+        """A (not yet started) contest for ``name``: at most one holder per database at a time."""
         raise NotImplementedError
 
     # -- life cycle ----------------------------------------------------------------------------

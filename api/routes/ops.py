@@ -23,7 +23,8 @@ async def readyz(request: Request) -> JSONResponse:
         head = await store(request).head()
     except Exception as exc:  # any failure means not ready; the body says why
         return json_response({"status": "unavailable", "reason": str(exc)}, 503)
-    return json_response({"status": "ready", "head_id": head})
+    leader = request.app.state.leadership.is_leader
+    return json_response({"status": "ready", "head_id": head, "leader": leader})
 
 
 async def metrics(request: Request) -> Response:

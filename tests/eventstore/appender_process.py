@@ -1,22 +1,18 @@
-"""A child process for the durability test: appends forever, printing each acknowledged id."""
+"""A child process for the durability tests: appends forever, printing each acknowledged id."""
 
 from __future__ import annotations
 
 import asyncio
 import sys
 
-from eventstore import NewEvent, SQLiteEventStore
+from eventstore import NewEvent, open_store
 
 
-async def main(path: str) -> None:
-    async with SQLiteEventStore(path) as store:
+async def main(database: str) -> None:
+    async with open_store(database) as store:
         for n in range(8):
-            await store.append(
-                "org",
-                f"run-{n}",
-                [NewEvent("run_created", {"agent_id": "a"})],
-                conversation_id="conv",
-            )
+            created = NewEvent("run_created", {"agent_id": "a"})
+            await store.append("org", f"run-{n}", [created], conversation_id="conv")
 
         async def appender(n: int) -> None:
             while True:

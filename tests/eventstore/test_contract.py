@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import random
+import signal
+import sys
 from collections.abc import Sequence
 
 import pytest
@@ -394,3 +396,30 @@ async def test_an_idle_subscription_ticks_without_moving(store: BaseEventStore) 
         page = await anext(stream)
     assert [e.id for e in page.events] == [2]
     await stream.aclose()
+
+
+@pytest.mark.parametrize("attempt", range(3))
+async def test_acknowledged_appends_survive_sigkill(
+    store_factory: StoreFactory, database_url: str, attempt: int
+) -> None:
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tests.eventstore.appender_process",
+        database_url,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert child.stdout is not None
+    acknowledged: list[int] = []
+    while len(acknowledged) < 200 + 150 * attempt:
+        acknowledged.append(int(await child.stdout.readline()))
+    child.send_signal(signal.SIGKILL)
+    await child.wait()
+
+    async with store_factory() as store:
+        stored = {e.id for e in await all_events(store)}
+        report = await store.verify()
+        await store.append("org", "run-0", [message("after the crash")])
+        assert (await store.verify()).ok
+    assert set(acknowledged) <= stored
+    assert report.ok, report

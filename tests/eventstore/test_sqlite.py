@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import signal
 import sqlite3
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,7 +12,7 @@ import pytest
 from eventstore import ConcurrencyConflict, SQLiteEventStore, StoreUnavailable
 from eventstore.sqlite import translate_error
 
-from .helpers import ORG, all_events, message, new_run
+from .helpers import ORG, message, new_run
 
 pytestmark = pytest.mark.anyio
 
@@ -128,29 +125,3 @@ def test_driver_errors_are_translated_at_the_boundary() -> None:
     assert isinstance(translate_error(sqlite3.IntegrityError("UNIQUE")), ConcurrencyConflict)
     assert isinstance(translate_error(sqlite3.OperationalError("disk I/O")), StoreUnavailable)
     assert translate_error(ValueError("not ours")) is None
-
-
-@pytest.mark.parametrize("attempt", range(3))
-async def test_acknowledged_appends_survive_sigkill(tmp_path: Path, attempt: int) -> None:
-    path = tmp_path / "log.db"
-    child = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "tests.eventstore.appender_process",
-        str(path),
-        stdout=asyncio.subprocess.PIPE,
-    )
-    assert child.stdout is not None
-    acknowledged: list[int] = []
-    while len(acknowledged) < 200 + 150 * attempt:
-        acknowledged.append(int(await child.stdout.readline()))
-    child.send_signal(signal.SIGKILL)
-    await child.wait()
-
-    async with SQLiteEventStore(path) as store:
-        stored = {e.id for e in await all_events(store)}
-        report = await store.verify()
-        await store.append("org", "run-0", [message("after the crash")])
-        assert (await store.verify()).ok
-    assert set(acknowledged) <= stored
-    assert report.ok, report

@@ -1,0 +1,130 @@
+"""What only the PostgreSQL backend has: the cross-server id lock, its triggers, its errors."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import psycopg
+import pytest
+
+from eventstore import (
+    AgentEvent,
+    ConcurrencyConflict,
+    EventFilter,
+    StoreUnavailable,
+    WriteContext,
+    open_store,
+    prepare_append,
+)
+from eventstore.postgres import translate_error
+from tests.conftest import require_postgres
+from tests.waiting import eventually
+
+from .helpers import ORG, all_events, custom, new_run
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def url(postgres_schema_url: str) -> str:
+    require_postgres()
+    return postgres_schema_url
+
+
+def waiting_on_the_log_lock(url: str) -> bool:
+    with psycopg.connect(url) as connection:
+        row = connection.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND query LIKE '%log_head FOR UPDATE%'"
+        ).fetchone()
+    return bool(row and row[0] > 0)
+
+
+async def test_a_later_commit_never_overtakes_an_earlier_id(url: str) -> None:
+    """Writer A holds its transaction after taking an id; writer B must wait, never skip it."""
+    async with open_store(url) as store_a, open_store(url) as store_b, open_store(url) as tailer:
+        await new_run(store_a, "run-a")
+        holding, release = threading.Event(), threading.Event()
+        request = prepare_append(ORG, "run-a", [custom(1)])
+
+        def slow_unit(context: WriteContext) -> list[AgentEvent]:
+            events = context.append(request)
+            holding.set()
+            release.wait(30)
+            return events
+
+        received: list[int] = []
+
+        async def tail() -> None:
+            async for page in tailer.subscribe(EventFilter(ORG), after=0):
+                received.extend(e.id for e in page.events)
+                if len(received) >= 3:
+                    return
+
+        tailing = asyncio.ensure_future(tail())
+        a = asyncio.ensure_future(store_a.transact(slow_unit))
+        await asyncio.get_running_loop().run_in_executor(None, holding.wait, 30)
+        b = asyncio.ensure_future(store_b.append(ORG, "run-a", [custom(2)]))
+        await eventually(lambda: waiting_on_the_log_lock(url), within=10)
+        assert not b.done()
+        release.set()
+        a_events, b_events = await a, await b
+        await asyncio.wait_for(tailing, 10)
+    assert a_events[0].id < b_events[0].id
+    assert received == [1, a_events[0].id, b_events[0].id]
+
+
+@pytest.mark.parametrize(
+    "statement",
+    ["UPDATE events SET payload = '{}'", "DELETE FROM events", "TRUNCATE events"],
+)
+async def test_the_database_refuses_to_change_the_log(url: str, statement: str) -> None:
+    async with open_store(url) as store:
+        await new_run(store, "run-a")
+    with (
+        psycopg.connect(url) as connection,
+        pytest.raises(psycopg.errors.RaiseException, match="append-only"),
+    ):
+        connection.execute(statement)
+
+
+@pytest.mark.parametrize(
+    ("statement", "bad_id"),
+    [
+        ("UPDATE events SET payload = '{\"n\":99}' WHERE id = 3", 3),
+        ("DELETE FROM events WHERE id = 2", 2),
+        ("DELETE FROM events WHERE id = 4", 4),
+    ],
+)
+async def test_verify_finds_tampering(url: str, statement: str, bad_id: int) -> None:
+    async with open_store(url) as store:
+        await new_run(store, "run-a")
+        await store.append(ORG, "run-a", [custom(1), custom(2), custom(3)])
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute("ALTER TABLE events DISABLE TRIGGER USER")
+        connection.execute(statement)
+    async with open_store(url) as store:
+        report = await store.verify()
+    assert not report.ok
+    assert report.first_bad_event_id == bad_id
+
+
+async def test_two_stores_see_each_others_appends_live(url: str) -> None:
+    async with open_store(url) as writer, open_store(url, poll_interval=30) as reader:
+        await new_run(writer, "run-a")
+        stream = reader.subscribe(EventFilter(ORG), after=0)
+        first = await anext(stream)
+        assert [e.id for e in first.events] == [1]
+        pending = asyncio.ensure_future(anext(stream))
+        await writer.append(ORG, "run-a", [custom(1)])
+        page = await asyncio.wait_for(pending, 10)  # woken by NOTIFY, not by the 30 s poll
+        assert [e.id for e in page.events] == [2]
+        await stream.aclose()
+        assert len(await all_events(reader)) == 2
+
+
+def test_driver_errors_are_translated_at_the_boundary() -> None:
+    assert isinstance(translate_error(psycopg.errors.UniqueViolation("dup")), ConcurrencyConflict)
+    assert isinstance(translate_error(psycopg.OperationalError("gone")), StoreUnavailable)
+    assert translate_error(ValueError("not ours")) is None
