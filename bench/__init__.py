@@ -1,0 +1,1 @@
+"""Reproducible benchmarks; run all with `python -m bench [--quick]`."""
