@@ -19,6 +19,7 @@ from .auth import KeyRing
 from .errors import ApiError, error_response, handle_api_error, handle_store_error
 from .metrics import Metrics
 from .routes import ops, runs, streams
+from .services import Services
 from .settings import Settings
 from .sse import StreamGate
 
@@ -64,9 +65,11 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
         app.state.leadership = await store.leadership(
             "services", interval=settings.leader_interval
         ).start()
+        app.state.services = await Services(store, app.state.leadership, settings).start()
         try:
             yield
         finally:
+            await app.state.services.aclose()
             await app.state.leadership.aclose()
     finally:
         await store.aclose()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -27,30 +27,40 @@ Database = Annotated[
 ]
 
 
+def _option(envvar: str, help: str | None = None) -> Any:
+    return typer.Option(envvar=envvar, help=help)
+
+
 @app.command()
 def serve(
-    host: Annotated[str, typer.Option(envvar="RUNTRACK_HOST")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(envvar="RUNTRACK_PORT")] = 8000,
+    host: Annotated[str, _option("RUNTRACK_HOST")] = "127.0.0.1",
+    port: Annotated[int, _option("RUNTRACK_PORT")] = 8000,
     database: Database = "runtrack.db",
-    heartbeat_seconds: Annotated[float, typer.Option(envvar="RUNTRACK_HEARTBEAT_SECONDS")] = 15.0,
-    max_streams: Annotated[int, typer.Option(envvar="RUNTRACK_MAX_STREAMS")] = 10_000,
-    send_timeout: Annotated[float, typer.Option(envvar="RUNTRACK_SEND_TIMEOUT")] = 30.0,
-    retry_ms: Annotated[int, typer.Option(envvar="RUNTRACK_RETRY_MS")] = 3000,
-    leader_interval: Annotated[float, typer.Option(envvar="RUNTRACK_LEADER_INTERVAL")] = 1.0,
+    heartbeat_seconds: Annotated[float, _option("RUNTRACK_HEARTBEAT_SECONDS")] = 15.0,
+    retry_ms: Annotated[int, _option("RUNTRACK_RETRY_MS")] = 3000,
+    max_streams: Annotated[int, _option("RUNTRACK_MAX_STREAMS")] = 10_000,
+    send_timeout: Annotated[float, _option("RUNTRACK_SEND_TIMEOUT")] = 30.0,
+    leader_interval: Annotated[float, _option("RUNTRACK_LEADER_INTERVAL")] = 1.0,
+    reconcile_seconds: Annotated[float, _option("RUNTRACK_RECONCILE_SECONDS")] = 30.0,
+    heartbeat_timeout: Annotated[float, _option("RUNTRACK_HEARTBEAT_TIMEOUT")] = 300.0,
+    queue_timeout: Annotated[float, _option("RUNTRACK_QUEUE_TIMEOUT")] = 3600.0,
+    cancel_timeout: Annotated[float, _option("RUNTRACK_CANCEL_TIMEOUT")] = 180.0,
+    callback_secret: Annotated[
+        str | None, _option("RUNTRACK_CALLBACK_SECRET", "HMAC-SHA256 key that signs callbacks")
+    ] = None,
+    callback_retry_base: Annotated[float, _option("RUNTRACK_CALLBACK_RETRY_BASE")] = 1.0,
+    callback_max_attempts: Annotated[int, _option("RUNTRACK_CALLBACK_MAX_ATTEMPTS")] = 8,
 ) -> None:
-    """Serve the HTTP API and SSE streams."""
+    """Serve the HTTP API and SSE streams (and, on the leader, the background services)."""
+    settings = settings_from(locals())  # first: locals() must hold only the options
     from .server import serve as run_server
 
-    run_server(
-        Settings(
-            database=database,
-            host=host,
-            port=port,
-            heartbeat_seconds=heartbeat_seconds,
-            max_streams=max_streams,
-            send_timeout=send_timeout,
-        )
-    )
+    run_server(settings)
+
+
+def settings_from(options: dict[str, Any]) -> Settings:
+    """Every ``serve`` option is a Settings field of the same name (a test holds them equal)."""
+    return Settings(**options)
 
 
 @keys_app.command("create")

@@ -27,6 +27,15 @@ class Settings:
     synchronous: str = "FULL"
     leader_interval: float = 1.0
     """How often a follower tries to become the leader that runs background services."""
+    reconcile_seconds: float = 30.0
+    heartbeat_timeout: float = 300.0
+    queue_timeout: float = 3600.0
+    cancel_timeout: float = 180.0
+    callback_secret: str | None = None
+    callback_max_attempts: int = 8
+    callback_retry_base: float = 1.0
+    """Seconds before the second attempt; doubles each time (with jitter), capped at 5 min."""
+    callback_poll_seconds: float = 1.0
 
     @property
     def loopback(self) -> bool:

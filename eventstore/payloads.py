@@ -11,7 +11,14 @@ import enum
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .errors import InvalidEvent
 from .records import Visibility
@@ -115,6 +122,13 @@ class RunCreated(_Payload):
     callback_url: str | None = Field(default=None, max_length=2000)
     parent_run_id: str | None = None
 
+    @field_validator("callback_url")
+    @classmethod
+    def _http_only(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("callback_url must be an http:// or https:// URL")
+        return value
+
 
 class RunStatusChanged(_Payload):
     """A status change; ``to`` may be left out when ``stop_reason`` implies it."""
@@ -123,6 +137,8 @@ class RunStatusChanged(_Payload):
     to: RunStatus | None = None
     detail: str | None = Field(default=None, max_length=4000)
     stop_reason: StopReason | None = None
+    last_heartbeat_at: str | None = None
+    """Set by the reconciler on a heartbeat timeout: the last sign of life it saw."""
 
     @model_validator(mode="after")
     def _target_follows_stop_reason(self) -> RunStatusChanged:
@@ -205,6 +221,8 @@ class CallbackAttempted(_Payload):
     status_code: int | None = None
     error: str | None = None
     delivery_id: str | None = None
+    final: bool = False
+    """The last attempt of this delivery: it succeeded, or the retry limit is reached."""
 
 
 PAYLOAD_MODELS: dict[str, type[_Payload]] = {

@@ -36,6 +36,8 @@ __all__ = ["Claim", "RunCommands", "new_run_id"]
 
 _ACTIVE = tuple(sorted(s.value for s in ACTIVE))
 _WAITING = (RunStatus.QUEUED.value, RunStatus.WAITING_ON_LANE.value)
+_UNHELD = frozenset({RunStatus.QUEUED, RunStatus.WAITING_ON_LANE, RunStatus.WAITING_ON_HUMAN})
+"""Runs no worker holds: a cancel ends them at once."""
 
 
 def new_run_id(seed: str | None = None) -> str:
@@ -184,7 +186,7 @@ class RunCommands:
                     run_id,
                     NewEvent(EventType.CANCEL_REQUESTED, {"reason": reason}),
                 )
-            if state.status in (RunStatus.QUEUED, RunStatus.WAITING_ON_LANE):
+            if state.status in _UNHELD:
                 _change(
                     context,
                     organization_id,

@@ -37,6 +37,7 @@ class RunState:
     last_event_id: int
     last_sequence: int
     updated_at: str
+    status_changed_at: str
     stop_reason: str | None = None
     detail: str | None = None
     error: str | None = None
@@ -62,6 +63,10 @@ class RunState:
     callback_status_code: int | None = None
     callback_error: str | None = None
     callback_attempts: int = 0
+    callback_pending: bool = False
+    """A terminal run whose callback has neither succeeded nor given up yet."""
+    callback_delivery_id: str | None = None
+    """Stable per terminal episode (run id + terminal event id): receivers dedupe on it."""
     metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
@@ -114,6 +119,7 @@ def _created(event: AgentEvent) -> RunState:
         last_event_id=event.id,
         last_sequence=event.sequence,
         updated_at=event.created_at,
+        status_changed_at=event.created_at,
         callback_url=payload.get("callback_url"),
         metadata=dict(payload.get("metadata") or {}),
     )
@@ -131,6 +137,7 @@ def _status_changed(state: RunState, event: AgentEvent) -> None:
         )
     check_transition(state.status, target, can_resume=state.resume_available)
     state.status = target
+    state.status_changed_at = event.created_at
     state.detail = payload.get("detail")
     if target is RunStatus.RESUMING:
         _resumed(state)
@@ -148,6 +155,7 @@ def _resumed(state: RunState) -> None:
     state.resume_available = False
     state.cancel_requested = False
     state.cancel_requested_at = None
+    state.callback_pending = False
 
 
 def _ended(state: RunState, event: AgentEvent) -> None:
@@ -158,6 +166,10 @@ def _ended(state: RunState, event: AgentEvent) -> None:
     state.completed_at = event.created_at
     state.total_duration_ns = _nanoseconds_between(state.created_at, event.created_at)
     state.resume_available = resume_available(state.status, state.checkpoint_kind)
+    if state.callback_url is not None:  # a new delivery for this ending
+        state.callback_pending = True
+        state.callback_delivery_id = f"{state.run_id}-{event.id}"
+        state.callback_attempts = 0
 
 
 _DEFAULT_STOP_REASON = {
@@ -227,6 +239,8 @@ def _callback(state: RunState, event: AgentEvent) -> None:
     state.callback_status_code = payload.get("status_code")
     state.callback_error = payload.get("error")
     state.callback_attempts = max(state.callback_attempts, payload["attempt"])
+    if payload.get("final"):
+        state.callback_pending = False
 
 
 def _passive(state: RunState, event: AgentEvent) -> None:

@@ -94,6 +94,23 @@ def store_factory(database_url: str) -> StoreFactory:
 
 
 @pytest.fixture
+async def receivers() -> Any:
+    """Starts webhook receivers (``await receivers(failures=0, port=0)``); stops them all after."""
+    from tests.receiver import Receiver
+
+    started: list[Receiver] = []
+
+    async def start(failures: int = 0, port: int = 0) -> Receiver:
+        receiver = await Receiver(failures=failures).start(port)
+        started.append(receiver)
+        return receiver
+
+    yield start
+    for receiver in started:
+        await receiver.stop()
+
+
+@pytest.fixture
 async def store(store_factory: StoreFactory) -> Any:
     async with store_factory() as opened:
         yield opened

@@ -142,7 +142,14 @@ async def append_events(request: Request) -> JSONResponse:
             idempotency_key=body.idempotency_key,
         )
     metrics.events_appended.inc(len(events))
-    return json_response({"events": [event_json(e) for e in events]}, 201)
+    run = await queries(request).get(principal.organization_id, request.path_params["run_id"])
+    return json_response(
+        {
+            "events": [event_json(e) for e in events],
+            "run": {"status": run.status.value, "cancel_requested": run.cancel_requested},
+        },
+        201,
+    )
 
 
 async def run_events(request: Request) -> Response:

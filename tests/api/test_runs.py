@@ -86,6 +86,7 @@ async def test_worker_flow(client: httpx.AsyncClient) -> None:
         "to": "completed",
         "stop_reason": "end_turn",
         "detail": None,
+        "last_heartbeat_at": None,
     }
     final = (await client.get(f"/v1/runs/{run['id']}")).json()
     assert (final["status"], final["total_tokens"], final["tools_used"]) == (

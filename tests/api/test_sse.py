@@ -237,18 +237,21 @@ async def test_a_stalled_client_is_dropped_without_blocking_others(
     live = await server_factory(send_timeout=0.5)
     async with live.client() as client:
         run = await new_run(client)
-        stalled = socket.socket()
-        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        stalled.connect(("127.0.0.1", int(live.url.rsplit(":", 1)[1])))
-        stalled.sendall(b"GET /v1/events HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n")
-        reader = asyncio.ensure_future(ids_until(client, "/v1/events", 41))
-        big = "x" * 200_000
-        for n in range(40):
-            await add(client, run, {"event_type": "custom.blob", "payload": {"n": n, "blob": big}})
-        assert await reader == list(range(1, 42))
-        await eventually(lambda: live.app.state.streams.open == 0, within=10)
-        metrics = (await client.get("/metrics")).text
-        stalled.close()
+        with socket.socket() as stalled:
+            stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            stalled.connect(("127.0.0.1", int(live.url.rsplit(":", 1)[1])))
+            stalled.sendall(
+                b"GET /v1/events HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n"
+            )
+            reader = asyncio.ensure_future(ids_until(client, "/v1/events", 41))
+            big = "x" * 200_000
+            for n in range(40):
+                await add(
+                    client, run, {"event_type": "custom.blob", "payload": {"n": n, "blob": big}}
+                )
+            assert await reader == list(range(1, 42))
+            await eventually(lambda: live.app.state.streams.open == 0, within=10)
+            metrics = (await client.get("/metrics")).text
     assert "runtrack_dropped_slow_clients_total 1.0" in metrics
 
 

@@ -36,6 +36,7 @@ def state_in(status: RunStatus, *, can_resume: bool = True) -> RunState:
         last_event_id=1,
         last_sequence=1,
         updated_at="2026-01-01T00:00:00.000000+00:00",
+        status_changed_at="2026-01-01T00:00:00.000000+00:00",
         checkpoint_kind="input" if can_resume else "final",
         resume_available=can_resume,
     )
@@ -50,7 +51,7 @@ def status_event(target: RunStatus) -> AgentEvent:
         2,
         "run_status_changed",
         "user",
-        f'{{"detail":null,"from":null,"stop_reason":null,"to":"{target.value}"}}',
+        f'{{"detail":null,"from":null,"last_heartbeat_at":null,"stop_reason":null,"to":"{target.value}"}}',
         "2026-01-01T00:00:01.000000+00:00",
         "0" * 64,
         "0" * 64,

@@ -1,0 +1,143 @@
+"""Durable callbacks: what to deliver, when, and how each attempt is recorded.
+
+Pending deliveries are derived from the log (``callback_pending`` in the read model, set when a
+run with a ``callback_url`` reaches a terminal status, cleared by the attempt marked ``final``),
+so a server killed mid-retry delivers after its restart. Each attempt is appended as a
+``callback_attempted`` event. Delivery is at least once: a server that dies after sending but
+before recording sends again, so receivers dedupe on the delivery id (stable per run ending).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from eventstore import EventType, NewEvent, WriteContext, prepare_append
+from eventstore.store import BaseEventStore
+
+from .readmodel import RUN_COLUMNS, load_state, state_from_row
+from .state import RunState
+
+__all__ = ["CallbackPolicy", "Delivery", "due_deliveries", "record_attempt", "sign"]
+
+SIGNATURE_HEADER = "X-Runtrack-Signature"
+TIMESTAMP_HEADER = "X-Runtrack-Timestamp"
+DELIVERY_HEADER = "X-Runtrack-Delivery"
+
+
+@dataclass(frozen=True)
+class CallbackPolicy:
+    max_attempts: int = 8
+    base_delay: float = 1.0
+    max_delay: float = 300.0
+    timeout: float = 5.0
+    secret: str | None = None
+
+    def delay_before(self, attempt: int, delivery_id: str) -> float:
+        """Exponential backoff with a jitter of up to ±20 %, stable for a delivery and attempt."""
+        if attempt <= 1:
+            return 0.0
+        raw = min(self.max_delay, self.base_delay * 2.0 ** (attempt - 2))
+        seed = hashlib.sha256(f"{delivery_id}/{attempt}".encode()).digest()[0] / 255
+        return float(raw * (0.8 + 0.4 * seed))
+
+
+@dataclass(frozen=True)
+class Delivery:
+    run: RunState
+    attempt: int
+    body: bytes
+
+    @property
+    def delivery_id(self) -> str:
+        return self.run.callback_delivery_id or self.run.run_id
+
+    def headers(self, policy: CallbackPolicy, now: datetime) -> dict[str, str]:
+        headers = {
+            "Content-Type": "application/json",
+            DELIVERY_HEADER: self.delivery_id,
+            "User-Agent": "runtrack-callbacks",
+        }
+        if policy.secret is not None:
+            timestamp = str(int(now.timestamp()))
+            headers[TIMESTAMP_HEADER] = timestamp
+            headers[SIGNATURE_HEADER] = sign(policy.secret, timestamp, self.body)
+        return headers
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    """``sha256=<hex>`` of HMAC-SHA256 over ``<timestamp>.<body>``."""
+    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return f"sha256={mac.hexdigest()}"
+
+
+def callback_body(run: RunState) -> bytes:
+    body = {
+        "run_id": run.run_id,
+        "status": run.status.value,
+        "stop_reason": run.stop_reason,
+        "completed_at": run.completed_at,
+        "metadata": run.metadata,
+    }
+    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+
+async def due_deliveries(
+    store: BaseEventStore, policy: CallbackPolicy, now: datetime, *, limit: int = 100
+) -> list[Delivery]:
+    """Pending deliveries whose next attempt is due at ``now``."""
+    rows = await store.fetchall(
+        f"SELECT {RUN_COLUMNS} FROM runs WHERE callback_pending = 1 ORDER BY completed_at LIMIT ?",
+        (limit,),
+    )
+    due = []
+    for row in rows:
+        run = state_from_row(row)
+        attempt = run.callback_attempts + 1
+        last = run.callback_sent_at if run.callback_attempts else run.completed_at
+        wait = timedelta(seconds=policy.delay_before(attempt, run.callback_delivery_id or ""))
+        if last is None or datetime.fromisoformat(last) + wait <= now:
+            due.append(Delivery(run, attempt, callback_body(run)))
+    return due
+
+
+async def record_attempt(
+    store: BaseEventStore,
+    delivery: Delivery,
+    policy: CallbackPolicy,
+    *,
+    status_code: int | None,
+    error: str | None,
+) -> bool:
+    """Append the attempt, unless another server already recorded this one (returns False)."""
+    succeeded = status_code is not None and 200 <= status_code < 300
+    final = succeeded or delivery.attempt >= policy.max_attempts
+    payload = {
+        "attempt": delivery.attempt,
+        "status_code": status_code,
+        "error": error,
+        "delivery_id": delivery.delivery_id,
+        "final": final,
+    }
+    event = NewEvent(EventType.CALLBACK_ATTEMPTED, payload)
+    run = delivery.run
+
+    def unit(context: WriteContext) -> bool:
+        current = load_state(context.tx, run.run_id)
+        if current is None or not _still_expected(current, delivery):
+            return False
+        context.append(prepare_append(run.organization_id, run.run_id, [event]))
+        return True
+
+    return await store.transact(unit)
+
+
+def _still_expected(current: RunState, delivery: Delivery) -> bool:
+    return (
+        current.callback_pending
+        and current.callback_delivery_id == delivery.run.callback_delivery_id
+        and current.callback_attempts == delivery.attempt - 1
+    )
