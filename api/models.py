@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from eventstore import AgentEvent, NewEvent
+from eventstore.payloads import require_http_url
 from projections import RunState
 
 __all__ = [
@@ -44,9 +45,7 @@ class CreateRunBody(_Body):
     @field_validator("callback_url")
     @classmethod
     def _http_only(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError("callback_url must be an http:// or https:// URL")
-        return value
+        return require_http_url(value)
 
 
 class EventBody(_Body):

@@ -26,6 +26,7 @@ __all__ = [
     "StoreError",
     "StoreUnavailable",
     "UnknownRun",
+    "translate_driver_error",
 ]
 
 
@@ -73,3 +74,20 @@ class InvalidCursor(StoreError):
 
 class StoreUnavailable(StoreError):
     code = "store_unavailable"
+
+
+def translate_driver_error(
+    exc: BaseException,
+    *,
+    integrity: type[BaseException],
+    driver: type[BaseException],
+    name: str,
+) -> StoreError | None:
+    """The one mapping of a database driver's errors; each backend names its driver's classes."""
+    if isinstance(exc, StoreError):
+        return exc
+    if isinstance(exc, integrity):
+        return ConcurrencyConflict(f"the database refused the write: {exc}")
+    if isinstance(exc, driver):
+        return StoreUnavailable(f"{name} error: {exc}")
+    return None

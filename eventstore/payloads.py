@@ -125,9 +125,7 @@ class RunCreated(_Payload):
     @field_validator("callback_url")
     @classmethod
     def _http_only(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError("callback_url must be an http:// or https:// URL")
-        return value
+        return require_http_url(value)
 
 
 class RunStatusChanged(_Payload):
@@ -260,6 +258,13 @@ CUSTOM_DEFAULT_VISIBILITY = Visibility.OPERATOR
 MAX_EVENT_TYPE_LENGTH = 200
 
 
+def require_http_url(value: str | None) -> str | None:
+    """Callbacks go to http(s) only (see docs/operations.md for the risk of internal URLs)."""
+    if value is not None and not value.startswith(("http://", "https://")):
+        raise ValueError("callback_url must be an http:// or https:// URL")
+    return value
+
+
 def normalise_payload(event_type: str, payload: Mapping[str, Any]) -> dict[str, Any]:
     """Validate ``payload`` for ``event_type`` and return its normal form, or raise InvalidEvent."""
     model = PAYLOAD_MODELS.get(event_type)
@@ -291,9 +296,9 @@ def _validate_model(model: type[_Payload], event_type: str, payload: Any) -> dic
         instance = model.model_validate(payload)
     except ValidationError as exc:
         raise InvalidEvent(
-            f"invalid payload for {event_type}: {_describe(exc)}",
+            f"invalid payload for {event_type}: {describe_validation_error(exc)}",
             event_type=event_type,
-            errors=_error_list(exc),
+            errors=validation_error_list(exc),
         ) from exc
     normal: dict[str, Any] = instance.model_dump(mode="json", by_alias=True)
     return normal
@@ -305,14 +310,15 @@ def _validate_custom(event_type: str, payload: Any) -> dict[str, Any]:
     return dict(payload)
 
 
-def _describe(exc: ValidationError) -> str:
+def describe_validation_error(exc: ValidationError, root: str = "payload") -> str:
+    """The first problem, where it is, and how many more: a message a person can act on."""
     first = exc.errors()[0]
-    where = ".".join(str(part) for part in first["loc"]) or "payload"
+    where = ".".join(str(part) for part in first["loc"]) or root
     more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
     return f"{where}: {first['msg']}{more}"
 
 
-def _error_list(exc: ValidationError) -> list[dict[str, Any]]:
+def validation_error_list(exc: ValidationError) -> list[dict[str, Any]]:
     return [
         {"loc": [str(p) for p in err["loc"]], "msg": err["msg"], "type": err["type"]}
         for err in exc.errors()

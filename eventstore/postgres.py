@@ -25,7 +25,7 @@ from psycopg import sql as pgsql
 from psycopg_pool import AsyncConnectionPool
 
 from .appending import Head
-from .errors import ConcurrencyConflict, StoreError, StoreUnavailable
+from .errors import StoreError, StoreUnavailable, translate_driver_error
 from .leadership import Leadership, PostgresAdvisoryLock
 from .migrations import Migration, apply_migrations
 from .protocol import Dialect, Projection, Row
@@ -203,13 +203,9 @@ def _as_query(statement: str) -> pgsql.Composed | pgsql.SQL:
 
 def translate_error(exc: BaseException) -> StoreError | None:
     """psycopg errors become our errors here, at the boundary."""
-    if isinstance(exc, StoreError):
-        return exc
-    if isinstance(exc, psycopg.errors.IntegrityError):
-        return ConcurrencyConflict(f"the database refused the write: {exc}")
-    if isinstance(exc, psycopg.Error):
-        return StoreUnavailable(f"PostgreSQL error: {exc}")
-    return None
+    return translate_driver_error(
+        exc, integrity=psycopg.errors.IntegrityError, driver=psycopg.Error, name="PostgreSQL"
+    )
 
 
 class PostgresEventStore(BaseEventStore):

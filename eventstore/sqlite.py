@@ -21,7 +21,7 @@ from typing import Any, Literal, cast
 import aiosqlite
 
 from .appending import Head
-from .errors import ConcurrencyConflict, StoreError, StoreUnavailable
+from .errors import StoreError, StoreUnavailable, translate_driver_error
 from .leadership import FileLock, Leadership
 from .migrations import Migration, apply_migrations
 from .protocol import Dialect, Projection, Row
@@ -195,13 +195,9 @@ class _SQLiteWriter:
 
 def translate_error(exc: BaseException) -> StoreError | None:
     """sqlite3 errors become our errors here, at the boundary."""
-    if isinstance(exc, StoreError):
-        return exc
-    if isinstance(exc, sqlite3.IntegrityError):
-        return ConcurrencyConflict(f"the database refused the write: {exc}")
-    if isinstance(exc, sqlite3.Error):
-        return StoreUnavailable(f"SQLite error: {exc}")
-    return None
+    return translate_driver_error(
+        exc, integrity=sqlite3.IntegrityError, driver=sqlite3.Error, name="SQLite"
+    )
 
 
 class SQLiteEventStore(BaseEventStore):

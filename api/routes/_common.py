@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from eventstore import EventFilter
+from eventstore.payloads import describe_validation_error, validation_error_list
 from eventstore.store import BaseEventStore
 from projections import RunCommands, RunQueries
 
@@ -57,7 +58,8 @@ async def read_body(request: Request, model: type[M]) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise ApiError(422, "invalid_request", _describe(exc), errors=_errors(exc)) from exc
+        message = describe_validation_error(exc, root="body")
+        raise ApiError(422, "invalid_request", message, errors=validation_error_list(exc)) from exc
 
 
 async def _bounded_body(request: Request, limit: int) -> bytes:
@@ -71,20 +73,6 @@ async def _bounded_body(request: Request, limit: int) -> bytes:
             raise ApiError(413, "body_too_large", f"the body is over {limit} bytes", limit=limit)
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-def _describe(exc: ValidationError) -> str:
-    first = exc.errors()[0]
-    where = ".".join(str(part) for part in first["loc"]) or "body"
-    more = f" (and {exc.error_count() - 1} more problems)" if exc.error_count() > 1 else ""
-    return f"{where}: {first['msg']}{more}"
-
-
-def _errors(exc: ValidationError) -> list[dict[str, Any]]:
-    return [
-        {"loc": [str(p) for p in err["loc"]], "msg": err["msg"], "type": err["type"]}
-        for err in exc.errors()
-    ]
 
 
 def int_param(
