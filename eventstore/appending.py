@@ -263,7 +263,7 @@ class WriteContext:
             f"SELECT {EVENT_COLUMNS} FROM events WHERE id >= ? AND id <= ? ORDER BY id",
             (row[2], row[3]),
         )
-        return fingerprint, [AgentEvent(*r) for r in rows]
+        return fingerprint, [AgentEvent.from_row(r) for r in rows]
 
     def _stream_for(self, request: AppendRequest) -> _Stream:
         if request.run_id not in self._streams:

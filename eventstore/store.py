@@ -150,16 +150,22 @@ class BaseEventStore:
         """Events after ``after`` in id order; ``position`` says how far the scan reached."""
         if after < 0:
             raise InvalidCursor("a cursor is a non-negative event id", cursor=after)
-        head = await self.head()
         where, params = _filter_sql(filter)
+        if not where:  # no filter: the snapshot holds a prefix of the log, so no head is needed
+            return await self._read_unfiltered(after, limit)
+        head = await self.head()
         rows = await self.fetchall(
             f"SELECT {EVENT_COLUMNS} FROM events WHERE id > ? AND id <= ?{where} "
             "ORDER BY id LIMIT ?",
             (after, head, *params, limit),
         )
-        events = [AgentEvent(*row) for row in rows]
+        events = [AgentEvent.from_row(row) for row in rows]
         position = events[-1].id if len(events) == limit else max(head, after)
         return EventPage(events, position)
+
+    async def _read_unfiltered(self, after: int, limit: int) -> EventPage:
+        events = await self._read_after(after, limit)
+        return EventPage(events, events[-1].id if events else after)
 
     async def read_run(
         self,
@@ -178,13 +184,13 @@ class BaseEventStore:
             "ORDER BY sequence LIMIT ?",
             (after_sequence, *params, limit),
         )
-        return [AgentEvent(*row) for row in rows]
+        return [AgentEvent.from_row(row) for row in rows]
 
     async def _read_after(self, after: int, limit: int) -> list[AgentEvent]:
         rows = await self.fetchall(
             f"SELECT {EVENT_COLUMNS} FROM events WHERE id > ? ORDER BY id LIMIT ?", (after, limit)
         )
-        return [AgentEvent(*row) for row in rows]
+        return [AgentEvent.from_row(row) for row in rows]
 
     async def _read_page(self, flt: EventFilter, after: int, limit: int) -> EventPage:
         return await self.read(flt, after=after, limit=limit)

@@ -417,13 +417,13 @@ def _claim_bundle(context: WriteContext, state: RunState) -> Claim:
             "ORDER BY sequence DESC LIMIT 1",
             (state.run_id, EventType.CHECKPOINT_CREATED.value),
         )
-        checkpoint = None if row is None else AgentEvent(*row)
+        checkpoint = None if row is None else AgentEvent.from_row(row)
     rows = context.tx.fetchall(
         f"SELECT {event_columns('e')} FROM tool_results t JOIN events e ON e.id = t.event_id "
         "WHERE t.run_id = ? ORDER BY e.id",
         (state.run_id,),
     )
-    return Claim(state, checkpoint, [AgentEvent(*row) for row in rows])
+    return Claim(state, checkpoint, [AgentEvent.from_row(row) for row in rows])
 
 
 def _recorded_tool_result(context: WriteContext, run_id: str, call_id: str) -> AgentEvent | None:
@@ -433,7 +433,7 @@ def _recorded_tool_result(context: WriteContext, run_id: str, call_id: str) -> A
         "WHERE t.run_id = ? AND t.tool_call_id = ?",
         (run_id, call_id),
     )
-    return None if row is None else AgentEvent(*row)
+    return None if row is None else AgentEvent.from_row(row)
 
 
 def _marks(values: Sequence[object]) -> str:

@@ -144,7 +144,7 @@ class RunQueries:
             "WHERE t.run_id = ? ORDER BY e.id",
             (run_id,),
         )
-        return [AgentEvent(*row) for row in rows]
+        return [AgentEvent.from_row(row) for row in rows]
 
     async def state_at(self, organization_id: str, run_id: str, event_id: int) -> RunState:
         """The run as it was just after event ``event_id`` (a fold of a prefix of its events)."""
@@ -176,7 +176,7 @@ class RunQueries:
             "ORDER BY sequence",
             (run_id, event_type),
         )
-        return [AgentEvent(*row) for row in rows]
+        return [AgentEvent.from_row(row) for row in rows]
 
 
 def _where(organization_id: str, flt: RunFilter) -> tuple[str, list[Any]]:

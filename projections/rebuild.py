@@ -66,7 +66,7 @@ async def rebuild(store: BaseEventStore) -> RebuildReport:
         for row in context.tx.fetchall(
             f"SELECT {EVENT_COLUMNS} FROM events WHERE id > ? ORDER BY id", (folded.position,)
         ):
-            folded.apply(AgentEvent(*row))
+            folded.apply(AgentEvent.from_row(row))
         _write_tables(context, folded)
 
     await store.transact(replace_tables)
