@@ -12,7 +12,6 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import cached_property
 from typing import Any
 
 __all__ = [
@@ -91,9 +90,13 @@ class AgentEvent:
         event.__dict__.update(zip(_FIELDS, row, strict=True))
         return event
 
-    @cached_property
+    @property
     def payload(self) -> dict[str, Any]:
-        decoded: dict[str, Any] = json.loads(self.payload_json)
+        """The payload, decoded once (a plain cache: Python 3.11's ``cached_property`` locks)."""
+        decoded: dict[str, Any] | None = self.__dict__.get("_payload")
+        if decoded is None:
+            decoded = json.loads(self.payload_json)
+            self.__dict__["_payload"] = decoded
         return decoded
 
     @property

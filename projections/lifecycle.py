@@ -80,9 +80,9 @@ def allowed_targets(current: RunStatus, *, can_resume: bool) -> list[RunStatus]:
 
 def check_transition(current: RunStatus, target: RunStatus, *, can_resume: bool) -> None:
     """Raise IllegalTransition, naming the current status and the allowed targets, if refused."""
-    allowed = allowed_targets(current, can_resume=can_resume)
-    if target in allowed:
+    if target in TRANSITIONS[current] and (target is not S.RESUMING or can_resume):
         return
+    allowed = allowed_targets(current, can_resume=can_resume)
     reason = _refusal_reason(current, target)
     raise IllegalTransition(
         f"cannot move a {current.value} run to {target.value}: {reason}",

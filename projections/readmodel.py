@@ -87,41 +87,53 @@ READ_MODEL_TABLES = ("runs", "run_metadata", "tool_results")
 """The tables rebuilt from the log (``run_liveness`` is not derived from it)."""
 
 _ACTIVE_LABELS = tuple(sorted(status.value for status in ACTIVE))
-_UPSERT = (
-    f"INSERT INTO runs ({RUN_COLUMNS}) VALUES ({', '.join('?' for _ in _FIELDS)}) "
-    "ON CONFLICT (run_id) DO UPDATE SET "
-    + ", ".join(f"{name} = excluded.{name}" for name in _FIELDS if name != "run_id")
-)
+_INSERT = f"INSERT INTO runs ({RUN_COLUMNS}) VALUES ({', '.join('?' for _ in _FIELDS)})"
 
 
 def state_to_row(state: RunState) -> tuple[Any, ...]:
-    values = []
-    for name in _FIELDS:
-        value = getattr(state, name)
-        if name in _JSON_FIELDS:
-            value = (
-                None
-                if value is None
-                else canonical_json(list(value) if isinstance(value, tuple) else value)
-            )
-        elif name in _BOOL_FIELDS:
-            value = int(value)
-        elif name == "status":
-            value = value.value
-        values.append(value)
-    return tuple(values)
+    return tuple(_column_value(name, getattr(state, name)) for name in _FIELDS)
+
+
+def _column_value(name: str, value: Any) -> Any:
+    if name in _JSON_FIELDS:
+        if value is None:
+            return None
+        return canonical_json(list(value) if isinstance(value, tuple) else value)
+    if name in _BOOL_FIELDS:
+        return int(value)
+    if name == "status":
+        return value.value
+    return value
+
+
+def changed_columns(before: RunState, after: RunState) -> list[tuple[str, Any]]:
+    """The columns whose values differ, with their new column values."""
+    old, new = before.__dict__, after.__dict__
+    return [(name, _column_value(name, new[name])) for name in _FIELDS if old[name] != new[name]]
 
 
 def state_from_row(row: Row) -> RunState:
+    """A RunState from a ``runs`` row; on the append path, so it fills ``__dict__`` directly."""
     values: dict[str, Any] = dict(zip(_FIELDS, row, strict=True))
     for name in _JSON_FIELDS:
-        if values[name] is not None:
-            decoded = json.loads(values[name])
-            values[name] = tuple(decoded) if isinstance(decoded, list) else decoded
+        values[name] = _decode_json(values[name])
     for name in _BOOL_FIELDS:
         values[name] = bool(values[name])
     values["status"] = RunStatus(values["status"])
-    return RunState(**values)
+    state = object.__new__(RunState)
+    state.__dict__.update(values)
+    return state
+
+
+def _decode_json(text: str | None) -> Any:
+    if text is None:
+        return None
+    if text == "[]":
+        return ()
+    if text == "{}":
+        return {}
+    decoded = json.loads(text)
+    return tuple(decoded) if isinstance(decoded, list) else decoded
 
 
 def load_state(tx: Transaction, run_id: str) -> RunState | None:
@@ -179,7 +191,10 @@ class RunProjection:
         state: RunState,
         tool_calls: list[tuple[str, int]],
     ) -> None:
-        tx.execute(_UPSERT, state_to_row(state))
+        if before is None:
+            tx.execute(_INSERT, state_to_row(state))
+        else:
+            _update(tx, before, state)
         if before is None and state.metadata:
             tx.executemany(
                 "INSERT INTO run_metadata (run_id, organization_id, key, value) "
@@ -191,6 +206,16 @@ class RunProjection:
                 "INSERT INTO tool_results (run_id, tool_call_id, event_id) VALUES (?, ?, ?)",
                 [(state.run_id, call, event_id) for call, event_id in tool_calls],
             )
+
+
+def _update(tx: Transaction, before: RunState, after: RunState) -> None:
+    """Write only what the events changed: most appends touch three or four columns of forty."""
+    changes = changed_columns(before, after)
+    assignments = ", ".join(f"{name} = ?" for name, _ in changes)
+    tx.execute(
+        f"UPDATE runs SET {assignments} WHERE run_id = ?",
+        (*(value for _, value in changes), after.run_id),
+    )
 
 
 def _by_run(events: Sequence[AgentEvent]) -> Iterable[list[AgentEvent]]:

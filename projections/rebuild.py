@@ -8,6 +8,7 @@ compares each live row with the fold, folding further any run that moved on mean
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 
@@ -88,17 +89,24 @@ async def check(store: BaseEventStore) -> RebuildReport:
 
 
 async def _fold_log(store: BaseEventStore) -> _Fold:
+    """Fold the log up to the head seen at start, reading each next page while folding one."""
     folded = _Fold()
     head = await store.head()
-    while folded.position < head:
-        page = await store.read(EventFilter(), after=folded.position, limit=_PAGE)
+    pending = asyncio.ensure_future(store.read(EventFilter(), after=0, limit=_PAGE))
+    while True:
+        page = await pending
+        if not page.events or page.events[0].id > head:
+            return folded
+        if page.position < head:
+            pending = asyncio.ensure_future(
+                store.read(EventFilter(), after=page.position, limit=_PAGE)
+            )
         for event in page.events:
             if event.id > head:
                 return folded
             folded.apply(event)
-        if not page.events:
-            break
-    return folded
+        if page.position >= head:
+            return folded
 
 
 async def _catch_up(store: BaseEventStore, folded: _Fold, run_id: str, until: int) -> None:
