@@ -52,7 +52,10 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
     # sse-starlette keeps shutdown state per process; a new app starts undrained.
     AppStatus.should_exit = False
     store = open_store(
-        settings.database, projections=[RunProjection()], synchronous=settings.synchronous
+        settings.database,
+        projections=[RunProjection()],
+        synchronous=settings.synchronous,
+        fanout_linger=settings.fanout_linger_ms / 1000,
     )
     await store.open()
     try:

@@ -25,6 +25,8 @@ class Settings:
     key_cache_seconds: float = 30.0
     """How long a verified API key is trusted before it is looked up again (revocation delay)."""
     synchronous: str = "FULL"
+    fanout_linger_ms: float = 50.0
+    """Under load, streams are woken at most once per this many ms (see eventstore/tail.py)."""
     leader_interval: float = 1.0
     """How often a follower tries to become the leader that runs background services."""
     reconcile_seconds: float = 30.0

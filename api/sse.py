@@ -144,7 +144,16 @@ def _non_negative(raw: str, name: str) -> int:
 
 
 def encode_event(event: AgentEvent) -> str:
-    return f"id: {event.id}\nevent: {event.event_type}\ndata: {event.to_json()}\n\n"
+    """The event's SSE frame, built once per event and shared by every stream that sends it.
+
+    With N streams on one event, encoding per stream would cost N encodes; the frame is kept
+    on the (immutable) event the broadcaster hands to every subscriber.
+    """
+    frame: str | None = event.__dict__.get("_frame")
+    if frame is None:
+        frame = f"id: {event.id}\nevent: {event.event_type}\ndata: {event.to_json()}\n\n"
+        event.__dict__["_frame"] = frame
+    return frame
 
 
 def encode_page(page: EventPage) -> bytes:

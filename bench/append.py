@@ -209,7 +209,8 @@ def report(results: dict[str, float], growth: float, replay_events: int) -> None
     for name, rate in results.items():
         print(f"  {name:<20} {rate:>12,.0f} events/s")
     print(
-        f"  replay of {replay_events:,} events: RSS grew {growth:.1f} MB (pages, never the whole log)"
+        f"  replay of {replay_events:,} events: RSS grew {growth:.1f} MB "
+        "(pages, never the whole log)"
     )
     if "pg store 256" in results:
         ratio = results["pg store 256"] / results["pg eventsourcing"]

@@ -53,7 +53,7 @@ def status_payload(before: str, after: str, stop: str | None = None) -> str:
 
 def run_history(run: int) -> list[tuple[str, str, str]]:
     agent = AGENTS[run % len(AGENTS)]
-    created = {
+    created: dict[str, object] = {
         "agent_id": agent,
         "callback_url": None,
         "lane_key": f"lane-{run}",
@@ -242,6 +242,7 @@ async def measure(quick: bool) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, under 30 s")
+    parser.add_argument("--postgres", help="ignored: these figures are for SQLite")
     args = parser.parse_args()
     print(describe_machine())
     results = asyncio.run(measure(args.quick))

@@ -222,12 +222,14 @@ class PostgresEventStore(BaseEventStore):
         poll_interval: float = 1.0,
         tail_capacity: int = 20_000,
         page_size: int = 1000,
+        fanout_linger: float = 0.0,
     ) -> None:
         super().__init__(
             projections=projections,
             poll_interval=poll_interval,
             tail_capacity=tail_capacity,
             page_size=page_size,
+            fanout_linger=fanout_linger,
         )
         self.url = url
         self._reader_count = readers

@@ -215,12 +215,14 @@ class SQLiteEventStore(BaseEventStore):
         poll_interval: float = 0.5,
         tail_capacity: int = 20_000,
         page_size: int = 1000,
+        fanout_linger: float = 0.0,
     ) -> None:
         super().__init__(
             projections=projections,
             poll_interval=poll_interval,
             tail_capacity=tail_capacity,
             page_size=page_size,
+            fanout_linger=fanout_linger,
         )
         if synchronous not in ("FULL", "NORMAL"):
             raise ValueError("synchronous must be FULL or NORMAL")

@@ -39,8 +39,10 @@ class BaseEventStore:
         poll_interval: float = 0.5,
         tail_capacity: int = 20_000,
         page_size: int = 1000,
+        fanout_linger: float = 0.0,
     ) -> None:
         self.projections = tuple(projections)
+        self._fanout_linger = fanout_linger
         self._poll_interval = poll_interval
         self._tail_capacity = tail_capacity
         self._page_size = page_size
@@ -80,7 +82,9 @@ class BaseEventStore:
         )
         await self._writer.start()
         await self._open_readers()
-        self._broadcaster = Broadcaster(await self.head(), capacity=self._tail_capacity)
+        self._broadcaster = Broadcaster(
+            await self.head(), capacity=self._tail_capacity, linger=self._fanout_linger
+        )
         self._poller = asyncio.create_task(self._poll(), name="runtrack-tail-poller")
         return self
 

@@ -55,7 +55,7 @@ class _Waiter:
 class Broadcaster:
     """Recent committed events, in id order, and the subscribers waiting for more."""
 
-    def __init__(self, head: int, *, capacity: int = 20_000) -> None:
+    def __init__(self, head: int, *, capacity: int = 20_000, linger: float = 0.0) -> None:
         self._ids: list[int] = []
         self._events: list[AgentEvent] = []
         self._covered_after = head  # every committed event with id > this is in the buffer
@@ -64,6 +64,10 @@ class Broadcaster:
         self._waiters: dict[ChannelKey, set[_Waiter]] = {}
         self._lock = asyncio.Lock()
         self._closed = False
+        self._linger = linger
+        self._touched: set[ChannelKey] = set()
+        self._timer: asyncio.TimerHandle | None = None
+        self._last_wake = float("-inf")
 
     @property
     def last_id(self) -> int:
@@ -119,6 +123,8 @@ class Broadcaster:
     def close(self) -> None:
         """Wake everyone so that subscribers notice the store is closing."""
         self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
         for waiters in self._waiters.values():
             for waiter in waiters:
                 waiter.event.set()
@@ -147,9 +153,28 @@ class Broadcaster:
             del self._events[:excess]
 
     def _wake(self, events: list[AgentEvent]) -> None:
-        touched: set[ChannelKey] = set()
+        """Wake the touched channels, at most once per ``linger`` seconds.
+
+        The first publish after a quiet spell wakes at once; later ones within the window are
+        coalesced into one wake at its end. Under load each subscriber then wakes (and its
+        stream writes) once per window with everything new, instead of once per commit; when
+        idle, nothing is delayed. Events are in the buffer already: only wake-ups wait.
+        """
         for event in events:
-            touched.update(_channels_of(event))
+            self._touched.update(_channels_of(event))
+        if self._timer is not None:
+            return
+        loop = asyncio.get_running_loop()
+        due = self._last_wake + self._linger
+        if loop.time() >= due:
+            self._flush_wakes()
+        else:
+            self._timer = loop.call_at(due, self._flush_wakes)
+
+    def _flush_wakes(self) -> None:
+        self._timer = None
+        self._last_wake = asyncio.get_running_loop().time()
+        touched, self._touched = self._touched, set()
         for channel in touched:
             for waiter in self._waiters.get(channel, ()):
                 waiter.event.set()
