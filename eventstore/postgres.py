@@ -18,7 +18,7 @@ import contextlib
 import hashlib
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Unpack
 
 import psycopg
 from psycopg import sql as pgsql
@@ -30,7 +30,7 @@ from .leadership import Leadership, PostgresAdvisoryLock
 from .migrations import Migration, apply_migrations
 from .protocol import Dialect, Projection, Row
 from .records import GENESIS_HASH
-from .store import BaseEventStore
+from .store import BaseEventStore, StoreOptions
 
 __all__ = ["PostgresEventStore"]
 
@@ -218,19 +218,10 @@ class PostgresEventStore(BaseEventStore):
         url: str,
         *,
         readers: int = 4,
-        projections: Sequence[Projection] = (),
-        poll_interval: float = 1.0,
-        tail_capacity: int = 20_000,
-        page_size: int = 1000,
-        fanout_linger: float = 0.0,
+        **options: Unpack[StoreOptions],
     ) -> None:
-        super().__init__(
-            projections=projections,
-            poll_interval=poll_interval,
-            tail_capacity=tail_capacity,
-            page_size=page_size,
-            fanout_linger=fanout_linger,
-        )
+        options.setdefault("poll_interval", 1.0)  # NOTIFY wakes the tail; the poll is a fallback
+        super().__init__(**options)
         self.url = url
         self._reader_count = readers
         self._pool: AsyncConnectionPool[Any] | None = None

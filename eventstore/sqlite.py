@@ -16,7 +16,7 @@ import asyncio
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Literal, Unpack, cast
 
 import aiosqlite
 
@@ -26,7 +26,7 @@ from .leadership import FileLock, Leadership
 from .migrations import Migration, apply_migrations
 from .protocol import Dialect, Projection, Row
 from .records import GENESIS_HASH
-from .store import BaseEventStore
+from .store import BaseEventStore, StoreOptions
 
 __all__ = ["SQLiteEventStore"]
 
@@ -211,19 +211,9 @@ class SQLiteEventStore(BaseEventStore):
         *,
         synchronous: Synchronous = "FULL",
         readers: int = 4,
-        projections: Sequence[Projection] = (),
-        poll_interval: float = 0.5,
-        tail_capacity: int = 20_000,
-        page_size: int = 1000,
-        fanout_linger: float = 0.0,
+        **options: Unpack[StoreOptions],
     ) -> None:
-        super().__init__(
-            projections=projections,
-            poll_interval=poll_interval,
-            tail_capacity=tail_capacity,
-            page_size=page_size,
-            fanout_linger=fanout_linger,
-        )
+        super().__init__(**options)
         if synchronous not in ("FULL", "NORMAL"):
             raise ValueError("synchronous must be FULL or NORMAL")
         self.path = str(path)

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncGenerator, Callable, Sequence
-from typing import Any, Self, TypeVar
+from typing import Any, Self, TypedDict, TypeVar
 
 from .appending import EVENT_COLUMNS, AppendUnit, WriteContext, prepare_append
 from .chain import verify_link
@@ -23,10 +23,20 @@ from .records import GENESIS_HASH, AgentEvent, EventFilter, EventPage, NewEvent,
 from .tail import Broadcaster, subscribe
 from .writer import GroupCommitWriter, WriterBackend
 
-__all__ = ["BaseEventStore"]
+__all__ = ["BaseEventStore", "StoreOptions"]
 
 T = TypeVar("T")
 logger = logging.getLogger("runtrack.store")
+
+
+class StoreOptions(TypedDict, total=False):
+    """Options every backend takes and hands to ``BaseEventStore``."""
+
+    projections: Sequence[Projection]
+    poll_interval: float
+    tail_capacity: int
+    page_size: int
+    fanout_linger: float
 
 
 class BaseEventStore:
