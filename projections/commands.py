@@ -132,8 +132,27 @@ class RunCommands:
         idempotency_key: str | None = None,
     ) -> list[AgentEvent]:
         """Append a worker's events; status changes get their ``from`` filled in."""
+        appended, _ = await self.append_and_get(
+            organization_id,
+            run_id,
+            events,
+            expected_sequence=expected_sequence,
+            idempotency_key=idempotency_key,
+        )
+        return appended
 
-        def unit(context: WriteContext) -> list[AgentEvent]:
+    async def append_and_get(
+        self,
+        organization_id: str,
+        run_id: str,
+        events: Sequence[NewEvent],
+        *,
+        expected_sequence: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> tuple[list[AgentEvent], RunState]:
+        """``append``, and the run as it is after it (read in the same transaction)."""
+
+        def unit(context: WriteContext) -> tuple[list[AgentEvent], RunState]:
             state = _state(context, organization_id, run_id)
             request = prepare_append(
                 organization_id,
@@ -142,7 +161,8 @@ class RunCommands:
                 expected_sequence=expected_sequence,
                 idempotency_key=idempotency_key,
             )
-            return context.append(request)
+            appended = context.append(request)
+            return appended, _state(context, organization_id, run_id)
 
         return await self._store.transact(unit)
 

@@ -134,7 +134,7 @@ async def append_events(request: Request) -> JSONResponse:
     body = await read_body(request, AppendEventsBody)
     metrics = request.app.state.metrics
     with metrics.append_latency.time():
-        events = await commands(request).append(
+        events, run = await commands(request).append_and_get(
             principal.organization_id,
             request.path_params["run_id"],
             [event.to_new_event() for event in body.events],
@@ -142,7 +142,6 @@ async def append_events(request: Request) -> JSONResponse:
             idempotency_key=body.idempotency_key,
         )
     metrics.events_appended.inc(len(events))
-    run = await queries(request).get(principal.organization_id, request.path_params["run_id"])
     return json_response(
         {
             "events": [event_json(e) for e in events],

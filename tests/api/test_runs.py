@@ -113,6 +113,8 @@ async def test_heartbeat_cancel_and_resume(client: httpx.AsyncClient) -> None:
     assert cancelled.json()["cancel_requested"] is True
     beat = await client.post(f"/v1/runs/{run['id']}/heartbeat", json={})
     assert beat.json()["cancel_requested"] is True
+    appended = await append(client, run["id"], {"event_type": "custom.progress", "payload": {}})
+    assert appended.json()["run"] == {"status": "running", "cancel_requested": True}
 
     other = await create(client)
     await claim(client)
