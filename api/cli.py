@@ -11,13 +11,31 @@ from eventstore import open_store
 from projections import RunProjection
 
 from .auth import DEFAULT_ORGANIZATION, KeyRing, Role
+from .commands import Connection, register
 from .settings import Settings
 
 __all__ = ["app", "main"]
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Track durable agent runs.")
 keys_app = typer.Typer(no_args_is_help=True, help="Create, list and revoke API keys.")
+projections_app = typer.Typer(no_args_is_help=True, help="Rebuild or check the read models.")
 app.add_typer(keys_app, name="keys")
+app.add_typer(projections_app, name="projections")
+register(app)
+
+
+@app.callback()
+def connect(
+    ctx: typer.Context,
+    url: Annotated[str, typer.Option(envvar="RUNTRACK_URL", help="the server")] = (
+        "http://127.0.0.1:8000"
+    ),
+    key: Annotated[str | None, typer.Option(envvar="RUNTRACK_KEY", help="an API key")] = None,
+    no_ux: Annotated[bool, typer.Option("--no-ux", help="plain, stable output")] = False,
+) -> None:
+    """Client verbs talk to a server given by --url and --key (or RUNTRACK_URL/RUNTRACK_KEY)."""
+    ctx.obj = Connection(url, key, no_ux)
+
 
 Database = Annotated[
     str,
@@ -104,6 +122,27 @@ async def _with_keys(database: str, action):  # type: ignore[no-untyped-def]
         ring = KeyRing(store)
         await ring.setup()
         return await action(ring)
+
+
+@projections_app.command("rebuild")
+def projections_rebuild(
+    check: Annotated[bool, typer.Option("--check", help="compare only, write nothing")] = False,
+    database: Database = "runtrack.db",
+) -> None:
+    """Rebuild the read models from the log (on the database directly), or check them."""
+    from projections import check as check_models
+    from projections import rebuild
+
+    async def go() -> Any:
+        async with open_store(database, projections=[RunProjection()]) as store:
+            return await (check_models(store) if check else rebuild(store))
+
+    report = asyncio.run(go())
+    typer.echo(f"{report.events} events, {report.runs} runs, {report.seconds:.2f}s")
+    for line in report.differences:
+        typer.echo(line)
+    if report.differences:
+        raise typer.Exit(1)
 
 
 def main() -> None:
