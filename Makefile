@@ -23,7 +23,7 @@ browser:
 		echo "warning: could not install chromium: browser tests will be skipped (failed under CI)"
 
 run: install
-	$(BIN)/runtrack serve
+	$(BIN)/runtrack serve --demo
 
 lint: install
 	$(BIN)/ruff check .

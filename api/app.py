@@ -16,6 +16,7 @@ from eventstore import StoreError, open_store
 from projections import RunCommands, RunProjection, RunQueries
 
 from .auth import KeyRing
+from .demo import Demo, demo_routes
 from .errors import ApiError, error_response, handle_api_error, handle_store_error
 from .metrics import Metrics
 from .routes import ops, runs, streams
@@ -30,8 +31,9 @@ logger = logging.getLogger("runtrack")
 
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings()
+    extra = demo_routes() if settings.demo else []
     app = Starlette(
-        routes=[*runs.routes, *streams.routes, *ops.routes],
+        routes=[*runs.routes, *streams.routes, *ops.routes, *extra],
         lifespan=_lifespan,
         exception_handlers={
             StoreError: handle_store_error,
@@ -69,13 +71,24 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
             "services", interval=settings.leader_interval
         ).start()
         app.state.services = await Services(store, app.state.leadership, settings).start()
+        demo = await _start_demo(app, settings)
         try:
             yield
         finally:
+            if demo is not None:
+                await demo.aclose()
             await app.state.services.aclose()
             await app.state.leadership.aclose()
     finally:
         await store.aclose()
+
+
+async def _start_demo(app: Starlette, settings: Settings) -> Demo | None:
+    if not settings.demo:
+        return None
+    logger.warning("demo mode: simulated agents are creating and playing runs")
+    callback_url = f"http://{settings.host}:{settings.port}/demo/callbacks"
+    return await Demo(app.state.commands, callback_url, pace=settings.demo_pace).start()
 
 
 async def _announce_access(app: Starlette, settings: Settings) -> None:

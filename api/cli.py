@@ -69,6 +69,7 @@ def serve(
     ] = None,
     callback_retry_base: Annotated[float, _option("RUNTRACK_CALLBACK_RETRY_BASE")] = 1.0,
     callback_max_attempts: Annotated[int, _option("RUNTRACK_CALLBACK_MAX_ATTEMPTS")] = 8,
+    demo: Annotated[bool, typer.Option("--demo", help="also run simulated agents")] = False,
 ) -> None:
     """Serve the HTTP API and SSE streams (and, on the leader, the background services)."""
     settings = settings_from(locals())  # first: locals() must hold only the options
@@ -78,7 +79,17 @@ def serve(
 
 
 def settings_from(options: dict[str, Any]) -> Settings:
-    """Every ``serve`` option is a Settings field of the same name (a test holds them equal)."""
+    """Every ``serve`` option is a Settings field of the same name (a test holds them equal).
+
+    The demo shortens the heartbeat timeout and the reconcile interval, so that its runs that
+    stop heartbeating visibly time out within a minute.
+    """
+    if options.get("demo") is True:
+        options = {
+            **options,
+            "heartbeat_timeout": min(options["heartbeat_timeout"], 20.0),
+            "reconcile_seconds": min(options["reconcile_seconds"], 5.0),
+        }
     return Settings(**options)
 
 

@@ -38,6 +38,10 @@ class Settings:
     callback_retry_base: float = 1.0
     """Seconds before the second attempt; doubles each time (with jitter), capped at 5 min."""
     callback_poll_seconds: float = 1.0
+    demo: bool = False
+    """Also run simulated agents (``api/demo.py``)."""
+    demo_pace: float = 1.0
+    """Scales the demo's pauses (tests run it fast)."""
 
     @property
     def loopback(self) -> bool:
