@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install browser run test check lint typecheck bench bench-quick clean
+.PHONY: install system-deps run test check lint typecheck bench bench-quick clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -16,11 +16,11 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
-# Browser tests drive Debian's Chromium (never a downloaded build).
-browser:
-	@command -v chromium >/dev/null 2>&1 || \
-		{ apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } || \
-		echo "warning: could not install chromium: browser tests will be skipped (failed under CI)"
+# Browser tests drive Debian's Chromium (never a downloaded build); the live CLI view runs in tmux.
+system-deps:
+	@{ command -v chromium && command -v tmux; } >/dev/null 2>&1 || \
+		{ apt-get update -qq && apt-get install -y -qq chromium tmux >/dev/null; } || \
+		echo "warning: could not install chromium/tmux: their tests are skipped (failed under CI)"
 
 run: install
 	$(BIN)/runtrack serve --demo
@@ -34,7 +34,7 @@ typecheck: install
 
 check: lint typecheck
 
-test: check browser
+test: check system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: install

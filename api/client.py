@@ -127,6 +127,10 @@ class RuntrackClient:
         )
         return [StoredEvent.model_validate(e) for e in page["items"]], int(page["position"])
 
+    async def head(self) -> int:
+        """The id of the last event in the log."""
+        return int((await self._json("GET", "/readyz"))["head_id"])
+
     async def verify(self, run_id: str | None = None) -> dict[str, Any]:
         params = httpx.QueryParams({"run_id": run_id} if run_id else {})
         result: dict[str, Any] = await self._json("GET", "/v1/audit/verify", params=params)

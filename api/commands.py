@@ -8,6 +8,7 @@ connection errors.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -19,6 +20,7 @@ from typing import Annotated, Any, TypeVar
 import httpx
 import typer
 from rich.console import Console
+from rich.live import Live
 from rich.table import Table
 
 from .client import RuntrackClient, RuntrackError
@@ -69,15 +71,19 @@ def show_runs(runs: Sequence[Run], output: str, plain: bool) -> None:
     if output == "json":
         typer.echo(json.dumps([run.model_dump() for run in runs], indent=2))
         return
-    rows = [[_cell(run, column) for column in COLUMNS] for run in runs]
     if plain or not sys.stdout.isatty():
-        for row in rows:
-            typer.echo("\t".join(row))
+        for run in runs:
+            typer.echo("\t".join(_cell(run, column) for column in COLUMNS))
         return
+    Console().print(_table(runs))
+
+
+def _table(runs: Sequence[Run]) -> Table:
     table = Table(*[c.replace("_", " ") for c in COLUMNS])
-    for row, run in zip(rows, runs, strict=True):
+    for run in runs:
+        row = [_cell(run, column) for column in COLUMNS]
         table.add_row(*row[:2], f"[{_colour(run.status)}]{row[2]}[/]", *row[3:])
-    Console().print(table)
+    return table
 
 
 def _cell(run: Run, column: str) -> str:
@@ -105,19 +111,71 @@ def get_runs(
     status: Annotated[list[str] | None, typer.Option(help="only these statuses")] = None,
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
     output: Output = "table",
+    watch: Annotated[
+        bool, typer.Option("--watch", "-w", help="a live view; Ctrl+C leaves")
+    ] = False,
 ) -> None:
     """List recent runs (newest first)."""
     connection = _connection(ctx)
+    filters: dict[str, Any] = {"agent_id": agent, "status": status or None, "limit": limit}
+    if active:
+        filters["active"] = True
+    if watch:
+        with contextlib.suppress(KeyboardInterrupt):
+            run_async(lambda: _watch(connection, filters))
+        return
 
     async def fetch() -> list[Run]:
         async with connection.client() as client:
-            filters: dict[str, Any] = {"agent_id": agent, "status": status or None, "limit": limit}
-            if active:
-                filters["active"] = True
             runs, _ = await client.list_runs(**filters)
             return runs
 
     show_runs(run_async(fetch), output, connection.plain)
+
+
+async def _watch(connection: Connection, filters: dict[str, Any]) -> None:
+    """Redraw the list whenever the firehose says something changed (at most 4 times a second)."""
+    async with connection.client() as client:
+        changed = asyncio.Event()
+        changed.set()
+        follower = asyncio.create_task(_mark_changes(client, await client.head(), changed))
+        try:
+            if connection.plain or not sys.stdout.isatty():
+                await _redraw_plain(client, filters, changed)
+            else:
+                await _redraw_live(client, filters, changed)
+        finally:
+            follower.cancel()
+
+
+async def _mark_changes(client: RuntrackClient, head: int, changed: asyncio.Event) -> None:
+    async for _ in client.stream(after=head, visibility="user"):
+        changed.set()
+
+
+async def _redraw_live(
+    client: RuntrackClient, filters: dict[str, Any], changed: asyncio.Event
+) -> None:
+    with Live(_table([]), auto_refresh=False) as live:
+        while True:
+            await changed.wait()
+            changed.clear()
+            runs, _ = await client.list_runs(**filters)
+            live.update(_table(runs), refresh=True)
+            await asyncio.sleep(0.25)
+
+
+async def _redraw_plain(
+    client: RuntrackClient, filters: dict[str, Any], changed: asyncio.Event
+) -> None:
+    while True:
+        await changed.wait()
+        changed.clear()
+        runs, _ = await client.list_runs(**filters)
+        for run in runs:
+            typer.echo("\t".join(_cell(run, column) for column in COLUMNS))
+        typer.echo("", nl=True)
+        await asyncio.sleep(0.25)
 
 
 @get_app.command("run")

@@ -27,7 +27,9 @@ def chromium_path() -> str:
     if found is None:
         if os.environ.get("CI"):
             pytest.fail("CI must have Chromium: the Makefile installs Debian's chromium package")
-        pytest.skip("no Chromium on this machine: run 'make browser' (apt-get install chromium)")
+        pytest.skip(
+            "no Chromium on this machine: run 'make system-deps' (apt-get install chromium)"
+        )
     return found
 
 
