@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -145,7 +145,7 @@ class RuntrackClient:
         conversation_id: str | None = None,
         after: int = 0,
         visibility: str | None = None,
-    ) -> AsyncIterator[StoredEvent]:
+    ) -> AsyncGenerator[StoredEvent, None]:
         """Follow a channel live, reconnecting as needed; each event exactly once, in order."""
         path, params = _channel(run_id, conversation_id, visibility)
         cursor, delay = after, 0.1
