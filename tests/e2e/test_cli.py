@@ -170,3 +170,38 @@ async def test_export_verify_and_rebuild(server_process: ProcessFactory) -> None
     )
     assert code == 0
     assert out.startswith("5 events, 1 runs")
+
+
+async def test_keys_create_list_and_revoke(server_process: ProcessFactory, tmp_path: Path) -> None:
+    database = str(tmp_path / "keys.db")
+
+    async def keys(*args: str) -> tuple[int, str]:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "api",
+            "keys",
+            *args,
+            "--database",
+            database,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, _ = await process.communicate()
+        return process.returncode or 0, out.decode()
+
+    code, token = await keys("create", "--role", "operator", "--name", "ci")
+    assert code == 0
+    assert token.startswith("rtk_")
+    key_id = token.split("_")[1]
+    code, listing = await keys("list")
+    assert f"{key_id}\tdefault\toperator\tci\tactive" in listing
+    assert token.strip() not in listing  # secrets are never shown again
+    assert (await keys("create", "--role", "superuser"))[0] == 2
+    server = await server_process(database=database)
+    async with httpx.AsyncClient(base_url=server.url) as client:
+        headers = {"Authorization": f"Bearer {token.strip()}"}
+        assert (await client.get("/v1/runs", headers=headers)).status_code == 200
+    code, _ = await keys("revoke", key_id)
+    assert code == 0
+    assert (await keys("revoke", key_id))[0] == 1
