@@ -2,11 +2,16 @@
 
     python -m bench.append [--quick] [--postgres URL]
 
-Cases, measured in one run on the same machine and schema:
-  ceiling      plain sqlite3, the store's schema, 10,000 pre-built rows per transaction
-  store N      runtrack, N concurrent tasks each appending single events and awaiting each ack
-  eventsourcing  the eventsourcing library, one save per event (its default SQLite settings)
-  replay       the whole log read in pages through the store, against a plain sqlite3 scan
+Cases, measured in one run on the same machine and the store's own schema:
+  ceiling        plain sqlite3, WAL, synchronous=FULL, 10,000 pre-built rows per transaction
+  store N        runtrack, N concurrent tasks, each on its own run, appending single events and
+                 awaiting each acknowledgement (synchronous=FULL, and NORMAL at 256 tasks)
+  eventsourcing  the eventsourcing library on SQLite (its defaults: WAL, synchronous=FULL),
+                 one ``Application.save`` per event
+  scan / replay  a plain sqlite3 ``SELECT * FROM events ORDER BY id`` against the store reading
+                 the whole log in pages of 1,000; RSS growth is measured during the replay
+Every append case first writes a short untimed warm-up (the first commits of a fresh WAL file
+also grow it, which makes early fsyncs slower), then times a fixed number of events.
 With PostgreSQL (--postgres, or RUNTRACK_BENCH_POSTGRES): store 256 on PostgreSQL and
 eventsourcing's PostgreSQL recorder, side by side.
 """
@@ -15,19 +20,159 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import gc
 import os
 import sqlite3
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate, event
 
-from bench._machine import describe_machine, rss_mb
-from eventstore import EventFilter, NewEvent, open_store
+from bench._machine import PeakRss, describe_machine
+from eventstore import EventFilter, NewEvent, SQLiteEventStore, open_store
 from eventstore.sqlite import SCHEMA
+from eventstore.store import BaseEventStore
+
+Synchronous = Literal["FULL", "NORMAL"]
+BATCH = 10_000  # rows per transaction for the ceiling
+PAGE = 1_000  # events per page for the replay
+INSERT = "INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+ROW_TAIL = (  # event_type .. hash, the same shape and sizes as the store's own rows
+    "message_created",
+    "user",
+    '{"content":"hello","role":"user"}',
+    "2026-01-01T00:00:00.000000+00:00",
+    "0" * 64,
+    "f" * 64,
+)
+
+
+@dataclass(frozen=True)
+class Sizes:
+    appends: int  # events per store case (16 and 256 tasks) and for the ceiling
+    single: int  # events for the store with 1 task (one fsync per event)
+    eventsourcing: int  # events for eventsourcing (one fsync per event)
+    warmup: int  # untimed events before each append case
+    replay: int  # events in the replay log
+
+
+QUICK = Sizes(appends=40_000, single=2_000, eventsourcing=1_500, warmup=500, replay=100_000)
+FULL = Sizes(appends=200_000, single=10_000, eventsourcing=5_000, warmup=1_000, replay=1_000_000)
+
+
+@dataclass(frozen=True)
+class Result:
+    """One case: how many events, in how long, and how much CPU the whole process used."""
+
+    events: int
+    seconds: float
+    cpu_seconds: float
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds
+
+    @property
+    def cpu_us(self) -> float:
+        return self.cpu_seconds / self.events * 1e6
+
+
+@dataclass
+class Stopwatch:
+    seconds: float = 0.0
+    cpu_seconds: float = 0.0
+
+    def result(self, events: int) -> Result:
+        return Result(events, self.seconds, self.cpu_seconds)
+
+
+@contextlib.contextmanager
+def timed() -> Iterator[Stopwatch]:
+    """Wall-clock and process CPU time (all threads) of the block."""
+    gc.collect()
+    watch = Stopwatch()
+    wall, cpu = time.perf_counter(), time.process_time()
+    yield watch
+    watch.seconds = time.perf_counter() - wall
+    watch.cpu_seconds = time.process_time() - cpu
+
+
+def row(event_id: int, runs: int) -> tuple[object, ...]:
+    """Event ``event_id`` of a log spread round-robin over ``runs`` runs."""
+    index = event_id - 1
+    return (event_id, "org", f"run-{index % runs}", "conv", index // runs + 1, *ROW_TAIL)
+
+
+# -- (a) the ceiling ---------------------------------------------------------------------------
+
+
+def connect_plain(path: Path, synchronous: Synchronous = "FULL") -> sqlite3.Connection:
+    """A plain sqlite3 connection to a file with the store's schema, set up as the store does."""
+    connection = sqlite3.connect(path, isolation_level=None)
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute(f"PRAGMA synchronous={synchronous}")
+    for statement in SCHEMA:
+        connection.execute(statement)
+    return connection
+
+
+def insert_batches(connection: sqlite3.Connection, first: int, count: int, runs: int) -> None:
+    for start in range(first, first + count, BATCH):
+        rows = [row(i, runs) for i in range(start, min(first + count, start + BATCH))]
+        connection.execute("BEGIN IMMEDIATE")
+        connection.executemany(INSERT, rows)
+        connection.execute("COMMIT")
+
+
+def ceiling(path: Path, sizes: Sizes) -> Result:
+    """Rows are built inside the timed loop too: the store builds its rows as well."""
+    connection = connect_plain(path)
+    try:
+        insert_batches(connection, 1, BATCH, 256)  # warm-up: one untimed transaction
+        with timed() as watch:
+            insert_batches(connection, BATCH + 1, sizes.appends, 256)
+    finally:
+        connection.close()
+    return watch.result(sizes.appends)
+
+
+# -- (b) runtrack's store ----------------------------------------------------------------------
+
+MESSAGE = NewEvent("message_created", {"role": "user", "content": "hello"})
+
+
+async def create_runs(store: BaseEventStore, tasks: int) -> None:
+    for n in range(tasks):
+        created = NewEvent("run_created", {"agent_id": "bench"})
+        await store.append("org", f"run-{n}", [created], conversation_id=f"conv-{n}")
+
+
+async def append_concurrently(store: BaseEventStore, tasks: int, each: int) -> None:
+    async def appender(n: int) -> None:
+        for _ in range(each):
+            await store.append("org", f"run-{n}", [MESSAGE])
+
+    await asyncio.gather(*(appender(n) for n in range(tasks)))
+
+
+async def store_case(path: Path, tasks: int, events: int, warmup: int, sync: Synchronous) -> Result:
+    async with SQLiteEventStore(path, synchronous=sync) as store:
+        await create_runs(store, tasks)
+        await append_concurrently(store, tasks, max(1, warmup // tasks))
+        each = max(1, events // tasks)
+        with timed() as watch:
+            await append_concurrently(store, tasks, each)
+    return watch.result(each * tasks)
+
+
+# -- (c) eventsourcing -------------------------------------------------------------------------
 
 
 class Log(Aggregate):
@@ -38,108 +183,90 @@ class Log(Aggregate):
         """One event per call."""
 
 
-ROW = (
-    "org",
-    "conv",
-    "message_created",
-    "user",
-    '{"content":"hello","role":"user"}',
-    "2026-01-01T00:00:00.000000+00:00",
-    "0" * 64,
-    "f" * 64,
-)
-
-
-def ceiling(path: Path, count: int) -> float:
-    connection = sqlite3.connect(path, isolation_level=None)
-    connection.execute("PRAGMA journal_mode=WAL")
-    connection.execute("PRAGMA synchronous=FULL")
-    for statement in SCHEMA:
-        connection.execute(statement)
-    rows = [(i + 1, ROW[0], f"run-{i % 256}", ROW[1], i // 256 + 1, *ROW[2:]) for i in range(count)]
-    started = time.perf_counter()
-    for start in range(0, count, 10_000):
-        connection.execute("BEGIN IMMEDIATE")
-        connection.executemany(
-            "INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows[start : start + 10_000]
-        )
-        connection.execute("COMMIT")
-    elapsed = time.perf_counter() - started
-    connection.close()
-    return count / elapsed
-
-
-async def store_rate(database: str, tasks: int, count: int, **options: object) -> float:
-    async with open_store(database, **options) as store:  # type: ignore[arg-type]
-        for n in range(tasks):
-            await store.append(
-                "org",
-                f"run-{n}",
-                [NewEvent("run_created", {"agent_id": "a"})],
-                conversation_id="conv",
-            )
-        each = max(1, count // tasks)
-        message = NewEvent("message_created", {"role": "user", "content": "hello"})
-
-        async def appender(n: int) -> None:
-            for _ in range(each):
-                await store.append("org", f"run-{n}", [message])
-
-        started = time.perf_counter()
-        await asyncio.gather(*(appender(n) for n in range(tasks)))
-        return each * tasks / (time.perf_counter() - started)
-
-
-def eventsourcing_rate(env: dict[str, str], count: int) -> float:
-    application: Application[uuid.UUID] = Application(env=env)
-    log = Log()
-    application.save(log)
-    started = time.perf_counter()
+def ticks(application: Application[uuid.UUID], log: Log, count: int) -> None:
     for n in range(count):
         log.tick(n)
         application.save(log)
-    return count / (time.perf_counter() - started)
 
 
-def fill_log(path: Path, count: int) -> None:
-    """A large log written directly (replay does not verify hashes)."""
-    connection = sqlite3.connect(path, isolation_level=None)
-    for statement in SCHEMA:
-        connection.execute(statement)
-    connection.execute("BEGIN")
-    for start in range(0, count, 50_000):
-        rows = [
-            (i + 1, ROW[0], f"run-{i % 1000}", ROW[1], i // 1000 + 1, *ROW[2:])
-            for i in range(start, min(count, start + 50_000))
+def eventsourcing_case(env: dict[str, str], events: int, warmup: int) -> Result:
+    application: Application[uuid.UUID] = Application(env=env)
+    try:
+        log = Log()
+        application.save(log)
+        ticks(application, log, warmup)
+        with timed() as watch:
+            ticks(application, log, events)
+    finally:
+        application.close()
+    return watch.result(events)
+
+
+def sqlite_env(path: Path) -> dict[str, str]:
+    return {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(path)}
+
+
+# -- (d) replay --------------------------------------------------------------------------------
+
+
+def fill_log(path: Path, count: int, runs: int = 1_000) -> None:
+    """A large log written directly (replay does not verify hashes), run heads consistent."""
+    connection = connect_plain(path, "NORMAL")
+    try:
+        insert_batches(connection, 1, count, runs)
+        heads = [
+            (f"run-{r}", "org", "conv", seq, (seq - 1) * runs + r + 1)
+            for r in range(min(runs, count))
+            for seq in [(count - r - 1) // runs + 1]
         ]
-        connection.executemany("INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
-    connection.execute("COMMIT")
-    connection.close()
+        connection.executemany("INSERT INTO run_streams VALUES (?,?,?,?,?)", heads)
+    finally:
+        connection.close()
 
 
-def scan_rate(path: Path) -> float:
+def scan(path: Path) -> Result:
     connection = sqlite3.connect(path)
-    started = time.perf_counter()
-    count = sum(1 for _ in connection.execute("SELECT * FROM events ORDER BY id"))
-    elapsed = time.perf_counter() - started
-    connection.close()
-    return count / elapsed
+    try:
+        with timed() as watch:
+            count = sum(1 for _ in connection.execute("SELECT * FROM events ORDER BY id"))
+    finally:
+        connection.close()
+    return watch.result(count)
 
 
-async def replay_rate(path: Path) -> tuple[float, float]:
-    """Events/s reading the whole log in pages, and the growth of RSS meanwhile (MB)."""
-    async with open_store(str(path)) as store:
-        cursor, count, baseline, peak = 0, 0, rss_mb(), 0.0
-        started = time.perf_counter()
-        while True:
-            page = await store.read(EventFilter(), after=cursor, limit=1000)
-            if not page.events:
-                break
-            count += len(page.events)
-            cursor = page.position
-            if count % 100_000 < 1000:
-                peak = max(peak, rss_mb() - baseline)
-        return count / (time.perf_counter() - started), peak
+@dataclass
+class Memory:
+    """RSS growth during the replay: after the first tenth of the log, and the peak overall."""
+
+    early_mb: float = 0.0
+    peak_mb: float = 0.0
+
+
+async def replay_pages(store: SQLiteEventStore, rss: PeakRss, early_at: int) -> tuple[int, float]:
+    cursor, count, early = 0, 0, 0.0
+    while True:
+        page = await store.read(EventFilter(), after=cursor, limit=PAGE)
+        if not page.events:
+            return count, early
+        count += len(page.events)
+        cursor = page.position
+        rss.sample()
+        if not early and count >= early_at:
+            early = rss.growth_mb()
+
+
+async def replay(path: Path, expected: int) -> tuple[Result, Memory]:
+    async with SQLiteEventStore(path) as store:
+        rss = PeakRss()
+        with timed() as watch:
+            count, early = await replay_pages(store, rss, max(PAGE, expected // 10))
+        memory = Memory(early, rss.growth_mb())
+    if count != expected:
+        raise RuntimeError(f"replayed {count} events, expected {expected}")
+    return watch.result(count), memory
+
+
+# -- PostgreSQL (optional) ---------------------------------------------------------------------
 
 
 def postgres_url(base: str) -> tuple[str, str]:
@@ -158,68 +285,136 @@ def drop_schema(base: str, schema: str) -> None:
         connection.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
-def postgres_cases(base: str, count: int, results: dict[str, float]) -> None:
+async def postgres_store_case(url: str, tasks: int, events: int) -> Result:
+    async with open_store(url) as store:
+        await create_runs(store, tasks)
+        each = max(1, events // tasks)
+        with timed() as watch:
+            await append_concurrently(store, tasks, each)
+    return watch.result(each * tasks)
+
+
+def postgres_env(schema: str) -> dict[str, str]:
+    return {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "POSTGRES_DBNAME": "test",
+        "POSTGRES_HOST": "127.0.0.1",
+        "POSTGRES_PORT": "5432",
+        "POSTGRES_USER": "root",
+        "POSTGRES_PASSWORD": "unused",
+        "POSTGRES_SCHEMA": schema,
+        "CREATE_TABLE": "y",
+    }
+
+
+def postgres_cases(base: str, sizes: Sizes, results: dict[str, Result]) -> None:
     url, schema = postgres_url(base)
     try:
-        results["pg store 256"] = asyncio.run(store_rate(url, 256, count))
-        env = {
-            "PERSISTENCE_MODULE": "eventsourcing.postgres",
-            "POSTGRES_DBNAME": "test",
-            "POSTGRES_HOST": "127.0.0.1",
-            "POSTGRES_PORT": "5432",
-            "POSTGRES_USER": "root",
-            "POSTGRES_PASSWORD": "unused",
-            "POSTGRES_SCHEMA": schema,
-            "CREATE_TABLE": "y",
-        }
-        results["pg eventsourcing"] = eventsourcing_rate(env, max(200, count // 20))
+        results["pg store 256"] = asyncio.run(postgres_store_case(url, 256, sizes.appends))
+        events = max(200, sizes.eventsourcing // 5)
+        results["pg eventsourcing"] = eventsourcing_case(postgres_env(schema), events, 100)
     finally:
         drop_schema(base, schema)
 
 
+# -- running and reporting ---------------------------------------------------------------------
+
+
+def append_cases(root: Path, sizes: Sizes) -> dict[str, Result]:
+    results = {"ceiling": ceiling(root / "ceiling.db", sizes)}
+    cases: tuple[tuple[int, Synchronous], ...] = ((1, "FULL"), (16, "FULL"), (256, "FULL"))
+    for tasks, sync in (*cases, (256, "NORMAL")):
+        events = sizes.single if tasks == 1 else sizes.appends
+        name = f"store {tasks}" + (" NORMAL" if sync == "NORMAL" else "")
+        path = root / f"store-{tasks}-{sync}.db"
+        results[name] = asyncio.run(store_case(path, tasks, events, sizes.warmup, sync))
+    env = sqlite_env(root / "eventsourcing.db")
+    results["eventsourcing"] = eventsourcing_case(env, sizes.eventsourcing, sizes.warmup)
+    return results
+
+
+def replay_cases(root: Path, sizes: Sizes) -> tuple[dict[str, Result], Memory]:
+    path = root / "replay.db"
+    fill_log(path, sizes.replay)
+    results = {"scan": scan(path)}
+    results["replay"], memory = asyncio.run(replay(path, sizes.replay))
+    return results, memory
+
+
+LABELS = {
+    "ceiling": "ceiling: plain sqlite3, 10k rows/txn",
+    "store 1": "store, 1 task",
+    "store 16": "store, 16 tasks",
+    "store 256": "store, 256 tasks",
+    "store 256 NORMAL": "store, 256 tasks, synchronous=NORMAL",
+    "eventsourcing": "eventsourcing, one save per event",
+    "scan": "scan: plain sqlite3 SELECT",
+    "replay": "replay: store pages of 1,000",
+    "pg store 256": "PostgreSQL: store, 256 tasks",
+    "pg eventsourcing": "PostgreSQL: eventsourcing",
+}
+
+
+def reference(name: str) -> str:
+    if name in ("scan", "replay"):
+        return "scan"
+    return "pg eventsourcing" if name.startswith("pg ") else "ceiling"
+
+
+def table(results: dict[str, Result]) -> list[str]:
+    header = (
+        f"  {'case':<38} {'events':>9} {'s':>7} {'events/s':>11} {'CPU µs/ev':>10} {'ratio':>14}"
+    )
+    lines = [header, "  " + "-" * (len(header) - 2)]
+    for name, result in results.items():
+        base = reference(name)
+        ratio = f"{result.rate / results[base].rate:.3f} of {base.removeprefix('pg ')}"
+        lines.append(
+            f"  {LABELS[name]:<38} {result.events:>9,} {result.seconds:>7.2f} "
+            f"{result.rate:>11,.0f} {result.cpu_us:>10.1f} {ratio if name != base else '':>14}"
+        )
+    return lines
+
+
+def report(results: dict[str, Result], memory: Memory, sizes: Sizes) -> None:
+    print("\n".join(table(results)))
+    store256 = results["store 256"].rate
+    normal = results["store 256 NORMAL"].rate / store256
+    print(f"  synchronous=NORMAL / FULL at 256 tasks: {normal:.2f}x")
+    print(
+        f"  replay of {sizes.replay:,} events: RSS grew {memory.early_mb:.1f} MB after the first "
+        f"tenth, {memory.peak_mb:.1f} MB at peak (pages, never the whole log)"
+    )
+    if "pg store 256" in results:
+        ratio = results["pg store 256"].rate / results["pg eventsourcing"].rate
+        print(f"  postgres: store256/eventsourcing={ratio:.2f}")
+    print(
+        f"append: store256/ceiling={store256 / results['ceiling'].rate:.3f} "
+        f"store256/eventsourcing={store256 / results['eventsourcing'].rate:.2f} "
+        f"replay/ceiling={results['replay'].rate / results['scan'].rate:.3f}"
+    )
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, under 30 s")
     parser.add_argument("--postgres", default=os.environ.get("RUNTRACK_BENCH_POSTGRES"))
     args = parser.parse_args()
-    n = 20_000 if args.quick else 100_000
-    replay_events = 100_000 if args.quick else 1_000_000
-    print(describe_machine())
-    results: dict[str, float] = {}
-    with tempfile.TemporaryDirectory() as folder:
-        root = Path(folder)
-        results["ceiling"] = ceiling(root / "ceiling.db", n)
-        results["store 1"] = asyncio.run(store_rate(str(root / "s1.db"), 1, n // 20))
-        results["store 16"] = asyncio.run(store_rate(str(root / "s16.db"), 16, n))
-        results["store 256"] = asyncio.run(store_rate(str(root / "s256.db"), 256, n))
-        results["store 256 NORMAL"] = asyncio.run(
-            store_rate(str(root / "s256n.db"), 256, n, synchronous="NORMAL")
-        )
-        env = {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(root / "es.db")}
-        results["eventsourcing"] = eventsourcing_rate(env, max(500, n // 20))
-        fill_log(root / "replay.db", replay_events)
-        results["scan"] = scan_rate(root / "replay.db")
-        results["replay"], growth = asyncio.run(replay_rate(root / "replay.db"))
+    sizes = QUICK if args.quick else FULL
+    print(describe_machine(), flush=True)
+    data = Path(__file__).parent / ".data"
+    data.mkdir(exist_ok=True)
+    try:
+        with tempfile.TemporaryDirectory(dir=data) as folder:
+            results = append_cases(Path(folder), sizes)
+            replayed, memory = replay_cases(Path(folder), sizes)
+    finally:
+        with contextlib.suppress(OSError):
+            data.rmdir()  # only if empty: nothing else of ours is left behind
+    results |= replayed
     if args.postgres:
-        postgres_cases(args.postgres, n, results)
-    report(results, growth, replay_events)
-
-
-def report(results: dict[str, float], growth: float, replay_events: int) -> None:
-    for name, rate in results.items():
-        print(f"  {name:<20} {rate:>12,.0f} events/s")
-    print(
-        f"  replay of {replay_events:,} events: RSS grew {growth:.1f} MB "
-        "(pages, never the whole log)"
-    )
-    if "pg store 256" in results:
-        ratio = results["pg store 256"] / results["pg eventsourcing"]
-        print(f"  postgres: store256/eventsourcing={ratio:.1f}")
-    print(
-        f"append: store256/ceiling={results['store 256'] / results['ceiling']:.3f} "
-        f"store256/eventsourcing={results['store 256'] / results['eventsourcing']:.1f} "
-        f"replay/ceiling={results['replay'] / results['scan']:.3f}"
-    )
+        postgres_cases(args.postgres, sizes, results)
+    report(results, memory, sizes)
 
 
 if __name__ == "__main__":
