@@ -423,3 +423,21 @@ async def test_acknowledged_appends_survive_sigkill(
         assert (await store.verify()).ok
     assert set(acknowledged) <= stored
     assert report.ok, report
+
+
+async def test_verify_while_appends_continue_is_not_fooled(store: BaseEventStore) -> None:
+    """Regression: verify read the head after walking, so a concurrent append looked missing."""
+    await new_run(store, "run-a")
+    stop = asyncio.Event()
+
+    async def writer() -> None:
+        while not stop.is_set():
+            await store.append(ORG, "run-a", [custom(1)])
+
+    task = asyncio.ensure_future(writer())
+    try:
+        for _ in range(20):
+            assert (await store.verify()).ok
+    finally:
+        stop.set()
+        await task
