@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
-from starlette.routing import Route
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 
 from ..auth import Role, require
 from ..openapi import openapi_document
@@ -55,12 +58,12 @@ async def audit_verify(request: Request) -> JSONResponse:
     return json_response(body)
 
 
-async def dashboard(request: Request) -> HTMLResponse:
-    return HTMLResponse(
-        "<!doctype html><title>runtrack</title><h1>runtrack</h1>"
-        "<p>The dashboard arrives with issue 8. The API is under <code>/v1</code>; "
-        "see <a href='/openapi.json'>/openapi.json</a>.</p>"
-    )
+STATIC = Path(__file__).parent.parent / "static"
+
+
+async def dashboard(request: Request) -> FileResponse:
+    """The dashboard's page; everything else it needs is under /static."""
+    return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
 
 routes = [
@@ -70,4 +73,5 @@ routes = [
     Route("/openapi.json", openapi, methods=["GET"]),
     Route("/v1/audit/verify", audit_verify, methods=["GET"]),
     Route("/", dashboard, methods=["GET"]),
+    Mount("/static", StaticFiles(directory=STATIC), name="static"),
 ]

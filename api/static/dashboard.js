@@ -1,0 +1,243 @@
+"use strict";
+// runtrack dashboard: no build step. Live data comes from EventSource on the SSE streams; JSON
+// reads only fill in a run when the stream says it changed. Text goes in with textContent only.
+
+const TYPES = ["run_created", "run_status_changed", "cancel_requested", "tool_started",
+  "tool_finished", "checkpoint_created", "journal_updated", "message_created", "step_completed",
+  "child_run_started", "child_run_finished", "callback_attempted"];
+const STATUSES = ["queued", "waiting_on_lane", "running", "waiting_on_tool", "waiting_on_child",
+  "waiting_on_human", "resuming", "completed", "failed", "cancelled", "timed_out"];
+const ACTIVE = new Set(["running", "waiting_on_tool", "waiting_on_child"]);
+const ENDED = { failed: "Run failed", timed_out: "Run timed out", cancelled: "Run cancelled" };
+const main = document.getElementById("main");
+let streams = [];
+
+function key() { return sessionStorage.getItem("runtrack-key"); }
+
+async function api(path, options = {}) {
+  const headers = { "Content-Type": "application/json" };
+  if (key()) headers.Authorization = `Bearer ${key()}`;
+  const response = await fetch(path, { ...options, headers });
+  if (response.status === 401) { await login(); return api(path, options); }
+  if (response.status === 204) return null;
+  const body = await response.json();
+  if (!response.ok) throw new Error(body.error ? body.error.message : response.statusText);
+  return body;
+}
+
+function login() {
+  const dialog = document.getElementById("login");
+  return new Promise((resolve) => {
+    dialog.addEventListener("close", () => {
+      sessionStorage.setItem("runtrack-key", document.getElementById("login-key").value);
+      resolve();
+    }, { once: true });
+    if (!dialog.open) dialog.showModal();
+  });
+}
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs)) {
+    if (name === "text") node.textContent = value;
+    else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
+    else node.setAttribute(name, value);
+  }
+  for (const child of children) node.append(child);
+  return node;
+}
+
+function setConnection(state) {
+  const badge = document.getElementById("connection");
+  badge.textContent = state === "live" ? "live" : "reconnecting…";
+  badge.className = `connection ${state === "live" ? "live" : "down"}`;
+}
+
+function stream(path, onEvent) {
+  const separator = path.includes("?") ? "&" : "?";
+  const url = key() ? `${path}${separator}access_token=${encodeURIComponent(key())}` : path;
+  const source = new EventSource(url);
+  source.onopen = () => setConnection("live");
+  source.onerror = () => setConnection(source.readyState === 2 ? "live" : "down");
+  for (const type of TYPES) source.addEventListener(type, (e) => onEvent(JSON.parse(e.data)));
+  source.addEventListener("end", () => source.close());
+  streams.push(source);
+  return source;
+}
+
+function statusCell(status) { return el("span", { class: `status s-${status}`, text: status }); }
+function seconds(ns) { return ns == null ? "-" : `${(ns / 1e9).toFixed(1)}s`; }
+
+// ---------------------------------------------------------------- runs board
+async function board() {
+  const runs = new Map();
+  const filters = { status: "", agent: "", active: false };
+  const perSecond = [];
+  const body = el("tbody");
+  const counts = el("div", { class: "counts", "aria-label": "runs by status" });
+  const chart = el("div", { class: "chart", role: "img", "aria-label": "events per second" });
+  const statusSelect = el("select", { "aria-label": "status", onchange: (e) => { filters.status = e.target.value; reload(); } },
+    el("option", { value: "", text: "any status" }), ...STATUSES.map((s) => el("option", { value: s, text: s })));
+  const agentInput = el("input", { placeholder: "agent", "aria-label": "agent", onchange: (e) => { filters.agent = e.target.value; reload(); } });
+  const activeBox = el("input", { type: "checkbox", id: "active", onchange: (e) => { filters.active = e.target.checked; reload(); } });
+  main.replaceChildren(
+    el("section", {}, el("h1", { text: "Runs" }),
+      el("div", { class: "filters" }, statusSelect, agentInput, el("label", { for: "active" }, activeBox, " active only")),
+      counts, chart),
+    el("section", { class: "scroll" }, el("table", { "aria-label": "runs" },
+      el("thead", {}, el("tr", {}, ...["run", "agent", "status", "conversation", "lane", "elapsed", "stop reason", "tokens"]
+        .map((h, i) => el("th", { text: h, class: i >= 3 && i <= 4 ? "hide-narrow" : "" })))), body)));
+
+  function query() {
+    const params = new URLSearchParams({ limit: "50" });
+    if (filters.status) params.append("status", filters.status);
+    if (filters.agent) params.append("agent_id", filters.agent);
+    if (filters.active) params.append("active", "true");
+    return params;
+  }
+  function matches(run) {
+    return (!filters.status || run.status === filters.status) && (!filters.agent || run.agent_id === filters.agent)
+      && (!filters.active || ACTIVE.has(run.status) || run.status === "resuming");
+  }
+  function render() {
+    const rows = [...runs.values()].filter(matches).sort((a, b) => b.created_event_id - a.created_event_id);
+    body.replaceChildren(...rows.map((run) => el("tr", { "data-run-id": run.id, "data-status": run.status },
+      el("td", { class: "id" }, el("a", { href: `#/runs/${run.id}`, text: run.id })),
+      el("td", { text: run.agent_id }), el("td", {}, statusCell(run.status)),
+      el("td", { class: "hide-narrow" }, el("a", { href: `#/conversations/${run.conversation_id}`, text: run.conversation_id })),
+      el("td", { class: "hide-narrow", text: run.lane_key }), el("td", { text: seconds(run.total_duration_ns) }),
+      el("td", { text: run.stop_reason || "-" }), el("td", { text: String(run.total_tokens) }))));
+    const byStatus = {};
+    for (const run of runs.values()) byStatus[run.status] = (byStatus[run.status] || 0) + 1;
+    counts.replaceChildren(...Object.entries(byStatus).map(([s, n]) => el("span", {}, statusCell(s), ` ${n}`)));
+    const peak = Math.max(1, ...perSecond);
+    chart.replaceChildren(...perSecond.map((n) => el("span", { style: `height:${Math.round((n / peak) * 100)}%`, title: `${n} events/s` })));
+  }
+  async function reload() {
+    runs.clear();
+    for (const run of (await api(`/v1/runs?${query()}`)).items) runs.set(run.id, run);
+    render();
+  }
+  const dirty = new Set();
+  let flushing = null;
+  function changed(runId) {
+    dirty.add(runId);
+    flushing = flushing || setTimeout(async () => {
+      const ids = [...dirty]; dirty.clear(); flushing = null;
+      for (const id of ids) runs.set(id, await api(`/v1/runs/${id}`));
+      render();
+    }, 100);
+  }
+  setInterval(() => { perSecond.push(0); if (perSecond.length > 60) perSecond.shift(); render(); }, 1000);
+  perSecond.push(0);
+  await reload();
+  stream("/v1/events?visibility=user", (event) => { perSecond[perSecond.length - 1] += 1; changed(event.run_id); });
+}
+
+// ---------------------------------------------------------------- status panel
+function panelFor(run, refresh) {
+  const section = el("section", { class: "panel", "aria-label": "status panel", "data-status": run.status });
+  const label = (ENDED[run.status] || run.status) + (run.cancel_requested && !ENDED[run.status] ? " (cancel requested)" : "");
+  section.append(el("h2", {}, statusCell(run.status), " ", el("span", { text: label })));
+  if (run.detail) section.append(el("p", { text: run.detail }));
+  if (ACTIVE.has(run.status) && !run.cancel_requested) {
+    section.append(el("button", { class: "danger", onclick: async () => { await api(`/v1/runs/${run.id}/cancel`, { method: "POST", body: "{}" }); refresh(); }, text: "Cancel" }));
+  }
+  if (ENDED[run.status]) {
+    const journal = run.journal || {};
+    const handoff = el("div", { class: "handoff", "aria-label": "recovery handoff" }, el("p", { text: ENDED[run.status] }));
+    if (run.error) handoff.append(el("p", { text: `Error: ${run.error}` }));
+    if (journal.handoff_next_action) handoff.append(el("p", { class: "next", text: `Next: ${journal.handoff_next_action}` }));
+    if (Object.keys(journal).length) handoff.append(el("details", {}, el("summary", { text: "Last known state" }), el("pre", { text: JSON.stringify(journal, null, 2) })));
+    if (run.resume_available && run.status !== "cancelled") {
+      handoff.append(el("button", { class: "primary", onclick: async () => { await api(`/v1/runs/${run.id}/resume`, { method: "POST" }); refresh(); }, text: "Resume from last checkpoint" }));
+    }
+    section.append(handoff);
+  }
+  return section;
+}
+
+// ---------------------------------------------------------------- run page
+async function runPage(runId) {
+  let visibility = "operator";
+  const panelSlot = el("div");
+  const timeline = el("ol", { class: "timeline", "aria-label": "timeline" });
+  const asOf = el("pre", { "aria-label": "state as of the selected event", text: "Select an event to see the run as it was then." });
+  const select = el("select", { "aria-label": "visibility", onchange: (e) => { visibility = e.target.value; load(); } },
+    ...["user", "operator", "internal"].map((v) => el("option", { value: v, text: v, ...(v === "operator" ? { selected: "" } : {}) })));
+  main.replaceChildren(el("h1", { text: runId }), panelSlot,
+    el("section", {}, el("h2", { text: "Timeline" }), el("label", {}, "visibility ", select), timeline),
+    el("section", {}, el("h2", { text: "State as of an event" }), asOf));
+  let current = null;
+  async function refresh() {
+    const run = await api(`/v1/runs/${runId}`);
+    panelSlot.replaceChildren(panelFor(run, refresh));
+    return run;
+  }
+  function add(event) {
+    const text = `#${event.id} ${event.event_type} ${summary(event)}`;
+    timeline.append(el("li", { tabindex: "0", "data-event-id": String(event.id), text, onclick: () => travel(event.id),
+      onkeydown: (e) => { if (e.key === "Enter") travel(event.id); } }));
+  }
+  async function travel(eventId) { asOf.textContent = JSON.stringify(await api(`/v1/runs/${runId}/state?at_event_id=${eventId}`), null, 2); }
+  async function load() {
+    for (const s of streams) s.close();
+    streams = [];
+    timeline.replaceChildren();
+    const run = await refresh();
+    let after = 0;
+    for (;;) {
+      const page = await api(`/v1/runs/${runId}/events?after_event_id=${after}&limit=1000&visibility=${visibility}`);
+      page.items.forEach(add);
+      after = page.position;
+      if (!page.next_cursor) break;
+    }
+    current = stream(`/v1/runs/${runId}/events?after_event_id=${after}&visibility=${visibility}`, (event) => { add(event); refresh(); });
+    return run;
+  }
+  await load();
+}
+
+function summary(event) {
+  const p = event.payload;
+  if (event.event_type === "run_status_changed") return `${p.from || ""} → ${p.to}${p.stop_reason ? ` (${p.stop_reason})` : ""}`;
+  if (event.event_type.startsWith("tool_")) return `${p.name}${p.duration_ms != null ? ` ${p.duration_ms} ms` : ""}`;
+  if (event.event_type === "message_created") return `${p.role}: ${p.content}`;
+  if (event.event_type === "checkpoint_created") return p.kind;
+  if (event.event_type === "step_completed") return `${p.prompt_tokens}+${p.completion_tokens} tokens`;
+  if (event.event_type === "callback_attempted") return `attempt ${p.attempt}: ${p.status_code || p.error}`;
+  return "";
+}
+
+// ---------------------------------------------------------------- conversation page
+async function conversationPage(conversationId) {
+  const panelSlot = el("div");
+  const events = el("ol", { class: "timeline", "aria-label": "conversation events" });
+  main.replaceChildren(el("h1", { text: conversationId }), panelSlot, el("section", {}, el("h2", { text: "Events" }), events));
+  async function refresh() {
+    const status = await api(`/v1/conversations/${conversationId}/agent-status`);
+    panelSlot.replaceChildren(status.run ? panelFor(status.run, refresh) : el("section", { text: "No run yet." }));
+  }
+  await refresh();
+  stream(`/v1/conversations/${conversationId}/agent-events?visibility=user`, (event) => {
+    events.append(el("li", { text: `#${event.id} ${event.event_type} ${summary(event)}` }));
+    refresh();
+  });
+}
+
+async function route() {
+  for (const s of streams) s.close();
+  streams = [];
+  const [, page, id] = location.hash.split("/");
+  try {
+    if (page === "runs" && id) await runPage(decodeURIComponent(id));
+    else if (page === "conversations" && id) await conversationPage(decodeURIComponent(id));
+    else await board();
+  } catch (error) {
+    main.replaceChildren(el("section", { role: "alert", text: String(error.message || error) }));
+  }
+  main.focus();
+}
+
+window.addEventListener("hashchange", route);
+route();
