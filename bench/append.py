@@ -3,15 +3,18 @@
     python -m bench.append [--quick] [--postgres URL]
 
 Cases, measured in one run on the same machine and the store's own schema:
-  ceiling        plain sqlite3, WAL, synchronous=FULL, 10,000 pre-built rows per transaction
+  ceiling        plain sqlite3, WAL, synchronous=FULL, 10,000 rows per transaction, no hashes
+                 computed, no acknowledgements (rows spread over 256 runs, as in store 256)
   store N        runtrack, N concurrent tasks, each on its own run, appending single events and
                  awaiting each acknowledgement (synchronous=FULL, and NORMAL at 256 tasks)
   eventsourcing  the eventsourcing library on SQLite (its defaults: WAL, synchronous=FULL),
                  one ``Application.save`` per event
   scan / replay  a plain sqlite3 ``SELECT * FROM events ORDER BY id`` against the store reading
                  the whole log in pages of 1,000; RSS growth is measured during the replay
-Every append case first writes a short untimed warm-up (the first commits of a fresh WAL file
-also grow it, which makes early fsyncs slower), then times a fixed number of events.
+All runs share one organization and one conversation on both sides. Every append case first
+writes a short untimed warm-up (the first commits of a fresh WAL file also grow it, which makes
+early fsyncs slower), then times a fixed number of events, reported in fifths as well: the rate
+falls as the log grows (each group of appends dirties more index pages), so the sizes matter.
 With PostgreSQL (--postgres, or RUNTRACK_BENCH_POSTGRES): store 256 on PostgreSQL and
 eventsourcing's PostgreSQL recorder, side by side.
 """
@@ -28,7 +31,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -43,6 +46,7 @@ from eventstore.store import BaseEventStore
 Synchronous = Literal["FULL", "NORMAL"]
 BATCH = 10_000  # rows per transaction for the ceiling
 PAGE = 1_000  # events per page for the replay
+LAPS = 5  # the timed part of an append case is reported in fifths too
 INSERT = "INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?,?,?)"
 ROW_TAIL = (  # event_type .. hash, the same shape and sizes as the store's own rows
     "message_created",
@@ -63,7 +67,7 @@ class Sizes:
     replay: int  # events in the replay log
 
 
-QUICK = Sizes(appends=40_000, single=2_000, eventsourcing=1_500, warmup=500, replay=100_000)
+QUICK = Sizes(appends=50_000, single=2_000, eventsourcing=1_500, warmup=500, replay=100_000)
 FULL = Sizes(appends=200_000, single=10_000, eventsourcing=5_000, warmup=1_000, replay=1_000_000)
 
 
@@ -74,6 +78,7 @@ class Result:
     events: int
     seconds: float
     cpu_seconds: float
+    laps: tuple[float, ...] = ()  # events/s in each fifth of the timed part, as the log grows
 
     @property
     def rate(self) -> float:
@@ -86,22 +91,31 @@ class Result:
 
 @dataclass
 class Stopwatch:
+    started: float
+    cpu_started: float
     seconds: float = 0.0
     cpu_seconds: float = 0.0
+    laps: list[float] = field(default_factory=list)
+    _lap_started: float = 0.0
+
+    def lap(self, events: int) -> None:
+        """``events`` more were written since the last lap: record their rate."""
+        now = time.perf_counter()
+        self.laps.append(events / (now - (self._lap_started or self.started)))
+        self._lap_started = now
 
     def result(self, events: int) -> Result:
-        return Result(events, self.seconds, self.cpu_seconds)
+        return Result(events, self.seconds, self.cpu_seconds, tuple(self.laps))
 
 
 @contextlib.contextmanager
 def timed() -> Iterator[Stopwatch]:
     """Wall-clock and process CPU time (all threads) of the block."""
     gc.collect()
-    watch = Stopwatch()
-    wall, cpu = time.perf_counter(), time.process_time()
+    watch = Stopwatch(time.perf_counter(), time.process_time())
     yield watch
-    watch.seconds = time.perf_counter() - wall
-    watch.cpu_seconds = time.process_time() - cpu
+    watch.seconds = time.perf_counter() - watch.started
+    watch.cpu_seconds = time.process_time() - watch.cpu_started
 
 
 def row(event_id: int, runs: int) -> tuple[object, ...]:
@@ -136,11 +150,14 @@ def ceiling(path: Path, sizes: Sizes) -> Result:
     connection = connect_plain(path)
     try:
         insert_batches(connection, 1, BATCH, 256)  # warm-up: one untimed transaction
+        part = sizes.appends // LAPS
         with timed() as watch:
-            insert_batches(connection, BATCH + 1, sizes.appends, 256)
+            for lap in range(LAPS):
+                insert_batches(connection, BATCH + 1 + lap * part, part, 256)
+                watch.lap(part)
     finally:
         connection.close()
-    return watch.result(sizes.appends)
+    return watch.result(part * LAPS)
 
 
 # -- (b) runtrack's store ----------------------------------------------------------------------
@@ -151,7 +168,7 @@ MESSAGE = NewEvent("message_created", {"role": "user", "content": "hello"})
 async def create_runs(store: BaseEventStore, tasks: int) -> None:
     for n in range(tasks):
         created = NewEvent("run_created", {"agent_id": "bench"})
-        await store.append("org", f"run-{n}", [created], conversation_id=f"conv-{n}")
+        await store.append("org", f"run-{n}", [created], conversation_id="conv")
 
 
 async def append_concurrently(store: BaseEventStore, tasks: int, each: int) -> None:
@@ -166,10 +183,12 @@ async def store_case(path: Path, tasks: int, events: int, warmup: int, sync: Syn
     async with SQLiteEventStore(path, synchronous=sync) as store:
         await create_runs(store, tasks)
         await append_concurrently(store, tasks, max(1, warmup // tasks))
-        each = max(1, events // tasks)
+        each = max(1, events // tasks // LAPS)
         with timed() as watch:
-            await append_concurrently(store, tasks, each)
-    return watch.result(each * tasks)
+            for _ in range(LAPS):
+                await append_concurrently(store, tasks, each)
+                watch.lap(each * tasks)
+    return watch.result(each * tasks * LAPS)
 
 
 # -- (c) eventsourcing -------------------------------------------------------------------------
@@ -214,14 +233,16 @@ def fill_log(path: Path, count: int, runs: int = 1_000) -> None:
     connection = connect_plain(path, "NORMAL")
     try:
         insert_batches(connection, 1, count, runs)
-        heads = [
-            (f"run-{r}", "org", "conv", seq, (seq - 1) * runs + r + 1)
-            for r in range(min(runs, count))
-            for seq in [(count - r - 1) // runs + 1]
-        ]
+        heads = [run_head(r, count, runs) for r in range(min(runs, count))]
         connection.executemany("INSERT INTO run_streams VALUES (?,?,?,?,?)", heads)
     finally:
         connection.close()
+
+
+def run_head(run: int, count: int, runs: int) -> tuple[object, ...]:
+    """The ``run_streams`` row of run ``run`` once ``row`` has written events 1..``count``."""
+    last_sequence = (count - run - 1) // runs + 1
+    return (f"run-{run}", "org", "conv", last_sequence, (last_sequence - 1) * runs + run + 1)
 
 
 def scan(path: Path) -> Result:
@@ -376,8 +397,18 @@ def table(results: dict[str, Result]) -> list[str]:
     return lines
 
 
+def trend(results: dict[str, Result]) -> list[str]:
+    lines = ["  events/s in each fifth of the timed part (the log grows from a fresh file):"]
+    for name, result in results.items():
+        if result.laps:
+            laps = " ".join(f"{lap / 1000:>6,.1f}k" for lap in result.laps)
+            lines.append(f"    {LABELS[name]:<38} {laps}")
+    return lines
+
+
 def report(results: dict[str, Result], memory: Memory, sizes: Sizes) -> None:
     print("\n".join(table(results)))
+    print("\n".join(trend(results)))
     store256 = results["store 256"].rate
     normal = results["store 256 NORMAL"].rate / store256
     print(f"  synchronous=NORMAL / FULL at 256 tasks: {normal:.2f}x")
