@@ -11,7 +11,6 @@ some wait for a human, some are cancelled.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -22,6 +21,8 @@ from starlette.routing import Route
 
 from eventstore import NewEvent, StoreError
 from projections import RunCommands, RunState
+
+from ._tasks import cancel_and_wait
 
 __all__ = ["Demo", "demo_routes"]
 
@@ -57,10 +58,7 @@ class Demo:
         return self
 
     async def aclose(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
 
     async def _pause(self, low: float = 0.3, high: float = 1.5) -> None:
         await asyncio.sleep(self._rng.uniform(low, high) * self._pace)

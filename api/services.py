@@ -8,7 +8,6 @@ logged and retried on the next tick; it never stops the loop.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -20,6 +19,7 @@ from eventstore.store import BaseEventStore
 from projections.callbacks import CallbackPolicy, Delivery, due_deliveries, record_attempt
 from projections.reconciler import Thresholds, reconcile
 
+from ._tasks import cancel_and_wait
 from .settings import Settings
 
 __all__ = ["Services"]
@@ -53,10 +53,7 @@ class Services:
         return self
 
     async def aclose(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         if self._http is not None:
             await self._http.aclose()
 

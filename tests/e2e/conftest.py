@@ -80,6 +80,22 @@ class ServerProcess:
 ProcessFactory = Callable[..., Awaitable[ServerProcess]]
 
 
+async def run_cli(server: ServerProcess, *args: str) -> tuple[int, str, str]:
+    """``runtrack --url <server> ARGS`` as a subprocess: exit code, stdout, stderr."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "api",
+        "--url",
+        server.url,
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await process.communicate()
+    return process.returncode or 0, out.decode(), err.decode()
+
+
 @pytest.fixture
 async def server_process(tmp_path: Path) -> AsyncIterator[ProcessFactory]:
     started: list[ServerProcess] = []

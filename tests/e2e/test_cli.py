@@ -13,24 +13,12 @@ import pytest
 
 from tests.waiting import eventually
 
-from .conftest import ProcessFactory, ServerProcess
+from .conftest import ProcessFactory, ServerProcess, run_cli
 
 pytestmark = pytest.mark.anyio
 
 
-async def cli(server: ServerProcess, *args: str) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "api",
-        "--url",
-        server.url,
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await process.communicate()
-    return process.returncode or 0, out.decode(), err.decode()
+cli = run_cli
 
 
 async def finish(server: ServerProcess, run_id: str, stop_reason: str = "end_turn") -> None:

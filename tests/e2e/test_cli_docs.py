@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 import shlex
-import sys
 from pathlib import Path
 
 import pytest
 
-from .conftest import ProcessFactory
+from .conftest import ProcessFactory, run_cli
 
 pytestmark = pytest.mark.anyio
 PAGE = Path(__file__).parents[2] / "docs" / "cli.md"
@@ -30,15 +28,5 @@ async def test_the_documented_session_runs(server_process: ProcessFactory) -> No
     for line in lines:
         words = shlex.split(line)
         assert words[0] == "runtrack"
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "api",
-            "--url",
-            server.url,
-            *words[1:],
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        out, err = await process.communicate()
-        assert process.returncode == 0, f"{line}\n{out.decode()}\n{err.decode()}"
+        code, out, err = await run_cli(server, *words[1:])
+        assert code == 0, f"{line}\n{out}\n{err}"
