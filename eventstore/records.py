@@ -50,8 +50,15 @@ class Visibility(enum.IntEnum):
             ) from None
 
     def labels_up_to(self) -> tuple[str, ...]:
-        """The stored labels a reader at this level may see."""
-        return tuple(level.label for level in Visibility if level <= self)
+        """The stored labels a reader at this level may see (precomputed: every stream's filter
+        asks this for every event it is woken for)."""
+        return _LABELS_UP_TO[self]
+
+
+_LABELS_UP_TO = {
+    level: tuple(other.name.lower() for other in Visibility if other <= level)
+    for level in Visibility
+}
 
 
 @dataclass(frozen=True)
