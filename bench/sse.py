@@ -1,36 +1,71 @@
-"""SSE and HTTP costs, against a real server process.
+"""SSE and HTTP costs against real server processes.
 
     python -m bench.sse [--quick] [--postgres URL]
 
-  replay     one client catching up 200,000 events over SSE, against a bare Starlette
-             StreamingResponse sending the same pre-encoded frames (the ceiling)
-  fan-out    a separate client process holding 1,000 streams (full mode: also 5,000) while
-             ~1,000 events/s are appended over HTTP: append→receive p50/p99, server RSS
-  append     HTTP appends, single events (32 clients) and batches of 100
-With PostgreSQL (--postgres or RUNTRACK_BENCH_POSTGRES): fan-out with clients on server A and
-appends through server B: cross-server delivery p99.
+  replay    one client (httpx) catching up 200,000 events over SSE from ``runtrack serve``,
+            against a bare Starlette StreamingResponse sending the same pre-encoded frames
+  fan-out   a separate client process (bench/sse_clients.py) holding 1,000 streams (full mode:
+            also 5,000 and 10,000) while ~1,000 events/s are appended over HTTP; append→receive
+            latency over every reception, server RSS, CPU of each process
+  append    HTTP appends: single events (32 connections), batches of 100 (8 connections)
+With PostgreSQL (--postgres URL, or RUNTRACK_BENCH_POSTGRES): the fan-out again with the streams
+on server A and the appends through server B, in a fresh schema dropped afterwards.
+
+The last line's fanout_p99_ms, streams and rss_mb are those of the most streams held; the CPU
+columns (100% = one core) say which process was the limit.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
+import platform
 import socket
 import sys
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import Awaitable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import quote
 
 import httpx
 
-from bench._http import RawClient
-from bench._machine import describe_machine
+from bench.sse_clients import raise_file_limit, run
 from eventstore import NewEvent, SQLiteEventStore
 from projections import RunProjection
+
+T = TypeVar("T")
+ROOT = Path(__file__).resolve().parents[1]
+REPLAY_EVENTS = 200_000
+TICK_RATE = 1000
+"""Events per second appended during a fan-out."""
+TICKERS = 32
+"""Connections sharing those appends (one request each at a time)."""
+EVENT_LINE = b"\nevent: "
+CATCH_UP_LIMIT = 60.0
+
+
+@dataclass(frozen=True)
+class Mode:
+    replay_rounds: int
+    stream_counts: tuple[int, ...]
+    fanout_seconds: float
+    drain_seconds: float
+    append_seconds: float
+
+
+QUICK = Mode(2, (1000,), 5.0, 5.0, 3.0)
+FULL = Mode(3, (1000, 5000, 10_000), 10.0, 20.0, 5.0)
+
+
+# -- processes -----------------------------------------------------------------------------------
 
 
 def free_port() -> int:
@@ -39,241 +74,631 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def proc_status_kb(pid: int, name: str) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith(f"{name}:"):
+                return int(line.split()[1])
+    return 0
+
+
+def rss_mb(pid: int) -> float:
+    return proc_status_kb(pid, "VmRSS") / 1024
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process (all its threads), from /proc/<pid>/stat."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
-class Process:
-    args: list[str]
-    port: int = field(default_factory=free_port)
+class Child:
+    """A child process serving HTTP on 127.0.0.1:``port``; its stderr goes to ``log``."""
+
+    argv: list[str]
+    port: int
+    log: Path
     process: asyncio.subprocess.Process | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    async def start(self, ready_path: str = "/readyz") -> Process:
-        self.process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            *self.args,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-        async with httpx.AsyncClient(base_url=self.url) as client:
-            for _ in range(1000):
-                try:
-                    await client.get(ready_path, timeout=1)
-                    return self
-                except httpx.TransportError:
-                    await asyncio.sleep(0.02)
-        raise RuntimeError(f"{self.args} did not start")
-
-    def rss_mb(self) -> float:
+    @property
+    def pid(self) -> int:
         assert self.process is not None
-        with open(f"/proc/{self.process.pid}/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-        return 0.0
+        return self.process.pid
+
+    async def start(self) -> Child:
+        with self.log.open("wb") as log:
+            self.process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                *self.argv,
+                cwd=ROOT,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=log,
+            )
+        await self._ready()
+        return self
+
+    async def _ready(self) -> None:
+        until = time.monotonic() + 30
+        async with httpx.AsyncClient(base_url=self.url, timeout=2) as client:
+            for _ in range(1000):
+                if self.process is None or self.process.returncode is not None:
+                    break
+                with contextlib.suppress(httpx.TransportError):
+                    if (await client.get("/readyz")).status_code == 200:
+                        return
+                if time.monotonic() > until:
+                    break
+                await asyncio.sleep(0.05)
+        tail = self.log.read_text(errors="replace")[-2000:]
+        raise RuntimeError(f"{' '.join(self.argv[:2])} did not start:\n{tail}")
 
     async def stop(self) -> None:
-        if self.process is not None and self.process.returncode is None:
-            self.process.kill()
-            await self.process.wait()
+        await stop_process(self.process)
 
 
-def server(database: str, *extra: str) -> Process:
-    process = Process([])
-    process.args = [
-        "api",
-        "serve",
-        "--database",
-        database,
-        "--port",
-        str(process.port),
-        "--heartbeat-seconds",
-        "60",
-        "--max-streams",
-        "20000",
-        *extra,
-    ]
-    return process
-
-
-async def fill(database: str, events: int) -> str:
-    async with SQLiteEventStore(database, projections=[RunProjection()]) as store:
-        created = NewEvent("run_created", {"agent_id": "bench"})
-        await store.append("default", "run-bench", [created], conversation_id="conv")
-        for start in range(0, events, 1000):
-            batch = [
-                NewEvent("custom.tick", {"n": n}) for n in range(start, min(events, start + 1000))
-            ]
-            await store.append("default", "run-bench", batch)
-    return "run-bench"
-
-
-async def catch_up_rate(url: str, last_id: int) -> float:
-    marker = f"id: {last_id}\n".encode()
-    started = time.perf_counter()
-    tail = b""
-    async with (
-        httpx.AsyncClient(base_url=url, timeout=60) as client,
-        client.stream("GET", "/v1/events", headers={"Accept": "text/event-stream"}) as response,
-    ):
-        async for chunk in response.aiter_bytes():
-            if marker in tail[-64:] + chunk:
-                break
-            tail = chunk
-    return last_id / (time.perf_counter() - started)
-
-
-async def replay(folder: Path, events: int) -> tuple[float, float]:
-    database = str(folder / "replay.db")
-    await fill(database, events)
-    runtrack = await server(database).start()
-    ceiling = Process(["bench._sse_helpers", "ceiling", database])
-    ceiling.args.append(str(ceiling.port))
-    await ceiling.start("/v1/none")
+async def stop_process(process: asyncio.subprocess.Process | None) -> None:
+    if process is None or process.returncode is not None:
+        return
+    process.terminate()
     try:
-        ours = await catch_up_rate(runtrack.url, events + 1)
-        bare = await catch_up_rate(ceiling.url, events + 1)
-    finally:
-        await runtrack.stop()
-        await ceiling.stop()
-    return ours, bare
+        await asyncio.wait_for(process.wait(), 5)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
 
 
-async def paced_appends(port: int, run_id: str, rate: int, seconds: float) -> int:
-    """About ``rate`` single-event appends per second (8 connections), each with its send time."""
-    sent = 0
-    path = f"/v1/runs/{run_id}/events"
+def runtrack(database: str, log: Path) -> Child:
+    port = free_port()
+    argv = ["api", "serve", "--database", database, "--port", str(port)]
+    argv += ["--heartbeat-seconds", "60", "--max-streams", "20000"]
+    return Child(argv, port, log)
 
-    async def sender(client: RawClient, started: float) -> None:
-        nonlocal sent
-        while (elapsed := time.perf_counter() - started) < seconds:
-            if sent >= elapsed * rate:
-                await asyncio.sleep(0.001)
-                continue
-            sent += 1
-            body = {
-                "events": [{"event_type": "custom.tick", "payload": {"n": sent, "t": time.time()}}]
-            }
-            status, _ = await client.post(path, body)
-            assert status == 201
 
-    clients = [RawClient(port) for _ in range(8)]
-    for client in clients:
-        await client.__aenter__()
+# -- a raw keep-alive HTTP/1.1 connection (httpx would measure itself at these rates) ------------
+
+
+class Connection:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._reader = reader
+        self._writer = writer
+
+    @classmethod
+    async def open(cls, port: int) -> Connection:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        return cls(reader, writer)
+
+    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        )
+        self._writer.write(head.encode() + body)
+        status = int((await self._reader.readline()).split()[1])
+        length = 0
+        for _ in range(100):
+            line = await self._reader.readline()
+            if line in (b"\r\n", b""):
+                break
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":")[1])
+        return status, await self._reader.readexactly(length)
+
+    async def post_json(self, path: str, body: Any, expect: int = 201) -> Any:
+        status, reply = await self.post(path, json.dumps(body).encode())
+        if status != expect:
+            raise RuntimeError(f"POST {path}: {status} {reply[:300]!r}")
+        return json.loads(reply)
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+async def create_run(port: int, agent: str) -> tuple[str, int]:
+    """A new run: its id and its ``run_created`` event id."""
+    async with asyncio.timeout(30):
+        connection = await Connection.open(port)
+        try:
+            run = await connection.post_json("/v1/runs", {"agent_id": agent})
+        finally:
+            connection.close()
+    return str(run["id"]), int(run["last_event_id"])
+
+
+# -- (a) replay ----------------------------------------------------------------------------------
+
+
+async def fill(database: Path, events: int) -> int:
+    """One run of ``events`` custom ticks, written directly; the last event id."""
+    async with SQLiteEventStore(database, projections=[RunProjection()]) as store:
+        created = NewEvent("run_created", {"agent_id": "a"})
+        await store.append("default", "run-replay", [created], conversation_id="c")
+        last = 0
+        for start in range(0, events, 1000):
+            batch = [NewEvent("custom.tick", {"n": n}) for n in range(start, start + 1000)]
+            last = (await store.append("default", "run-replay", batch))[-1].id
+    return last
+
+
+@dataclass(frozen=True)
+class CatchUp:
+    events: int
+    size: int
+    seconds: float
+    cpu: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds
+
+
+async def catch_up(url: str, last_id: int) -> CatchUp:
+    """Read the firehose from the start until ``last_id`` arrives: frames, bytes, seconds."""
+    marker = f"\nid: {last_id}\n".encode()
+    frames = size = 0
+    tail = b""
+    headers = {"Accept": "text/event-stream"}
     started = time.perf_counter()
-    await asyncio.gather(*(sender(c, started) for c in clients))
-    for client in clients:
-        await client.__aexit__()
-    return sent
+    async with (
+        asyncio.timeout(CATCH_UP_LIMIT + 30),
+        httpx.AsyncClient(timeout=30) as client,
+        client.stream("GET", f"{url}/v1/events", headers=headers) as response,
+    ):
+        if response.status_code != 200:
+            raise RuntimeError(f"{url}/v1/events: {response.status_code}")
+        async for chunk in response.aiter_bytes():
+            frames += (tail[1 - len(EVENT_LINE) :] + chunk).count(EVENT_LINE)
+            size += len(chunk)
+            if marker in tail + chunk or time.perf_counter() - started > CATCH_UP_LIMIT:
+                break
+            tail = (tail + chunk)[-len(marker) :]
+    return CatchUp(frames, size, time.perf_counter() - started)
 
 
-async def fanout(
-    stream_url: str, append_url: str, streams: int, seconds: float
-) -> dict[str, float]:
-    async with httpx.AsyncClient(base_url=append_url) as client:
-        run_id = (await client.post("/v1/runs", json={"agent_id": "fanout"})).json()["id"]
-    clients = await asyncio.create_subprocess_exec(
+async def metered_catch_up(child: Child, last_id: int) -> CatchUp:
+    meter = CpuMeter.start({"server": child.pid})
+    result = await catch_up(child.url, last_id)
+    return replace(result, cpu=meter.percent())
+
+
+@dataclass(frozen=True)
+class Replay:
+    runtrack: CatchUp
+    ceiling: CatchUp
+    expected: int
+
+    @property
+    def ratio(self) -> float:
+        return self.runtrack.rate / self.ceiling.rate
+
+
+async def replay(folder: Path, rounds: int) -> Replay:
+    database = folder / "replay.db"
+    last_id = await fill(database, REPLAY_EVENTS)
+    port = free_port()
+    bare = Child(["bench.sse_clients", "ceiling", str(database), str(port)], port, folder / "c.log")
+    server = runtrack(str(database), folder / "replay.log")
+    ours: list[CatchUp] = []
+    theirs: list[CatchUp] = []
+    try:
+        await bare.start()
+        await server.start()
+        for _ in range(rounds):
+            ours.append(await metered_catch_up(server, last_id))
+            theirs.append(await metered_catch_up(bare, last_id))
+    finally:
+        await server.stop()
+        await bare.stop()
+    best = max(ours, key=lambda c: c.rate), max(theirs, key=lambda c: c.rate)
+    return Replay(*best, expected=last_id)
+
+
+# -- (b) fan-out ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Pacer:
+    """Hands out send slots at ``rate`` per second for ``seconds``; counts what was sent."""
+
+    rate: float
+    seconds: float
+    started: float = field(default_factory=time.perf_counter)
+    slots: int = 0
+    sent: int = 0
+    last_id: int = 0
+    ended: float = 0.0
+
+    def next_delay(self) -> float | None:
+        """Seconds until the next slot, or None once the window is over."""
+        now = time.perf_counter() - self.started
+        if now >= self.seconds:
+            return None
+        due = self.slots / self.rate
+        self.slots += 1
+        return max(0.0, due - now)
+
+    def done(self, last_id: int) -> None:
+        self.sent += 1
+        self.last_id = max(self.last_id, last_id)
+        self.ended = time.perf_counter() - self.started
+
+
+async def send_ticks(connection: Connection, path: str, pacer: Pacer) -> None:
+    for _ in range(int(pacer.rate * pacer.seconds) + 1):
+        delay = pacer.next_delay()
+        if delay is None:
+            return
+        await asyncio.sleep(delay)
+        tick = {"event_type": "custom.tick", "payload": {"n": pacer.slots, "t": time.time()}}
+        reply = await connection.post_json(path, {"events": [tick]})
+        pacer.done(int(reply["events"][-1]["id"]))
+
+
+async def peak_rss(pids: list[int], seconds: float) -> float:
+    """The highest summed RSS of ``pids`` seen every 0.25 s for ``seconds``."""
+    peak = 0.0
+    for _ in range(int(seconds / 0.25) + 1):
+        peak = max(peak, sum(rss_mb(pid) for pid in pids))
+        await asyncio.sleep(0.25)
+    return peak
+
+
+async def paced_ticks(port: int, run_id: str, seconds: float) -> Pacer:
+    """~TICK_RATE single-event appends per second for ``seconds``, over TICKERS connections."""
+    connections = [await Connection.open(port) for _ in range(TICKERS)]
+    pacer = Pacer(TICK_RATE, seconds)
+    path = f"/v1/runs/{run_id}/events"
+    try:
+        async with asyncio.timeout(seconds + 60):
+            await asyncio.gather(*(send_ticks(c, path, pacer) for c in connections))
+    finally:
+        for connection in connections:
+            connection.close()
+    return pacer
+
+
+@dataclass
+class CpuMeter:
+    """CPU used by some processes (and this one) since ``start``, in % of one core."""
+
+    pids: dict[str, int]
+    before: dict[str, float]
+    started: float
+
+    @classmethod
+    def start(cls, pids: dict[str, int]) -> CpuMeter:
+        meter = cls(pids, {}, time.perf_counter())
+        meter.before = meter.read()
+        return meter
+
+    def read(self) -> dict[str, float]:
+        used = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        return {**used, "bench": time.process_time()}
+
+    def percent(self) -> dict[str, float]:
+        elapsed = time.perf_counter() - self.started
+        now = self.read()
+        return {name: 100 * (now[name] - self.before[name]) / elapsed for name in now}
+
+
+@dataclass(frozen=True)
+class Fanout:
+    label: str
+    requested: int
+    opened: int
+    sent: int
+    window_s: float
+    received: int
+    complete: int
+    drain_s: float
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    rss_idle_mb: float
+    rss_peak_mb: float
+    cpu: dict[str, float]
+
+    @property
+    def delivered(self) -> float:
+        expected = self.sent * self.opened
+        return self.received / expected if expected else 0.0
+
+
+async def spawn_clients(
+    url: str, streams: int, after: int, open_seconds: float, deadline: float
+) -> asyncio.subprocess.Process:
+    args = [url, str(streams), str(after), str(open_seconds), str(deadline)]
+    return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "bench._sse_helpers",
+        "bench.sse_clients",
         "fanout",
-        stream_url,
-        str(streams),
-        str(seconds + 2),
+        *args,
+        cwd=ROOT,
+        stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
     )
-    assert clients.stdout is not None
-    assert (await clients.stdout.readline()).strip() == b"ready"
-    sent = await paced_appends(int(append_url.rsplit(":", 1)[1]), run_id, 1000, seconds)
-    result: dict[str, float] = json.loads(await clients.stdout.readline())
-    await clients.wait()
-    result["sent"] = sent
-    return result
 
 
-async def append_rates(port: int, seconds: float) -> tuple[float, float]:
-    async with RawClient(port) as setup:
-        _, body = await setup.post("/v1/runs", {"agent_id": "appends"})
-    path = f"/v1/runs/{json.loads(body)['id']}/events"
-
-    async def loop(batch: int) -> int:
-        events = {
-            "events": [{"event_type": "custom.tick", "payload": {"n": n}} for n in range(batch)]
-        }
-        count, deadline = 0, time.perf_counter() + seconds
-        async with RawClient(port) as client:
-            while time.perf_counter() < deadline:
-                status, _ = await client.post(path, events)
-                assert status == 201
-                count += batch
-        return count
-
-    single = sum(await asyncio.gather(*(loop(1) for _ in range(32)))) / seconds
-    batched = sum(await asyncio.gather(*(loop(100) for _ in range(8)))) / seconds
-    return single, batched
+async def read_json(process: asyncio.subprocess.Process, seconds: float) -> dict[str, Any]:
+    """The client process's next JSON line, waiting at most ``seconds``."""
+    assert process.stdout is not None
+    async with asyncio.timeout(seconds):
+        line = await process.stdout.readline()
+    if not line:
+        raise RuntimeError(f"the client process exited ({await process.wait()})")
+    message: dict[str, Any] = json.loads(line)
+    return message
 
 
-async def measure(quick: bool, postgres: str | None) -> dict[str, float]:
-    results: dict[str, float] = {}
-    with tempfile.TemporaryDirectory() as name:
-        folder = Path(name)
-        results["replay ev/s"], results["ceiling ev/s"] = await replay(folder, 200_000)
-        live = await server(str(folder / "live.db")).start()
+async def tell(process: asyncio.subprocess.Process, line: str) -> None:
+    assert process.stdin is not None
+    process.stdin.write(line.encode())
+    await process.stdin.drain()
+
+
+async def fanout(label: str, streamer: Child, appender: Child, streams: int, mode: Mode) -> Fanout:
+    """Clients on ``streamer``, ticks appended through ``appender`` (the same server or not)."""
+    run_id, after = await create_run(appender.port, "fanout")
+    open_seconds = 20 + streams / 250
+    deadline = open_seconds + mode.fanout_seconds + mode.drain_seconds + 60
+    clients = await spawn_clients(streamer.url, streams, after, open_seconds, deadline)
+    try:
+        opened = int((await read_json(clients, open_seconds + 15))["opened"])
+        idle = rss_mb(streamer.pid)
+        pids = {"server": streamer.pid, "clients": clients.pid}
+        if appender is not streamer:
+            pids = {"server A": streamer.pid, "server B": appender.pid, "clients": clients.pid}
+        meter = CpuMeter.start(pids)
+        window = mode.fanout_seconds
+        pacer, peak = await asyncio.gather(
+            paced_ticks(appender.port, run_id, window), peak_rss([streamer.pid], window)
+        )
+        cpu = meter.percent()
+        await tell(clients, f"stop {pacer.last_id} {mode.drain_seconds}\n")
+        result = await read_json(clients, mode.drain_seconds + 30)
+    finally:
+        await stop_process(clients)
+    rss = (idle, max(peak, idle))
+    return Fanout(label, streams, opened, pacer.sent, pacer.ended, *numbers(result), *rss, cpu)
+
+
+def numbers(result: dict[str, Any]) -> tuple[int, int, float, float, float, float]:
+    """The client process's figures, in Fanout's order."""
+    return (
+        int(result["received"]),
+        int(result["complete"]),
+        float(result["drain_s"]),
+        float(result["p50_ms"]),
+        float(result["p99_ms"]),
+        float(result["max_ms"]),
+    )
+
+
+async def fanouts(folder: Path, mode: Mode, files: int) -> list[Fanout]:
+    """One fresh server per stream count; stops growing once a count cannot be held."""
+    results: list[Fanout] = []
+    for streams in mode.stream_counts:
+        if streams + 1000 > files:
+            print(f"  (skipping {streams:,} streams: the open-files limit is {files:,})")
+            break
+        server = runtrack(str(folder / f"fanout{streams}.db"), folder / f"fanout{streams}.log")
         try:
-            for streams in [1000] if quick else [1000, 5000]:
-                fan = await fanout(live.url, live.url, streams, 5 if quick else 10)
-                results[f"fanout {streams} p50 ms"] = fan["p50_ms"]
-                results[f"fanout {streams} p99 ms"] = fan["p99_ms"]
-                results[f"fanout {streams} delivered"] = fan["received"]
-                results[f"fanout {streams} appended"] = fan["sent"]
-                results["streams"] = streams
-                results["rss mb"] = live.rss_mb()
-            results["http single ev/s"], results["http batch100 ev/s"] = await append_rates(
-                live.port, 3 if quick else 5
-            )
+            await server.start()
+            result = await fanout(f"{streams:,}", server, server, streams, mode)
         finally:
-            await live.stop()
-    if postgres:
-        results.update(await cross_server(postgres, quick))
+            await server.stop()
+        results.append(result)
+        if result.opened < streams:
+            break
     return results
 
 
-async def cross_server(base: str, quick: bool) -> dict[str, float]:
-    import psycopg
+# -- (b') across two servers on PostgreSQL -------------------------------------------------------
 
-    schema = f"bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(base, autocommit=True) as connection:
-        connection.execute(f"CREATE SCHEMA {schema}")
-    url = f"{base}?options=-csearch_path%3D{schema}"
-    a, b = await server(url).start(), await server(url).start()
+
+def postgres_execute(url: str, statement: str, schema: str) -> None:
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute(sql.SQL(statement).format(sql.Identifier(schema)))
+
+
+def with_search_path(url: str, schema: str) -> str:
+    separator = "&" if "?" in url else "?"
+    return f"{url}{separator}options={quote(f'-csearch_path={schema}')}"
+
+
+async def cross_server(folder: Path, base: str, mode: Mode) -> Fanout:
+    schema = f"bench_sse_{uuid.uuid4().hex[:10]}"
+    await asyncio.to_thread(postgres_execute, base, "CREATE SCHEMA {}", schema)
+    url = with_search_path(base, schema)
+    a, b = runtrack(url, folder / "pg-a.log"), runtrack(url, folder / "pg-b.log")
     try:
-        fan = await fanout(a.url, b.url, 1000 if quick else 2000, 5 if quick else 10)
+        await a.start()
+        await b.start()
+        return await fanout("1,000 (PostgreSQL, A←B)", a, b, 1000, mode)
     finally:
         await a.stop()
         await b.stop()
-        with psycopg.connect(base, autocommit=True) as connection:
-            connection.execute(f"DROP SCHEMA {schema} CASCADE")
-    return {"cross-server p50 ms": fan["p50_ms"], "cross-server p99 ms": fan["p99_ms"]}
+        await asyncio.to_thread(postgres_execute, base, "DROP SCHEMA {} CASCADE", schema)
+
+
+# -- (c) HTTP appends ----------------------------------------------------------------------------
+
+
+async def append_loop(port: int, run_id: str, batch: int, until: float) -> int:
+    """Back-to-back appends of ``batch`` events until ``until``; the events appended."""
+    events = [{"event_type": "custom.tick", "payload": {"n": n}} for n in range(batch)]
+    body = json.dumps({"events": events}).encode()
+    path = f"/v1/runs/{run_id}/events"
+    connection = await Connection.open(port)
+    appended = 0
+    try:
+        for _ in range(10_000_000):
+            if time.perf_counter() >= until:
+                break
+            status, reply = await connection.post(path, body)
+            if status != 201:
+                raise RuntimeError(f"POST {path}: {status} {reply[:300]!r}")
+            appended += batch
+    finally:
+        connection.close()
+    return appended
+
+
+async def append_rate(port: int, clients: int, batch: int, seconds: float) -> float:
+    """Events/s appended by ``clients`` connections, each on a run of its own."""
+    runs = await asyncio.gather(*(create_run(port, f"append{n}") for n in range(clients)))
+    started = time.perf_counter()
+    until = started + seconds
+    async with asyncio.timeout(seconds + 60):
+        counts = await asyncio.gather(*(append_loop(port, r, batch, until) for r, _ in runs))
+    return sum(counts) / (time.perf_counter() - started)
+
+
+async def append_rates(folder: Path, seconds: float) -> tuple[float, float]:
+    server = runtrack(str(folder / "append.db"), folder / "append.log")
+    try:
+        await server.start()
+        single = await append_rate(server.port, 32, 1, seconds)
+        batched = await append_rate(server.port, 8, 100, seconds)
+    finally:
+        await server.stop()
+    return single, batched
+
+
+# -- the run and its report ----------------------------------------------------------------------
+
+
+@dataclass
+class Report:
+    replay: Replay
+    fanouts: list[Fanout]
+    single_ev_s: float
+    batch_ev_s: float
+    cross: Fanout | None = None
+
+
+async def measure(mode: Mode, postgres: str | None, files: int) -> Report:
+    with tempfile.TemporaryDirectory(prefix="bench-sse-") as name:
+        folder = Path(name)
+        replayed = await step("replay", replay(folder, mode.replay_rounds))
+        fanned = await step("fan-out", fanouts(folder, mode, files))
+        single, batched = await step("HTTP appends", append_rates(folder, mode.append_seconds))
+        report = Report(replayed, fanned, single, batched)
+        if postgres:
+            report.cross = await step("cross-server", cross_server(folder, postgres, mode))
+    return report
+
+
+async def step(name: str, work: Awaitable[T]) -> T:
+    started = time.perf_counter()
+    result = await work
+    print(f"  ({name}: {time.perf_counter() - started:.1f} s)", flush=True)
+    return result
+
+
+def header(files: int) -> str:
+    cpu = "unknown CPU"
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as info:
+        names = [line.split(":", 1)[1].strip() for line in info if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    ram_gb = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30
+    return (
+        f"date {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC | Python {platform.python_version()} | "
+        f"nproc {len(os.sched_getaffinity(0))} | CPU {cpu} | RAM {ram_gb:.1f} GB | "
+        f"open files {files:,}"
+    )
+
+
+def replay_table(result: Replay) -> list[str]:
+    ours, bare = result.runtrack, result.ceiling
+    return [
+        f"replay: one httpx client catching up {result.expected:,} events (best of rounds)",
+        f"  {'source':<40}{'events/s':>11}{'MB/s':>7}{'seconds':>8}{'frames':>9}"
+        f"{'CPU % server/client':>21}",
+        *(
+            f"  {name:<40}{c.rate:>11,.0f}{c.size / c.seconds / 1e6:>7.1f}"
+            f"{c.seconds:>8.2f}{c.events:>9,}{c.cpu['server']:>14.0f} / {c.cpu['bench']:<4.0f}"
+            for name, c in [
+                ("runtrack serve, GET /v1/events (SSE)", ours),
+                ("bare StreamingResponse, same frames", bare),
+            ]
+        ),
+        f"  replay/ceiling {result.ratio:.2f} (target >= 0.5)",
+        *(
+            f"  INCOMPLETE: {name} sent {c.events:,} of {result.expected:,} events"
+            for name, c in [("runtrack", ours), ("ceiling", bare)]
+            if c.events != result.expected
+        ),
+    ]
+
+
+def fanout_table(results: list[Fanout]) -> list[str]:
+    lines = [
+        f"fan-out: target {TICK_RATE:,} single-event appends/s over HTTP ({TICKERS} connections);",
+        "  latency = receive time - send time, over every reception of every stream",
+        f"  {'streams':<25}{'opened':>7}{'append/s':>9}{'deliv.':>8}{'drain s':>8}{'p50 ms':>8}"
+        f"{'p99 ms':>8}{'max ms':>8}{'RSS MB idle/peak':>18}",
+    ]
+    for f in results:
+        lines.append(
+            f"  {f.label:<25}{f.opened:>7,}{f.sent / max(f.window_s, 1e-9):>9,.0f}"
+            f"{f.delivered:>8.1%}{f.drain_s:>8.1f}{f.p50_ms:>8.0f}{f.p99_ms:>8.0f}"
+            f"{f.max_ms:>8.0f}{f.rss_idle_mb:>10.0f} / {f.rss_peak_mb:<5.0f}"
+        )
+        cpu = ", ".join(f"{name} {value:.0f}%" for name, value in f.cpu.items())
+        lines.append(f"  {'':<25}CPU while appending (100% = one core): {cpu}")
+    return lines
+
+
+def append_table(report: Report) -> list[str]:
+    return [
+        "HTTP appends: POST /v1/runs/{id}/events, keep-alive connections, a run per connection",
+        f"  {'single events, 32 connections':<44}{report.single_ev_s:>12,.0f} events/s",
+        f"  {'batches of 100, 8 connections':<44}{report.batch_ev_s:>12,.0f} events/s",
+    ]
+
+
+def summary_line(report: Report) -> str:
+    largest = max(report.fanouts, key=lambda f: (f.opened, f.requested))
+    return (
+        f"sse: replay/ceiling={report.replay.ratio:.2f} fanout_p99_ms={largest.p99_ms:.0f} "
+        f"streams={largest.opened} rss_mb={largest.rss_peak_mb:.0f} "
+        f"http_append_ev_s={report.single_ev_s:.0f}"
+    )
+
+
+def print_report(report: Report) -> None:
+    lines = [*replay_table(report.replay), "", *fanout_table(report.fanouts), ""]
+    lines += append_table(report)
+    if report.cross is not None:
+        cross = report.cross
+        lines += ["", "across two servers on PostgreSQL (streams on A, appends through B)"]
+        lines += fanout_table([cross])[2:]
+        lines.append(f"  cross_server_p99_ms {cross.p99_ms:.0f} (p50 {cross.p50_ms:.0f})")
+    print("\n".join(line.rstrip() for line in lines))
+    print(summary_line(report), flush=True)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes, under 60 s")
+    parser = argparse.ArgumentParser(description="SSE replay, fan-out and HTTP append costs")
+    parser.add_argument("--quick", action="store_true", help="1,000 streams, short; under 60 s")
     parser.add_argument("--postgres", default=os.environ.get("RUNTRACK_BENCH_POSTGRES"))
     args = parser.parse_args()
-    print(describe_machine())
-    results = asyncio.run(measure(args.quick, args.postgres))
-    for name, value in results.items():
-        print(f"  {name:<26} {value:>12,.1f}")
-    worst = max(v for k, v in results.items() if k.startswith("fanout") and k.endswith("p99 ms"))
-    print(
-        f"sse: replay/ceiling={results['replay ev/s'] / results['ceiling ev/s']:.2f} "
-        f"fanout_p99_ms={worst:.0f} streams={results['streams']:.0f} "
-        f"rss_mb={results['rss mb']:.0f} "
-        f"http_append_ev_s={results['http single ev/s']:.0f}"
-    )
+    files = raise_file_limit()
+    print(header(files), flush=True)
+    report = run(measure(QUICK if args.quick else FULL, args.postgres, files))
+    print_report(report)
 
 
 if __name__ == "__main__":
