@@ -63,6 +63,13 @@ _LIST_QUERY = (
 OPERATIONS = (
     _Op("post", "/v1/runs", "Create a run", CreateRunBody, 201, "Run"),
     _Op("get", "/v1/runs", "List runs", returns="RunList", query=_LIST_QUERY),
+    _Op(
+        "get",
+        "/v1/runs/stats",
+        "Counts of the runs the filters match: by status, finished ones by duration",
+        returns="RunStats",
+        query=tuple(q for q in _LIST_QUERY if q[0] not in ("limit", "order", "after", "before")),
+    ),
     _Op("post", "/v1/runs/claim", "Claim the oldest claimable run (204 when none)", ClaimBody),
     _Op("get", "/v1/runs/{run_id}", "Get a run", returns="Run"),
     _Op("post", "/v1/runs/{run_id}/events", "Append events", AppendEventsBody, 201),
@@ -207,6 +214,24 @@ def _extra_schemas() -> dict[str, Any]:
             "properties": {
                 "items": {"type": "array", "items": {"$ref": _REF.format(model="Run")}},
                 "next_cursor": {"type": ["string", "null"]},
+            },
+        },
+        "RunStats": {
+            "type": "object",
+            "required": ["total", "by_status", "durations"],
+            "properties": {
+                "total": {"type": "integer"},
+                "by_status": {"type": "object", "additionalProperties": {"type": "integer"}},
+                "durations": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "below_ms": {"type": ["integer", "null"]},
+                            "count": {"type": "integer"},
+                        },
+                    },
+                },
             },
         },
         "EventList": {

@@ -16,7 +16,7 @@ from .lifecycle import (
     check_transition,
     resume_available,
 )
-from .queries import RunFilter, RunPage, RunQueries, Usage
+from .queries import DURATION_BOUNDS_MS, RunFilter, RunPage, RunQueries, RunStats, Usage
 from .readmodel import RunProjection
 from .rebuild import RebuildReport, check, rebuild
 from .state import RunState, evolve, fold
@@ -24,6 +24,7 @@ from .state import RunState, evolve, fold
 __all__ = [
     "ACTIVE",
     "CLAIMABLE",
+    "DURATION_BOUNDS_MS",
     "TERMINAL",
     "TRANSITIONS",
     "Claim",
@@ -37,6 +38,7 @@ __all__ = [
     "RunProjection",
     "RunQueries",
     "RunState",
+    "RunStats",
     "RunStatus",
     "RunTerminal",
     "StopReason",

@@ -22,7 +22,16 @@ from .lifecycle import ACTIVE
 from .readmodel import RUN_COLUMNS, metadata_value, state_from_row
 from .state import RunState, fold
 
-__all__ = ["RunFilter", "RunPage", "RunQueries", "Usage", "decode_cursor", "encode_cursor"]
+__all__ = [
+    "DURATION_BOUNDS_MS",
+    "RunFilter",
+    "RunPage",
+    "RunQueries",
+    "RunStats",
+    "Usage",
+    "decode_cursor",
+    "encode_cursor",
+]
 
 Order = Literal["asc", "desc"]
 MAX_LIMIT = 1000
@@ -48,6 +57,24 @@ class RunPage:
     items: list[RunState]
     next_cursor: str | None
     prev_cursor: str | None = None
+
+
+DURATION_BOUNDS_MS = (1_000, 10_000, 60_000, 600_000, 3_600_000)
+"""Upper bounds of the duration histogram's buckets; a last bucket holds everything longer."""
+
+
+@dataclass(frozen=True)
+class RunStats:
+    """Counts over every run a filter matches (not one page): the board's counts and charts.
+
+    ``durations`` counts finished runs by ``total_duration_ns``: one count per bound of
+    ``DURATION_BOUNDS_MS`` (runs shorter than it and not shorter than the previous one), then
+    one for longer runs.
+    """
+
+    total: int
+    by_status: dict[str, int]
+    durations: list[int]
 
 
 @dataclass(frozen=True)
@@ -118,6 +145,28 @@ class RunQueries:
             encode_cursor(items[-1].created_event_id) if has_next else None,
             encode_cursor(items[0].created_event_id) if has_prev else None,
         )
+
+    async def stats(self, organization_id: str, flt: RunFilter = RunFilter()) -> RunStats:
+        """Runs by status and finished runs by duration, over everything ``flt`` matches."""
+        where, params = _where(organization_id, flt)
+        by_status = {
+            str(status): int(count)
+            for status, count in await self._store.fetchall(
+                f"SELECT status, COUNT(*) FROM runs WHERE {where} GROUP BY status", params
+            )
+        }
+        bucket = " ".join(
+            f"WHEN total_duration_ns < {bound * 1_000_000} THEN {index}"
+            for index, bound in enumerate(DURATION_BOUNDS_MS)
+        )
+        durations = [0] * (len(DURATION_BOUNDS_MS) + 1)
+        for index, count in await self._store.fetchall(
+            f"SELECT CASE {bucket} ELSE {len(DURATION_BOUNDS_MS)} END AS bucket, COUNT(*) "
+            f"FROM runs WHERE {where} AND total_duration_ns IS NOT NULL GROUP BY bucket",
+            params,
+        ):
+            durations[int(index)] = int(count)
+        return RunStats(sum(by_status.values()), by_status, durations)
 
     async def messages(self, organization_id: str, run_id: str) -> list[AgentEvent]:
         return await self._events_of_type(organization_id, run_id, EventType.MESSAGE_CREATED)

@@ -9,7 +9,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from eventstore import EventFilter
-from projections import RunFilter, RunStatus
+from projections import DURATION_BOUNDS_MS, RunFilter, RunStatus
 
 from ..auth import Role, require
 from ..errors import ApiError
@@ -75,6 +75,23 @@ async def list_runs(request: Request) -> JSONResponse:
             "items": [run_json(run) for run in page.items],
             "next_cursor": page.next_cursor,
             "prev_cursor": page.prev_cursor,
+        }
+    )
+
+
+async def run_stats(request: Request) -> JSONResponse:
+    """Counts over every run the filters match: by status, and finished runs by duration."""
+    principal = await require(request, Role.USER)
+    stats = await queries(request).stats(principal.organization_id, _run_filter(request))
+    bounds = [*DURATION_BOUNDS_MS, None]
+    return json_response(
+        {
+            "total": stats.total,
+            "by_status": stats.by_status,
+            "durations": [
+                {"below_ms": bound, "count": count}
+                for bound, count in zip(bounds, stats.durations, strict=True)
+            ],
         }
     )
 
@@ -274,6 +291,7 @@ routes = [
     Route("/v1/runs", create_run, methods=["POST"]),
     Route("/v1/runs", list_runs, methods=["GET"]),
     Route("/v1/runs/claim", claim_run, methods=["POST"]),
+    Route("/v1/runs/stats", run_stats, methods=["GET"]),
     Route("/v1/runs/{run_id}", get_run, methods=["GET"]),
     Route("/v1/runs/{run_id}/events", append_events, methods=["POST"]),
     Route("/v1/runs/{run_id}/events", run_events, methods=["GET"]),

@@ -11,6 +11,10 @@ const ACTIVE = new Set(["running", "waiting_on_tool", "waiting_on_child"]);
 const ENDED = { failed: "Run failed", timed_out: "Run timed out", cancelled: "Run cancelled" };
 const main = document.getElementById("main");
 let streams = [];
+let timers = [];
+
+// A repeating task that stops when the page changes.
+function every(ms, task) { timers.push(setInterval(task, ms)); }
 
 function key() { return sessionStorage.getItem("runtrack-key"); }
 
@@ -18,22 +22,28 @@ async function api(path, options = {}) {
   const headers = { "Content-Type": "application/json" };
   if (key()) headers.Authorization = `Bearer ${key()}`;
   const response = await fetch(path, { ...options, headers });
-  if (response.status === 401) { await login(); return api(path, options); }
+  if (response.status === 401) { await login(Boolean(key())); return api(path, options); }
   if (response.status === 204) return null;
   const body = await response.json();
   if (!response.ok) throw new Error(body.error ? body.error.message : response.statusText);
   return body;
 }
 
-function login() {
+let loggingIn = null;
+
+// One dialog at a time, however many requests were refused; `refused` says the last key failed.
+function login(refused) {
   const dialog = document.getElementById("login");
-  return new Promise((resolve) => {
+  document.getElementById("login-refused").hidden = !refused;
+  loggingIn = loggingIn || new Promise((resolve) => {
     dialog.addEventListener("close", () => {
       sessionStorage.setItem("runtrack-key", document.getElementById("login-key").value);
+      loggingIn = null;
       resolve();
     }, { once: true });
     if (!dialog.open) dialog.showModal();
   });
+  return loggingIn;
 }
 
 function el(tag, attrs = {}, ...children) {
@@ -68,14 +78,73 @@ function stream(path, onEvent) {
 function statusCell(status) { return el("span", { class: `status s-${status}`, text: status }); }
 function seconds(ns) { return ns == null ? "-" : `${(ns / 1e9).toFixed(1)}s`; }
 
+// ---------------------------------------------------------------- charts
+const SAMPLES = 60;
+const DURATION_LABELS = ["< 1 s", "1–10 s", "10 s–1 min", "1–10 min", "10 min–1 h", "≥ 1 h"];
+
+function svg(tag, attrs = {}, ...children) {
+  const node = document.createElementNS("http://www.w3.org/2000/svg", tag);
+  for (const [name, value] of Object.entries(attrs)) node.setAttribute(name, value);
+  node.append(...children);
+  return node;
+}
+
+// columns: one array of {value, fill, title} segments per sample, oldest first, stacked bottom-up.
+function stackedBars(columns) {
+  const width = 8, height = 60;
+  const peak = Math.max(1, ...columns.map((segments) => segments.reduce((sum, s) => sum + s.value, 0)));
+  const chart = svg("svg", { viewBox: `0 0 ${SAMPLES * width} ${height}`, preserveAspectRatio: "none", "aria-hidden": "true" });
+  columns.forEach((segments, index) => {
+    let top = height;
+    for (const segment of segments.filter((s) => s.value > 0)) {
+      const size = (segment.value / peak) * height;
+      top -= size;
+      chart.append(svg("rect", { x: (SAMPLES - columns.length + index) * width, y: top, width: width - 1, height: size, class: segment.fill },
+        svg("title", {}, segment.title)));
+    }
+  });
+  return chart;
+}
+
+function figure(caption, description, ...content) {
+  return el("figure", { class: "chart", role: "img", "aria-label": `${caption}: ${description}` },
+    el("figcaption", { text: caption }), ...content);
+}
+
+function statusOverTime(samples) {
+  const latest = samples.length ? samples[samples.length - 1] : {};
+  const description = Object.entries(latest).map(([s, n]) => `${s} ${n}`).join(", ") || "no runs";
+  const columns = samples.map((counts) => STATUSES.map((s) => ({ value: counts[s] || 0, fill: `f-${s}`, title: `${s}: ${counts[s] || 0}` })));
+  return figure("Runs by status, last minute", description, stackedBars(columns));
+}
+
+function eventsPerSecond(perSecond) {
+  const columns = perSecond.map((n) => [{ value: n, fill: "f-events", title: `${n} events/s` }]);
+  const last = perSecond.length > 1 ? perSecond[perSecond.length - 2] : 0;
+  return figure("Events per second", `${last} in the last second`, stackedBars(columns));
+}
+
+function durations(buckets) {
+  const peak = Math.max(1, ...buckets.map((b) => b.count));
+  const rows = buckets.map((bucket, i) => el("li", {},
+    el("span", { class: "label", text: DURATION_LABELS[i] }),
+    el("span", { class: "bar", style: `width:${(bucket.count / peak) * 100}%` }),
+    el("span", { class: "value", text: String(bucket.count) })));
+  const description = buckets.map((b, i) => `${DURATION_LABELS[i]}: ${b.count}`).join(", ");
+  return figure("Durations of finished runs", description, el("ul", { class: "hbars" }, ...rows));
+}
+
 // ---------------------------------------------------------------- runs board
 async function board() {
   const runs = new Map();
   const filters = { status: "", agent: "", active: false };
-  const perSecond = [];
+  const perSecond = [0];
+  const statusSamples = [];
+  let stats = { total: 0, by_status: {}, durations: DURATION_LABELS.map(() => ({ count: 0 })) };
+  let statsStale = true;
   const body = el("tbody");
   const counts = el("div", { class: "counts", "aria-label": "runs by status" });
-  const chart = el("div", { class: "chart", role: "img", "aria-label": "events per second" });
+  const charts = el("div", { class: "charts" });
   const statusSelect = el("select", { "aria-label": "status", onchange: (e) => { filters.status = e.target.value; reload(); } },
     el("option", { value: "", text: "any status" }), ...STATUSES.map((s) => el("option", { value: s, text: s })));
   const agentInput = el("input", { placeholder: "agent", "aria-label": "agent", onchange: (e) => { filters.agent = e.target.value; reload(); } });
@@ -83,13 +152,13 @@ async function board() {
   main.replaceChildren(
     el("section", {}, el("h1", { text: "Runs" }),
       el("div", { class: "filters" }, statusSelect, agentInput, el("label", { for: "active" }, activeBox, " active only")),
-      counts, chart),
+      counts, charts),
     el("section", { class: "scroll" }, el("table", { "aria-label": "runs" },
       el("thead", {}, el("tr", {}, ...["run", "agent", "status", "conversation", "lane", "elapsed", "stop reason", "tokens"]
         .map((h, i) => el("th", { text: h, class: i >= 3 && i <= 4 ? "hide-narrow" : "" })))), body)));
 
-  function query() {
-    const params = new URLSearchParams({ limit: "50" });
+  function query(limit) {
+    const params = new URLSearchParams(limit ? { limit: String(limit) } : {});
     if (filters.status) params.append("status", filters.status);
     if (filters.agent) params.append("agent_id", filters.agent);
     if (filters.active) params.append("active", "true");
@@ -99,7 +168,7 @@ async function board() {
     return (!filters.status || run.status === filters.status) && (!filters.agent || run.agent_id === filters.agent)
       && (!filters.active || ACTIVE.has(run.status) || run.status === "resuming");
   }
-  function render() {
+  function renderRows() {
     const rows = [...runs.values()].filter(matches).sort((a, b) => b.created_event_id - a.created_event_id);
     body.replaceChildren(...rows.map((run) => el("tr", { "data-run-id": run.id, "data-status": run.status },
       el("td", { class: "id" }, el("a", { href: `#/runs/${run.id}`, text: run.id })),
@@ -107,29 +176,46 @@ async function board() {
       el("td", { class: "hide-narrow" }, el("a", { href: `#/conversations/${run.conversation_id}`, text: run.conversation_id })),
       el("td", { class: "hide-narrow", text: run.lane_key }), el("td", { text: seconds(run.total_duration_ns) }),
       el("td", { text: run.stop_reason || "-" }), el("td", { text: String(run.total_tokens) }))));
-    const byStatus = {};
-    for (const run of runs.values()) byStatus[run.status] = (byStatus[run.status] || 0) + 1;
-    counts.replaceChildren(...Object.entries(byStatus).map(([s, n]) => el("span", {}, statusCell(s), ` ${n}`)));
-    const peak = Math.max(1, ...perSecond);
-    chart.replaceChildren(...perSecond.map((n) => el("span", { style: `height:${Math.round((n / peak) * 100)}%`, title: `${n} events/s` })));
+  }
+  function renderCharts() {
+    counts.replaceChildren(el("span", { text: `${stats.total} run${stats.total === 1 ? "" : "s"}` }),
+      ...Object.entries(stats.by_status).map(([s, n]) => el("span", { "data-status": s }, el("i", { class: `swatch f-${s}` }), statusCell(s), ` ${n}`)));
+    charts.replaceChildren(statusOverTime(statusSamples), eventsPerSecond(perSecond), durations(stats.durations));
+  }
+  async function refreshStats() {
+    if (statsStale) {
+      statsStale = false;
+      try { stats = await api(`/v1/runs/stats?${query()}`); } catch { statsStale = true; }  // server away: keep the last
+    }
+    statusSamples.push(stats.by_status);
+    if (statusSamples.length > SAMPLES) statusSamples.shift();
   }
   async function reload() {
     runs.clear();
-    for (const run of (await api(`/v1/runs?${query()}`)).items) runs.set(run.id, run);
-    render();
+    for (const run of (await api(`/v1/runs?${query(50)}`)).items) runs.set(run.id, run);
+    statusSamples.length = 0;
+    statsStale = true;
+    await refreshStats();
+    renderRows();
+    renderCharts();
   }
   const dirty = new Set();
   let flushing = null;
   function changed(runId) {
     dirty.add(runId);
+    statsStale = true;
     flushing = flushing || setTimeout(async () => {
       const ids = [...dirty]; dirty.clear(); flushing = null;
       for (const id of ids) runs.set(id, await api(`/v1/runs/${id}`));
-      render();
+      renderRows();
     }, 100);
   }
-  setInterval(() => { perSecond.push(0); if (perSecond.length > 60) perSecond.shift(); render(); }, 1000);
-  perSecond.push(0);
+  every(1000, async () => {
+    perSecond.push(0);
+    if (perSecond.length > SAMPLES) perSecond.shift();
+    await refreshStats();
+    renderCharts();
+  });
   await reload();
   stream("/v1/events?visibility=user", (event) => { perSecond[perSecond.length - 1] += 1; changed(event.run_id); });
 }
@@ -227,7 +313,9 @@ async function conversationPage(conversationId) {
 
 async function route() {
   for (const s of streams) s.close();
+  for (const t of timers) clearInterval(t);
   streams = [];
+  timers = [];
   const [, page, id] = location.hash.split("/");
   try {
     if (page === "runs" && id) await runPage(decodeURIComponent(id));

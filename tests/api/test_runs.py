@@ -49,6 +49,36 @@ async def test_create_get_and_list(client: httpx.AsyncClient) -> None:
     assert listing["next_cursor"] is None
 
 
+async def test_stats_count_every_matching_run_by_status_and_duration(
+    client: httpx.AsyncClient,
+) -> None:
+    for agent in ("agent-1", "agent-1", "agent-2"):
+        await create(client, agent_id=agent)
+    for _ in range(2):
+        running = await claim(client)
+        response = await append(client, running["run"]["id"], status(stop_reason="end_turn"))
+        assert response.status_code == 201, response.text
+    stats = (await client.get("/v1/runs/stats")).json()
+    assert stats["total"] == 3
+    assert stats["by_status"] == {"completed": 2, "queued": 1}
+    assert [bucket["count"] for bucket in stats["durations"]] == [2, 0, 0, 0, 0, 0]
+    assert [bucket["below_ms"] for bucket in stats["durations"]] == [
+        1000,
+        10_000,
+        60_000,
+        600_000,
+        3_600_000,
+        None,
+    ]
+    narrowed = (await client.get("/v1/runs/stats", params={"active": "false"})).json()
+    assert narrowed["by_status"] == {"completed": 2, "queued": 1}
+    only_queued = (await client.get("/v1/runs/stats", params={"status": "queued"})).json()
+    assert (only_queued["total"], sum(b["count"] for b in only_queued["durations"])) == (1, 0)
+    refused = await client.get("/v1/runs/stats", params={"status": "sleeping"})
+    assert refused.status_code == 400
+    assert "sleeping" in refused.json()["error"]["message"]
+
+
 async def test_create_without_conversation_gets_a_fresh_one(client: httpx.AsyncClient) -> None:
     first, second = await create(client), await create(client)
     assert first["conversation_id"] != second["conversation_id"]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +38,16 @@ async def append(client: httpx.AsyncClient, run_id: str, *events: dict[str, Any]
     ).status_code == 201
 
 
+WATCH_ROWS = """() => {
+    window.rowSeenAt = {};
+    new MutationObserver(() => {
+        for (const row of document.querySelectorAll("tr[data-run-id]")) {
+            window.rowSeenAt[row.dataset.runId] ??= Date.now();
+        }
+    }).observe(document.body, { childList: true, subtree: true });
+}"""
+
+
 async def test_the_board_shows_new_runs_and_their_status_live(
     server_process: ProcessFactory,
 ) -> None:
@@ -43,14 +56,22 @@ async def test_the_board_shows_new_runs_and_their_status_live(
         page = await browser.new_page()
         await page.goto(server.url + "/")
         await page.wait_for_selector("#connection.live")
-        run_id = await running_run(client, metadata={"team": "blue"})
-        await page.wait_for_selector(
-            f'tr[data-run-id="{run_id}"][data-status="running"]', timeout=5000
-        )
+        await page.evaluate(WATCH_ROWS)
+        asked_at_ms = time.time() * 1000
+        run_id = (await client.post("/v1/runs", json={"agent_id": "dash-agent"})).json()["id"]
+        await page.wait_for_selector(f'tr[data-run-id="{run_id}"][data-status="queued"]')
+        seen_at_ms = await page.evaluate(f"window.rowSeenAt[{run_id!r}]")
+        assert seen_at_ms - asked_at_ms < 1000, "the issue asks for the row within a second"
+
+        await client.post("/v1/runs/claim", json={"worker_id": "w"})
+        await page.wait_for_selector(f'tr[data-run-id="{run_id}"][data-status="running"]')
         await append(client, run_id, END)
-        await page.wait_for_selector(
-            f'tr[data-run-id="{run_id}"][data-status="completed"]', timeout=5000
-        )
+        await page.wait_for_selector(f'tr[data-run-id="{run_id}"][data-status="completed"]')
+        durations = page.get_by_role("img", name="Durations of finished runs")
+        await durations.and_(page.locator('[aria-label*="< 1 s: 1,"]')).wait_for()
+        await page.locator('.counts [data-status="completed"]:has-text("1")').wait_for()
+        await page.locator("figure svg rect.f-completed").first.wait_for()
+        await page.locator("figure svg rect.f-events").first.wait_for()
         await screenshot(page, "board")
         await page.set_viewport_size({"width": 400, "height": 800})
         await screenshot(page, "board-narrow")
@@ -124,3 +145,46 @@ async def test_the_board_survives_a_server_restart_without_duplicate_rows(
         await page.wait_for_selector("#connection.live")
         assert await page.locator(f'tr[data-run-id="{before}"]').count() == 1
         assert await page.locator(f'tr[data-run-id="{after}"]').count() == 1
+
+
+async def test_a_server_with_keys_asks_for_one_and_the_board_streams_with_it(
+    server_process: ProcessFactory, tmp_path: Path
+) -> None:
+    database = str(tmp_path / "keys.db")
+    create_key = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "api",
+        "keys",
+        "create",
+        "--role",
+        "operator",
+        "--database",
+        database,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    token = (await create_key.communicate())[0].decode().strip()
+    assert create_key.returncode == 0
+    assert token.startswith("rtk_"), token
+    server = await server_process(database=database)
+    headers = {"Authorization": f"Bearer {token}"}
+    async with (
+        chromium() as browser,
+        httpx.AsyncClient(base_url=server.url, headers=headers) as client,
+    ):
+        page = await browser.new_page()
+        await page.goto(server.url + "/")
+        dialog = page.get_by_role("dialog", name="API key")
+        await dialog.wait_for()
+        await screenshot(page, "login")
+        key_field = dialog.get_by_label("This server needs an API key.")
+        await key_field.fill("rtk_000000000000_not-a-key")
+        await dialog.get_by_role("button", name="Sign in").click()
+        await dialog.get_by_role("alert").filter(has_text="refused").wait_for()
+        await key_field.fill(token)
+        await dialog.get_by_role("button", name="Sign in").click()
+        await dialog.wait_for(state="hidden")
+        await page.wait_for_selector("#connection.live")
+        run_id = await running_run(client)
+        await page.wait_for_selector(f'tr[data-run-id="{run_id}"][data-status="running"]')
+        assert await page.evaluate("sessionStorage.getItem('runtrack-key')") == token

@@ -7,7 +7,8 @@ import asyncio
 import pytest
 
 from eventstore import InvalidCursor, NewEvent, UnknownRun
-from projections import RunFilter, RunStatus
+from eventstore.appending import WriteContext
+from projections import DURATION_BOUNDS_MS, RunFilter, RunStatus
 
 from .conftest import ORG, Runs
 
@@ -151,3 +152,29 @@ async def test_state_as_of_any_event(runs: Runs) -> None:
     assert await runs.queries.state_at(ORG, run.run_id, done.last_event_id) == done
     with pytest.raises(UnknownRun):
         await runs.queries.state_at(ORG, run.run_id, run.created_event_id - 1)
+
+
+async def test_stats_put_each_finished_run_in_its_duration_bucket(runs: Runs) -> None:
+    """Bucket edges: a bound belongs to the bucket above it. Durations are set in the read
+    model directly because a test cannot wait an hour for a run to finish."""
+    durations_ms = [0, 999, 1_000, 59_999, 60_000, 3_600_000, 90_000_000]
+    for duration_ms in durations_ms:
+        run = await runs.commands.create(ORG, "agent-d")
+        await runs.commands.claim(ORG, "w", lane_key=run.lane_key)
+        await runs.commands.change_status(ORG, run.run_id, stop_reason="end_turn")
+
+        def set_duration(
+            context: WriteContext, run_id: str = run.run_id, ms: int = duration_ms
+        ) -> None:
+            context.tx.execute(
+                "UPDATE runs SET total_duration_ns = ? WHERE run_id = ?", (ms * 1_000_000, run_id)
+            )
+
+        await runs.store.transact(set_duration)
+    await runs.commands.create(ORG, "agent-d")  # unfinished: counted by status, not duration
+    await runs.commands.create(ORG, "agent-other")
+    stats = await runs.queries.stats(ORG, RunFilter(agent_id="agent-d"))
+    assert stats.total == len(durations_ms) + 1
+    assert stats.by_status == {"completed": len(durations_ms), "queued": 1}
+    assert stats.durations == [2, 1, 1, 1, 0, 2]
+    assert DURATION_BOUNDS_MS == (1_000, 10_000, 60_000, 600_000, 3_600_000)
