@@ -260,10 +260,20 @@ async function runPage(runId) {
     panelSlot.replaceChildren(panelFor(run, refresh));
     return run;
   }
+  const toolStarts = new Map();
   function add(event) {
-    const text = `#${event.id} ${event.event_type} ${summary(event)}`;
-    timeline.append(el("li", { tabindex: "0", "data-event-id": String(event.id), text, onclick: () => travel(event.id),
-      onkeydown: (e) => { if (e.key === "Enter") travel(event.id); } }));
+    const p = event.payload;
+    if (event.event_type === "tool_started") toolStarts.set(p.tool_call_id, Date.parse(event.created_at));
+    let text = `#${event.id} ${event.event_type} ${summary(event)}`;
+    if (event.event_type === "tool_finished" && p.duration_ms == null && toolStarts.has(p.tool_call_id)) {
+      text += ` ${Date.parse(event.created_at) - toolStarts.get(p.tool_call_id)} ms`;
+    }
+    const item = el("li", { tabindex: "0", "data-event-id": String(event.id), "data-type": event.event_type, text,
+      onclick: () => travel(event.id), onkeydown: (e) => { if (e.key === "Enter") travel(event.id); } });
+    if (event.event_type.startsWith("child_run_")) {
+      item.append(" ", el("a", { href: `#/runs/${p.child_run_id}`, text: "open child run", onclick: (e) => e.stopPropagation() }));
+    }
+    timeline.append(item);
   }
   async function travel(eventId) { asOf.textContent = JSON.stringify(await api(`/v1/runs/${runId}/state?at_event_id=${eventId}`), null, 2); }
   async function load() {
@@ -287,11 +297,16 @@ async function runPage(runId) {
 function summary(event) {
   const p = event.payload;
   if (event.event_type === "run_status_changed") return `${p.from || ""} → ${p.to}${p.stop_reason ? ` (${p.stop_reason})` : ""}`;
+  if (event.event_type === "tool_finished" && p.status === "error") return `${p.name} error: ${p.error || ""}`;
   if (event.event_type.startsWith("tool_")) return `${p.name}${p.duration_ms != null ? ` ${p.duration_ms} ms` : ""}`;
   if (event.event_type === "message_created") return `${p.role}: ${p.content}`;
   if (event.event_type === "checkpoint_created") return p.kind;
   if (event.event_type === "step_completed") return `${p.prompt_tokens}+${p.completion_tokens} tokens`;
   if (event.event_type === "callback_attempted") return `attempt ${p.attempt}: ${p.status_code || p.error}`;
+  if (event.event_type === "journal_updated") return p.handoff_next_action ? `next: ${p.handoff_next_action}` : p.current_state || p.objective || "";
+  if (event.event_type === "child_run_started") return `${p.child_run_id}${p.agent_id ? ` (${p.agent_id})` : ""}`;
+  if (event.event_type === "child_run_finished") return `${p.child_run_id} ${p.status || ""}${p.stop_reason ? ` (${p.stop_reason})` : ""}`;
+  if (event.event_type === "cancel_requested") return p.reason || "";
   return "";
 }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 import sys
 import time
@@ -104,6 +105,9 @@ async def test_cancel_and_resume_from_the_status_panel(server_process: ProcessFa
                 "payload": {"checkpoint_id": "c", "kind": "input"},
             },
             {"event_type": "journal_updated", "payload": journal},
+            {"event_type": "tool_started", "payload": {"tool_call_id": "t1", "name": "upload"}},
+            {"event_type": "tool_finished", "payload": {"tool_call_id": "t1", "name": "upload"}},
+            {"event_type": "child_run_started", "payload": {"child_run_id": "run-child"}},
             {
                 "event_type": "run_status_changed",
                 "payload": {"stop_reason": "error", "detail": "disk full"},
@@ -112,6 +116,10 @@ async def test_cancel_and_resume_from_the_status_panel(server_process: ProcessFa
         await page.goto(f"{server.url}/#/runs/{second}")
         await page.wait_for_selector("text=Next: retry the upload")
         await page.wait_for_selector("text=Error: disk full")
+        finished = page.locator('.timeline li[data-type="tool_finished"]')
+        assert re.fullmatch(r"#\d+ tool_finished upload \d+ ms", await finished.inner_text())
+        child = page.locator('.timeline li[data-type="child_run_started"] a')
+        assert await child.get_attribute("href") == "#/runs/run-child"
         await screenshot(page, "run-failed")
         await page.get_by_role("button", name="Resume from last checkpoint").click()
         await page.wait_for_selector('.panel[data-status="resuming"]')
