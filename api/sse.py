@@ -157,11 +157,18 @@ def encode_event(event: AgentEvent) -> str:
 
 
 def encode_page(page: EventPage) -> bytes:
-    """One chunk for a whole page; an id-only block when the page scanned past its last event."""
-    parts = [encode_event(event) for event in page.events]
-    if not page.events or page.events[-1].id < page.position:
-        parts.append(f"id: {page.position}\n\n")
-    return "".join(parts).encode("utf-8")
+    """One chunk for a whole page; an id-only block when the page scanned past its last event.
+
+    The chunk is kept on the page: live pages are shared by every stream woken at the same
+    cursor on the same channel (see ``Broadcaster.since``), so it is built once for all.
+    """
+    chunk: bytes | None = page.__dict__.get("_chunk")
+    if chunk is None:
+        parts = [encode_event(event) for event in page.events]
+        if not page.events or page.events[-1].id < page.position:
+            parts.append(f"id: {page.position}\n\n")
+        chunk = page.__dict__["_chunk"] = "".join(parts).encode("utf-8")
+    return chunk
 
 
 def _ends_run(page: EventPage) -> str | None:

@@ -68,6 +68,7 @@ class Broadcaster:
         self._touched: set[ChannelKey] = set()
         self._timer: asyncio.TimerHandle | None = None
         self._last_wake = float("-inf")
+        self._pages: dict[tuple[int, EventFilter], EventPage] = {}
 
     @property
     def last_id(self) -> int:
@@ -103,10 +104,19 @@ class Broadcaster:
             await self.catch_up(read_after, events[-1].id)
 
     def since(self, cursor: int, flt: EventFilter) -> EventPage:
-        """Buffered events after ``cursor`` that ``flt`` matches; position is the buffer's end."""
-        start = bisect.bisect_right(self._ids, cursor)
-        matched = [e for e in self._events[start:] if flt.matches(e)]
-        return EventPage(matched, max(cursor, self._last_id))
+        """Buffered events after ``cursor`` that ``flt`` matches; position is the buffer's end.
+
+        Pages are shared: a thousand streams on one channel, woken together at one cursor, get
+        the same page object (filtered once, encoded once by the SSE layer). Treat it as
+        read-only. The memo is dropped whenever the buffer grows.
+        """
+        key = (cursor, flt)
+        page = self._pages.get(key)
+        if page is None:
+            start = bisect.bisect_right(self._ids, cursor)
+            matched = [e for e in self._events[start:] if flt.matches(e)]
+            page = self._pages[key] = EventPage(matched, max(cursor, self._last_id))
+        return page
 
     def register(self, channel: ChannelKey) -> _Waiter:
         waiter = _Waiter(channel, asyncio.Event())
@@ -139,6 +149,7 @@ class Broadcaster:
             self._append(fresh)
 
     def _append(self, events: list[AgentEvent]) -> None:
+        self._pages.clear()
         self._ids.extend(e.id for e in events)
         self._events.extend(events)
         self._last_id = events[-1].id
@@ -199,6 +210,7 @@ async def subscribe(
     """
     cursor = after
     waiter = broadcaster.register(channel_of(flt))
+    idle = None if idle_timeout is None else _IdleTimer(waiter.event, idle_timeout)
     try:
         while not broadcaster.closed:
             waiter.event.clear()  # before looking: a publish from here on wakes the wait below
@@ -208,20 +220,61 @@ async def subscribe(
                 page = await read_page(flt, cursor, page_size)
             if page.position > cursor:
                 cursor = page.position
+                if idle is not None:
+                    idle.news()
                 yield page
-            elif not await _wait(waiter.event, idle_timeout):
+            elif idle is None:
+                await waiter.event.wait()
+            elif await idle.wait():
+                idle.news()
                 yield EventPage([], cursor)
     finally:
+        if idle is not None:
+            idle.cancel()
         broadcaster.unregister(waiter)
 
 
-async def _wait(event: asyncio.Event, limit: float | None) -> bool:
-    """Wait for a wake-up; False if ``limit`` seconds passed first."""
-    if limit is None:
-        await event.wait()
-        return True
-    try:
-        await asyncio.wait_for(event.wait(), limit)
-    except TimeoutError:
-        return False
-    return True
+class _IdleTimer:
+    """Wakes a subscriber after ``limit`` seconds without news, with one timer per period.
+
+    A timer per wait (``asyncio.timeout``, let alone ``wait_for`` and its task) would cost a
+    heap push and a cancel every time a busy stream waits: thousands of streams woken twenty
+    times a second made that a fifth of the server's loop. Here a timer is armed for the end
+    of the quiet period; when it fires early (news came meanwhile) it re-arms for the new end.
+    """
+
+    _EARLY = 0.001  # the loop may run a timer up to its clock resolution early
+
+    def __init__(self, event: asyncio.Event, limit: float) -> None:
+        self._event = event
+        self._limit = limit
+        self._loop = asyncio.get_running_loop()
+        self._quiet_since = self._loop.time()
+        self._handle: asyncio.TimerHandle | None = None
+        self._expired = False
+
+    def news(self) -> None:
+        """Something was sent: the quiet period starts again."""
+        self._quiet_since = self._loop.time()
+
+    async def wait(self) -> bool:
+        """Wait for a wake-up; True when it came from ``limit`` seconds of quiet."""
+        self._expired = False
+        if self._handle is None:
+            self._handle = self._loop.call_at(self._quiet_since + self._limit, self._check)
+        await self._event.wait()
+        return self._expired
+
+    def cancel(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _check(self) -> None:
+        self._handle = None
+        due = self._quiet_since + self._limit
+        if self._loop.time() >= due - self._EARLY:
+            self._expired = True
+            self._event.set()
+        else:
+            self._handle = self._loop.call_at(due, self._check)
