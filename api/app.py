@@ -44,7 +44,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     )
     app.state.settings = settings
     app.state.metrics = Metrics()
-    app.state.streams = StreamGate(settings.max_streams, app.state.metrics)
+    app.state.streams = StreamGate(settings.max_streams, app.state.metrics, settings.send_timeout)
     return app
 
 
@@ -81,6 +81,7 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
             await app.state.leadership.aclose()
     finally:
         await store.aclose()
+        await app.state.streams.aclose()
 
 
 async def _start_demo(app: Starlette, settings: Settings) -> Demo | None:

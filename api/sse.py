@@ -8,26 +8,31 @@ so the client's ``Last-Event-ID`` moves past what it may not see. Idle streams g
 status; reconnecting at or past that point while the run is still terminal gets ``204``, which
 tells ``EventSource`` to stop.
 
-``EventSourceResponse`` (sse-starlette) does the sending, the disconnect watch, the send timeout
-and the shutdown drain; we feed it pre-encoded bytes. Its keep-alive ping is off: our heartbeat
-comes from the subscription's idle ticks, so it is sent only when nothing else is.
+``EventSourceResponse`` (sse-starlette) does the sending, the disconnect watch and the shutdown
+drain; we feed it pre-encoded bytes. Send timeouts are ours (see ``StreamGate``). Its
+keep-alive ping is off: our heartbeat comes from the subscription's idle ticks, so it is sent
+only when nothing else is.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
-from sse_starlette.sse import EventSourceResponse, SendTimeoutError
+import anyio
+from sse_starlette.sse import EventSourceResponse
 from starlette.requests import Request
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from eventstore import AgentEvent, EventFilter, EventPage, EventType, Visibility
 from eventstore.store import BaseEventStore
 from projections import TERMINAL, RunState
 
+from ._tasks import cancel_and_wait
 from .auth import Principal
 from .errors import ApiError
 from .metrics import Metrics
@@ -48,12 +53,44 @@ class Channel:
 
 
 class StreamGate:
-    """Counts open streams and refuses new ones past the cap."""
+    """Counts open streams, refuses new ones past the cap, and drops the stalled ones.
 
-    def __init__(self, limit: int, metrics: Metrics) -> None:
+    sse-starlette bounds each send with its own cancel scope and timer: with thousands of
+    streams written twenty times a second that was a sixth of the server's loop. Instead each
+    stream notes when its pending send began, and one watchdog, running while any stream is
+    open, drops those whose send has been pending longer than ``send_timeout``.
+    """
+
+    def __init__(self, limit: int, metrics: Metrics, send_timeout: float = 30.0) -> None:
         self.limit = limit
         self.open = 0
+        self.send_timeout = send_timeout
         self._metrics = metrics
+        self._watched: set[_Stream] = set()
+        self._watchdog: asyncio.Task[None] | None = None
+
+    def watch(self, stream: _Stream) -> None:
+        self._watched.add(stream)
+        if self._watchdog is None:
+            self._watchdog = asyncio.get_running_loop().create_task(self._drop_stalled())
+
+    def unwatch(self, stream: _Stream) -> None:
+        self._watched.discard(stream)
+
+    async def _drop_stalled(self) -> None:
+        period = min(1.0, self.send_timeout / 4)
+        try:
+            while self._watched:
+                await asyncio.sleep(period)
+                now = time.monotonic()
+                for stream in [s for s in self._watched if s.stalled_since(now, self.send_timeout)]:
+                    stream.drop()
+        finally:
+            self._watchdog = None
+
+    async def aclose(self) -> None:
+        if self._watchdog is not None:
+            await cancel_and_wait([self._watchdog])
 
     def reserve(self) -> None:
         if self.open >= self.limit:
@@ -205,20 +242,39 @@ async def frames(
 
 
 class _Stream(EventSourceResponse):
-    """An EventSourceResponse that releases its slot and counts clients dropped for slowness."""
+    """An EventSourceResponse that releases its slot and lets the gate drop it when stalled."""
 
     def __init__(self, gate: StreamGate, metrics: Metrics, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self._gate = gate
         self._metrics = metrics
+        self._sending_since: float | None = None
+        self._scope = anyio.CancelScope()
+
+    async def _send_with_timeout(self, send: Send, message: Message) -> None:
+        """Replaces sse-starlette's per-send timeout scope: the gate's watchdog times sends."""
+        self._sending_since = time.monotonic()
+        try:
+            await send(message)
+        finally:
+            self._sending_since = None
+
+    def stalled_since(self, now: float, limit: float) -> bool:
+        return self._sending_since is not None and now - self._sending_since > limit
+
+    def drop(self) -> None:
+        self._scope.cancel()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self._gate.watch(self)
         try:
-            await super().__call__(scope, receive, send)
-        except SendTimeoutError:
-            self._metrics.dropped_clients.inc()
-            logger.info("dropped a client that stopped reading")
+            with self._scope:
+                await super().__call__(scope, receive, send)
+            if self._scope.cancelled_caught:
+                self._metrics.dropped_clients.inc()
+                logger.info("dropped a client that stopped reading")
         finally:
+            self._gate.unwatch(self)
             self._gate.release()
 
 
@@ -231,7 +287,6 @@ def open_stream(request: Request, store: BaseEventStore, channel: Channel) -> Ev
         state.metrics,
         frames(store, channel, retry_ms=settings.retry_ms, heartbeat=settings.heartbeat_seconds),
         ping=0,
-        send_timeout=settings.send_timeout,
         headers={
             "Cache-Control": "no-cache, no-store",
             "X-Runtrack-Visibility": channel.filter.visibility.label,
