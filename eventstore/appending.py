@@ -59,9 +59,14 @@ class AppendRequest:
     expected_sequence: int | None = None
     idempotency_key: str | None = None
     conversation_id: str | None = None
+    sent_fingerprint: str | None = None
+    """The fingerprint of the events as the client sent them, when the server filled fields in
+    (a status change's ``from``): a retry must match what was sent, not what it became."""
 
     def fingerprint(self) -> str:
         """What a retry under the same idempotency key must repeat exactly."""
+        if self.sent_fingerprint is not None:
+            return self.sent_fingerprint
         body = canonical_json(
             [self.run_id, [[e.event_type, e.visibility, e.payload_json] for e in self.events]]
         )

@@ -8,6 +8,7 @@ command never appends an illegal transition, however many race.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from collections.abc import Mapping, Sequence
@@ -30,7 +31,7 @@ from eventstore.store import BaseEventStore
 from .errors import ResumeRefused, RunTerminal
 from .lifecycle import ACTIVE, CLAIMABLE, TERMINAL
 from .readmodel import load_state
-from .state import RunState
+from .state import RunState, evolve
 
 __all__ = ["Claim", "RunCommands", "new_run_id"]
 
@@ -151,6 +152,9 @@ class RunCommands:
         idempotency_key: str | None = None,
     ) -> tuple[list[AgentEvent], RunState]:
         """``append``, and the run as it is after it (read in the same transaction)."""
+        as_sent = None
+        if idempotency_key is not None:  # a retry must match what was sent, before ``from``
+            as_sent = prepare_append(organization_id, run_id, events).fingerprint()
 
         def unit(context: WriteContext) -> tuple[list[AgentEvent], RunState]:
             state = _state(context, organization_id, run_id)
@@ -161,8 +165,16 @@ class RunCommands:
                 expected_sequence=expected_sequence,
                 idempotency_key=idempotency_key,
             )
+            if as_sent is not None:
+                request = dataclasses.replace(request, sent_fingerprint=as_sent)
             appended = context.append(request)
-            return appended, _state(context, organization_id, run_id)
+            if appended and appended[0].id > state.last_event_id:
+                # Fresh events: the projection folded them into this same state; folding them
+                # again here is cheaper than reading the row it just wrote.
+                for event in appended:
+                    state = evolve(state, event)
+                return appended, state
+            return appended, _state(context, organization_id, run_id)  # an idempotent replay
 
         return await self._store.transact(unit)
 

@@ -94,6 +94,24 @@ async def test_a_retried_create_with_an_idempotency_key_makes_one_run(
     assert len((await client.get("/v1/runs")).json()["items"]) == 1
 
 
+async def test_a_retried_status_change_returns_the_first_result(
+    client: httpx.AsyncClient,
+) -> None:
+    """The server fills in ``from``; a retry after success must still match what was sent."""
+    await create(client)
+    run_id = (await claim(client))["run"]["id"]
+    first = await append(client, run_id, status(stop_reason="end_turn"), idempotency_key="end-1")
+    again = await append(client, run_id, status(stop_reason="end_turn"), idempotency_key="end-1")
+    assert (first.status_code, again.status_code) == (201, 201), again.text
+    assert again.json()["events"] == first.json()["events"]
+    assert again.json()["events"][0]["payload"]["from"] == "running"
+    different = await append(client, run_id, status(stop_reason="error"), idempotency_key="end-1")
+    assert different.status_code == 409
+    assert different.json()["error"]["code"] == "idempotency_mismatch"
+    events = (await client.get(f"/v1/runs/{run_id}/events")).json()["items"]
+    assert [e["event_type"] for e in events].count("run_status_changed") == 2
+
+
 async def test_worker_flow(client: httpx.AsyncClient) -> None:
     run = await create(client, message="work")
     claimed = await claim(client)

@@ -246,3 +246,29 @@ async def test_bad_status_payload_is_refused(runs: Runs) -> None:
         )
     page = await runs.store.read(EventFilter(ORG, run_id=run_id))
     assert [e.event_type for e in page.events] == ["run_created", "run_status_changed"]
+
+
+async def test_append_and_get_returns_the_run_as_the_read_model_has_it(runs: Runs) -> None:
+    run_id = await running_run(runs)
+    batches = [
+        [NewEvent("tool_started", {"tool_call_id": "t1", "name": "search"})],
+        [
+            NewEvent("tool_finished", {"tool_call_id": "t1", "name": "search"}),
+            NewEvent("step_completed", {"prompt_tokens": 7, "completion_tokens": 3}),
+            checkpoint("input"),
+        ],
+        [NewEvent("run_status_changed", {"stop_reason": "end_turn"})],
+    ]
+    for batch in batches[:-1]:
+        _, returned = await runs.commands.append_and_get(ORG, run_id, batch)
+        assert returned == await runs.queries.get(ORG, run_id)
+    ended, returned = await runs.commands.append_and_get(
+        ORG, run_id, batches[-1], idempotency_key="end"
+    )
+    assert returned == await runs.queries.get(ORG, run_id)
+    again, replayed = await runs.commands.append_and_get(
+        ORG, run_id, batches[-1], idempotency_key="end"
+    )
+    assert again == ended
+    assert replayed.status == RunStatus.COMPLETED
+    assert replayed == await runs.queries.get(ORG, run_id)
