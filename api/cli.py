@@ -69,6 +69,9 @@ def serve(
     ] = None,
     callback_retry_base: Annotated[float, _option("RUNTRACK_CALLBACK_RETRY_BASE")] = 1.0,
     callback_max_attempts: Annotated[int, _option("RUNTRACK_CALLBACK_MAX_ATTEMPTS")] = 8,
+    access_log: Annotated[
+        bool, typer.Option("--access-log", envvar="RUNTRACK_ACCESS_LOG", help="log every request")
+    ] = False,
     demo: Annotated[bool, typer.Option("--demo", help="also run simulated agents")] = False,
 ) -> None:
     """Serve the HTTP API and SSE streams (and, on the leader, the background services)."""

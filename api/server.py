@@ -24,6 +24,7 @@ def serve(settings: Settings) -> None:
         host=settings.host,
         port=settings.port,
         log_level="info",
+        access_log=settings.access_log,
         timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
         lifespan="on",
     )

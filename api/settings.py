@@ -38,6 +38,9 @@ class Settings:
     callback_retry_base: float = 1.0
     """Seconds before the second attempt; doubles each time (with jitter), capped at 5 min."""
     callback_poll_seconds: float = 1.0
+    access_log: bool = False
+    """One log line per request. Off by default: at thousands of requests a second the line
+    costs about a twentieth of the server's CPU (see docs/operations.md)."""
     demo: bool = False
     """Also run simulated agents (``api/demo.py``)."""
     demo_pace: float = 1.0
