@@ -28,7 +28,8 @@ from sse_starlette.sse import EventSourceResponse
 from starlette.requests import Request
 from starlette.types import Message, Receive, Scope, Send
 
-from eventstore import AgentEvent, EventFilter, EventPage, EventType, Visibility
+from eventstore import EventFilter, EventPage, EventType, Visibility
+from eventstore.framing import encode_event, id_block, read_frames
 from eventstore.store import BaseEventStore
 from projections import TERMINAL, RunState
 
@@ -41,6 +42,8 @@ __all__ = ["StreamGate", "encode_page", "open_stream", "resolve_cursor", "resolv
 
 logger = logging.getLogger("runtrack.sse")
 _TERMINAL_LABELS = frozenset(status.value for status in TERMINAL)
+REPLAY_PAGE = 1000
+"""Events per replay read (and per write to the client)."""
 
 
 @dataclass(frozen=True)
@@ -180,19 +183,6 @@ def _non_negative(raw: str, name: str) -> int:
     return value
 
 
-def encode_event(event: AgentEvent) -> str:
-    """The event's SSE frame, built once per event and shared by every stream that sends it.
-
-    With N streams on one event, encoding per stream would cost N encodes; the frame is kept
-    on the (immutable) event the broadcaster hands to every subscriber.
-    """
-    frame: str | None = event.__dict__.get("_frame")
-    if frame is None:
-        frame = f"id: {event.id}\nevent: {event.event_type}\ndata: {event.to_json()}\n\n"
-        event.__dict__["_frame"] = frame
-    return frame
-
-
 def encode_page(page: EventPage) -> bytes:
     """One chunk for a whole page; an id-only block when the page scanned past its last event.
 
@@ -203,7 +193,7 @@ def encode_page(page: EventPage) -> bytes:
     if chunk is None:
         parts = [encode_event(event) for event in page.events]
         if not page.events or page.events[-1].id < page.position:
-            parts.append(f"id: {page.position}\n\n")
+            parts.append(id_block(page.position))
         chunk = page.__dict__["_chunk"] = "".join(parts).encode("utf-8")
     return chunk
 
@@ -220,8 +210,22 @@ def _ends_run(page: EventPage) -> str | None:
 async def frames(
     store: BaseEventStore, channel: Channel, *, retry_ms: int, heartbeat: float
 ) -> AsyncGenerator[bytes, None]:
+    """The stream's bytes: the prelude, a replay framed by the database, then the live tail.
+
+    The replay stops as soon as the live tail's buffer covers the cursor; ``subscribe`` then
+    carries on from that cursor, so the hand-off neither skips nor repeats an event.
+    """
     yield f"retry: {retry_ms}\n: stream open at {channel.cursor}\n\n".encode()
     cursor = channel.cursor
+    while not store.live_from(cursor):
+        replayed = await read_frames(store, channel.filter, after=cursor, limit=REPLAY_PAGE)
+        if replayed.position <= cursor:
+            break
+        cursor = replayed.position
+        yield replayed.chunk
+        if channel.run_id is not None and replayed.last_status in _TERMINAL_LABELS:
+            yield _end(channel.run_id, replayed.last_status, cursor)
+            return
     subscription = store.subscribe(channel.filter, after=cursor, idle_timeout=heartbeat)
     try:
         async for page in subscription:
@@ -232,13 +236,16 @@ async def frames(
             yield encode_page(page)
             status = _ends_run(page) if channel.run_id is not None else None
             if status is not None:
-                end = json.dumps(
-                    {"run_id": channel.run_id, "status": status, "last_event_id": cursor}
-                )
-                yield f"event: end\ndata: {end}\n\n".encode()
+                assert channel.run_id is not None
+                yield _end(channel.run_id, status, cursor)
                 return
     finally:
         await subscription.aclose()
+
+
+def _end(run_id: str, status: str, cursor: int) -> bytes:
+    end = json.dumps({"run_id": run_id, "status": status, "last_event_id": cursor})
+    return f"event: end\ndata: {end}\n\n".encode()
 
 
 class _Stream(EventSourceResponse):

@@ -164,7 +164,7 @@ class BaseEventStore:
         """Events after ``after`` in id order; ``position`` says how far the scan reached."""
         if after < 0:
             raise InvalidCursor("a cursor is a non-negative event id", cursor=after)
-        where, params = _filter_sql(filter)
+        where, params = filter_sql(filter)
         if not where:  # no filter: the snapshot holds a prefix of the log, so no head is needed
             return await self._read_unfiltered(after, limit)
         head = await self.head()
@@ -192,7 +192,7 @@ class BaseEventStore:
     ) -> list[AgentEvent]:
         flt = filter or EventFilter()
         flt = EventFilter(organization_id, run_id, None, flt.visibility)
-        where, params = _filter_sql(flt)
+        where, params = filter_sql(flt)
         rows = await self.fetchall(
             f"SELECT {EVENT_COLUMNS} FROM events WHERE sequence > ?{where} "
             "ORDER BY sequence LIMIT ?",
@@ -224,6 +224,10 @@ class BaseEventStore:
             page_size=self._page_size,
             idle_timeout=idle_timeout,
         )
+
+    def live_from(self, cursor: int) -> bool:
+        """Whether the live tail's buffer holds every event after ``cursor`` (no read needed)."""
+        return self._tail().covers(cursor)
 
     @property
     def subscriber_count(self) -> int:
@@ -323,7 +327,8 @@ def _broken(count: int, head_id: int, head_hash: str, bad_id: int, reason: str) 
     return VerifyReport(False, count, head_id, head_hash, first_bad_event_id=bad_id, reason=reason)
 
 
-def _filter_sql(flt: EventFilter) -> tuple[str, list[Any]]:
+def filter_sql(flt: EventFilter) -> tuple[str, list[Any]]:
+    """SQL conditions (each starting with `` AND``) and parameters for ``flt``."""
     clauses: list[str] = []
     params: list[Any] = []
     for column, value in (

@@ -1,0 +1,107 @@
+"""SSE frames of events: built in Python for live pages, and by the database for replays.
+
+A frame is ``id: <id>`` / ``event: <type>`` / ``data: <the event's public JSON>`` and a blank
+line. Live events get their frame once, in Python, shared by every stream that sends them. A
+replay from the database would otherwise build a record and a frame per event in Python (most
+of a catch-up's cost); instead the database concatenates each frame itself and hands back one
+string per event. Both builders must agree byte for byte (a test holds them equal).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .protocol import Dialect
+from .records import AgentEvent, EventFilter
+from .store import BaseEventStore, filter_sql
+
+__all__ = ["FramePage", "encode_event", "id_block", "read_frames"]
+
+_STATUS_CHANGE = "run_status_changed"
+
+
+def encode_event(event: AgentEvent) -> str:
+    """The event's frame, built once per event and kept on the (immutable) event."""
+    frame: str | None = event.__dict__.get("_frame")
+    if frame is None:
+        frame = f"id: {event.id}\nevent: {event.event_type}\ndata: {event.to_json()}\n\n"
+        event.__dict__["_frame"] = frame
+    return frame
+
+
+def id_block(position: int) -> str:
+    """Moves a client's ``Last-Event-ID`` past events it was not allowed to see."""
+    return f"id: {position}\n\n"
+
+
+@dataclass(frozen=True)
+class FramePage:
+    """Frames of the events after a cursor, ready to write, and what a stream needs to know."""
+
+    chunk: bytes
+    position: int
+    """How far the scan reached (as ``EventPage.position``); the chunk ends with an id-only
+    block when that is past its last frame."""
+    count: int
+    last_status: str | None
+    """The target of the page's last status change, if it has one."""
+
+
+_FRAME_TEMPLATE = (
+    "id: {n}\nevent: {s}\ndata: "
+    '{{"id":{n},"event_type":{s},"run_id":{s},"conversation_id":{s},"organization_id":{s},'
+    '"sequence":{n},"visibility":"{s}","payload":{s},"created_at":"{s}","prev_hash":"{s}",'
+    '"hash":"{s}"}}\n\n'
+)
+"""``encode_event``'s frame as a printf template. Values we write ourselves (visibility label,
+timestamp, hashes) need no JSON escaping; names a client chose are quoted by the database."""
+
+
+def _frame_sql(dialect: Dialect) -> str:
+    """One frame per row, as ``encode_event`` writes it, in one printf/format call."""
+    number, text = ("%d", "%s") if dialect == "sqlite" else ("%s", "%s")
+    template = _FRAME_TEMPLATE.format(n=number, s=text).replace("'", "''")
+    quote = "json_quote({})" if dialect == "sqlite" else "to_json({}::text)"
+    function = "printf" if dialect == "sqlite" else "format"
+    arguments = [
+        "id",
+        "event_type",
+        "id",
+        *(quote.format(c) for c in ("event_type", "run_id", "conversation_id", "organization_id")),
+        "sequence",
+        "visibility",
+        "payload",
+        "created_at",
+        "prev_hash",
+        "hash",
+    ]
+    return f"{function}('{template}', {', '.join(arguments)})"
+
+
+def _status_sql(dialect: Dialect) -> str:
+    target = "json_extract(payload, '$.to')" if dialect == "sqlite" else "(payload::json ->> 'to')"
+    return f"CASE WHEN event_type = '{_STATUS_CHANGE}' THEN {target} END"
+
+
+async def read_frames(
+    store: BaseEventStore, flt: EventFilter, *, after: int, limit: int
+) -> FramePage:
+    """The frames of up to ``limit`` events after ``after`` that ``flt`` matches, in id order.
+
+    Positions follow ``BaseEventStore.read``: a full page ends at its last event, a short one at
+    the head of the log as it was when the page was read.
+    """
+    where, params = filter_sql(flt)
+    head = await store.head()
+    rows = await store.fetchall(
+        f"SELECT id, {_frame_sql(store.dialect)}, {_status_sql(store.dialect)} FROM events "
+        f"WHERE id > ? AND id <= ?{where} ORDER BY id LIMIT ?",
+        (after, head, *params, limit),
+    )
+    position = int(rows[-1][0]) if len(rows) == limit else max(head, after)
+    parts = [str(row[1]) for row in rows]
+    if not rows or int(rows[-1][0]) < position:
+        parts.append(id_block(position))
+    statuses = [row[2] for row in rows if row[2] is not None]
+    last_status = str(statuses[-1]) if statuses else None
+    return FramePage("".join(parts).encode("utf-8"), position, len(rows), last_status)

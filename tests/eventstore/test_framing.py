@@ -1,0 +1,77 @@
+"""SSE frames built by the database agree byte for byte with the ones built in Python."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from eventstore import EventFilter, NewEvent, Visibility
+from eventstore.framing import encode_event, id_block, read_frames
+
+pytestmark = pytest.mark.anyio
+
+AWKWARD = {
+    "text": 'quote " backslash \\ slash / tab \t newline \n nul-ish \x01 bell \x07',
+    "unicode": "héllo ✓ 中文 😀",
+    "numbers": [0, -1, 1.5, 1e300, 12345678901234567890],
+    "nested": {"z": None, "a": [True, False, {}], "": "empty key"},
+}
+
+
+async def test_database_frames_equal_python_frames(store: Any) -> None:
+    await store.append(
+        "org-ü", 'run-"quoted"\\', [NewEvent("run_created", {"agent_id": "a"})], conversation_id="c"
+    )
+    appended = await store.append(
+        "org-ü",
+        'run-"quoted"\\',
+        [
+            NewEvent("custom.awkward", AWKWARD),
+            NewEvent("custom.ünïcode-type", {"n": 1}, visibility="user"),
+            NewEvent("message_created", {"role": "user", "content": "line one\nline two"}),
+        ],
+    )
+    events = (await store.read(EventFilter(), after=0, limit=100)).events
+    page = await read_frames(store, EventFilter(), after=0, limit=100)
+    assert page.chunk.decode() == "".join(encode_event(e) for e in events)
+    assert (page.count, page.position) == (4, appended[-1].id)
+    assert page.last_status is None
+
+
+async def test_filtered_and_partial_pages_move_the_cursor_like_reads(store: Any) -> None:
+    await store.append(
+        "org", "run-1", [NewEvent("run_created", {"agent_id": "a"})], conversation_id="c"
+    )
+    await store.append(
+        "org",
+        "run-1",
+        [NewEvent("custom.tick", {"n": n}, visibility="internal") for n in range(3)],
+    )
+    user_only = EventFilter(visibility=Visibility.USER)
+    hidden = await read_frames(store, user_only, after=1, limit=10)
+    assert hidden.count == 0
+    assert hidden.position == 4
+    assert hidden.chunk.decode() == id_block(4)
+
+    first_two = await read_frames(store, EventFilter(), after=0, limit=2)
+    assert (first_two.count, first_two.position) == (2, 2)
+    assert first_two.chunk.decode().count("\nevent: ") == 2
+    assert not first_two.chunk.decode().endswith(id_block(2))
+
+
+async def test_a_page_reports_its_last_status_change(store: Any) -> None:
+    run = "run-status"
+    await store.append(
+        "org", run, [NewEvent("run_created", {"agent_id": "a"})], conversation_id="c"
+    )
+    await store.append(
+        "org",
+        run,
+        [
+            NewEvent("run_status_changed", {"from": "queued", "to": "running"}),
+            NewEvent("run_status_changed", {"from": "running", "to": "completed"}),
+        ],
+    )
+    page = await read_frames(store, EventFilter(run_id=run), after=0, limit=10)
+    assert page.last_status == "completed"
