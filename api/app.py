@@ -58,6 +58,7 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
         projections=[RunProjection()],
         synchronous=settings.synchronous,
         fanout_linger=settings.fanout_linger_ms / 1000,
+        fanout_budget=settings.fanout_budget or None,
     )
     await store.open()
     try:

@@ -37,6 +37,7 @@ class StoreOptions(TypedDict, total=False):
     tail_capacity: int
     page_size: int
     fanout_linger: float
+    fanout_budget: float | None
 
 
 class BaseEventStore:
@@ -50,9 +51,11 @@ class BaseEventStore:
         tail_capacity: int = 20_000,
         page_size: int = 1000,
         fanout_linger: float = 0.0,
+        fanout_budget: float | None = None,
     ) -> None:
         self.projections = tuple(projections)
         self._fanout_linger = fanout_linger
+        self._fanout_budget = fanout_budget
         self._poll_interval = poll_interval
         self._tail_capacity = tail_capacity
         self._page_size = page_size
@@ -93,7 +96,10 @@ class BaseEventStore:
         await self._writer.start()
         await self._open_readers()
         self._broadcaster = Broadcaster(
-            await self.head(), capacity=self._tail_capacity, linger=self._fanout_linger
+            await self.head(),
+            capacity=self._tail_capacity,
+            linger=self._fanout_linger,
+            wake_budget=self._fanout_budget,
         )
         self._poller = asyncio.create_task(self._poll(), name="runtrack-tail-poller")
         return self

@@ -55,7 +55,14 @@ class _Waiter:
 class Broadcaster:
     """Recent committed events, in id order, and the subscribers waiting for more."""
 
-    def __init__(self, head: int, *, capacity: int = 20_000, linger: float = 0.0) -> None:
+    def __init__(
+        self,
+        head: int,
+        *,
+        capacity: int = 20_000,
+        linger: float = 0.0,
+        wake_budget: float | None = None,
+    ) -> None:
         self._ids: list[int] = []
         self._events: list[AgentEvent] = []
         self._covered_after = head  # every committed event with id > this is in the buffer
@@ -65,6 +72,8 @@ class Broadcaster:
         self._lock = asyncio.Lock()
         self._closed = False
         self._linger = linger
+        self._window = linger
+        self._wake_budget = wake_budget
         self._touched: set[ChannelKey] = set()
         self._timer: asyncio.TimerHandle | None = None
         self._last_wake = float("-inf")
@@ -73,6 +82,11 @@ class Broadcaster:
     @property
     def last_id(self) -> int:
         return self._last_id
+
+    @property
+    def wake_window(self) -> float:
+        """Seconds within which later commits are coalesced into one wake-up."""
+        return self._window
 
     @property
     def subscriber_count(self) -> int:
@@ -170,13 +184,18 @@ class Broadcaster:
         coalesced into one wake at its end. Under load each subscriber then wakes (and its
         stream writes) once per window with everything new, instead of once per commit; when
         idle, nothing is delayed. Events are in the buffer already: only wake-ups wait.
+
+        With a ``wake_budget`` (subscriber wake-ups per second), the window also grows with the
+        number of subscribers the last flush woke: ten thousand streams woken every 50 ms would
+        keep the loop busy with nothing else, starving the appends that feed them; a window of
+        ``woken / budget`` seconds leaves the rest of the loop's time to everything else.
         """
         for event in events:
             self._touched.update(_channels_of(event))
         if self._timer is not None:
             return
         loop = asyncio.get_running_loop()
-        due = self._last_wake + self._linger
+        due = self._last_wake + self._window
         if loop.time() >= due:
             self._flush_wakes()
         else:
@@ -186,9 +205,14 @@ class Broadcaster:
         self._timer = None
         self._last_wake = asyncio.get_running_loop().time()
         touched, self._touched = self._touched, set()
+        woken = 0
         for channel in touched:
-            for waiter in self._waiters.get(channel, ()):
+            waiters = self._waiters.get(channel, ())
+            woken += len(waiters)
+            for waiter in waiters:
                 waiter.event.set()
+        if self._wake_budget:
+            self._window = max(self._linger, woken / self._wake_budget)
 
 
 async def subscribe(
