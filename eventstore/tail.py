@@ -24,6 +24,8 @@ from .records import AgentEvent, EventFilter, EventPage
 __all__ = ["Broadcaster", "ChannelKey", "subscribe"]
 
 ChannelKey = tuple[str, ...]
+WAKE_BATCH = 256
+"""Subscribers woken per turn of the event loop (see ``Broadcaster._wake_batch``)."""
 ReadPage = Callable[[EventFilter, int, int], Awaitable[EventPage]]
 ReadAfter = Callable[[int, int], Awaitable[list[AgentEvent]]]
 
@@ -205,14 +207,23 @@ class Broadcaster:
         self._timer = None
         self._last_wake = asyncio.get_running_loop().time()
         touched, self._touched = self._touched, set()
-        woken = 0
-        for channel in touched:
-            waiters = self._waiters.get(channel, ())
-            woken += len(waiters)
-            for waiter in waiters:
-                waiter.event.set()
+        pending = [w for channel in touched for w in self._waiters.get(channel, ())]
         if self._wake_budget:
-            self._window = max(self._linger, woken / self._wake_budget)
+            self._window = max(self._linger, len(pending) / self._wake_budget)
+        self._wake_batch(pending, 0)
+
+    def _wake_batch(self, pending: list[_Waiter], start: int) -> None:
+        """Wake ``WAKE_BATCH`` subscribers and leave the rest to the loop's next turn.
+
+        Setting ten thousand events at once puts ten thousand stream tasks ahead of every
+        request in the loop's ready queue, and each step of an append (read, commit, reply)
+        waits behind all of them. In batches, the loop polls its sockets between batches.
+        """
+        end = start + WAKE_BATCH
+        for waiter in pending[start:end]:
+            waiter.event.set()
+        if end < len(pending):
+            asyncio.get_running_loop().call_soon(self._wake_batch, pending, end)
 
 
 async def subscribe(

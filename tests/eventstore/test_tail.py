@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from eventstore import AgentEvent
-from eventstore.tail import Broadcaster
+from eventstore.tail import WAKE_BATCH, Broadcaster
 
 pytestmark = pytest.mark.anyio
 
@@ -53,3 +53,13 @@ async def test_the_window_grows_with_the_subscribers_a_wake_reached() -> None:
     assert quiet.wake_window == pytest.approx(0.05)  # never below the linger
     broadcaster.close()
     quiet.close()
+
+
+async def test_a_wake_reaching_thousands_is_spread_over_loop_turns() -> None:
+    broadcaster = Broadcaster(0)
+    waiters = [broadcaster.register(("all",)) for _ in range(WAKE_BATCH * 2 + 10)]
+    assert broadcaster.publish([tick(1)], 0)
+    assert sum(w.event.is_set() for w in waiters) == WAKE_BATCH  # the rest on later turns
+    for waiter in waiters:
+        await waiter.event.wait()  # every one is woken in the end
+    broadcaster.close()
