@@ -80,6 +80,19 @@ class ServerProcess:
 ProcessFactory = Callable[..., Awaitable[ServerProcess]]
 
 
+async def create_key(database: str, role: str) -> str:
+    """``runtrack keys create`` on ``database`` as a subprocess; the printed token."""
+    process = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "api", "keys", "create", "--role", role),
+        *("--database", database),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    token = (await process.communicate())[0].decode().strip()
+    assert process.returncode == 0
+    assert token.startswith("rtk_"), token
+    return token
+
+
 async def run_cli(server: ServerProcess, *args: str) -> tuple[int, str, str]:
     """``runtrack --url <server> ARGS`` as a subprocess: exit code, stdout, stderr."""
     process = await asyncio.create_subprocess_exec(

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 import signal
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -15,7 +13,7 @@ import pytest
 from playwright.async_api import Page
 
 from .browser import chromium
-from .conftest import ProcessFactory, ServerProcess
+from .conftest import ProcessFactory, ServerProcess, create_key
 
 pytestmark = pytest.mark.anyio
 ARTIFACTS = Path(__file__).parents[2] / "test-artifacts"
@@ -159,21 +157,7 @@ async def test_a_server_with_keys_asks_for_one_and_the_board_streams_with_it(
     server_process: ProcessFactory, tmp_path: Path
 ) -> None:
     database = str(tmp_path / "keys.db")
-    create_key = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "api",
-        "keys",
-        "create",
-        "--role",
-        "operator",
-        "--database",
-        database,
-        stdout=asyncio.subprocess.PIPE,
-    )
-    token = (await create_key.communicate())[0].decode().strip()
-    assert create_key.returncode == 0
-    assert token.startswith("rtk_"), token
+    token = await create_key(database, "operator")
     server = await server_process(database=database)
     headers = {"Authorization": f"Bearer {token}"}
     async with (

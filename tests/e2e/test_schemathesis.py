@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ProcessFactory
+from .conftest import ProcessFactory, create_key
 
 pytestmark = pytest.mark.anyio
 
@@ -34,19 +34,7 @@ async def test_fuzzing_the_openapi_document_finds_no_server_error(
     if st is None:
         pytest.skip("schemathesis is not installed (it is a test extra: make test installs it)")
     database = str(tmp_path / "fuzz.db")
-    code, key = await run(
-        sys.executable,
-        "-m",
-        "api",
-        "keys",
-        "create",
-        "--role",
-        "admin",
-        "--database",
-        database,
-        cwd=tmp_path,
-    )
-    assert code == 0, key
+    key = await create_key(database, "admin")
     server = await server_process(database=database)
     code, report = await run(
         st,
