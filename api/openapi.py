@@ -112,6 +112,7 @@ OPERATIONS = (
         sse=True,
     ),
     _Op("get", "/v1/conversations/{conversation_id}/agent-status", "The status panel"),
+    _Op("get", "/v1/me", "The calling key: organization, role, highest visibility"),
     _Op("get", "/v1/audit/verify", "Verify the hash chain", query=(("run_id", "string"),)),
     _Op("get", "/healthz", "Liveness", errors=()),
     _Op("get", "/readyz", "Readiness", errors=(503,)),

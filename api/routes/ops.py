@@ -44,6 +44,19 @@ async def openapi(request: Request) -> JSONResponse:
     return json_response(openapi_document())
 
 
+async def me(request: Request) -> JSONResponse:
+    """Who the key is: what a client (the dashboard's visibility switch) may offer."""
+    principal = await require(request, Role.USER)
+    return json_response(
+        {
+            "key_id": principal.key_id,
+            "organization_id": principal.organization_id,
+            "role": principal.role.label,
+            "max_visibility": principal.role.max_visibility.label,
+        }
+    )
+
+
 async def audit_verify(request: Request) -> JSONResponse:
     await require(request, Role.ADMIN)
     report = await store(request).verify(run_id=request.query_params.get("run_id"))
@@ -71,6 +84,7 @@ routes = [
     Route("/readyz", readyz, methods=["GET"]),
     Route("/metrics", metrics, methods=["GET"]),
     Route("/openapi.json", openapi, methods=["GET"]),
+    Route("/v1/me", me, methods=["GET"]),
     Route("/v1/audit/verify", audit_verify, methods=["GET"]),
     Route("/", dashboard, methods=["GET"]),
     Mount("/static", StaticFiles(directory=STATIC), name="static"),

@@ -76,7 +76,17 @@ function stream(path, onEvent) {
 }
 
 function statusCell(status) { return el("span", { class: `status s-${status}`, text: status }); }
-function seconds(ns) { return ns == null ? "-" : `${(ns / 1e9).toFixed(1)}s`; }
+function timestamp(text) { return Date.parse(text.replace(/(\.\d{3})\d+/, "$1")); }
+
+// A finished run's recorded duration; a live one's time since creation, ticking.
+function elapsed(run) {
+  const ns = run.total_duration_ns ?? (run.terminal ? null : (Date.now() - timestamp(run.created_at)) * 1e6);
+  return ns == null ? "-" : `${(Math.max(0, ns) / 1e9).toFixed(1)}s`;
+}
+
+let me = null;
+async function whoAmI() { me = me || await api("/v1/me"); return me; }
+const VISIBILITIES = ["user", "operator", "internal"];
 
 // ---------------------------------------------------------------- charts
 const SAMPLES = 60;
@@ -174,7 +184,7 @@ async function board() {
       el("td", { class: "id" }, el("a", { href: `#/runs/${run.id}`, text: run.id })),
       el("td", { text: run.agent_id }), el("td", {}, statusCell(run.status)),
       el("td", { class: "hide-narrow" }, el("a", { href: `#/conversations/${run.conversation_id}`, text: run.conversation_id })),
-      el("td", { class: "hide-narrow", text: run.lane_key }), el("td", { text: seconds(run.total_duration_ns) }),
+      el("td", { class: "hide-narrow", text: run.lane_key }), el("td", { text: elapsed(run) }),
       el("td", { text: run.stop_reason || "-" }), el("td", { text: String(run.total_tokens) }))));
   }
   function renderCharts() {
@@ -215,6 +225,7 @@ async function board() {
     if (perSecond.length > SAMPLES) perSecond.shift();
     await refreshStats();
     renderCharts();
+    renderRows();  // elapsed times tick
   });
   await reload();
   stream("/v1/events?visibility=user", (event) => { perSecond[perSecond.length - 1] += 1; changed(event.run_id); });
@@ -245,12 +256,13 @@ function panelFor(run, refresh) {
 
 // ---------------------------------------------------------------- run page
 async function runPage(runId) {
-  let visibility = "operator";
+  const allowed = VISIBILITIES.slice(0, VISIBILITIES.indexOf((await whoAmI()).max_visibility) + 1);
+  let visibility = allowed.includes("operator") ? "operator" : allowed[allowed.length - 1];
   const panelSlot = el("div");
   const timeline = el("ol", { class: "timeline", "aria-label": "timeline" });
   const asOf = el("pre", { "aria-label": "state as of the selected event", text: "Select an event to see the run as it was then." });
   const select = el("select", { "aria-label": "visibility", onchange: (e) => { visibility = e.target.value; load(); } },
-    ...["user", "operator", "internal"].map((v) => el("option", { value: v, text: v, ...(v === "operator" ? { selected: "" } : {}) })));
+    ...allowed.map((v) => el("option", { value: v, text: v, ...(v === visibility ? { selected: "" } : {}) })));
   main.replaceChildren(el("h1", { text: runId }), panelSlot,
     el("section", {}, el("h2", { text: "Timeline" }), el("label", {}, "visibility ", select), timeline),
     el("section", {}, el("h2", { text: "State as of an event" }), asOf));

@@ -23,6 +23,28 @@ async def test_open_mode_on_loopback_until_a_key_exists(server: LiveServer) -> N
     assert refused.headers["www-authenticate"] == "Bearer"
 
 
+async def test_me_says_who_the_key_is(server: LiveServer) -> None:
+    async with server.client() as anonymous:
+        assert (await anonymous.get("/v1/me")).json() == {
+            "key_id": None,
+            "organization_id": "default",
+            "role": "admin",
+            "max_visibility": "internal",
+        }
+    for role, visibility in ((Role.USER, "user"), (Role.OPERATOR, "operator")):
+        key = await server.key(role, organization="acme")
+        async with server.client(key) as client:
+            me = (await client.get("/v1/me")).json()
+        assert me == {
+            "key_id": key.split("_")[1],
+            "organization_id": "acme",
+            "role": role.label,
+            "max_visibility": visibility,
+        }
+    async with server.client() as anonymous:
+        assert (await anonymous.get("/v1/me")).status_code == 401
+
+
 async def test_unknown_and_revoked_keys_are_refused(server: LiveServer) -> None:
     key = await server.key(Role.USER)
     async with server.client(key) as client:

@@ -61,6 +61,8 @@ async def test_the_board_shows_new_runs_and_their_status_live(
         await page.wait_for_selector(f'tr[data-run-id="{run_id}"][data-status="queued"]')
         seen_at_ms = await page.evaluate(f"window.rowSeenAt[{run_id!r}]")
         assert seen_at_ms - asked_at_ms < 1000, "the issue asks for the row within a second"
+        elapsed = page.locator(f'tr[data-run-id="{run_id}"] td').nth(5)
+        assert re.fullmatch(r"\d+\.\ds", await elapsed.inner_text())  # ticking while queued
 
         await client.post("/v1/runs/claim", json={"worker_id": "w"})
         await page.wait_for_selector(f'tr[data-run-id="{run_id}"][data-status="running"]')
@@ -180,3 +182,8 @@ async def test_a_server_with_keys_asks_for_one_and_the_board_streams_with_it(
         run_id = await running_run(client)
         await page.wait_for_selector(f'tr[data-run-id="{run_id}"][data-status="running"]')
         assert await page.evaluate("sessionStorage.getItem('runtrack-key')") == token
+        await page.goto(f"{server.url}/#/runs/{run_id}")
+        switch = page.get_by_label("visibility")
+        await switch.wait_for()
+        options = await switch.locator("option").all_inner_texts()
+        assert options == ["user", "operator"]  # an operator key cannot ask for internal events
