@@ -81,8 +81,10 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
             await app.state.services.aclose()
             await app.state.leadership.aclose()
     finally:
-        await store.aclose()
-        await app.state.streams.aclose()
+        try:
+            await store.aclose()
+        finally:
+            await app.state.streams.aclose()
 
 
 async def _start_demo(app: Starlette, settings: Settings) -> Demo | None:

@@ -81,7 +81,7 @@ class StreamGate:
         self._watched.discard(stream)
 
     async def _drop_stalled(self) -> None:
-        period = min(1.0, self.send_timeout / 4)
+        period = min(1.0, max(0.05, self.send_timeout / 4))
         try:
             while self._watched:
                 await asyncio.sleep(period)

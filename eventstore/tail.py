@@ -26,6 +26,8 @@ __all__ = ["Broadcaster", "ChannelKey", "subscribe"]
 ChannelKey = tuple[str, ...]
 WAKE_BATCH = 256
 """Subscribers woken per turn of the event loop (see ``Broadcaster._wake_batch``)."""
+MEMO_PAGES = 64
+"""Live pages kept for sharing between streams until the buffer next grows."""
 ReadPage = Callable[[EventFilter, int, int], Awaitable[EventPage]]
 ReadAfter = Callable[[int, int], Awaitable[list[AgentEvent]]]
 
@@ -79,7 +81,7 @@ class Broadcaster:
         self._touched: set[ChannelKey] = set()
         self._timer: asyncio.TimerHandle | None = None
         self._last_wake = float("-inf")
-        self._pages: dict[tuple[int, EventFilter], EventPage] = {}
+        self._pages: dict[tuple[int, EventFilter, int], EventPage] = {}
 
     @property
     def last_id(self) -> int:
@@ -119,20 +121,34 @@ class Broadcaster:
         if not self.publish(events, previous_head):
             await self.catch_up(read_after, events[-1].id)
 
-    def since(self, cursor: int, flt: EventFilter) -> EventPage:
-        """Buffered events after ``cursor`` that ``flt`` matches; position is the buffer's end.
+    def since(self, cursor: int, flt: EventFilter, limit: int = 1000) -> EventPage:
+        """Buffered events after ``cursor`` that ``flt`` matches, at most ``limit`` of them.
 
+        The position is the buffer's end, or the last event's id when ``limit`` cut the page.
         Pages are shared: a thousand streams on one channel, woken together at one cursor, get
-        the same page object (filtered once, encoded once by the SSE layer). Treat it as
-        read-only. The memo is dropped whenever the buffer grows.
+        the same page object (filtered once, encoded once by the SSE layer); treat it as
+        read-only. The memo keeps at most ``MEMO_PAGES`` pages of at most ``limit`` events, and
+        is dropped whenever the buffer grows.
         """
-        key = (cursor, flt)
+        key = (cursor, flt, limit)
         page = self._pages.get(key)
         if page is None:
-            start = bisect.bisect_right(self._ids, cursor)
-            matched = [e for e in self._events[start:] if flt.matches(e)]
-            page = self._pages[key] = EventPage(matched, max(cursor, self._last_id))
+            page = self._page(cursor, flt, limit)
+            if len(self._pages) < MEMO_PAGES:
+                self._pages[key] = page
         return page
+
+    def _page(self, cursor: int, flt: EventFilter, limit: int) -> EventPage:
+        rest = self._events[bisect.bisect_right(self._ids, cursor) :]
+        if len(rest) <= limit:  # the live case: a wake's worth of events
+            return EventPage([e for e in rest if flt.matches(e)], max(cursor, self._last_id))
+        matched: list[AgentEvent] = []
+        for event in rest:
+            if flt.matches(event):
+                matched.append(event)
+                if len(matched) == limit:
+                    return EventPage(matched, event.id)
+        return EventPage(matched, max(cursor, self._last_id))
 
     def register(self, channel: ChannelKey) -> _Waiter:
         waiter = _Waiter(channel, asyncio.Event())
@@ -250,7 +266,7 @@ async def subscribe(
         while not broadcaster.closed:
             waiter.event.clear()  # before looking: a publish from here on wakes the wait below
             if broadcaster.covers(cursor):
-                page = broadcaster.since(cursor, flt)
+                page = broadcaster.since(cursor, flt, page_size)
             else:
                 page = await read_page(flt, cursor, page_size)
             if page.position > cursor:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from eventstore import AgentEvent
-from eventstore.tail import WAKE_BATCH, Broadcaster
+from eventstore import AgentEvent, EventFilter
+from eventstore.tail import MEMO_PAGES, WAKE_BATCH, Broadcaster
 
 pytestmark = pytest.mark.anyio
 
@@ -62,4 +62,26 @@ async def test_a_wake_reaching_thousands_is_spread_over_loop_turns() -> None:
     assert sum(w.event.is_set() for w in waiters) == WAKE_BATCH  # the rest on later turns
     for waiter in waiters:
         await waiter.event.wait()  # every one is woken in the end
+    broadcaster.close()
+
+
+async def test_live_pages_are_bounded_and_shared_without_holding_memory() -> None:
+    broadcaster = Broadcaster(0)
+    assert broadcaster.publish([tick(n) for n in range(1, 2501)], 0)
+    everything = EventFilter()
+    first = broadcaster.since(0, everything, 1000)
+    assert ([e.id for e in first.events][-1], first.position) == (1000, 1000)
+    last = broadcaster.since(2000, everything, 1000)
+    assert (len(last.events), last.position) == (500, 2500)
+    assert broadcaster.since(0, everything, 1000) is first  # streams at one cursor share it
+
+    for cursor in range(2400, 2400 + MEMO_PAGES):
+        broadcaster.since(cursor, everything, 1000)
+    beyond = 2400 + MEMO_PAGES
+    assert broadcaster.since(beyond, everything, 1000) is not broadcaster.since(
+        beyond, everything, 1000
+    )  # the memo is full: pages past it are built for each caller and freed after use
+
+    assert broadcaster.publish([tick(2501)], 2500)
+    assert broadcaster.since(0, everything, 1000) is not first  # the memo ends with the wake
     broadcaster.close()
