@@ -164,8 +164,8 @@ async function board() {
       el("div", { class: "filters" }, statusSelect, agentInput, el("label", { for: "active" }, activeBox, " active only")),
       counts, charts),
     el("section", { class: "scroll" }, el("table", { "aria-label": "runs" },
-      el("thead", {}, el("tr", {}, ...["run", "agent", "status", "conversation", "lane", "elapsed", "stop reason", "tokens"]
-        .map((h, i) => el("th", { text: h, class: i >= 3 && i <= 4 ? "hide-narrow" : "" })))), body)));
+      el("thead", {}, el("tr", {}, ...["run", "status", "agent", "elapsed", "conversation", "lane", "stop reason", "tokens"]
+        .map((h, i) => el("th", { scope: "col", text: h, class: i >= 4 ? "hide-narrow" : "" })))), body)));
 
   function query(limit) {
     const params = new URLSearchParams(limit ? { limit: String(limit) } : {});
@@ -181,11 +181,11 @@ async function board() {
   function renderRows() {
     const rows = [...runs.values()].filter(matches).sort((a, b) => b.created_event_id - a.created_event_id);
     body.replaceChildren(...rows.map((run) => el("tr", { "data-run-id": run.id, "data-status": run.status },
-      el("td", { class: "id" }, el("a", { href: `#/runs/${run.id}`, text: run.id })),
-      el("td", { text: run.agent_id }), el("td", {}, statusCell(run.status)),
+      el("td", { class: "id" }, el("a", { href: `#/runs/${run.id}`, text: run.id, title: run.id })),
+      el("td", {}, statusCell(run.status)), el("td", { text: run.agent_id }), el("td", { class: "elapsed", text: elapsed(run) }),
       el("td", { class: "hide-narrow" }, el("a", { href: `#/conversations/${run.conversation_id}`, text: run.conversation_id })),
-      el("td", { class: "hide-narrow", text: run.lane_key }), el("td", { text: elapsed(run) }),
-      el("td", { text: run.stop_reason || "-" }), el("td", { text: String(run.total_tokens) }))));
+      el("td", { class: "hide-narrow", text: run.lane_key }),
+      el("td", { class: "hide-narrow", text: run.stop_reason || "-" }), el("td", { class: "hide-narrow", text: String(run.total_tokens) }))));
   }
   function renderCharts() {
     counts.replaceChildren(el("span", { text: `${stats.total} run${stats.total === 1 ? "" : "s"}` }),
