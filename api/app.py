@@ -22,7 +22,7 @@ from .metrics import Metrics
 from .routes import ops, runs, streams
 from .services import Services
 from .settings import Settings
-from .sse import StreamGate
+from .sse import QuietDrops, StreamGate
 
 __all__ = ["create_app"]
 
@@ -61,6 +61,8 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
         fanout_budget=settings.fanout_budget or None,
     )
     await store.open()
+    quiet_drops = QuietDrops()
+    logging.getLogger("uvicorn.error").addFilter(quiet_drops)
     try:
         app.state.store = store
         app.state.commands = RunCommands(store)
@@ -85,6 +87,7 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
             await store.aclose()
         finally:
             await app.state.streams.aclose()
+            logging.getLogger("uvicorn.error").removeFilter(quiet_drops)
 
 
 async def _start_demo(app: Starlette, settings: Settings) -> Demo | None:

@@ -21,6 +21,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncGenerator
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import anyio
@@ -38,7 +39,14 @@ from .auth import Principal
 from .errors import ApiError
 from .metrics import Metrics
 
-__all__ = ["StreamGate", "encode_page", "open_stream", "resolve_cursor", "resolve_visibility"]
+__all__ = [
+    "QuietDrops",
+    "StreamGate",
+    "encode_page",
+    "open_stream",
+    "resolve_cursor",
+    "resolve_visibility",
+]
 
 logger = logging.getLogger("runtrack.sse")
 _TERMINAL_LABELS = frozenset(status.value for status in TERMINAL)
@@ -248,6 +256,22 @@ def _end(run_id: str, status: str, cursor: int) -> bytes:
     return f"event: end\ndata: {end}\n\n".encode()
 
 
+_DROPPED: ContextVar[bool] = ContextVar("runtrack_dropped_stream", default=False)
+_UNFINISHED = "ASGI callable returned without completing response"
+
+
+class QuietDrops(logging.Filter):
+    """Hides uvicorn's error for a response ended unfinished, when it is a stream we dropped.
+
+    A stalled client cannot be sent the end of the response, so uvicorn logs each drop as an
+    application error. The drop is deliberate and logged (``runtrack.sse``, at INFO) and counted
+    (``runtrack_dropped_slow_clients_total``); the request's context says whether it was one.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (_DROPPED.get() and record.getMessage().startswith(_UNFINISHED))
+
+
 class _Stream(EventSourceResponse):
     """An EventSourceResponse that releases its slot and lets the gate drop it when stalled."""
 
@@ -278,6 +302,7 @@ class _Stream(EventSourceResponse):
             with self._scope:
                 await super().__call__(scope, receive, send)
             if self._scope.cancelled_caught:
+                _DROPPED.set(True)  # seen by QuietDrops when uvicorn logs the unfinished response
                 self._metrics.dropped_clients.inc()
                 logger.info("dropped a client that stopped reading")
         finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import random
 import socket
 from typing import Any
@@ -235,6 +236,8 @@ async def test_a_stalled_client_is_dropped_without_blocking_others(
     server_factory: ServerFactory,
 ) -> None:
     live = await server_factory(send_timeout=0.5)
+    uvicorn_log = Records()
+    logging.getLogger("uvicorn.error").addHandler(uvicorn_log)
     async with live.client() as client:
         run = await new_run(client)
         with socket.socket() as stalled:
@@ -252,7 +255,19 @@ async def test_a_stalled_client_is_dropped_without_blocking_others(
             assert await reader == list(range(1, 42))
             await eventually(lambda: live.app.state.streams.open == 0, within=10)
             metrics = (await client.get("/metrics")).text
+    logging.getLogger("uvicorn.error").removeHandler(uvicorn_log)
     assert "runtrack_dropped_slow_clients_total 1.0" in metrics
+    assert uvicorn_log.errors == []  # a deliberate drop is not reported as an app error
+
+
+class Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.errors: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno >= logging.ERROR:
+            self.errors.append(record.getMessage())
 
 
 async def test_exactly_once_in_order_while_writers_append_and_clients_reconnect(
