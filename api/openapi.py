@@ -240,6 +240,8 @@ def _extra_schemas() -> dict[str, Any]:
             "properties": {
                 "items": {"type": "array", "items": {"$ref": _REF.format(model="StoredEvent")}},
                 "next_cursor": {"type": ["string", "null"]},
+                "position": {"type": "integer"},
+                "head": {"type": "integer"},
             },
         },
     }

@@ -105,7 +105,11 @@ def bool_param(request: Request, name: str) -> bool | None:
 
 
 async def event_page(request: Request, flt: EventFilter) -> JSONResponse:
-    """A JSON page of the log in id order; ``next_cursor`` goes back as ``after_event_id``."""
+    """A JSON page of the log in id order; ``next_cursor`` goes back as ``after_event_id``.
+
+    ``head`` is the log's last id when the page was read: a client that wants only what comes
+    next (a live board) streams from it.
+    """
     after = int_param(request, "after_event_id", 0)
     limit = int_param(request, "limit", 100, low=1, high=1000)
     page = await store(request).read(flt, after=after, limit=limit)
@@ -115,6 +119,7 @@ async def event_page(request: Request, flt: EventFilter) -> JSONResponse:
             "items": [event.to_dict() for event in page.events],
             "next_cursor": str(page.position) if page.position < head else None,
             "position": page.position,
+            "head": head,
         }
     )
 

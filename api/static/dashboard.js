@@ -227,8 +227,10 @@ async function board() {
     renderCharts();
     renderRows();  // elapsed times tick
   });
+  // Only what comes next: the listing below already holds every run as of ``head``.
+  const { head } = await api("/v1/events?limit=1");
   await reload();
-  stream("/v1/events?visibility=user", (event) => { perSecond[perSecond.length - 1] += 1; changed(event.run_id); });
+  stream(`/v1/events?visibility=user&after_event_id=${head}`, (event) => { perSecond[perSecond.length - 1] += 1; changed(event.run_id); });
 }
 
 // ---------------------------------------------------------------- status panel

@@ -204,9 +204,11 @@ async def test_json_event_pages(client: httpx.AsyncClient) -> None:
     page = (await client.get("/v1/events", params={"limit": 1})).json()
     assert [e["event_type"] for e in page["items"]] == ["run_created"]
     assert page["next_cursor"] == "1"
+    assert (page["position"], page["head"]) == (1, 2)
     rest = (await client.get("/v1/events", params={"after_event_id": page["next_cursor"]})).json()
     assert [e["id"] for e in rest["items"]] == [2]
     assert rest["next_cursor"] is None
+    assert rest["head"] == 2
     run_page = (await client.get(f"/v1/runs/{run['id']}/events")).json()
     assert [e["sequence"] for e in run_page["items"]] == [1, 2]
 

@@ -134,9 +134,21 @@ async def test_the_board_survives_a_server_restart_without_duplicate_rows(
     server_process: ProcessFactory,
 ) -> None:
     first = await server_process("--retry-ms", "200")
+    async with httpx.AsyncClient(base_url=first.url) as client:
+        history = await running_run(client)
+        await append(client, history, END)
+        head = int((await client.get("/readyz")).json()["head_id"])
     async with chromium() as browser:
         page = await browser.new_page()
+        firehose: list[str] = []
+        page.on(
+            "request",
+            lambda request: (
+                firehose.append(request.url) if "visibility=user" in request.url else None
+            ),
+        )
         await page.goto(first.url + "/")
+        await page.wait_for_selector(f'tr[data-run-id="{history}"][data-status="completed"]')
         async with httpx.AsyncClient(base_url=first.url) as client:
             before = await running_run(client)
         await page.wait_for_selector(f'tr[data-run-id="{before}"]')
@@ -153,6 +165,8 @@ async def test_the_board_survives_a_server_restart_without_duplicate_rows(
         await page.wait_for_selector("#connection.live")
         assert await page.locator(f'tr[data-run-id="{before}"]').count() == 1
         assert await page.locator(f'tr[data-run-id="{after}"]').count() == 1
+        # The board follows only what comes after the listing it loaded, never the history.
+        assert firehose[0].endswith(f"/v1/events?visibility=user&after_event_id={head}")
 
 
 async def test_a_server_with_keys_asks_for_one_and_the_board_streams_with_it(
