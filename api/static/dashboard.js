@@ -9,6 +9,9 @@ const STATUSES = ["queued", "waiting_on_lane", "running", "waiting_on_tool", "wa
   "waiting_on_human", "resuming", "completed", "failed", "cancelled", "timed_out"];
 const ACTIVE = new Set(["running", "waiting_on_tool", "waiting_on_child"]);
 const ENDED = { failed: "Run failed", timed_out: "Run timed out", cancelled: "Run cancelled" };
+const LABELS = { queued: "Queued", waiting_on_lane: "Waiting for its lane", running: "Running",
+  waiting_on_tool: "Waiting on a tool", waiting_on_child: "Waiting on a child run",
+  waiting_on_human: "Waiting on a person", resuming: "Resuming", completed: "Completed", ...ENDED };
 const main = document.getElementById("main");
 let streams = [];
 let timers = [];
@@ -236,15 +239,15 @@ async function board() {
 // ---------------------------------------------------------------- status panel
 function panelFor(run, refresh) {
   const section = el("section", { class: "panel", "aria-label": "status panel", "data-status": run.status });
-  const label = (ENDED[run.status] || run.status) + (run.cancel_requested && !ENDED[run.status] ? " (cancel requested)" : "");
-  section.append(el("h2", {}, statusCell(run.status), " ", el("span", { text: label })));
+  const label = (LABELS[run.status] || run.status) + (run.cancel_requested && !ENDED[run.status] ? " (cancel requested)" : "");
+  section.append(el("h2", { class: `status s-${run.status}`, title: run.status, text: label }));
   if (run.detail) section.append(el("p", { text: run.detail }));
   if (ACTIVE.has(run.status) && !run.cancel_requested) {
     section.append(el("button", { class: "danger", onclick: async () => { await api(`/v1/runs/${run.id}/cancel`, { method: "POST", body: "{}" }); refresh(); }, text: "Cancel" }));
   }
   if (ENDED[run.status]) {
     const journal = run.journal || {};
-    const handoff = el("div", { class: "handoff", "aria-label": "recovery handoff" }, el("p", { text: ENDED[run.status] }));
+    const handoff = el("div", { class: "handoff", "aria-label": "recovery handoff" }, el("h3", { text: "Recovery handoff" }));
     if (run.error) handoff.append(el("p", { text: `Error: ${run.error}` }));
     if (journal.handoff_next_action) handoff.append(el("p", { class: "next", text: `Next: ${journal.handoff_next_action}` }));
     if (Object.keys(journal).length) handoff.append(el("details", {}, el("summary", { text: "Last known state" }), el("pre", { text: JSON.stringify(journal, null, 2) })));
