@@ -264,6 +264,7 @@ def track(
     ctx: typer.Context,
     run_ids: Annotated[list[str] | None, typer.Argument(help="runs to track")] = None,
     agent: Annotated[str | None, typer.Option(help="track every active run of this agent")] = None,
+    output: Output = "table",
 ) -> None:
     """Follow runs until all have ended: exit 0 if all completed, 1 otherwise, 2 on errors."""
     connection = _connection(ctx)
@@ -280,12 +281,16 @@ def track(
             return await asyncio.gather(*(_finish(client, run_id) for run_id in ids))
 
     results = run_async(go)
-    for run, found in results:
-        typer.echo(f"{run.id}\t{run.status}\t{run.stop_reason or '-'}")
-        for message in found:
-            typer.echo(f"  {message['role']}: {message['content']}")
     failed = [run for run, _ in results if run.status != "completed"]
-    typer.echo(f"{len(results) - len(failed)} completed, {len(failed)} not completed")
+    if output == "json":
+        tracked = [{"run": run.model_dump(), "messages": found} for run, found in results]
+        typer.echo(json.dumps(tracked, indent=2))
+    else:
+        for run, found in results:
+            typer.echo(f"{run.id}\t{run.status}\t{run.stop_reason or '-'}")
+            for message in found:
+                typer.echo(f"  {message['role']}: {message['content']}")
+        typer.echo(f"{len(results) - len(failed)} completed, {len(failed)} not completed")
     if failed:
         raise typer.Exit(1)
 

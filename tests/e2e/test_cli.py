@@ -91,6 +91,23 @@ async def test_track_exit_codes(
     assert out.count("done ") == len(endings)  # each run's messages, as it completes
 
 
+async def test_track_prints_json_for_scripts(server_process: ProcessFactory) -> None:
+    server = await server_process()
+    run_ids = [await sent_run(server) for _ in range(2)]
+    tracking = asyncio.ensure_future(cli(server, "track", *run_ids, "-o", "json"))
+    for run_id, ending in zip(run_ids, ["end_turn", "error"], strict=True):
+        await finish(server, run_id, ending)
+    code, out, _ = await tracking
+    assert code == 1
+    tracked = json.loads(out)
+    assert [(t["run"]["id"], t["run"]["status"]) for t in tracked] == [
+        (run_ids[0], "completed"),
+        (run_ids[1], "failed"),
+    ]
+    first_message = tracked[0]["messages"][0]
+    assert (first_message["role"], first_message["content"]) == ("user", "hello")
+
+
 async def test_track_usage_and_connection_errors(server_process: ProcessFactory) -> None:
     server = await server_process()
     assert (await cli(server, "track"))[0] == 2
