@@ -148,9 +148,11 @@ function durations(buckets) {
 }
 
 // ---------------------------------------------------------------- runs board
-async function board() {
+// Filters live in the address (#/?status=running&agent=a&active=1): a filtered board can be shared.
+async function board(search) {
   const runs = new Map();
-  const filters = { status: "", agent: "", active: false };
+  const given = new URLSearchParams(search);
+  const filters = { status: given.get("status") || "", agent: given.get("agent") || "", active: given.get("active") === "1" };
   const perSecond = [0];
   const statusSamples = [];
   let stats = { total: 0, by_status: {}, durations: DURATION_LABELS.map(() => ({ count: 0 })) };
@@ -162,6 +164,9 @@ async function board() {
     el("option", { value: "", text: "any status" }), ...STATUSES.map((s) => el("option", { value: s, text: s })));
   const agentInput = el("input", { placeholder: "agent", "aria-label": "agent", onchange: (e) => { filters.agent = e.target.value; reload(); } });
   const activeBox = el("input", { type: "checkbox", id: "active", onchange: (e) => { filters.active = e.target.checked; reload(); } });
+  statusSelect.value = filters.status;
+  agentInput.value = filters.agent;
+  activeBox.checked = filters.active;
   main.replaceChildren(
     el("section", {}, el("h1", { text: "Runs" }),
       el("div", { class: "filters" }, statusSelect, agentInput, el("label", { for: "active" }, activeBox, " active only")),
@@ -203,7 +208,16 @@ async function board() {
     statusSamples.push(stats.by_status);
     if (statusSamples.length > SAMPLES) statusSamples.shift();
   }
+  function remember() {
+    const shown = new URLSearchParams();
+    if (filters.status) shown.set("status", filters.status);
+    if (filters.agent) shown.set("agent", filters.agent);
+    if (filters.active) shown.set("active", "1");
+    const query = shown.toString();
+    history.replaceState(null, "", query ? `#/?${query}` : "#/");
+  }
   async function reload() {
+    remember();
     runs.clear();
     for (const run of (await api(`/v1/runs?${query(50)}`)).items) runs.set(run.id, run);
     statusSamples.length = 0;
@@ -348,11 +362,12 @@ async function route() {
   for (const t of timers) clearInterval(t);
   streams = [];
   timers = [];
-  const [, page, id] = location.hash.split("/");
+  const [path, search] = location.hash.split("?");
+  const [, page, id] = path.split("/");
   try {
     if (page === "runs" && id) await runPage(decodeURIComponent(id));
     else if (page === "conversations" && id) await conversationPage(decodeURIComponent(id));
-    else await board();
+    else await board(search || "");
   } catch (error) {
     main.replaceChildren(el("section", { role: "alert", text: String(error.message || error) }));
   }

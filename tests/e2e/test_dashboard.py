@@ -78,6 +78,27 @@ async def test_the_board_shows_new_runs_and_their_status_live(
         await screenshot(page, "board-narrow")
 
 
+async def test_board_filters_come_from_and_go_to_the_address(
+    server_process: ProcessFactory,
+) -> None:
+    server = await server_process()
+    async with chromium() as browser, httpx.AsyncClient(base_url=server.url) as client:
+        done = await running_run(client)
+        await append(client, done, END)
+        waiting = (await client.post("/v1/runs", json={"agent_id": "dash-agent"})).json()["id"]
+        page = await browser.new_page()
+        await page.goto(f"{server.url}/#/?status=completed")
+        await page.wait_for_selector(f'tr[data-run-id="{done}"]')
+        assert await page.locator(f'tr[data-run-id="{waiting}"]').count() == 0
+        assert await page.get_by_role("combobox", name="status").input_value() == "completed"
+        await page.get_by_role("combobox", name="status").select_option("queued")
+        await page.wait_for_selector(f'tr[data-run-id="{waiting}"]')
+        await page.get_by_role("textbox", name="agent").fill("dash-agent")
+        await page.get_by_role("textbox", name="agent").press("Enter")
+        await page.wait_for_function("location.hash === '#/?status=queued&agent=dash-agent'")
+        assert await page.locator(f'tr[data-run-id="{done}"]').count() == 0
+
+
 async def test_cancel_and_resume_from_the_status_panel(server_process: ProcessFactory) -> None:
     server = await server_process()
     async with chromium() as browser, httpx.AsyncClient(base_url=server.url) as client:
