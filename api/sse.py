@@ -94,7 +94,7 @@ class StreamGate:
             while self._watched:
                 await asyncio.sleep(period)
                 now = time.monotonic()
-                for stream in [s for s in self._watched if s.stalled_since(now, self.send_timeout)]:
+                for stream in [s for s in self._watched if s.is_stalled(now, self.send_timeout)]:
                     stream.drop()
         finally:
             self._watchdog = None
@@ -290,7 +290,7 @@ class _Stream(EventSourceResponse):
         finally:
             self._sending_since = None
 
-    def stalled_since(self, now: float, limit: float) -> bool:
+    def is_stalled(self, now: float, limit: float) -> bool:
         return self._sending_since is not None and now - self._sending_since > limit
 
     def drop(self) -> None:

@@ -3,7 +3,7 @@
 A frame is ``id: <id>`` / ``event: <type>`` / ``data: <the event's public JSON>`` and a blank
 line. Live events get their frame once, in Python, shared by every stream that sends them. A
 replay from the database would otherwise build a record and a frame per event in Python (most
-of a catch-up's cost); instead the database concatenates each frame itself and hands back one
+of a catch-up's cost); instead the database builds each frame (one printf) and hands back one
 string per event. Both builders must agree byte for byte (a test holds them equal).
 """
 
