@@ -70,6 +70,10 @@ def serve(
     ] = None,
     callback_retry_base: Annotated[float, _option("RUNTRACK_CALLBACK_RETRY_BASE")] = 1.0,
     callback_max_attempts: Annotated[int, _option("RUNTRACK_CALLBACK_MAX_ATTEMPTS")] = 8,
+    workers: Annotated[
+        int,
+        typer.Option(envvar="RUNTRACK_WORKERS", min=1, help="server processes (PostgreSQL only)"),
+    ] = 1,
     access_log: Annotated[
         bool, typer.Option("--access-log", envvar="RUNTRACK_ACCESS_LOG", help="log every request")
     ] = False,
@@ -77,8 +81,13 @@ def serve(
 ) -> None:
     """Serve the HTTP API and SSE streams (and, on the leader, the background services)."""
     settings = settings_from(locals())  # first: locals() must hold only the options
+    from .server import check_settings
     from .server import serve as run_server
 
+    try:
+        check_settings(settings)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
     run_server(settings)
 
 

@@ -1,31 +1,73 @@
-"""Running the app under uvicorn, with a bounded graceful shutdown."""
+"""Running the app under uvicorn: one process, or several workers sharing the port."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
+import os
+from typing import Any
 
 import uvicorn
+from starlette.applications import Starlette
 
 from .app import create_app
 from .settings import Settings
 
-__all__ = ["serve"]
+__all__ = ["check_settings", "serve", "worker_app"]
 
 SHUTDOWN_GRACE_SECONDS = 5
+_WORKER_SETTINGS = "RUNTRACK_WORKER_SETTINGS"
+"""How the settings reach worker processes, which uvicorn starts afresh (``spawn``)."""
 
 
 def serve(settings: Settings) -> None:
-    """Serve until SIGINT/SIGTERM; open streams are drained (sse-starlette) within the grace."""
+    """Serve until SIGINT/SIGTERM; open streams are drained (sse-starlette) within the grace.
+
+    Raises ValueError for settings that cannot be served (``--workers`` on SQLite).
+    """
+    check_settings(settings)
+    _configure_logging()
+    if settings.workers > 1:
+        os.environ[_WORKER_SETTINGS] = json.dumps(dataclasses.asdict(settings))
+        uvicorn.run(
+            "api.server:worker_app", factory=True, workers=settings.workers, **_options(settings)
+        )
+        return
+    uvicorn.Server(uvicorn.Config(create_app(settings), **_options(settings))).run()
+
+
+def worker_app() -> Starlette:
+    """The app of one worker process (``--workers``), from the settings its parent left."""
+    _configure_logging()
+    return create_app(Settings(**json.loads(os.environ[_WORKER_SETTINGS])))
+
+
+def check_settings(settings: Settings) -> None:
+    """Raise ValueError for settings that cannot be served together."""
+    if settings.workers <= 1:
+        return
+    if not settings.database.startswith(("postgresql://", "postgres://")):
+        raise ValueError(
+            "--workers needs PostgreSQL (--database postgresql://…): on SQLite one process "
+            "writes and streams, and several would contend for the file's write lock"
+        )
+    if settings.demo:
+        raise ValueError("--demo runs in one process: drop --workers")
+
+
+def _options(settings: Settings) -> dict[str, Any]:
+    return {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": "info",
+        "access_log": settings.access_log,
+        "timeout_graceful_shutdown": SHUTDOWN_GRACE_SECONDS,
+        "lifespan": "on",
+    }
+
+
+def _configure_logging() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    config = uvicorn.Config(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level="info",
-        access_log=settings.access_log,
-        timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
-        lifespan="on",
-    )
-    uvicorn.Server(config).run()

@@ -41,6 +41,9 @@ class Settings:
     callback_retry_base: float = 1.0
     """Seconds before the second attempt; doubles each time (with jitter), capped at 5 min."""
     callback_poll_seconds: float = 1.0
+    workers: int = 1
+    """Server processes sharing the port (PostgreSQL only): each has its own event loop and
+    live tail, so streams and requests spread over several cores."""
     access_log: bool = False
     """One log line per request. Off by default: at thousands of requests a second the line
     costs about a twentieth of the server's CPU (see docs/operations.md)."""
