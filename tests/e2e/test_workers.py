@@ -19,10 +19,14 @@ EVENTS = 30
 
 async def answered_by_both_workers(url: str) -> bool:
     """Fresh connections land on either worker; only one of them is the services' leader."""
-    leaders = set()
-    for _ in range(40):
+
+    async def leader() -> bool:
         async with httpx.AsyncClient(base_url=url) as client:
-            leaders.add(bool((await client.get("/readyz")).json()["leader"]))
+            return bool((await client.get("/readyz")).json()["leader"])
+
+    leaders: set[bool] = set()
+    for _ in range(20):  # ten connections at a time, so that both workers are asked to accept
+        leaders.update(await asyncio.gather(*(leader() for _ in range(10))))
         if leaders == {True, False}:
             return True
     return False
