@@ -19,6 +19,13 @@ let timers = [];
 // A repeating task that stops when the page changes.
 function every(ms, task) { timers.push(setInterval(task, ms)); }
 
+// At most one call of ``task`` per ``ms``, however many events ask for it (a burst of events
+// re-reads the run once, not once per event).
+function coalesced(ms, task) {
+  let pending = null;
+  return () => { pending = pending || setTimeout(() => { pending = null; task(); }, ms); };
+}
+
 function key() { return sessionStorage.getItem("runtrack-key"); }
 
 async function api(path, options = {}) {
@@ -319,7 +326,8 @@ async function runPage(runId) {
       after = page.position;
       if (!page.next_cursor) break;
     }
-    current = stream(`/v1/runs/${runId}/events?after_event_id=${after}&visibility=${visibility}`, (event) => { add(event); refresh(); });
+    const refreshSoon = coalesced(100, refresh);
+    current = stream(`/v1/runs/${runId}/events?after_event_id=${after}&visibility=${visibility}`, (event) => { add(event); refreshSoon(); });
     return run;
   }
   await load();
@@ -351,9 +359,10 @@ async function conversationPage(conversationId) {
     panelSlot.replaceChildren(status.run ? panelFor(status.run, refresh) : el("section", { text: "No run yet." }));
   }
   await refresh();
+  const refreshSoon = coalesced(100, refresh);
   stream(`/v1/conversations/${conversationId}/agent-events?visibility=user`, (event) => {
     events.append(el("li", { text: `#${event.id} ${event.event_type} ${summary(event)}` }));
-    refresh();
+    refreshSoon();
   });
 }
 
