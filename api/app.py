@@ -13,7 +13,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from eventstore import StoreError, open_store
-from projections import RunCommands, RunProjection, RunQueries
+from eventstore.store import BaseEventStore
+from projections import RunCommands, RunProjection, RunQueries, rebuild
 
 from .auth import KeyRing
 from .demo import Demo, demo_routes
@@ -61,6 +62,7 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
         fanout_budget=settings.fanout_budget or None,
     )
     await store.open()
+    await _refill_stale_read_models(store)
     quiet_drops = QuietDrops()
     logging.getLogger("uvicorn.error").addFilter(quiet_drops)
     try:
@@ -88,6 +90,18 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
         finally:
             await app.state.streams.aclose()
             logging.getLogger("uvicorn.error").removeFilter(quiet_drops)
+
+
+async def _refill_stale_read_models(store: BaseEventStore) -> None:
+    """Before serving: a read model whose schema changed was recreated empty; fold the log."""
+    if not store.stale_projections:
+        return
+    logger.warning(
+        "the read model's tables changed (%s): rebuilding them from the log before serving",
+        ", ".join(store.stale_projections),
+    )
+    report = await rebuild(store)
+    logger.warning("read model rebuilt: %d events, %d runs", report.events, report.runs)
 
 
 async def _start_demo(app: Starlette, settings: Settings) -> Demo | None:

@@ -28,6 +28,7 @@ from .appending import Head
 from .errors import StoreError, StoreUnavailable, translate_driver_error
 from .leadership import Leadership, PostgresAdvisoryLock
 from .migrations import Migration, apply_migrations
+from .projection_schemas import prepare_projection_tables
 from .protocol import Dialect, Projection, Row
 from .records import GENESIS_HASH
 from .store import BaseEventStore, StoreOptions
@@ -125,6 +126,7 @@ class _PgWriter:
     def __init__(self, url: str, projections: Sequence[Projection], channel: str) -> None:
         self._url = url
         self._projections = projections
+        self.stale_projections: list[str] = []
         self._channel = channel
         self._connection: psycopg.Connection[Any] | None = None
 
@@ -143,9 +145,13 @@ class _PgWriter:
                 MIGRATIONS,
                 "%s",
             )
-            for projection in self._projections:
-                for statement in projection.schema("postgresql"):
-                    connection.execute(_as_query(statement))
+            self.stale_projections = prepare_projection_tables(
+                lambda sql, params: connection.execute(_as_query(sql), params),
+                lambda sql, params: connection.execute(_as_query(sql), params).fetchall(),
+                self._projections,
+                "postgresql",
+                "%s",
+            )
 
     def begin(self) -> tuple[_PgTransaction, Head]:
         connection = self._open()

@@ -24,6 +24,7 @@ from .appending import Head
 from .errors import StoreError, StoreUnavailable, translate_driver_error
 from .leadership import FileLock, Leadership
 from .migrations import Migration, apply_migrations
+from .projection_schemas import prepare_projection_tables
 from .protocol import Dialect, Projection, Row
 from .records import GENESIS_HASH
 from .store import BaseEventStore, StoreOptions
@@ -109,6 +110,7 @@ class _SQLiteWriter:
         self._synchronous = synchronous
         self._projections = projections
         self._connection: sqlite3.Connection | None = None
+        self.stale_projections: list[str] = []
 
     def connect(self) -> None:
         connection = sqlite3.connect(
@@ -132,9 +134,13 @@ class _SQLiteWriter:
                 MIGRATIONS,
                 "?",
             )
-            for projection in self._projections:
-                for statement in projection.schema("sqlite"):
-                    connection.execute(statement)
+            self.stale_projections = prepare_projection_tables(
+                lambda sql, params: connection.execute(sql, params or ()),
+                lambda sql, params: connection.execute(sql, params).fetchall(),
+                self._projections,
+                "sqlite",
+                "?",
+            )
             connection.execute("COMMIT")
         except BaseException:
             connection.execute("ROLLBACK")

@@ -60,6 +60,9 @@ class BaseEventStore:
         self._tail_capacity = tail_capacity
         self._page_size = page_size
         self._writer: GroupCommitWriter | None = None
+        self.stale_projections: list[str] = []
+        """Projections found at open with tables to refill from the log (recreated because
+        their schema changed since they were filled); ``projections.rebuild`` refills them."""
         self._broadcaster: Broadcaster | None = None
         self._poller: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
@@ -90,10 +93,12 @@ class BaseEventStore:
     # -- life cycle ----------------------------------------------------------------------------
 
     async def open(self) -> Self:
+        backend = self._writer_backend()
         self._writer = GroupCommitWriter(
-            self._writer_backend(), projections=self.projections, on_commit=self._on_commit
+            backend, projections=self.projections, on_commit=self._on_commit
         )
         await self._writer.start()
+        self.stale_projections = list(backend.stale_projections)
         await self._open_readers()
         self._broadcaster = Broadcaster(
             await self.head(),

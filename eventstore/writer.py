@@ -34,6 +34,9 @@ logger = logging.getLogger("runtrack.writer")
 class WriterBackend(Protocol):
     """The database side of the writer; every method runs on the writer thread."""
 
+    stale_projections: list[str]
+    """Projections whose tables were recreated empty at ``connect`` (see projection_schemas)."""
+
     def connect(self) -> None: ...
 
     def begin(self) -> tuple[Transaction, Head]:

@@ -162,6 +162,8 @@ class RunProjection:
 
     name = "runs"
     refuses_before_writing = True
+    derived_tables = READ_MODEL_TABLES
+    """Dropped and refilled from the log when the schema changes (eventstore/projection_schemas)."""
 
     def schema(self, dialect: Dialect) -> Sequence[str]:
         return SCHEMA

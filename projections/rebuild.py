@@ -14,11 +14,13 @@ from dataclasses import dataclass, field
 
 from eventstore import AgentEvent, EventFilter, EventType, WriteContext
 from eventstore.appending import EVENT_COLUMNS
+from eventstore.projection_schemas import record_fingerprint
 from eventstore.store import BaseEventStore
 
 from .readmodel import (
     READ_MODEL_TABLES,
     RUN_COLUMNS,
+    RunProjection,
     metadata_rows,
     state_from_row,
     state_to_row,
@@ -69,6 +71,7 @@ async def rebuild(store: BaseEventStore) -> RebuildReport:
         ):
             folded.apply(AgentEvent.from_row(row))
         _write_tables(context, folded)
+        record_fingerprint(context.tx, RunProjection())
 
     await store.transact(replace_tables)
     return RebuildReport(folded.events, len(folded.states), time.perf_counter() - started)

@@ -1,0 +1,79 @@
+"""Read-model tables that follow their projection's code, refilled from the log when it changes.
+
+The log is the truth and a read model is a fold of it, so a read model whose table layout no
+longer matches the code (a column added by a new version) is not migrated: its tables are
+dropped, created anew and refilled from the log. Each projection's schema statements are
+fingerprinted; ``projection_schemas`` records the fingerprint the tables were last filled
+under. At open, a projection whose recorded fingerprint differs has its ``derived_tables``
+dropped and recreated, and is reported stale until someone refills it and calls
+``record_fingerprint`` in the same transaction (``projections.rebuild`` does). Tables a
+projection keeps that are not derived from the log (``run_liveness``: heartbeats) are never
+dropped; changing those needs a migration.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .protocol import Dialect, Projection, Transaction
+
+__all__ = ["prepare_projection_tables", "record_fingerprint", "schema_fingerprint"]
+
+Execute = Callable[[str, Sequence[Any] | None], object]
+FetchAll = Callable[[str, Sequence[Any]], list[tuple[Any, ...]]]
+
+_TABLE = (
+    "CREATE TABLE IF NOT EXISTS projection_schemas "
+    "(name TEXT PRIMARY KEY, fingerprint TEXT NOT NULL)"
+)
+_RECORD = (
+    "INSERT INTO projection_schemas (name, fingerprint) VALUES ({mark}, {mark}) "
+    "ON CONFLICT (name) DO UPDATE SET fingerprint = excluded.fingerprint"
+)
+
+
+def schema_fingerprint(projection: Projection, dialect: Dialect) -> str:
+    statements = "\n".join(projection.schema(dialect))
+    return hashlib.sha256(statements.encode("utf-8")).hexdigest()[:32]
+
+
+def prepare_projection_tables(
+    execute: Execute,
+    fetchall: FetchAll,
+    projections: Sequence[Projection],
+    dialect: Dialect,
+    mark: str,
+) -> list[str]:
+    """Create every projection's tables; return the names of those that must be refilled."""
+    execute(_TABLE, None)
+    log_is_empty = not fetchall("SELECT 1 FROM events LIMIT 1", ())
+    stale = []
+    for projection in projections:
+        fingerprint = schema_fingerprint(projection, dialect)
+        recorded = fetchall(
+            f"SELECT fingerprint FROM projection_schemas WHERE name = {mark}", (projection.name,)
+        )
+        if recorded and recorded[0][0] == fingerprint:
+            _create(execute, projection, dialect)
+            continue
+        for table in getattr(projection, "derived_tables", ()):
+            execute(f"DROP TABLE IF EXISTS {table}", None)
+        _create(execute, projection, dialect)
+        if log_is_empty:
+            execute(_RECORD.format(mark=mark), (projection.name, fingerprint))
+        else:
+            stale.append(projection.name)
+    return stale
+
+
+def record_fingerprint(tx: Transaction, projection: Projection) -> None:
+    """Say the projection's tables now hold the fold of the log under its current schema."""
+    fingerprint = schema_fingerprint(projection, tx.dialect)
+    tx.execute(_RECORD.format(mark="?"), (projection.name, fingerprint))
+
+
+def _create(execute: Execute, projection: Projection, dialect: Dialect) -> None:
+    for statement in projection.schema(dialect):
+        execute(statement, None)
