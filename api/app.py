@@ -60,6 +60,7 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
         synchronous=settings.synchronous,
         fanout_linger=settings.fanout_linger_ms / 1000,
         fanout_budget=settings.fanout_budget or None,
+        replace_stale_tables=True,
     )
     await store.open()
     await _refill_stale_read_models(store)

@@ -142,7 +142,7 @@ def keys_revoke(key_id: str, database: Database = "runtrack.db") -> None:
 
 
 async def _with_keys(database: str, action):  # type: ignore[no-untyped-def]
-    async with open_store(database, projections=[RunProjection()]) as store:
+    async with open_store(database) as store:  # keys need no read model
         ring = KeyRing(store)
         await ring.setup()
         return await action(ring)
@@ -158,7 +158,12 @@ def projections_rebuild(
     from projections import rebuild
 
     async def go() -> Any:
-        async with open_store(database, projections=[RunProjection()]) as store:
+        projection = RunProjection()
+        async with open_store(
+            database, projections=[projection], replace_stale_tables=not check
+        ) as store:
+            if check and store.stale_projections:
+                raise typer.Exit(_say_stale(store.stale_projections))
             return await (check_models(store) if check else rebuild(store))
 
     report = asyncio.run(go())
@@ -167,6 +172,14 @@ def projections_rebuild(
         typer.echo(line)
     if report.differences:
         raise typer.Exit(1)
+
+
+def _say_stale(names: list[str]) -> int:
+    typer.echo(
+        f"the read model ({', '.join(names)}) was filled under another schema: "
+        "run 'runtrack projections rebuild' (a server also does it when it starts)"
+    )
+    return 1
 
 
 def main() -> None:

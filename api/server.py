@@ -10,6 +10,8 @@ from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
+from uvicorn.config import STARTUP_FAILURE
+from uvicorn.supervisors import Multiprocess
 
 from .app import create_app
 from .settings import Settings
@@ -29,12 +31,22 @@ def serve(settings: Settings) -> None:
     check_settings(settings)
     _configure_logging()
     if settings.workers > 1:
-        os.environ[_WORKER_SETTINGS] = json.dumps(dataclasses.asdict(settings))
-        uvicorn.run(
-            "api.server:worker_app", factory=True, workers=settings.workers, **_options(settings)
-        )
+        _serve_workers(settings)
         return
     uvicorn.Server(uvicorn.Config(create_app(settings), **_options(settings))).run()
+
+
+def _serve_workers(settings: Settings) -> None:
+    """uvicorn's supervisor over N worker processes; a worker that fails to start (a refused
+    bind, no keys on a public address) makes the whole server exit with uvicorn's code 3."""
+    os.environ[_WORKER_SETTINGS] = json.dumps(dataclasses.asdict(settings))
+    config = uvicorn.Config(
+        "api.server:worker_app", factory=True, workers=settings.workers, **_options(settings)
+    )
+    supervisor = Multiprocess(config, sockets=[config.bind_socket()])
+    supervisor.run()
+    if any(worker.exitcode == STARTUP_FAILURE for worker in supervisor.processes):
+        raise SystemExit(STARTUP_FAILURE)
 
 
 def worker_app() -> Starlette:

@@ -123,9 +123,17 @@ class _PgTransaction:
 class _PgWriter:
     """The writer side: every method runs on the store's writer thread."""
 
-    def __init__(self, url: str, projections: Sequence[Projection], channel: str) -> None:
+    def __init__(
+        self,
+        url: str,
+        projections: Sequence[Projection],
+        channel: str,
+        *,
+        replace_stale_tables: bool,
+    ) -> None:
         self._url = url
         self._projections = projections
+        self._replace_stale_tables = replace_stale_tables
         self.stale_projections: list[str] = []
         self._channel = channel
         self._connection: psycopg.Connection[Any] | None = None
@@ -145,12 +153,17 @@ class _PgWriter:
                 MIGRATIONS,
                 "%s",
             )
+            # Wait for any write unit in flight (a rebuild may be refilling the tables and
+            # recording their fingerprint): reading the fingerprint before it commits would
+            # drop what it just wrote.
+            connection.execute("SELECT last_id FROM log_head FOR UPDATE")
             self.stale_projections = prepare_projection_tables(
                 lambda sql, params: connection.execute(_as_query(sql), params),
                 lambda sql, params: connection.execute(_as_query(sql), params).fetchall(),
                 self._projections,
                 "postgresql",
                 "%s",
+                replace_stale=self._replace_stale_tables,
             )
 
     def begin(self) -> tuple[_PgTransaction, Head]:
@@ -235,7 +248,12 @@ class PostgresEventStore(BaseEventStore):
         self.channel = "runtrack_events"
 
     def _writer_backend(self) -> _PgWriter:
-        return _PgWriter(self.url, self.projections, self.channel)
+        return _PgWriter(
+            self.url,
+            self.projections,
+            self.channel,
+            replace_stale_tables=self._replace_stale_tables,
+        )
 
     async def open(self) -> PostgresEventStore:
         self.channel = await _channel_for(self.url)

@@ -35,7 +35,10 @@ _RECORD = (
 
 
 def schema_fingerprint(projection: Projection, dialect: Dialect) -> str:
-    statements = "\n".join(projection.schema(dialect))
+    """The schema's statements and the projection's ``version`` (bumped when the fold changes
+    what the tables hold without changing their shape)."""
+    version = getattr(projection, "version", 0)
+    statements = "\n".join([f"version {version}", *projection.schema(dialect)])
     return hashlib.sha256(statements.encode("utf-8")).hexdigest()[:32]
 
 
@@ -45,8 +48,14 @@ def prepare_projection_tables(
     projections: Sequence[Projection],
     dialect: Dialect,
     mark: str,
+    *,
+    replace_stale: bool,
 ) -> list[str]:
-    """Create every projection's tables; return the names of those that must be refilled."""
+    """Create every projection's tables; return the names of those that must be refilled.
+
+    Without ``replace_stale`` a stale projection's tables are left as they are (a CLI that only
+    reads, or manages keys, must not empty a read model it will not refill).
+    """
     execute(_TABLE, None)
     log_is_empty = not fetchall("SELECT 1 FROM events LIMIT 1", ())
     stale = []
@@ -57,6 +66,9 @@ def prepare_projection_tables(
         )
         if recorded and recorded[0][0] == fingerprint:
             _create(execute, projection, dialect)
+            continue
+        if not replace_stale and not log_is_empty:
+            stale.append(projection.name)
             continue
         for table in getattr(projection, "derived_tables", ()):
             execute(f"DROP TABLE IF EXISTS {table}", None)

@@ -104,11 +104,17 @@ class _SQLiteWriter:
     """The writer side: every method runs on the store's writer thread."""
 
     def __init__(
-        self, path: str, synchronous: Synchronous, projections: Sequence[Projection]
+        self,
+        path: str,
+        synchronous: Synchronous,
+        projections: Sequence[Projection],
+        *,
+        replace_stale_tables: bool,
     ) -> None:
         self._path = path
         self._synchronous = synchronous
         self._projections = projections
+        self._replace_stale_tables = replace_stale_tables
         self._connection: sqlite3.Connection | None = None
         self.stale_projections: list[str] = []
 
@@ -140,6 +146,7 @@ class _SQLiteWriter:
                 self._projections,
                 "sqlite",
                 "?",
+                replace_stale=self._replace_stale_tables,
             )
             connection.execute("COMMIT")
         except BaseException:
@@ -229,7 +236,12 @@ class SQLiteEventStore(BaseEventStore):
         self._all_readers: list[aiosqlite.Connection] = []
 
     def _writer_backend(self) -> _SQLiteWriter:
-        return _SQLiteWriter(self.path, self._synchronous, self.projections)
+        return _SQLiteWriter(
+            self.path,
+            self._synchronous,
+            self.projections,
+            replace_stale_tables=self._replace_stale_tables,
+        )
 
     async def _open_readers(self) -> None:
         for _ in range(self._reader_count):

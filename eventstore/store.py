@@ -38,6 +38,7 @@ class StoreOptions(TypedDict, total=False):
     page_size: int
     fanout_linger: float
     fanout_budget: float | None
+    replace_stale_tables: bool
 
 
 class BaseEventStore:
@@ -52,8 +53,10 @@ class BaseEventStore:
         page_size: int = 1000,
         fanout_linger: float = 0.0,
         fanout_budget: float | None = None,
+        replace_stale_tables: bool = False,
     ) -> None:
         self.projections = tuple(projections)
+        self._replace_stale_tables = replace_stale_tables
         self._fanout_linger = fanout_linger
         self._fanout_budget = fanout_budget
         self._poll_interval = poll_interval

@@ -162,6 +162,8 @@ class RunProjection:
 
     name = "runs"
     refuses_before_writing = True
+    version = 1
+    """Bump when the fold changes what the tables hold: they are then refilled from the log."""
     derived_tables = READ_MODEL_TABLES
     """Dropped and refilled from the log when the schema changes (eventstore/projection_schemas)."""
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from eventstore import NewEvent, open_store
 from tests.waiting import eventually
 
 from .conftest import ProcessFactory, ServerProcess, run_cli
@@ -175,6 +176,34 @@ async def test_export_verify_and_rebuild(server_process: ProcessFactory) -> None
     )
     assert code == 0
     assert out.startswith("5 events, 1 runs")
+
+
+async def test_rebuild_refills_a_stale_read_model_that_check_and_keys_leave_alone(
+    tmp_path: Path,
+) -> None:
+    database = str(tmp_path / "stale.db")
+    async with open_store(database) as store:  # the log alone, as before an upgrade
+        await store.append(
+            "default", "run-1", [NewEvent("run_created", {"agent_id": "a"})], conversation_id="c"
+        )
+
+    async def runtrack(*args: str) -> tuple[int, str]:
+        process = await asyncio.create_subprocess_exec(
+            *(sys.executable, "-m", "api", *args, "--database", database),
+            stdout=asyncio.subprocess.PIPE,
+        )
+        out, _ = await process.communicate()
+        return process.returncode or 0, out.decode()
+
+    assert (await runtrack("keys", "create", "--role", "user"))[0] == 0
+    code, out = await runtrack("projections", "rebuild", "--check")
+    assert code == 1
+    assert "run 'runtrack projections rebuild'" in out
+    code, out = await runtrack("projections", "rebuild")
+    assert code == 0
+    assert out.startswith("1 events, 1 runs")
+    code, out = await runtrack("projections", "rebuild", "--check")
+    assert (code, out.split(",")[:2]) == (0, ["1 events", " 1 runs"])
 
 
 async def test_keys_create_list_and_revoke(server_process: ProcessFactory, tmp_path: Path) -> None:

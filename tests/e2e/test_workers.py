@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sys
 
 import httpx
 import pytest
 from httpx_sse import aconnect_sse
 
-from .conftest import ProcessFactory, run_cli
+from .conftest import ProcessFactory, free_port, run_cli
 
 pytestmark = pytest.mark.anyio
 SSE = {"Accept": "text/event-stream"}
@@ -72,6 +73,19 @@ async def test_every_stream_gets_every_event_whichever_worker_serves_it(
     assert all(ids == appended for ids in received)
     log = await server.signal(signal.SIGTERM)
     assert "Finished server process" in log
+
+
+async def test_a_worker_that_cannot_start_fails_the_server(postgres_schema_url: str) -> None:
+    """A public address with no API keys: each worker refuses to start, and so does serve."""
+    process = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "api", "serve", "--workers", "2", "--host", "0.0.0.0"),
+        *("--port", str(free_port()), "--database", postgres_schema_url),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 3, err.decode(errors="replace")[-2000:]
+    assert b"without API keys" in err
 
 
 async def test_workers_are_refused_on_sqlite(server_process: ProcessFactory) -> None:

@@ -66,9 +66,12 @@ async def test_a_changed_schema_empties_the_derived_tables_until_they_are_refill
 
     async with store_factory(projections=[Counts(2)]) as store:
         assert store.stale_projections == ["counts"]
+        assert await counts(store) == {"run-1": 3}  # reported, not touched: nobody will refill
+    async with store_factory(projections=[Counts(2)], replace_stale_tables=True) as store:
+        assert store.stale_projections == ["counts"]
         assert await counts(store) == {}  # recreated with the new column, empty
         assert await store.fetchall("SELECT note FROM count_notes") == [("kept",)]
-    async with store_factory(projections=[Counts(2)]) as store:
+    async with store_factory(projections=[Counts(2)], replace_stale_tables=True) as store:
         assert store.stale_projections == ["counts"]  # still: nobody refilled it
 
         def refill(context: WriteContext) -> None:
