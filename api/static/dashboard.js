@@ -166,6 +166,8 @@ async function board(search) {
   let statsStale = true;
   const body = el("tbody");
   const counts = el("div", { class: "counts", "aria-label": "runs by status" });
+  const more = el("button", { type: "button", hidden: "", text: "Show older runs",
+    onclick: async () => { await loadPage(older); renderRows(); } });
   const charts = el("div", { class: "charts" });
   const statusSelect = el("select", { "aria-label": "status", onchange: (e) => { filters.status = e.target.value; reload(); } },
     el("option", { value: "", text: "any status" }), ...STATUSES.map((s) => el("option", { value: s, text: s })));
@@ -180,7 +182,7 @@ async function board(search) {
       counts, charts),
     el("section", { class: "scroll" }, el("table", { "aria-label": "runs" },
       el("thead", {}, el("tr", {}, ...["run", "status", "agent", "elapsed", "conversation", "lane", "stop reason", "tokens"]
-        .map((h, i) => el("th", { scope: "col", text: h, class: i >= 4 ? "hide-narrow" : "" })))), body)));
+        .map((h, i) => el("th", { scope: "col", text: h, class: i >= 4 ? "hide-narrow" : "" })))), body), more));
 
   function query(limit) {
     const params = new URLSearchParams(limit ? { limit: String(limit) } : {});
@@ -223,10 +225,19 @@ async function board(search) {
     const query = shown.toString();
     history.replaceState(null, "", query ? `#/?${query}` : "#/");
   }
+  let older = null;  // the listing's cursor past the runs shown
+  async function loadPage(after) {
+    const params = query(50);
+    if (after) params.append("after", after);
+    const page = await api(`/v1/runs?${params}`);
+    for (const run of page.items) runs.set(run.id, run);
+    older = page.next_cursor;
+    more.hidden = !older;
+  }
   async function reload() {
     remember();
     runs.clear();
-    for (const run of (await api(`/v1/runs?${query(50)}`)).items) runs.set(run.id, run);
+    await loadPage(null);
     statusSamples.length = 0;
     statsStale = true;
     await refreshStats();
@@ -301,13 +312,15 @@ async function runPage(runId) {
   const toolStarts = new Map();
   function add(event) {
     const p = event.payload;
-    if (event.event_type === "tool_started") toolStarts.set(p.tool_call_id, Date.parse(event.created_at));
+    if (event.event_type === "tool_started") toolStarts.set(p.tool_call_id, timestamp(event.created_at));
     let text = `#${event.id} ${event.event_type} ${summary(event)}`;
     if (event.event_type === "tool_finished" && p.duration_ms == null && toolStarts.has(p.tool_call_id)) {
-      text += ` ${Date.parse(event.created_at) - toolStarts.get(p.tool_call_id)} ms`;
+      text += ` ${timestamp(event.created_at) - toolStarts.get(p.tool_call_id)} ms`;
     }
-    const item = el("li", { tabindex: "0", "data-event-id": String(event.id), "data-type": event.event_type, text,
-      onclick: () => travel(event.id), onkeydown: (e) => { if (e.key === "Enter") travel(event.id); } });
+    // Each entry is a button (role, focus, Enter and Space) that shows the run as of that event.
+    const item = el("li", { tabindex: "0", role: "button", "aria-label": `${text}: show the run as of this event`,
+      "data-event-id": String(event.id), "data-type": event.event_type, text,
+      onclick: () => travel(event.id), onkeydown: (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); travel(event.id); } } });
     if (event.event_type.startsWith("child_run_")) {
       item.append(" ", el("a", { href: `#/runs/${p.child_run_id}`, text: "open child run", onclick: (e) => e.stopPropagation() }));
     }

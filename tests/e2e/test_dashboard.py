@@ -99,6 +99,32 @@ async def test_board_filters_come_from_and_go_to_the_address(
         assert await page.locator(f'tr[data-run-id="{done}"]').count() == 0
 
 
+async def test_older_runs_on_demand_and_time_travel_from_the_keyboard(
+    server_process: ProcessFactory,
+) -> None:
+    server = await server_process()
+    async with chromium() as browser, httpx.AsyncClient(base_url=server.url) as client:
+        ids = [
+            (await client.post("/v1/runs", json={"agent_id": "many"})).json()["id"]
+            for _ in range(52)
+        ]
+        page = await browser.new_page()
+        await page.goto(f"{server.url}/")
+        await page.wait_for_selector(f'tr[data-run-id="{ids[-1]}"]')
+        assert await page.locator("tr[data-run-id]").count() == 50
+        older = page.get_by_role("button", name="Show older runs")
+        await older.click()
+        await page.wait_for_selector(f'tr[data-run-id="{ids[0]}"]')
+        assert await page.locator("tr[data-run-id]").count() == 52
+        await older.wait_for(state="hidden")
+
+        await page.goto(f"{server.url}/#/runs/{ids[0]}")
+        entry = page.get_by_role("button", name="run_created").first
+        await entry.focus()
+        await page.keyboard.press(" ")
+        await page.wait_for_selector('pre:has-text("\\"status\\": \\"queued\\"")')
+
+
 async def test_cancel_and_resume_from_the_status_panel(server_process: ProcessFactory) -> None:
     server = await server_process()
     async with chromium() as browser, httpx.AsyncClient(base_url=server.url) as client:
