@@ -63,10 +63,10 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
         replace_stale_tables=True,
     )
     await store.open()
-    await _refill_stale_read_models(store)
     quiet_drops = QuietDrops()
     logging.getLogger("uvicorn.error").addFilter(quiet_drops)
     try:
+        await _refill_stale_read_models(store)
         app.state.store = store
         app.state.commands = RunCommands(store)
         app.state.queries = RunQueries(store)

@@ -158,9 +158,8 @@ def projections_rebuild(
     from projections import rebuild
 
     async def go() -> Any:
-        projection = RunProjection()
         async with open_store(
-            database, projections=[projection], replace_stale_tables=not check
+            database, projections=[RunProjection()], replace_stale_tables=not check
         ) as store:
             if check and store.stale_projections:
                 raise typer.Exit(_say_stale(store.stale_projections))

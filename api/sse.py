@@ -242,9 +242,7 @@ async def frames(
                 continue
             cursor = page.position
             yield encode_page(page)
-            status = _ends_run(page) if channel.run_id is not None else None
-            if status is not None:
-                assert channel.run_id is not None
+            if channel.run_id is not None and (status := _ends_run(page)) is not None:
                 yield _end(channel.run_id, status, cursor)
                 return
     finally:

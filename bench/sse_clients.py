@@ -138,7 +138,7 @@ class Tally:
 
 
 class SseStream(asyncio.Protocol):
-    """One firehose stream over a raw socket: headers, then ``data:`` lines parsed as JSON."""
+    """One firehose stream over a raw socket: headers, then whole frames (see ``_frames``)."""
 
     def __init__(
         self, request: bytes, tally: Tally, opened: asyncio.Future[bool], *, sampled: bool

@@ -2,8 +2,9 @@
 
 Each backend lists its migrations (its own DDL); the runner records applied versions in
 ``schema_migrations`` and applies the missing ones in order, inside the caller's transaction,
-so two servers starting together apply each migration once. Projection tables are created with
-``IF NOT EXISTS`` after the store's migrations.
+so two servers starting together apply each migration once. Projection tables are not migrated:
+they follow their projection's schema and are refilled from the log when it changes (see
+``projection_schemas``).
 """
 
 from __future__ import annotations

@@ -4,8 +4,9 @@ The log is the truth and a read model is a fold of it, so a read model whose tab
 longer matches the code (a column added by a new version) is not migrated: its tables are
 dropped, created anew and refilled from the log. Each projection's schema statements are
 fingerprinted; ``projection_schemas`` records the fingerprint the tables were last filled
-under. At open, a projection whose recorded fingerprint differs has its ``derived_tables``
-dropped and recreated, and is reported stale until someone refills it and calls
+under. At open, a projection whose recorded fingerprint differs is reported stale; an opener
+that will refill it (``replace_stale``: the server, ``projections rebuild``) has its
+``derived_tables`` dropped and recreated first. It stays stale until someone refills it and calls
 ``record_fingerprint`` in the same transaction (``projections.rebuild`` does). Tables a
 projection keeps that are not derived from the log (``run_liveness``: heartbeats) are never
 dropped; changing those needs a migration.

@@ -64,8 +64,9 @@ class BaseEventStore:
         self._page_size = page_size
         self._writer: GroupCommitWriter | None = None
         self.stale_projections: list[str] = []
-        """Projections found at open with tables to refill from the log (recreated because
-        their schema changed since they were filled); ``projections.rebuild`` refills them."""
+        """Projections found at open whose tables were filled under another schema (or never
+        filled from this log): recreated empty with ``replace_stale_tables``, left as they were
+        without it; ``projections.rebuild`` refills them."""
         self._broadcaster: Broadcaster | None = None
         self._poller: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()

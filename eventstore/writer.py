@@ -35,7 +35,7 @@ class WriterBackend(Protocol):
     """The database side of the writer; every method runs on the writer thread."""
 
     stale_projections: list[str]
-    """Projections whose tables were recreated empty at ``connect`` (see projection_schemas)."""
+    """Projections found at ``connect`` with tables to refill from the log (projection_schemas)."""
 
     def connect(self) -> None: ...
 
