@@ -20,7 +20,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable
 from contextvars import ContextVar
 from dataclasses import dataclass
 
@@ -30,7 +30,7 @@ from starlette.requests import Request
 from starlette.types import Message, Receive, Scope, Send
 
 from eventstore import EventFilter, EventPage, EventType, Visibility
-from eventstore.framing import encode_event, id_block, read_frames
+from eventstore.framing import FramePage, encode_event, id_block, read_frames
 from eventstore.store import BaseEventStore
 from projections import TERMINAL, RunState
 
@@ -52,6 +52,8 @@ logger = logging.getLogger("runtrack.sse")
 _TERMINAL_LABELS = frozenset(status.value for status in TERMINAL)
 REPLAY_PAGE = 1000
 """Events per replay read (and per write to the client)."""
+REPLAY_AHEAD = 1
+"""Replay pages framed at once (the SQLite store has four readers by default)."""
 
 
 @dataclass(frozen=True)
@@ -225,10 +227,7 @@ async def frames(
     """
     yield f"retry: {retry_ms}\n: stream open at {channel.cursor}\n\n".encode()
     cursor = channel.cursor
-    while not store.live_from(cursor):
-        replayed = await read_frames(store, channel.filter, after=cursor, limit=REPLAY_PAGE)
-        if replayed.position <= cursor:
-            break
+    async for replayed in _replay(store, channel):
         cursor = replayed.position
         yield replayed.chunk
         if channel.run_id is not None and replayed.last_status in _TERMINAL_LABELS:
@@ -247,6 +246,35 @@ async def frames(
                 return
     finally:
         await subscription.aclose()
+
+
+async def _replay(store: BaseEventStore, channel: Channel) -> AsyncGenerator[FramePage, None]:
+    """Pages of the stored events after the channel's cursor, until the live tail covers it.
+
+    The next page is framed by the database (in the reader's thread, outside the GIL) while the
+    current one is being sent.
+    """
+    cursor = channel.cursor
+    ahead: asyncio.Task[FramePage] | None = None
+    try:
+        while not store.live_from(cursor):
+            if ahead is None:
+                ahead = asyncio.ensure_future(_read_page(store, channel, cursor))
+            page, ahead = await ahead, None
+            if page.position <= cursor:
+                return
+            cursor = page.position
+            ends_run = channel.run_id is not None and page.last_status in _TERMINAL_LABELS
+            if not ends_run and not store.live_from(cursor):
+                ahead = asyncio.ensure_future(_read_page(store, channel, cursor))
+            yield page
+    finally:
+        if ahead is not None:
+            await cancel_and_wait([ahead])
+
+
+def _read_page(store: BaseEventStore, channel: Channel, cursor: int) -> Awaitable[FramePage]:
+    return read_frames(store, channel.filter, after=cursor, limit=REPLAY_PAGE)
 
 
 def _end(run_id: str, status: str, cursor: int) -> bytes:
