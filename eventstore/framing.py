@@ -92,12 +92,14 @@ def _page_sql(dialect: Dialect, where: str) -> str:
     SQLite's string building serialises on its allocator across connections. SQLite's
     ``group_concat`` follows the order of the subquery it reads (it cannot take an ORDER BY
     before 3.44); PostgreSQL is told the order. The last status is the highest
-    ``<20-digit id><status>`` string, with the id cut off again.
+    ``<20-digit id><status>`` string, with the id cut off again. The frames come back as bytes
+    (UTF-8, as stored), ready to send, with no decoding to ``str`` and back.
     """
     if dialect == "sqlite":
-        frames, keyed = "group_concat(f, '')", "printf('%020d', id) || s"
+        frames, keyed = "CAST(group_concat(f, '') AS BLOB)", "printf('%020d', id) || s"
     else:
-        frames, keyed = "string_agg(f, '' ORDER BY id)", "lpad(id::text, 20, '0') || s"
+        frames = "convert_to(string_agg(f, '' ORDER BY id), 'UTF8')"
+        keyed = "lpad(id::text, 20, '0') || s"
     return (
         f"SELECT {frames}, max(id), count(*), substr(max({keyed}), 21) FROM ("
         f"SELECT id, {_frame_sql(dialect)} AS f, {_status_sql(dialect)} AS s FROM events "
@@ -119,8 +121,8 @@ async def read_frames(
     joined, last, count, last_status = rows[0]
     count = int(count)
     position = int(last) if count == limit else max(head, after)
-    chunk = str(joined) if count else ""
+    chunk = bytes(joined) if count else b""
     if not count or int(last) < position:
-        chunk += id_block(position)
+        chunk += id_block(position).encode()
     status = None if last_status is None else str(last_status)
-    return FramePage(chunk.encode("utf-8"), position, count, status)
+    return FramePage(chunk, position, count, status)
