@@ -11,6 +11,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
+from starlette.types import Receive, Scope, Send
 
 from eventstore import StoreError, open_store
 from eventstore.store import BaseEventStore
@@ -23,17 +24,26 @@ from .metrics import Metrics
 from .routes import ops, runs, streams
 from .services import Services
 from .settings import Settings
-from .sse import QuietDrops, StreamGate
+from .sse import RAW_SEND, QuietDrops, StreamGate
 
 __all__ = ["create_app"]
 
 logger = logging.getLogger("runtrack")
 
 
+class _App(Starlette):
+    """Starlette, with the server's own ``send`` kept in the scope for SSE streams (see
+    ``api.sse.RAW_SEND``)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope[RAW_SEND] = send
+        await super().__call__(scope, receive, send)
+
+
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings()
     extra = demo_routes() if settings.demo else []
-    app = Starlette(
+    app = _App(
         routes=[*runs.routes, *streams.routes, *ops.routes, *extra],
         lifespan=_lifespan,
         exception_handlers={

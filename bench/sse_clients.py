@@ -41,6 +41,8 @@ from eventstore import EventFilter, SQLiteEventStore
 
 T = TypeVar("T")
 SENT_AT_KEY = b'"t":'
+WHOLE = b"\n\n\r\n"
+"""How a read ends when it ends with a whole HTTP chunk of whole frames."""
 SAMPLED_STREAMS = 100
 """Streams whose every tick's latency is recorded (evenly spread); the others only count."""
 NUMBER = re.compile(rb" ?[0-9.e+-]+")
@@ -166,13 +168,17 @@ class SseStream(asyncio.Protocol):
             data = self._headers(data)
         if not self.in_body:
             return
-        self.body += data
-        cut = self.body.rfind(b"\n\n")
-        if cut < 0:
-            return
-        frames, self.body = self.body[: cut + 2], self.body[cut + 2 :]
-        self._frames(now, frames)
-        self._settle(True)  # the body starts with the retry prelude: the stream is open
+        if not self.body and data.endswith(WHOLE):  # the usual case: whole chunks, no copying
+            self._frames(now, data)
+        else:
+            self.body += data
+            cut = self.body.rfind(b"\n\n")
+            if cut < 0:
+                return
+            frames, self.body = self.body[: cut + 2], self.body[cut + 2 :]
+            self._frames(now, frames)
+        if not self.opened.done():
+            self._settle(True)  # the body starts with the retry prelude: the stream is open
 
     def _headers(self, data: bytes) -> bytes:
         self.head += data
