@@ -20,7 +20,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncGenerator, Awaitable
+from collections.abc import AsyncGenerator
 from contextvars import ContextVar
 from dataclasses import dataclass
 
@@ -55,6 +55,10 @@ RAW_SEND = "runtrack.raw_send"
 """Scope key of the ASGI server's own ``send`` (set by the app), used for stream chunks."""
 REPLAY_PAGE = 1000
 """Events per replay read (and per write to the client)."""
+REPLAY_AHEAD = 2
+"""Replay pages framed and waiting to be sent, per stream."""
+REPLAY_READER = "runtrack-replay-reader"
+"""The name of a replay's page-reading task."""
 REPLAY_AHEAD = 1
 """Replay pages framed at once (the SQLite store has four readers by default)."""
 
@@ -254,30 +258,41 @@ async def frames(
 async def _replay(store: BaseEventStore, channel: Channel) -> AsyncGenerator[FramePage, None]:
     """Pages of the stored events after the channel's cursor, until the live tail covers it.
 
-    The next page is framed by the database (in the reader's thread, outside the GIL) while the
-    current one is being sent.
+    A reader task frames the pages back to back (the database builds them in the reader's
+    thread, outside the GIL) while the stream sends the ones before; ``REPLAY_AHEAD`` bounds
+    the pages waiting in between.
     """
-    cursor = channel.cursor
-    ahead: asyncio.Task[FramePage] | None = None
+    pages: asyncio.Queue[FramePage | Exception | None] = asyncio.Queue(REPLAY_AHEAD)
+    reader = asyncio.create_task(_read_pages(store, channel, pages), name=REPLAY_READER)
     try:
-        while not store.live_from(cursor):
-            if ahead is None:
-                ahead = asyncio.ensure_future(_read_page(store, channel, cursor))
-            page, ahead = await ahead, None
-            if page.position <= cursor:
-                return
-            cursor = page.position
-            ends_run = channel.run_id is not None and page.last_status in _TERMINAL_LABELS
-            if not ends_run and not store.live_from(cursor):
-                ahead = asyncio.ensure_future(_read_page(store, channel, cursor))
+        while (page := await pages.get()) is not None:
+            if isinstance(page, Exception):
+                raise page
             yield page
     finally:
-        if ahead is not None:
-            await cancel_and_wait([ahead])
+        await cancel_and_wait([reader])
 
 
-def _read_page(store: BaseEventStore, channel: Channel, cursor: int) -> Awaitable[FramePage]:
-    return read_frames(store, channel.filter, after=cursor, limit=REPLAY_PAGE)
+async def _read_pages(
+    store: BaseEventStore,
+    channel: Channel,
+    pages: asyncio.Queue[FramePage | Exception | None],
+) -> None:
+    """Puts the replay's pages in ``pages``, then None (or the error that stopped it)."""
+    cursor = channel.cursor
+    try:
+        while not store.live_from(cursor):
+            page = await read_frames(store, channel.filter, after=cursor, limit=REPLAY_PAGE)
+            if page.position <= cursor:
+                break
+            cursor = page.position
+            await pages.put(page)
+            if channel.run_id is not None and page.last_status in _TERMINAL_LABELS:
+                break
+    except Exception as error:
+        await pages.put(error)
+        return
+    await pages.put(None)
 
 
 def _end(run_id: str, status: str, cursor: int) -> bytes:

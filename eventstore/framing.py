@@ -78,9 +78,13 @@ def _frame_sql(dialect: Dialect) -> str:
     return f"{function}('{template}', {', '.join(arguments)})"
 
 
-def _status_sql(dialect: Dialect) -> str:
-    target = "json_extract(payload, '$.to')" if dialect == "sqlite" else "(payload::json ->> 'to')"
-    return f"CASE WHEN event_type = '{_STATUS_CHANGE}' THEN {target} END"
+def _status_key_sql(dialect: Dialect) -> str:
+    """For a status change, ``<its id in 20 digits><its target status>``; NULL otherwise."""
+    if dialect == "sqlite":
+        key = "printf('%020d', id) || json_extract(payload, '$.to')"
+    else:
+        key = "lpad(id::text, 20, '0') || (payload::json ->> 'to')"
+    return f"CASE WHEN event_type = '{_STATUS_CHANGE}' THEN {key} END"
 
 
 def _page_sql(dialect: Dialect, where: str) -> str:
@@ -91,18 +95,17 @@ def _page_sql(dialect: Dialect, where: str) -> str:
     event loop on every row). Framing pages on several readers at once was measured slower:
     SQLite's string building serialises on its allocator across connections. SQLite's
     ``group_concat`` follows the order of the subquery it reads (it cannot take an ORDER BY
-    before 3.44); PostgreSQL is told the order. The last status is the highest
-    ``<20-digit id><status>`` string, with the id cut off again. The frames come back as bytes
+    before 3.44); PostgreSQL is told the order. The last status is the highest status key
+    (``_status_key_sql``), with the id cut off again. The frames come back as bytes
     (UTF-8, as stored), ready to send, with no decoding to ``str`` and back.
     """
     if dialect == "sqlite":
-        frames, keyed = "CAST(group_concat(f, '') AS BLOB)", "printf('%020d', id) || s"
+        frames = "CAST(group_concat(f, '') AS BLOB)"
     else:
         frames = "convert_to(string_agg(f, '' ORDER BY id), 'UTF8')"
-        keyed = "lpad(id::text, 20, '0') || s"
     return (
-        f"SELECT {frames}, max(id), count(*), substr(max({keyed}), 21) FROM ("
-        f"SELECT id, {_frame_sql(dialect)} AS f, {_status_sql(dialect)} AS s FROM events "
+        f"SELECT {frames}, max(id), count(*), substr(max(s), 21) FROM ("
+        f"SELECT id, {_frame_sql(dialect)} AS f, {_status_key_sql(dialect)} AS s FROM events "
         f"WHERE id > ? AND id <= ?{where} ORDER BY id LIMIT ?) AS page"
     )
 

@@ -14,6 +14,10 @@ import pytest
 from httpx_sse import aconnect_sse
 
 from api.auth import Role
+from api.sse import REPLAY_AHEAD, REPLAY_PAGE, REPLAY_READER
+from eventstore import NewEvent
+from projections import RunProjection
+from tests.conftest import StoreFactory
 from tests.waiting import eventually
 
 from .conftest import LiveServer, ServerFactory
@@ -308,3 +312,53 @@ async def test_exactly_once_in_order_while_writers_append_and_clients_reconnect(
     )
     for start, seen in results[:20]:  # type: ignore[misc]
         assert seen == list(range(start + 1, total + 1))
+
+
+async def test_a_replay_from_the_log_spans_pages_then_follows_live(
+    store_factory: StoreFactory, server_factory: ServerFactory
+) -> None:
+    """Events stored before the server started are read from the database, a page at a time
+    (pages are read ahead of the sending), and the stream carries on live after them."""
+    stored = REPLAY_PAGE * 2 + 345
+    async with store_factory(projections=[RunProjection()]) as store:
+        await store.append(
+            "default", "run-old", [NewEvent("run_created", {"agent_id": "a"})], conversation_id="c"
+        )
+        for start in range(1, stored, 500):
+            notes = [
+                NewEvent("custom.note", {"n": n}) for n in range(start, min(start + 500, stored))
+            ]
+            await store.append("default", "run-old", notes)
+    server = await server_factory()
+    assert not server.app.state.store.live_from(0)  # the replay has to read the log
+    async with server.client() as client:
+        run = await new_run(client)
+        live = (await add(client, run, note(0)))[-1]
+        seen = await ids_until(client, "/v1/events", live)
+        from_run = await ids_until(client, "/v1/runs/run-old/events", stored)
+    assert seen == list(range(1, live + 1))
+    assert from_run == list(range(1, stored + 1))
+
+
+async def test_leaving_in_the_middle_of_a_replay_stops_its_reading(
+    store_factory: StoreFactory, server_factory: ServerFactory
+) -> None:
+    async with store_factory(projections=[RunProjection()]) as store:
+        await store.append(
+            "default", "run-old", [NewEvent("run_created", {"agent_id": "a"})], conversation_id="c"
+        )
+        for _ in range(REPLAY_PAGE * (REPLAY_AHEAD + 3) // 500):
+            await store.append("default", "run-old", [NewEvent("custom.note", {})] * 500)
+    server = await server_factory()
+    async with server.client() as client:
+        for _ in range(3):
+            async with client.stream("GET", "/v1/events", headers=SSE) as response:
+                chunks = response.aiter_bytes()
+                while b"id: 1\n" not in await anext(chunks):
+                    pass
+
+    def readers_left() -> list[asyncio.Task[Any]]:
+        return [t for t in asyncio.all_tasks() if t.get_name() == REPLAY_READER]
+
+    await eventually(lambda: server.app.state.streams.open == 0, within=2.0)
+    await eventually(lambda: not readers_left(), within=2.0)
