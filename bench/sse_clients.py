@@ -10,7 +10,7 @@
         of results; the process gives up after DEADLINE_SECONDS whatever happens
 
 Frames are read without a JSON parse (one client process cannot parse a million events a
-second): every stream counts its frames and ticks and keeps its last id; on 100 streams spread
+second): every stream counts its ticks and keeps its last id; on 100 streams spread
 evenly over the opening order, each tick (an event whose payload carries ``t``, the appender's
 ``time.time()`` just before its POST) adds ``now - t`` to a latency histogram (0.1 ms buckets).
 All streams follow the same firehose, so the sample sees what every stream sees.
@@ -119,7 +119,6 @@ class Tally:
     histogram: list[int] = field(default_factory=lambda: [0] * BUCKETS)
     received: int = 0
     """Ticks received by every stream."""
-    frames: int = 0
     samples: int = 0
     """Latencies recorded: every tick, on the sampled streams only."""
     worst_ms: float = 0.0
@@ -198,7 +197,6 @@ class SseStream(asyncio.Protocol):
         last = frames.rfind(b"\nid: ") + 1  # 0 when the only id line starts the chunk
         if last or frames.startswith(b"id: "):
             self.last_id = int(frames[last + 4 : frames.index(b"\n", last)])
-        self.tally.frames += frames.count(b"\ndata: ") + frames.startswith(b"data: ")
         self.tally.received += frames.count(SENT_AT_KEY)
         if not self.sampled:
             return
@@ -298,7 +296,6 @@ def summary(tally: Tally, opened: int, complete: int, waited: float) -> dict[str
         "complete": complete,
         "drain_s": waited,
         "received": tally.received,
-        "frames": tally.frames,
         "p50_ms": tally.quantile_ms(0.5),
         "p99_ms": tally.quantile_ms(0.99),
         "max_ms": tally.worst_ms,
