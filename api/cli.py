@@ -59,7 +59,7 @@ def serve(
     max_streams: Annotated[int, _option("RUNTRACK_MAX_STREAMS")] = 10_000,
     send_timeout: Annotated[float, _option("RUNTRACK_SEND_TIMEOUT")] = 30.0,
     fanout_linger_ms: Annotated[float, _option("RUNTRACK_FANOUT_LINGER_MS")] = 50.0,
-    fanout_budget: Annotated[int, _option("RUNTRACK_FANOUT_BUDGET")] = 20_000,
+    fanout_budget: Annotated[int, _option("RUNTRACK_FANOUT_BUDGET")] = 12_000,
     leader_interval: Annotated[float, _option("RUNTRACK_LEADER_INTERVAL")] = 1.0,
     reconcile_seconds: Annotated[float, _option("RUNTRACK_RECONCILE_SECONDS")] = 30.0,
     heartbeat_timeout: Annotated[float, _option("RUNTRACK_HEARTBEAT_TIMEOUT")] = 300.0,

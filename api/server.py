@@ -14,6 +14,7 @@ from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
 from .app import create_app
+from .collector import tune_collector
 from .settings import Settings
 
 __all__ = ["check_settings", "serve", "worker_app"]
@@ -33,7 +34,9 @@ def serve(settings: Settings) -> None:
     if settings.workers > 1:
         _serve_workers(settings)
         return
-    uvicorn.Server(uvicorn.Config(create_app(settings), **_options(settings))).run()
+    app = create_app(settings)
+    tune_collector()
+    uvicorn.Server(uvicorn.Config(app, **_options(settings))).run()
 
 
 def _serve_workers(settings: Settings) -> None:
@@ -52,7 +55,9 @@ def _serve_workers(settings: Settings) -> None:
 def worker_app() -> Starlette:
     """The app of one worker process (``--workers``), from the settings its parent left."""
     _configure_logging()
-    return create_app(Settings(**json.loads(os.environ[_WORKER_SETTINGS])))
+    app = create_app(Settings(**json.loads(os.environ[_WORKER_SETTINGS])))
+    tune_collector()
+    return app
 
 
 def check_settings(settings: Settings) -> None:

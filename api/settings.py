@@ -27,7 +27,7 @@ class Settings:
     synchronous: str = "FULL"
     fanout_linger_ms: float = 50.0
     """Under load, streams are woken at most once per this many ms (see eventstore/tail.py)."""
-    fanout_budget: int = 20_000
+    fanout_budget: int = 12_000
     """Stream wake-ups per second before the fan-out window grows past ``fanout_linger_ms``
     (with many thousand streams); 0 turns the growth off."""
     leader_interval: float = 1.0
