@@ -13,6 +13,8 @@ from starlette.applications import Starlette
 from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
+from eventstore.sqlite_library import disable_memory_statistics
+
 from .app import create_app
 from .collector import tune_collector
 from .settings import Settings
@@ -34,6 +36,7 @@ def serve(settings: Settings) -> None:
     if settings.workers > 1:
         _serve_workers(settings)
         return
+    disable_memory_statistics()
     app = create_app(settings)
     tune_collector()
     uvicorn.Server(uvicorn.Config(app, **_options(settings))).run()
@@ -55,6 +58,7 @@ def _serve_workers(settings: Settings) -> None:
 def worker_app() -> Starlette:
     """The app of one worker process (``--workers``), from the settings its parent left."""
     _configure_logging()
+    disable_memory_statistics()
     app = create_app(Settings(**json.loads(os.environ[_WORKER_SETTINGS])))
     tune_collector()
     return app

@@ -30,7 +30,7 @@ from starlette.requests import Request
 from starlette.types import Message, Receive, Scope, Send
 
 from eventstore import EventFilter, EventPage, EventType, Visibility
-from eventstore.framing import FramePage, encode_event, id_block, read_frames
+from eventstore.framing import encode_event, id_block
 from eventstore.store import BaseEventStore
 from projections import TERMINAL, RunState
 
@@ -38,6 +38,7 @@ from ._tasks import cancel_and_wait
 from .auth import Principal
 from .errors import ApiError
 from .metrics import Metrics
+from .replay import Replay
 
 __all__ = [
     "RAW_SEND",
@@ -53,14 +54,6 @@ logger = logging.getLogger("runtrack.sse")
 _TERMINAL_LABELS = frozenset(status.value for status in TERMINAL)
 RAW_SEND = "runtrack.raw_send"
 """Scope key of the ASGI server's own ``send`` (set by the app), used for stream chunks."""
-REPLAY_PAGE = 1000
-"""Events per replay read (and per write to the client)."""
-REPLAY_AHEAD = 2
-"""Replay pages framed and waiting to be sent, per stream."""
-REPLAY_READER = "runtrack-replay-reader"
-"""The name of a replay's page-reading task."""
-REPLAY_AHEAD = 1
-"""Replay pages framed at once (the SQLite store has four readers by default)."""
 
 
 @dataclass(frozen=True)
@@ -234,7 +227,8 @@ async def frames(
     """
     yield f"retry: {retry_ms}\n: stream open at {channel.cursor}\n\n".encode()
     cursor = channel.cursor
-    async for replayed in _replay(store, channel):
+    ends_at = _TERMINAL_LABELS if channel.run_id is not None else frozenset()
+    async for replayed in Replay(store, channel.filter, cursor, ends_at).pages():
         cursor = replayed.position
         yield replayed.chunk
         if channel.run_id is not None and replayed.last_status in _TERMINAL_LABELS:
@@ -253,46 +247,6 @@ async def frames(
                 return
     finally:
         await subscription.aclose()
-
-
-async def _replay(store: BaseEventStore, channel: Channel) -> AsyncGenerator[FramePage, None]:
-    """Pages of the stored events after the channel's cursor, until the live tail covers it.
-
-    A reader task frames the pages back to back (the database builds them in the reader's
-    thread, outside the GIL) while the stream sends the ones before; ``REPLAY_AHEAD`` bounds
-    the pages waiting in between.
-    """
-    pages: asyncio.Queue[FramePage | Exception | None] = asyncio.Queue(REPLAY_AHEAD)
-    reader = asyncio.create_task(_read_pages(store, channel, pages), name=REPLAY_READER)
-    try:
-        while (page := await pages.get()) is not None:
-            if isinstance(page, Exception):
-                raise page
-            yield page
-    finally:
-        await cancel_and_wait([reader])
-
-
-async def _read_pages(
-    store: BaseEventStore,
-    channel: Channel,
-    pages: asyncio.Queue[FramePage | Exception | None],
-) -> None:
-    """Puts the replay's pages in ``pages``, then None (or the error that stopped it)."""
-    cursor = channel.cursor
-    try:
-        while not store.live_from(cursor):
-            page = await read_frames(store, channel.filter, after=cursor, limit=REPLAY_PAGE)
-            if page.position <= cursor:
-                break
-            cursor = page.position
-            await pages.put(page)
-            if channel.run_id is not None and page.last_status in _TERMINAL_LABELS:
-                break
-    except Exception as error:
-        await pages.put(error)
-        return
-    await pages.put(None)
 
 
 def _end(run_id: str, status: str, cursor: int) -> bytes:

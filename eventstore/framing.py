@@ -15,7 +15,7 @@ from .protocol import Dialect
 from .records import AgentEvent, EventFilter
 from .store import BaseEventStore, filter_sql
 
-__all__ = ["FramePage", "encode_event", "id_block", "read_frames"]
+__all__ = ["FramePage", "encode_event", "id_block", "page_end", "read_frames"]
 
 _STATUS_CHANGE = "run_status_changed"
 
@@ -92,8 +92,8 @@ def _page_sql(dialect: Dialect, where: str) -> str:
 
     Joining in the database hands Python one string per page instead of a row per event, so the
     reader thread holds the GIL once per page (a row per event made it trade the GIL with the
-    event loop on every row). Framing pages on several readers at once was measured slower:
-    SQLite's string building serialises on its allocator across connections. SQLite's
+    event loop on every row), and pages framed on several readers build in parallel (with
+    SQLite's memory statistics off: see ``sqlite_library``). SQLite's
     ``group_concat`` follows the order of the subquery it reads (it cannot take an ORDER BY
     before 3.44); PostgreSQL is told the order. The last status is the highest status key
     (``_status_key_sql``), with the id cut off again. The frames come back as bytes
@@ -111,21 +111,40 @@ def _page_sql(dialect: Dialect, where: str) -> str:
 
 
 async def read_frames(
-    store: BaseEventStore, flt: EventFilter, *, after: int, limit: int
+    store: BaseEventStore, flt: EventFilter, *, after: int, limit: int, upto: int | None = None
 ) -> FramePage:
-    """The frames of up to ``limit`` events after ``after`` that ``flt`` matches, in id order.
+    """The frames of up to ``limit`` events in ``(after, upto]`` that ``flt`` matches, in id
+    order; ``upto`` is the head of the log unless given (a committed position, as ``page_end``).
 
     Positions follow ``BaseEventStore.read``: a full page ends at its last event, a short one at
-    the head of the log as it was when the page was read.
+    ``upto`` (the scan reached it).
     """
     where, params = filter_sql(flt)
-    head = await store.head()
-    rows = await store.fetchall(_page_sql(store.dialect, where), (after, head, *params, limit))
+    end = await store.head() if upto is None else upto
+    rows = await store.fetchall(_page_sql(store.dialect, where), (after, end, *params, limit))
     joined, last, count, last_status = rows[0]
     count = int(count)
-    position = int(last) if count == limit else max(head, after)
+    position = int(last) if count == limit else max(end, after)
     chunk = bytes(joined) if count else b""
     if not count or int(last) < position:
         chunk += id_block(position).encode()
     status = None if last_status is None else str(last_status)
     return FramePage(chunk, position, count, status)
+
+
+async def page_end(
+    store: BaseEventStore, flt: EventFilter, *, after: int, upto: int, size: int
+) -> int:
+    """Where the page of ``size`` events after ``after`` that ``flt`` matches ends: its last
+    event, or ``upto`` when fewer events match up to there.
+
+    It steps over ids only (the table or an index), far cheaper than framing the page, so the
+    next pages' bounds are known before the page before them is read, and they can be framed
+    at once.
+    """
+    where, params = filter_sql(flt)
+    rows = await store.fetchall(
+        f"SELECT id FROM events WHERE id > ? AND id <= ?{where} ORDER BY id LIMIT 1 OFFSET ?",
+        (after, upto, *params, size - 1),
+    )
+    return int(rows[0][0]) if rows else upto

@@ -31,7 +31,7 @@ from .migrations import Migration, apply_migrations
 from .projection_schemas import prepare_projection_tables
 from .protocol import Dialect, Projection, Row
 from .records import GENESIS_HASH
-from .store import BaseEventStore, StoreOptions
+from .store import PARALLEL_READS, BaseEventStore, StoreOptions
 
 __all__ = ["PostgresEventStore"]
 
@@ -246,6 +246,10 @@ class PostgresEventStore(BaseEventStore):
         self._pool: AsyncConnectionPool[Any] | None = None
         self._listener: asyncio.Task[None] | None = None
         self.channel = "runtrack_events"
+
+    @property
+    def parallel_reads(self) -> int:
+        return min(PARALLEL_READS, self._reader_count)
 
     def _writer_backend(self) -> _PgWriter:
         return _PgWriter(

@@ -27,7 +27,8 @@ from .migrations import Migration, apply_migrations
 from .projection_schemas import prepare_projection_tables
 from .protocol import Dialect, Projection, Row
 from .records import GENESIS_HASH
-from .store import BaseEventStore, StoreOptions
+from .sqlite_library import memory_statistics_disabled
+from .store import PARALLEL_READS, BaseEventStore, StoreOptions
 
 __all__ = ["SQLiteEventStore"]
 
@@ -234,6 +235,12 @@ class SQLiteEventStore(BaseEventStore):
         self._reader_count = readers
         self._readers: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
         self._all_readers: list[aiosqlite.Connection] = []
+
+    @property
+    def parallel_reads(self) -> int:
+        """Several, once SQLite's memory statistics are off (``sqlite_library``); before that,
+        reads building strings on two threads contend on SQLite's allocator mutex."""
+        return min(PARALLEL_READS, self._reader_count) if memory_statistics_disabled() else 1
 
     def _writer_backend(self) -> _SQLiteWriter:
         return _SQLiteWriter(

@@ -20,9 +20,17 @@ import psycopg
 import pytest
 
 from eventstore import open_store
+from eventstore.sqlite_library import disable_memory_statistics
 from eventstore.store import BaseEventStore
 
 StoreFactory = Callable[..., BaseEventStore]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """SQLite runs as ``runtrack serve`` runs it (memory statistics off, so a replay frames
+    pages on several readers at once), set before any connection is opened."""
+    disable_memory_statistics()
+
 
 POSTGRES_URL = os.environ.get("RUNTRACK_TEST_POSTGRES", "postgresql://127.0.0.1:5432/test")
 BACKENDS = ["sqlite", "postgresql"]

@@ -14,8 +14,9 @@ import pytest
 from httpx_sse import aconnect_sse
 
 from api.auth import Role
-from api.sse import REPLAY_AHEAD, REPLAY_PAGE, REPLAY_READER
+from api.replay import PAGE, READER_TASK, WAITING
 from eventstore import NewEvent
+from eventstore.store import PARALLEL_READS
 from projections import RunProjection
 from tests.conftest import StoreFactory
 from tests.waiting import eventually
@@ -319,7 +320,7 @@ async def test_a_replay_from_the_log_spans_pages_then_follows_live(
 ) -> None:
     """Events stored before the server started are read from the database, a page at a time
     (pages are read ahead of the sending), and the stream carries on live after them."""
-    stored = REPLAY_PAGE * 2 + 345
+    stored = PAGE * 2 + 345
     async with store_factory(projections=[RunProjection()]) as store:
         await store.append(
             "default", "run-old", [NewEvent("run_created", {"agent_id": "a"})], conversation_id="c"
@@ -331,6 +332,7 @@ async def test_a_replay_from_the_log_spans_pages_then_follows_live(
             await store.append("default", "run-old", notes)
     server = await server_factory()
     assert not server.app.state.store.live_from(0)  # the replay has to read the log
+    assert server.app.state.store.parallel_reads == PARALLEL_READS  # pages framed at once
     async with server.client() as client:
         run = await new_run(client)
         live = (await add(client, run, note(0)))[-1]
@@ -347,7 +349,7 @@ async def test_leaving_in_the_middle_of_a_replay_stops_its_reading(
         await store.append(
             "default", "run-old", [NewEvent("run_created", {"agent_id": "a"})], conversation_id="c"
         )
-        for _ in range(REPLAY_PAGE * (REPLAY_AHEAD + 3) // 500):
+        for _ in range(PAGE * (WAITING + PARALLEL_READS + 3) // 500):
             await store.append("default", "run-old", [NewEvent("custom.note", {})] * 500)
     server = await server_factory()
     async with server.client() as client:
@@ -358,7 +360,7 @@ async def test_leaving_in_the_middle_of_a_replay_stops_its_reading(
                     pass
 
     def readers_left() -> list[asyncio.Task[Any]]:
-        return [t for t in asyncio.all_tasks() if t.get_name() == REPLAY_READER]
+        return [t for t in asyncio.all_tasks() if t.get_name() == READER_TASK]
 
     await eventually(lambda: server.app.state.streams.open == 0, within=2.0)
     await eventually(lambda: not readers_left(), within=2.0)

@@ -1,0 +1,109 @@
+"""A stream's replay: the stored events after its cursor, as pages framed by the database.
+
+One reader task per stream plans the pages (``page_end`` steps over ids only) and has the
+database frame up to ``store.parallel_reads`` of them at once, each on its own reader
+connection and thread; the framed pages wait, at most ``WAITING`` of them, for the stream to
+send them, in order. The replay ends when the live tail's buffer covers the next page (the
+stream then subscribes from there), when the log has no more, or, on a run channel, with the
+page that ends the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncGenerator, Container
+from dataclasses import dataclass
+
+from eventstore import EventFilter
+from eventstore.framing import FramePage, page_end, read_frames
+from eventstore.store import BaseEventStore
+
+from ._tasks import cancel_and_wait
+
+__all__ = ["PAGE", "READER_TASK", "WAITING", "Replay"]
+
+PAGE = 1000
+"""Events per replay read (and per write to the client)."""
+WAITING = 2
+"""Framed pages waiting to be sent, per stream."""
+READER_TASK = "runtrack-replay-reader"
+"""The name of a replay's reader task."""
+
+_Item = FramePage | Exception | None
+
+
+@dataclass(frozen=True)
+class Replay:
+    """What to replay: the events ``filter`` matches after ``cursor``. With ``ends_at``, the
+    replay stops after the page whose last status change is one of them."""
+
+    store: BaseEventStore
+    filter: EventFilter
+    cursor: int
+    ends_at: Container[str | None] = ()
+
+    async def pages(self) -> AsyncGenerator[FramePage, None]:
+        """The pages in order; the reader task stops when the consumer does."""
+        ready: asyncio.Queue[_Item] = asyncio.Queue(WAITING)
+        reader = asyncio.create_task(self._read(ready), name=READER_TASK)
+        try:
+            while (page := await ready.get()) is not None:
+                if isinstance(page, Exception):
+                    raise page
+                yield page
+        finally:
+            await cancel_and_wait([reader])
+
+    async def _read(self, ready: asyncio.Queue[_Item]) -> None:
+        """Puts the pages in ``ready``, then None (or the error that stopped the reading)."""
+        plan = _Plan(self.store, self.filter, self.cursor)
+        framing: deque[asyncio.Task[FramePage]] = deque()
+        try:
+            while True:
+                while len(framing) < self.store.parallel_reads and (span := await plan.next()):
+                    framing.append(self._frame(*span))
+                if not framing:
+                    break
+                page = await framing.popleft()
+                await ready.put(page)
+                if page.last_status in self.ends_at:
+                    break
+        except Exception as error:
+            await ready.put(error)
+            return
+        finally:
+            await cancel_and_wait(framing)
+        await ready.put(None)
+
+    def _frame(self, after: int, upto: int) -> asyncio.Task[FramePage]:
+        read = read_frames(self.store, self.filter, after=after, upto=upto, limit=PAGE)
+        return asyncio.create_task(read)
+
+
+class _Plan:
+    """The replay's next pages, as id ranges ``(after, upto]`` each holding one page."""
+
+    def __init__(self, store: BaseEventStore, flt: EventFilter, cursor: int) -> None:
+        self._store = store
+        self._filter = flt
+        self._start = cursor
+        self._head = cursor
+
+    async def next(self) -> tuple[int, int] | None:
+        """The next range, or None once the live tail covers the rest or the log has no more.
+
+        Ranges end at a page's last event, or at the head of the log as read (a committed
+        position) for the last, short page; the head is read again only when a range reaches it.
+        """
+        if self._store.live_from(self._start):
+            return None
+        if self._start >= self._head:
+            self._head = await self._store.head()
+            if self._start >= self._head:
+                return None
+        after = self._start
+        self._start = await page_end(
+            self._store, self._filter, after=after, upto=self._head, size=PAGE
+        )
+        return after, self._start
