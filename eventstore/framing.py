@@ -9,10 +9,11 @@ string per event. Both builders must agree byte for byte (a test holds them equa
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from .protocol import Dialect
-from .records import AgentEvent, EventFilter
+from .records import AgentEvent, EventFilter, quote_json
 from .store import BaseEventStore, filter_sql
 
 __all__ = ["FramePage", "encode_event", "id_block", "page_end", "read_frames"]
@@ -57,25 +58,35 @@ _FRAME_TEMPLATE = (
 timestamp, hashes) need no JSON escaping; names a client chose are quoted by the database."""
 
 
-def _frame_sql(dialect: Dialect) -> str:
-    """One frame per row, as ``encode_event`` writes it, in one printf/format call."""
+def _frame_sql(dialect: Dialect, fixed: Collection[str] = ()) -> str:
+    """One frame per row, as ``encode_event`` writes it, in one printf/format call.
+
+    Columns in ``fixed`` hold one value on every row the filter lets through (the stream's
+    organization, run or conversation): their JSON comes in as a parameter, quoted once in
+    Python, instead of being quoted on every row (a fifth of the framing's cost each).
+    """
     number, text = ("%d", "%s") if dialect == "sqlite" else ("%s", "%s")
     template = _FRAME_TEMPLATE.format(n=number, s=text).replace("'", "''")
     quote = "json_quote({})" if dialect == "sqlite" else "to_json({}::text)"
     function = "printf" if dialect == "sqlite" else "format"
-    arguments = [
-        "id",
-        "event_type",
-        "id",
-        *(quote.format(c) for c in ("event_type", "run_id", "conversation_id", "organization_id")),
-        "sequence",
-        "visibility",
-        "payload",
-        "created_at",
-        "prev_hash",
-        "hash",
-    ]
+    quoted = ["CAST(? AS TEXT)" if column in fixed else quote.format(column) for column in _QUOTED]
+    arguments = ["id", "event_type", "id", *quoted, "sequence", "visibility", "payload"]
+    arguments += ["created_at", "prev_hash", "hash"]
     return f"{function}('{template}', {', '.join(arguments)})"
+
+
+_QUOTED = ("event_type", "run_id", "conversation_id", "organization_id")
+"""The frame's values a client chose, in template order: JSON-quoted by the database."""
+
+
+def _fixed_values(flt: EventFilter) -> dict[str, str]:
+    """The quoted JSON of each column the filter pins to one value, by column."""
+    pinned = {
+        "organization_id": flt.organization_id,
+        "run_id": flt.run_id,
+        "conversation_id": flt.conversation_id,
+    }
+    return {column: quote_json(value) for column, value in pinned.items() if value is not None}
 
 
 def _status_key_sql(dialect: Dialect) -> str:
@@ -87,7 +98,7 @@ def _status_key_sql(dialect: Dialect) -> str:
     return f"CASE WHEN event_type = '{_STATUS_CHANGE}' THEN {key} END"
 
 
-def _page_sql(dialect: Dialect, where: str) -> str:
+def _page_sql(dialect: Dialect, where: str, fixed: Collection[str] = ()) -> str:
     """One row per page: its frames joined, last id, count, and its last status change.
 
     Joining in the database hands Python one string per page instead of a row per event, so the
@@ -105,7 +116,8 @@ def _page_sql(dialect: Dialect, where: str) -> str:
         frames = "convert_to(string_agg(f, '' ORDER BY id), 'UTF8')"
     return (
         f"SELECT {frames}, max(id), count(*), substr(max(s), 21) FROM ("
-        f"SELECT id, {_frame_sql(dialect)} AS f, {_status_key_sql(dialect)} AS s FROM events "
+        f"SELECT id, {_frame_sql(dialect, fixed)} AS f, {_status_key_sql(dialect)} AS s "
+        "FROM events "
         f"WHERE id > ? AND id <= ?{where} ORDER BY id LIMIT ?) AS page"
     )
 
@@ -121,7 +133,10 @@ async def read_frames(
     """
     where, params = filter_sql(flt)
     end = await store.head() if upto is None else upto
-    rows = await store.fetchall(_page_sql(store.dialect, where), (after, end, *params, limit))
+    fixed = _fixed_values(flt)
+    quoted = [fixed[column] for column in _QUOTED if column in fixed]
+    sql = _page_sql(store.dialect, where, fixed)
+    rows = await store.fetchall(sql, (*quoted, after, end, *params, limit))
     joined, last, count, last_status = rows[0]
     count = int(count)
     position = int(last) if count == limit else max(end, after)

@@ -21,6 +21,7 @@ __all__ = [
     "EventPage",
     "NewEvent",
     "Visibility",
+    "quote_json",
 ]
 
 GENESIS_HASH = "0" * 64
@@ -131,6 +132,13 @@ class AgentEvent:
 
 
 _quote = json.encoder.encode_basestring
+
+
+def quote_json(text: str) -> str:
+    """A string as the public JSON form writes it (``to_json``)."""
+    return _quote(text)
+
+
 _new = object.__new__
 _FIELDS = (
     "id",

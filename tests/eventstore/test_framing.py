@@ -39,6 +39,29 @@ async def test_database_frames_equal_python_frames(store: Any) -> None:
     assert page.last_status is None
 
 
+async def test_frames_of_a_stream_pinned_to_one_run_equal_python_frames(store: Any) -> None:
+    """Values the filter pins (organization, run, conversation) are quoted once, in Python."""
+    for run, conversation in (('run-"quoted"\\', "conv-ü\\"), ("run-other", "conv-other")):
+        await store.append(
+            'org-ü "x"',
+            run,
+            [NewEvent("run_created", {"agent_id": "a"}), NewEvent("custom.awkward", AWKWARD)],
+            conversation_id=conversation,
+        )
+    pinned = [
+        EventFilter(organization_id='org-ü "x"'),
+        EventFilter(organization_id='org-ü "x"', run_id='run-"quoted"\\'),
+        EventFilter(organization_id='org-ü "x"', conversation_id="conv-ü\\"),
+    ]
+    for flt in pinned:
+        events = (await store.read(flt, after=0, limit=100)).events
+        page = await read_frames(store, flt, after=0, limit=100)
+        assert events
+        assert page.count == len(events)
+        frames = page.chunk.decode().removesuffix(id_block(page.position))
+        assert frames == "".join(encode_event(e) for e in events)
+
+
 async def test_filtered_and_partial_pages_move_the_cursor_like_reads(store: Any) -> None:
     await store.append(
         "org", "run-1", [NewEvent("run_created", {"agent_id": "a"})], conversation_id="c"
