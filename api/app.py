@@ -32,11 +32,10 @@ logger = logging.getLogger("runtrack")
 
 
 class _App(Starlette):
-    """Starlette, with the server's own ``send`` kept in the scope for SSE streams (see
-    ``api.sse.RAW_SEND``)."""
+    """Starlette, with the server's own ``send`` kept for SSE streams (``api.sse.RAW_SEND``)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        scope[RAW_SEND] = send
+        RAW_SEND.set(send)  # the request's own task: the value ends with it
         await super().__call__(scope, receive, send)
 
 

@@ -2,10 +2,10 @@
 
 One reader task per stream plans the pages (``page_end`` steps over ids only) and has the
 database frame up to ``store.parallel_reads`` of them at once, each on its own reader
-connection and thread; the framed pages wait, at most ``WAITING`` of them, for the stream to
-send them, in order. The replay ends when the live tail's buffer covers the next page (the
-stream then subscribes from there), when the log has no more, or, on a run channel, with the
-page that ends the run.
+connection and thread (``store.scan_slots`` bounds this across every stream of the store).
+The framed pages wait, at most ``WAITING`` of them, for the stream to send them, in order. The
+replay ends when the live tail's buffer covers the next page (the stream then subscribes from
+there), when the log has no more, or, on a run channel, with the page that ends the run.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ __all__ = ["PAGE", "READER_TASK", "WAITING", "Replay"]
 
 PAGE = 1000
 """Events per replay read (and per write to the client)."""
-WAITING = 2
+WAITING = 1
 """Framed pages waiting to be sent, per stream."""
 READER_TASK = "runtrack-replay-reader"
 """The name of a replay's reader task."""
@@ -77,8 +77,11 @@ class Replay:
         await ready.put(None)
 
     def _frame(self, after: int, upto: int) -> asyncio.Task[FramePage]:
-        read = read_frames(self.store, self.filter, after=after, upto=upto, limit=PAGE)
-        return asyncio.create_task(read)
+        return asyncio.create_task(self._framed(after, upto))
+
+    async def _framed(self, after: int, upto: int) -> FramePage:
+        async with self.store.scan_slots:
+            return await read_frames(self.store, self.filter, after=after, upto=upto, limit=PAGE)
 
 
 class _Plan:

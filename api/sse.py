@@ -21,6 +21,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from contextvars import ContextVar
 from dataclasses import dataclass
 
@@ -52,8 +53,10 @@ __all__ = [
 
 logger = logging.getLogger("runtrack.sse")
 _TERMINAL_LABELS = frozenset(status.value for status in TERMINAL)
-RAW_SEND = "runtrack.raw_send"
-"""Scope key of the ASGI server's own ``send`` (set by the app), used for stream chunks."""
+RAW_SEND: ContextVar[Send | None] = ContextVar("runtrack_raw_send", default=None)
+"""The ASGI server's own ``send`` for the request being handled (set by the app), used for
+stream chunks. A context variable, not a scope key: the scope is held by the server's request
+object, which the ``send`` method holds in turn, and that cycle would outlive every request."""
 
 
 @dataclass(frozen=True)
@@ -228,12 +231,13 @@ async def frames(
     yield f"retry: {retry_ms}\n: stream open at {channel.cursor}\n\n".encode()
     cursor = channel.cursor
     ends_at = _TERMINAL_LABELS if channel.run_id is not None else frozenset()
-    async for replayed in Replay(store, channel.filter, cursor, ends_at).pages():
-        cursor = replayed.position
-        yield replayed.chunk
-        if channel.run_id is not None and replayed.last_status in _TERMINAL_LABELS:
-            yield _end(channel.run_id, replayed.last_status, cursor)
-            return
+    async with aclosing(Replay(store, channel.filter, cursor, ends_at).pages()) as replay:
+        async for replayed in replay:
+            cursor = replayed.position
+            yield replayed.chunk
+            if channel.run_id is not None and replayed.last_status in _TERMINAL_LABELS:
+                yield _end(channel.run_id, replayed.last_status, cursor)
+                return
     subscription = store.subscribe(channel.filter, after=cursor, idle_timeout=heartbeat)
     try:
         async for page in subscription:
@@ -284,13 +288,15 @@ class _Stream(EventSourceResponse):
     async def _send_with_timeout(self, send: Send, message: Message) -> None:
         """Replaces sse-starlette's per-send timeout scope: the gate's watchdog times sends.
 
-        Body chunks go straight to the server's ``send`` when the app left it in the scope:
-        Starlette's middleware wrappers only watch for the response start (sent through them),
-        and at thousands of streams their two calls per chunk cost a tenth of the sending.
+        Body chunks go straight to the server's ``send`` when the app left it (``RAW_SEND``):
+        Starlette's middleware wrappers only watch for the response start, which still goes
+        through them, and at thousands of streams their two calls per chunk cost a tenth of
+        the sending.
         """
         self._sending_since = time.monotonic()
+        body = message["type"] == "http.response.body"
         try:
-            await (self._raw_send or send)(message)
+            await (self._raw_send if body and self._raw_send else send)(message)
         finally:
             self._sending_since = None
 
@@ -301,7 +307,7 @@ class _Stream(EventSourceResponse):
         self._scope.cancel()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        self._raw_send = scope.get(RAW_SEND)
+        self._raw_send = RAW_SEND.get()
         self._gate.watch(self)
         try:
             with self._scope:

@@ -34,9 +34,14 @@ def disable_memory_statistics() -> bool:
     library = _library()
     if library is None:
         return False
-    library.sqlite3_shutdown()
-    configured: int = library.sqlite3_config(_SQLITE_CONFIG_MEMSTATUS, ctypes.c_int(0))
-    initialised: int = library.sqlite3_initialize()
+    try:
+        shutdown, config = library.sqlite3_shutdown, library.sqlite3_config
+        initialize = library.sqlite3_initialize
+    except AttributeError:  # an SQLite linked in without its symbols exported
+        return False
+    shutdown()
+    configured: int = config(_SQLITE_CONFIG_MEMSTATUS, ctypes.c_int(0))
+    initialised: int = initialize()
     _disabled = configured == initialised == _SQLITE_OK
     return _disabled
 

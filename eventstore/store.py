@@ -65,6 +65,7 @@ class BaseEventStore:
         self._fanout_budget = fanout_budget
         self._poll_interval = poll_interval
         self._tail_capacity = tail_capacity
+        self._scan_slots: asyncio.Semaphore | None = None
         self._page_size = page_size
         self._writer: GroupCommitWriter | None = None
         self.stale_projections: list[str] = []
@@ -248,6 +249,15 @@ class BaseEventStore:
     def parallel_reads(self) -> int:
         """How many reads of one long scan are worth running at once (a replay's pages)."""
         return 1
+
+    @property
+    def scan_slots(self) -> asyncio.Semaphore:
+        """Held by each read of a long scan: ``parallel_reads`` of them at once across every
+        scan of this store, so that however many streams replay, a reader is left for the
+        live tail's reads and for other requests."""
+        if self._scan_slots is None:
+            self._scan_slots = asyncio.Semaphore(self.parallel_reads)
+        return self._scan_slots
 
     def live_from(self, cursor: int) -> bool:
         """Whether the live tail's buffer holds every event after ``cursor`` (no read needed)."""

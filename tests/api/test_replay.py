@@ -1,0 +1,48 @@
+"""A stream's replay from the database, with one read at a time and with several at once."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from api.replay import PAGE, Replay
+from eventstore import EventFilter, NewEvent
+from eventstore.framing import encode_event
+from tests.conftest import StoreFactory
+
+pytestmark = pytest.mark.anyio
+DATA_ID = re.compile(r"^id: (\d+)\nevent: ", re.MULTILINE)
+ID_ONLY = re.compile(r"^id: \d+\n\n", re.MULTILINE)
+"""Blocks that move the client's cursor past events the filter left out."""
+
+
+async def fill(store_factory: StoreFactory, events: int) -> None:
+    async with store_factory() as store:
+        await store.append(
+            "org", "run-a", [NewEvent("run_created", {"agent_id": "a"})], conversation_id="c"
+        )
+        await store.append(
+            "org", "run-b", [NewEvent("run_created", {"agent_id": "b"})], conversation_id="d"
+        )
+        for start in range(0, events, 500):
+            await store.append("org", "run-a", [NewEvent("custom.n", {"n": start})] * 250)
+            await store.append("org", "run-b", [NewEvent("custom.n", {"n": start})] * 250)
+
+
+@pytest.mark.parametrize("readers", [1, 4])
+async def test_pages_read_one_or_several_at_once_carry_the_log_in_order(
+    store_factory: StoreFactory, readers: int
+) -> None:
+    await fill(store_factory, PAGE * 3 + 500)
+    async with store_factory(readers=readers) as store:
+        assert store.parallel_reads == min(readers, 3)
+        for flt in (EventFilter(organization_id="org"), EventFilter(run_id="run-b")):
+            expected = (await store.read(flt, after=3, limit=10 * PAGE)).events
+            pages = [page async for page in Replay(store, flt, 3).pages()]
+            text = b"".join(page.chunk for page in pages).decode()
+            assert [int(i) for i in DATA_ID.findall(text)] == [e.id for e in expected]
+            assert ID_ONLY.sub("", text) == "".join(encode_event(e) for e in expected)
+            positions = [page.position for page in pages]
+            assert positions == sorted(set(positions))  # strictly increasing
+            assert positions[-1] == await store.head()
