@@ -161,9 +161,8 @@ async def authenticate(request: Request) -> Principal:
     """The caller, from ``Authorization: Bearer``; open mode lets everyone in as admin."""
     state = request.app.state
     header = request.headers.get("authorization", "")
-    token_param = request.query_params.get("access_token")
-    if not header and token_param and request.method == "GET":
-        header = f"Bearer {token_param}"  # EventSource cannot send headers (docs/api.md)
+    if not header and request.method == "GET" and (param := _token_param(request)):
+        header = f"Bearer {param}"  # EventSource cannot send headers (docs/api.md)
     scheme, _, token = header.partition(" ")
     if not header and state.settings.loopback and not await state.keys.any_active(max_age=2.0):
         return Principal(DEFAULT_ORGANIZATION, Role.ADMIN, None)  # open mode
@@ -184,6 +183,10 @@ async def authenticate(request: Request) -> Principal:
             headers={"WWW-Authenticate": "Bearer"},
         )
     return principal
+
+
+def _token_param(request: Request) -> str | None:
+    return request.query_params.get("access_token") if request.scope["query_string"] else None
 
 
 async def require(request: Request, role: Role) -> Principal:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from functools import cache
 
 __all__ = ["Settings", "is_loopback"]
 
@@ -57,6 +58,7 @@ class Settings:
         return is_loopback(self.host)
 
 
+@cache
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True

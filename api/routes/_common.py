@@ -7,9 +7,9 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
-from eventstore import EventFilter
+from eventstore import AgentEvent, EventFilter
 from eventstore.payloads import describe_validation_error, validation_error_list
 from eventstore.store import BaseEventStore
 from projections import RunCommands, RunQueries
@@ -132,3 +132,16 @@ def json_response(
     content: Any, status: int = 200, headers: dict[str, str] | None = None
 ) -> JSONResponse:
     return JSONResponse(content, status_code=status, headers=headers)
+
+
+def events_response(events: list[AgentEvent], extra: dict[str, Any], status: int) -> Response:
+    """``{"events": [...], **extra}``, with each event's public JSON written as it is kept
+    (``AgentEvent.to_json``) instead of decoded to a dict and encoded again."""
+    rest = "".join(f",{json.dumps(k)}:{compact_json(v)}" for k, v in extra.items())
+    body = f'{{"events":[{",".join(event.to_json() for event in events)}]{rest}}}'
+    return Response(body.encode("utf-8"), status_code=status, media_type="application/json")
+
+
+def compact_json(value: Any) -> str:
+    """JSON as ``JSONResponse`` writes it."""
+    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))

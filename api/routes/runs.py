@@ -28,6 +28,7 @@ from ._common import (
     bool_param,
     commands,
     event_page,
+    events_response,
     int_param,
     json_response,
     queries,
@@ -146,7 +147,7 @@ async def claim_run(request: Request) -> Response:
     )
 
 
-async def append_events(request: Request) -> JSONResponse:
+async def append_events(request: Request) -> Response:
     principal = await require(request, Role.OPERATOR)
     body = await read_body(request, AppendEventsBody)
     metrics = request.app.state.metrics
@@ -159,13 +160,8 @@ async def append_events(request: Request) -> JSONResponse:
             idempotency_key=body.idempotency_key,
         )
     metrics.events_appended.inc(len(events))
-    return json_response(
-        {
-            "events": [event_json(e) for e in events],
-            "run": {"status": run.status.value, "cancel_requested": run.cancel_requested},
-        },
-        201,
-    )
+    state = {"status": run.status.value, "cancel_requested": run.cancel_requested}
+    return events_response(events, {"run": state}, 201)
 
 
 async def run_events(request: Request) -> Response:
