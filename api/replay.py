@@ -3,7 +3,7 @@
 One reader task per stream plans the pages (``page_end`` steps over ids only) and has the
 database frame up to ``store.parallel_reads`` of them at once, each on its own reader
 connection and thread (``store.scan_slots`` bounds this across every stream of the store).
-The framed pages wait, at most ``WAITING`` of them, for the stream to send them, in order. The
+The framed pages wait, ``AHEAD`` at most, for the stream to send them, in order. The
 replay ends when the live tail's buffer covers the next page (the stream then subscribes from
 there), when the log has no more, or, on a run channel, with the page that ends the run.
 """
@@ -21,12 +21,13 @@ from eventstore.store import BaseEventStore
 
 from ._tasks import cancel_and_wait
 
-__all__ = ["PAGE", "READER_TASK", "WAITING", "Replay"]
+__all__ = ["AHEAD", "PAGE", "READER_TASK", "Replay"]
 
 PAGE = 1000
-"""Events per replay read (and per write to the client)."""
-WAITING = 1
-"""Framed pages waiting to be sent, per stream."""
+"""Events per replay read (and per write to the client). 2,000 measured no faster."""
+AHEAD = 3
+"""Pages a stream may have framed or being framed before it has taken them: with the one being
+sent, at most four pages are held per replaying stream, however slowly its client reads."""
 READER_TASK = "runtrack-replay-reader"
 """The name of a replay's reader task."""
 
@@ -45,36 +46,48 @@ class Replay:
 
     async def pages(self) -> AsyncGenerator[FramePage, None]:
         """The pages in order; the reader task stops when the consumer does."""
-        ready: asyncio.Queue[_Item] = asyncio.Queue(WAITING)
-        reader = asyncio.create_task(self._read(ready), name=READER_TASK)
+        ready: asyncio.Queue[_Item] = asyncio.Queue()
+        credits = asyncio.Semaphore(AHEAD)
+        reader = asyncio.create_task(self._read(ready, credits), name=READER_TASK)
         try:
             while (page := await ready.get()) is not None:
                 if isinstance(page, Exception):
                     raise page
+                credits.release()
                 yield page
         finally:
             await cancel_and_wait([reader])
 
-    async def _read(self, ready: asyncio.Queue[_Item]) -> None:
-        """Puts the pages in ``ready``, then None (or the error that stopped the reading)."""
+    async def _read(self, ready: asyncio.Queue[_Item], credits: asyncio.Semaphore) -> None:
+        """Puts the pages in ``ready``, then None (or the error that stopped the reading).
+
+        A page is framed only with a credit, which the consumer gives back when it takes a page:
+        a stream whose client stops reading stops its replay's reading too.
+        """
         plan = _Plan(self.store, self.filter, self.cursor)
         framing: deque[asyncio.Task[FramePage]] = deque()
         try:
             while True:
-                while len(framing) < self.store.parallel_reads and (span := await plan.next()):
+                while len(framing) < self.store.parallel_reads:
+                    if framing and credits.locked():
+                        break  # take what is framed first rather than wait for a credit
+                    await credits.acquire()
+                    if (span := await plan.next()) is None:
+                        credits.release()
+                        break
                     framing.append(self._frame(*span))
                 if not framing:
                     break
                 page = await framing.popleft()
-                await ready.put(page)
+                ready.put_nowait(page)
                 if page.last_status in self.ends_at:
                     break
         except Exception as error:
-            await ready.put(error)
+            ready.put_nowait(error)
             return
         finally:
             await cancel_and_wait(framing)
-        await ready.put(None)
+        ready.put_nowait(None)
 
     def _frame(self, after: int, upto: int) -> asyncio.Task[FramePage]:
         return asyncio.create_task(self._framed(after, upto))

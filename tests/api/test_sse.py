@@ -14,7 +14,7 @@ import pytest
 from httpx_sse import aconnect_sse
 
 from api.auth import Role
-from api.replay import PAGE, READER_TASK, WAITING
+from api.replay import AHEAD, PAGE, READER_TASK
 from eventstore import NewEvent
 from eventstore.store import PARALLEL_READS
 from projections import RunProjection
@@ -349,7 +349,7 @@ async def test_leaving_in_the_middle_of_a_replay_stops_its_reading(
         await store.append(
             "default", "run-old", [NewEvent("run_created", {"agent_id": "a"})], conversation_id="c"
         )
-        for _ in range(PAGE * (WAITING + PARALLEL_READS + 3) // 500):
+        for _ in range(PAGE * (AHEAD + 3) // 500):
             await store.append("default", "run-old", [NewEvent("custom.note", {})] * 500)
     server = await server_factory()
     async with server.client() as client:
