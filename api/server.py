@@ -36,10 +36,7 @@ def serve(settings: Settings) -> None:
     if settings.workers > 1:
         _serve_workers(settings)
         return
-    disable_memory_statistics()
-    app = create_app(settings)
-    tune_collector()
-    uvicorn.Server(uvicorn.Config(app, **_options(settings))).run()
+    uvicorn.Server(uvicorn.Config(_process_app(settings), **_options(settings))).run()
 
 
 def _serve_workers(settings: Settings) -> None:
@@ -58,8 +55,14 @@ def _serve_workers(settings: Settings) -> None:
 def worker_app() -> Starlette:
     """The app of one worker process (``--workers``), from the settings its parent left."""
     _configure_logging()
+    return _process_app(Settings(**json.loads(os.environ[_WORKER_SETTINGS])))
+
+
+def _process_app(settings: Settings) -> Starlette:
+    """The app of a server process, with the process-wide settings made around it: SQLite's
+    statistics off before anything opens a connection, the start-up heap frozen after."""
     disable_memory_statistics()
-    app = create_app(Settings(**json.loads(os.environ[_WORKER_SETTINGS])))
+    app = create_app(settings)
     tune_collector()
     return app
 

@@ -3,8 +3,8 @@
 A frame is ``id: <id>`` / ``event: <type>`` / ``data: <the event's public JSON>`` and a blank
 line. Live events get their frame once, in Python, shared by every stream that sends them. A
 replay from the database would otherwise build a record and a frame per event in Python (most
-of a catch-up's cost); instead the database builds each frame (one printf) and hands back one
-string per event. Both builders must agree byte for byte (a test holds them equal).
+of a catch-up's cost); instead the database builds each frame (one printf) and joins a page of
+them into one bytes value. Both builders must agree byte for byte (a test holds them equal).
 """
 
 from __future__ import annotations
@@ -80,13 +80,14 @@ _QUOTED = ("event_type", "run_id", "conversation_id", "organization_id")
 
 
 def _fixed_values(flt: EventFilter) -> dict[str, str]:
-    """The quoted JSON of each column the filter pins to one value, by column."""
+    """The quoted JSON of each column the filter pins to one value, in template order (the
+    order of their parameters)."""
     pinned = {
         "organization_id": flt.organization_id,
         "run_id": flt.run_id,
         "conversation_id": flt.conversation_id,
     }
-    return {column: quote_json(value) for column, value in pinned.items() if value is not None}
+    return {c: quote_json(v) for c in _QUOTED if (v := pinned.get(c)) is not None}
 
 
 def _status_key_sql(dialect: Dialect) -> str:
@@ -134,9 +135,8 @@ async def read_frames(
     where, params = filter_sql(flt)
     end = await store.head() if upto is None else upto
     fixed = _fixed_values(flt)
-    quoted = [fixed[column] for column in _QUOTED if column in fixed]
     sql = _page_sql(store.dialect, where, fixed)
-    rows = await store.fetchall(sql, (*quoted, after, end, *params, limit))
+    rows = await store.fetchall(sql, (*fixed.values(), after, end, *params, limit))
     joined, last, count, last_status = rows[0]
     count = int(count)
     position = int(last) if count == limit else max(end, after)

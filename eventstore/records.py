@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -118,12 +118,13 @@ class AgentEvent:
     def to_json(self) -> str:
         """The public JSON form (SSE ``data:``, exports), built without decoding the payload."""
         return (
-            f'{{"id":{self.id},"event_type":{_quote(self.event_type)},'
-            f'"run_id":{_quote(self.run_id)},"conversation_id":{_quote(self.conversation_id)},'
-            f'"organization_id":{_quote(self.organization_id)},"sequence":{self.sequence},'
-            f'"visibility":{_quote(self.visibility)},"payload":{self.payload_json},'
-            f'"created_at":{_quote(self.created_at)},"prev_hash":{_quote(self.prev_hash)},'
-            f'"hash":{_quote(self.hash)}}}'
+            f'{{"id":{self.id},"event_type":{quote_json(self.event_type)},'
+            f'"run_id":{quote_json(self.run_id)},'
+            f'"conversation_id":{quote_json(self.conversation_id)},'
+            f'"organization_id":{quote_json(self.organization_id)},"sequence":{self.sequence},'
+            f'"visibility":{quote_json(self.visibility)},"payload":{self.payload_json},'
+            f'"created_at":{quote_json(self.created_at)},"prev_hash":{quote_json(self.prev_hash)},'
+            f'"hash":{quote_json(self.hash)}}}'
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -131,13 +132,8 @@ class AgentEvent:
         return decoded
 
 
-_quote = json.encoder.encode_basestring
-
-
-def quote_json(text: str) -> str:
-    """A string as the public JSON form writes it (``to_json``)."""
-    return _quote(text)
-
+quote_json: Callable[[str], str] = json.encoder.encode_basestring
+"""A string as the public JSON form writes it (``to_json``)."""
 
 _new = object.__new__
 _FIELDS = (

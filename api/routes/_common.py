@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -104,7 +105,7 @@ def bool_param(request: Request, name: str) -> bool | None:
     raise ApiError(400, "invalid_parameter", f"{name} must be true or false; got {raw!r}")
 
 
-async def event_page(request: Request, flt: EventFilter) -> JSONResponse:
+async def event_page(request: Request, flt: EventFilter) -> Response:
     """A JSON page of the log in id order; ``next_cursor`` goes back as ``after_event_id``.
 
     ``head`` is the log's last id when the page was read: a client that wants only what comes
@@ -114,14 +115,9 @@ async def event_page(request: Request, flt: EventFilter) -> JSONResponse:
     limit = int_param(request, "limit", 100, low=1, high=1000)
     page = await store(request).read(flt, after=after, limit=limit)
     head = await store(request).head()
-    return json_response(
-        {
-            "items": [event.to_dict() for event in page.events],
-            "next_cursor": str(page.position) if page.position < head else None,
-            "position": page.position,
-            "head": head,
-        }
-    )
+    cursor = str(page.position) if page.position < head else None
+    more = {"next_cursor": cursor, "position": page.position, "head": head}
+    return events_response(page.events, more, 200, key="items")
 
 
 def wants_stream(request: Request) -> bool:
@@ -134,11 +130,14 @@ def json_response(
     return JSONResponse(content, status_code=status, headers=headers)
 
 
-def events_response(events: list[AgentEvent], extra: dict[str, Any], status: int) -> Response:
-    """``{"events": [...], **extra}``, with each event's public JSON written as it is kept
+def events_response(
+    events: Sequence[AgentEvent], extra: dict[str, Any], status: int, *, key: str = "events"
+) -> Response:
+    """``{key: [...], **extra}``, with each event's public JSON written as it is kept
     (``AgentEvent.to_json``) instead of decoded to a dict and encoded again."""
     rest = "".join(f",{json.dumps(k)}:{compact_json(v)}" for k, v in extra.items())
-    body = f'{{"events":[{",".join(event.to_json() for event in events)}]{rest}}}'
+    listed = ",".join(event.to_json() for event in events)
+    body = f"{{{json.dumps(key)}:[{listed}]{rest}}}"
     return Response(body.encode("utf-8"), status_code=status, media_type="application/json")
 
 
