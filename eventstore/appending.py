@@ -19,7 +19,7 @@ from .chain import canonical_json, event_hash
 from .errors import ConcurrencyConflict, IdempotencyMismatch, InvalidEvent, UnknownRun
 from .payloads import EventType, default_visibility, normalise_payload
 from .protocol import Projection, Transaction
-from .records import AgentEvent, NewEvent, Visibility
+from .records import AgentEvent, NewEvent, Visibility, plain_names
 
 __all__ = [
     "EVENT_COLUMNS",
@@ -222,7 +222,8 @@ class WriteContext:
         if not pending:
             return
         self.tx.executemany(
-            f"INSERT INTO events ({EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO events ({EVENT_COLUMNS}, plain_names) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [_row(e) for e in pending],
         )
         self._write_streams(pending)
@@ -433,6 +434,7 @@ def _row(event: AgentEvent) -> tuple[Any, ...]:
         event.created_at,
         event.prev_hash,
         event.hash,
+        plain_names(event),
     )
 
 

@@ -85,7 +85,14 @@ SCHEMA: tuple[str, ...] = (
     )""",
 )
 
-MIGRATIONS = (Migration(1, "the event log, its head, run heads and idempotency keys", SCHEMA),)
+MIGRATIONS = (
+    Migration(1, "the event log, its head, run heads and idempotency keys", SCHEMA),
+    Migration(
+        2,
+        "events say whether their names need escaping in JSON",
+        ("ALTER TABLE events ADD COLUMN IF NOT EXISTS plain_names BOOLEAN NOT NULL DEFAULT false",),
+    ),
+)
 
 
 def _pg(sql: str) -> str:

@@ -21,6 +21,7 @@ __all__ = [
     "EventPage",
     "NewEvent",
     "Visibility",
+    "plain_names",
     "quote_json",
 ]
 
@@ -134,6 +135,21 @@ class AgentEvent:
 
 quote_json: Callable[[str], str] = json.encoder.encode_basestring
 """A string as the public JSON form writes it (``to_json``)."""
+
+_ESCAPED = json.encoder.ESCAPE
+"""The characters ``quote_json`` escapes (the same regular expression it uses)."""
+
+
+def plain_names(event: AgentEvent) -> bool:
+    """Whether the names a client chose for ``event`` (its type, run, conversation and
+    organization) are written in JSON as they are, between quotes: nothing to escape.
+
+    Stored with the event, so that the database frames such events without quoting them (see
+    ``framing``); names with a quote or a backslash are rare, and stay quoted.
+    """
+    names = f"{event.event_type}{event.run_id}{event.conversation_id}{event.organization_id}"
+    return _ESCAPED.search(names) is None
+
 
 _new = object.__new__
 _FIELDS = (

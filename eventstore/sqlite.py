@@ -74,7 +74,14 @@ SCHEMA: tuple[str, ...] = (
     ) WITHOUT ROWID""",
 )
 
-MIGRATIONS = (Migration(1, "the event log, run heads and idempotency keys", SCHEMA),)
+MIGRATIONS = (
+    Migration(1, "the event log, run heads and idempotency keys", SCHEMA),
+    Migration(
+        2,
+        "events say whether their names need escaping in JSON",
+        ("ALTER TABLE events ADD COLUMN plain_names INTEGER NOT NULL DEFAULT 0",),
+    ),
+)
 
 BUSY_TIMEOUT_MS = 10_000
 

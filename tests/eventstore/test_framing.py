@@ -98,3 +98,42 @@ async def test_a_page_reports_its_last_status_change(store: Any) -> None:
     )
     page = await read_frames(store, EventFilter(run_id=run), after=0, limit=10)
     assert page.last_status == "completed"
+
+
+async def test_events_whose_names_need_no_escaping_are_framed_as_stored(store: Any) -> None:
+    """The frame's fast path (names written between quotes as they are) is taken exactly for
+    the events whose names JSON leaves alone, and both paths agree with Python in one page."""
+    created = NewEvent("run_created", {"agent_id": "a"})
+    await store.append("org", "run-plain", [created], conversation_id="c")
+    await store.append(
+        "org", "run-plain", [NewEvent('custom.say "hi"', {"n": 1}), NewEvent("custom.ok", {})]
+    )
+    await store.append("org", "run-\\", [created], conversation_id="c")
+    await store.append("org-ü ✓", "run-ü", [created], conversation_id="c-😀")
+    rows = await store.fetchall("SELECT plain_names FROM events ORDER BY id")
+    assert [bool(flag) for (flag,) in rows] == [True, False, True, False, True]
+    events = (await store.read(EventFilter(), after=0, limit=100)).events
+    page = await read_frames(store, EventFilter(), after=0, limit=100)
+    assert page.chunk.decode() == "".join(encode_event(e) for e in events)
+
+
+async def test_events_stored_before_the_flag_existed_are_quoted(store_factory: Any) -> None:
+    """A log from before migration 2: its events have no flag, so the database quotes their
+    names (the slow path, same bytes); events appended after the migration take the fast one."""
+    created = NewEvent("run_created", {"agent_id": "a"})
+    async with store_factory() as store:
+        await store.append("org", "run-old", [created], conversation_id="c")
+
+        def back_to_version_1(context: Any) -> None:
+            context.tx.execute("ALTER TABLE events DROP COLUMN plain_names")
+            context.tx.execute("DELETE FROM schema_migrations WHERE version = 2")
+
+        await store.transact(back_to_version_1)
+        assert not (await store.fetchall("SELECT version FROM schema_migrations WHERE version = 2"))
+    async with store_factory() as store:
+        await store.append("org", "run-new", [created], conversation_id="c")
+        rows = await store.fetchall("SELECT plain_names FROM events ORDER BY id")
+        assert [bool(flag) for (flag,) in rows] == [False, True]
+        events = (await store.read(EventFilter(), after=0, limit=100)).events
+        page = await read_frames(store, EventFilter(), after=0, limit=100)
+        assert page.chunk.decode() == "".join(encode_event(e) for e in events)
