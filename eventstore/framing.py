@@ -71,20 +71,22 @@ def _frame_sql(dialect: Dialect, fixed: Collection[str] = ()) -> str:
     lets through (the stream's organization, run or conversation): their JSON comes in as a
     parameter, quoted once in Python, in both branches.
     """
-    plain = _printf(dialect, fixed, "{}")
-    quote = "json_quote({})" if dialect == "sqlite" else "to_json({}::text)"
-    quoted = _printf(dialect, fixed, quote)
+    plain = _printf(dialect, fixed, quote=None)
+    quoted = _printf(
+        dialect, fixed, "json_quote({})" if dialect == "sqlite" else "to_json({}::text)"
+    )
     return f"CASE WHEN plain_names THEN {plain} ELSE {quoted} END"
 
 
-def _printf(dialect: Dialect, fixed: Collection[str], quote: str) -> str:
-    """The frame's printf/format call, with each unpinned name written as ``quote`` says
-    (``{}`` alone: the name as stored, between the template's quotes)."""
+def _printf(dialect: Dialect, fixed: Collection[str], quote: str | None) -> str:
+    """The frame's printf/format call, with each unpinned name quoted by the SQL ``quote``
+    (``{}`` stands for the column), or with None written as stored between quotes."""
     number, text = ("%d", "%s") if dialect == "sqlite" else ("%s", "%s")
-    bare = quote == "{}"
-    slots = {c: text if c in fixed or not bare else f'"{text}"' for c in _NAMES}
+    as_stored = f'"{text}"' if quote is None else text
+    slots = {c: text if c in fixed else as_stored for c in _NAMES}
     template = _FRAME_TEMPLATE.format(n=number, s=text, **slots).replace("'", "''")
-    names = ["CAST(? AS TEXT)" if column in fixed else quote.format(column) for column in _NAMES]
+    value = "{}" if quote is None else quote
+    names = ["CAST(? AS TEXT)" if c in fixed else value.format(c) for c in _NAMES]
     arguments = ["id", "event_type", "id", *names, "sequence", "visibility", "payload"]
     arguments += ["created_at", "prev_hash", "hash"]
     function = "printf" if dialect == "sqlite" else "format"
