@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import AsyncGenerator, Container
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from eventstore import EventFilter
 from eventstore.framing import FramePage, page_end, read_frames
@@ -35,7 +35,7 @@ READER_TASK = "runtrack-replay-reader"
 _Item = FramePage | Exception | None
 
 
-@dataclass(frozen=True)
+@dataclass
 class Replay:
     """What to replay: the events ``filter`` matches after ``cursor``. With ``ends_at``, the
     replay stops after the page whose last status change is one of them."""
@@ -44,6 +44,8 @@ class Replay:
     filter: EventFilter
     cursor: int
     ends_at: Container[str | None] = ()
+    pages_framed: int = field(default=0, init=False)
+    """Pages the database has framed for this replay so far, sent or not."""
 
     async def pages(self) -> AsyncGenerator[FramePage, None]:
         """The pages in order; the reader task stops when the consumer does."""
@@ -95,7 +97,9 @@ class Replay:
 
     async def _framed(self, after: int, upto: int) -> FramePage:
         async with self.store.scan_slots:
-            return await read_frames(self.store, self.filter, after=after, upto=upto, limit=PAGE)
+            page = await read_frames(self.store, self.filter, after=after, upto=upto, limit=PAGE)
+        self.pages_framed += 1
+        return page
 
 
 class _Plan:

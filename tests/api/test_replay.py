@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+from contextlib import aclosing
 
 import pytest
 
-from api.replay import PAGE, Replay
+from api.replay import AHEAD, PAGE, Replay
 from eventstore import EventFilter, NewEvent
 from eventstore.framing import encode_event
 from tests.conftest import StoreFactory
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.anyio
 DATA_ID = re.compile(r"^id: (\d+)\nevent: ", re.MULTILINE)
@@ -46,3 +49,23 @@ async def test_pages_read_one_or_several_at_once_carry_the_log_in_order(
             positions = [page.position for page in pages]
             assert positions == sorted(set(positions))  # strictly increasing
             assert positions[-1] == await store.head()
+
+
+async def test_a_consumer_that_stops_taking_pages_stops_the_reads(
+    store_factory: StoreFactory,
+) -> None:
+    """A stream whose client stops reading holds its current page and AHEAD more, at most."""
+    await fill(store_factory, PAGE * 12)
+    async with store_factory(readers=4) as store:
+        replay = Replay(store, EventFilter(organization_id="org"), 0)
+        async with aclosing(replay.pages()) as pages:
+            await anext(pages)
+            await eventually(lambda: replay.pages_framed >= 1 + AHEAD)
+            await asyncio.sleep(0.3)  # time for a reader that ignored its credits to read on
+            assert replay.pages_framed == 1 + AHEAD
+            await anext(pages)  # taking a page gives one credit back: one more page is read
+            await eventually(lambda: replay.pages_framed >= 2 + AHEAD)
+            await asyncio.sleep(0.3)
+            assert replay.pages_framed == 2 + AHEAD
+            rest = [page async for page in pages]
+        assert len(rest) + 2 == replay.pages_framed >= 12
