@@ -154,6 +154,11 @@ class _PgWriter:
             connection.execute(
                 "SELECT pg_advisory_xact_lock(%s)", (advisory_key("runtrack", "schema"),)
             )
+            # A write takes the log's row lock first and the events table second; a migration
+            # locks the events table. Taking the row lock before any migration keeps that order
+            # (the other order deadlocked with a server of the previous version writing).
+            if connection.execute("SELECT to_regclass('log_head')").fetchone() != (None,):
+                connection.execute("SELECT last_id FROM log_head FOR UPDATE")
             apply_migrations(
                 lambda sql, params: connection.execute(_as_query(sql), params),
                 lambda sql: connection.execute(_as_query(sql)).fetchall(),

@@ -128,3 +128,40 @@ def test_driver_errors_are_translated_at_the_boundary() -> None:
     assert isinstance(translate_error(psycopg.errors.UniqueViolation("dup")), ConcurrencyConflict)
     assert isinstance(translate_error(psycopg.OperationalError("gone")), StoreUnavailable)
     assert translate_error(ValueError("not ours")) is None
+
+
+async def test_a_migration_waits_for_a_write_in_flight_without_deadlock(url: str) -> None:
+    """A server starting on a database one migration behind, while another server's write
+    group is between its row lock and its use of the events table: the migration waits for
+    that group, which runs once and commits (the other lock order deadlocked)."""
+    async with open_store(url) as older:
+        await new_run(older, "run-a")
+
+        def back_to_version_1(context: WriteContext) -> None:
+            context.tx.execute("ALTER TABLE events DROP COLUMN plain_names")
+            context.tx.execute("DELETE FROM schema_migrations WHERE version = 2")
+
+        await older.transact(back_to_version_1)
+        holding, release = threading.Event(), threading.Event()
+        attempts: list[int] = []
+
+        def group_in_flight(context: WriteContext) -> int:
+            attempts.append(1)
+            holding.set()
+            release.wait(30)
+            rows = context.tx.fetchall("SELECT count(*) FROM events")
+            return int(rows[0][0])
+
+        write = asyncio.create_task(older.transact(group_in_flight))
+        await asyncio.to_thread(holding.wait, 30)
+        newer = open_store(url)
+        opening = asyncio.create_task(newer.open())
+        await eventually(lambda: waiting_on_the_log_lock(url), within=10)
+        release.set()
+        assert await write == 1
+        await opening
+        await newer.aclose()
+    assert attempts == [1]
+    with psycopg.connect(url) as connection:
+        versions = connection.execute("SELECT version FROM schema_migrations ORDER BY 1")
+        assert [v for (v,) in versions] == [1, 2]
