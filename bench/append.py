@@ -40,14 +40,16 @@ from eventsourcing.domain import Aggregate, event
 
 from bench._machine import PeakRss, describe_machine
 from eventstore import EventFilter, NewEvent, SQLiteEventStore, open_store
-from eventstore.sqlite import SCHEMA
+from eventstore.appending import EVENT_COLUMNS
+from eventstore.migrations import apply_migrations
+from eventstore.sqlite import MIGRATIONS
 from eventstore.store import BaseEventStore
 
 Synchronous = Literal["FULL", "NORMAL"]
 BATCH = 10_000  # rows per transaction for the ceiling
 PAGE = 1_000  # events per page for the replay
 LAPS = 5  # the timed part of an append case is reported in fifths too
-INSERT = "INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+INSERT = f"INSERT INTO events ({EVENT_COLUMNS}, plain_names) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
 ROW_TAIL = (  # event_type .. hash, the same shape and sizes as the store's own rows
     "message_created",
     "user",
@@ -55,6 +57,7 @@ ROW_TAIL = (  # event_type .. hash, the same shape and sizes as the store's own 
     "2026-01-01T00:00:00.000000+00:00",
     "0" * 64,
     "f" * 64,
+    True,  # plain_names: nothing in these names needs escaping in JSON
 )
 
 
@@ -132,8 +135,12 @@ def connect_plain(path: Path, synchronous: Synchronous = "FULL") -> sqlite3.Conn
     connection = sqlite3.connect(path, isolation_level=None)
     connection.execute("PRAGMA journal_mode=WAL")
     connection.execute(f"PRAGMA synchronous={synchronous}")
-    for statement in SCHEMA:
-        connection.execute(statement)
+    apply_migrations(
+        lambda sql, params: connection.execute(sql, params or ()),
+        lambda sql: connection.execute(sql).fetchall(),
+        MIGRATIONS,
+        "?",
+    )
     return connection
 
 
