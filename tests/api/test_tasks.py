@@ -35,3 +35,38 @@ async def test_a_task_that_had_failed_does_not_keep_the_others_running(
     assert cleaned_up.is_set()
     assert "failed-read had failed when it was stopped" in caplog.text
     assert "the database went away" in caplog.text
+
+
+async def test_cancelling_the_caller_again_and_again_cancels_the_tasks_once() -> None:
+    """anyio cancels a stream's task on every loop turn until it leaves its scope; the tasks
+    being stopped must see one cancellation, finish their clean-up, and only then the caller
+    is cancelled (a second cancel inside psycopg's cancel-and-drain closes the connection)."""
+    started, stopped, cleaned_up = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    cancels = 0
+
+    async def slow_clean_up() -> None:
+        nonlocal cancels
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancels += 1
+            stopped.set()
+            for _ in range(50):  # clean-up spanning many loop turns
+                try:
+                    await asyncio.sleep(0)
+                except asyncio.CancelledError:
+                    cancels += 1
+            cleaned_up.set()
+            raise
+
+    stopping = asyncio.create_task(slow_clean_up())
+    await started.wait()
+    caller = asyncio.create_task(cancel_and_wait([stopping]))
+    await stopped.wait()  # the caller has cancelled the task and waits for it
+    while not caller.done():
+        caller.cancel()
+        await asyncio.sleep(0)
+    assert caller.cancelled()
+    assert cleaned_up.is_set()
+    assert cancels == 1
