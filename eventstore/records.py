@@ -137,7 +137,8 @@ quote_json: Callable[[str], str] = json.encoder.encode_basestring
 """A string as the public JSON form writes it (``to_json``)."""
 
 _ESCAPED = json.encoder.ESCAPE
-"""The characters ``quote_json`` escapes (the same regular expression it uses)."""
+"""The characters ``quote_json`` escapes: ``"``, ``\\`` and those below U+0020 (the pattern
+of the pure-Python encoder that the C one mirrors)."""
 
 
 def plain_names(event: AgentEvent) -> bool:
