@@ -5,14 +5,14 @@ database frame up to ``store.parallel_reads`` of them at once, each on its own r
 connection and thread (``store.scan_slots`` bounds this across every stream of the store).
 The framed pages wait, ``AHEAD`` at most, for the stream to send them, in order. The
 replay ends when the live tail's buffer covers the next page (the stream then subscribes from
-there), when the log has no more, or, on a run channel, with the page that ends the run.
+there), or when the log has no more; a run channel's stream closes it once the run has ended.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncGenerator, Container
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
 from eventstore import EventFilter
@@ -37,13 +37,11 @@ _Item = FramePage | Exception | None
 
 @dataclass
 class Replay:
-    """What to replay: the events ``filter`` matches after ``cursor``. With ``ends_at``, the
-    replay stops after the page whose last status change is one of them."""
+    """What to replay: the events ``filter`` matches after ``cursor``."""
 
     store: BaseEventStore
     filter: EventFilter
     cursor: int
-    ends_at: Container[str | None] = ()
     pages_framed: int = field(default=0, init=False)
     """Pages the database has framed for this replay so far, sent or not."""
 
@@ -81,10 +79,7 @@ class Replay:
                     framing.append(self._frame(*span))
                 if not framing:
                     break
-                page = await framing.popleft()
-                ready.put_nowait(page)
-                if page.last_status in self.ends_at:
-                    break
+                ready.put_nowait(await framing.popleft())
         except Exception as error:
             ready.put_nowait(error)
             return

@@ -211,12 +211,11 @@ def encode_page(page: EventPage) -> bytes:
     return chunk
 
 
-def _ends_run(page: EventPage) -> str | None:
-    """The terminal status reached by the page's last status change, if any."""
+def _last_status(page: EventPage) -> str | None:
+    """The status the page's last status change moved to, if it has one."""
     for event in reversed(page.events):
         if event.event_type == EventType.RUN_STATUS_CHANGED:
-            target = str(event.payload["to"])
-            return target if target in _TERMINAL_LABELS else None
+            return str(event.payload["to"])
     return None
 
 
@@ -230,13 +229,12 @@ async def frames(
     """
     yield f"retry: {retry_ms}\n: stream open at {channel.cursor}\n\n".encode()
     cursor = channel.cursor
-    ends_at = _TERMINAL_LABELS if channel.run_id is not None else frozenset()
-    async with aclosing(Replay(store, channel.filter, cursor, ends_at).pages()) as replay:
+    async with aclosing(Replay(store, channel.filter, cursor).pages()) as replay:
         async for replayed in replay:
             cursor = replayed.position
             yield replayed.chunk
-            if channel.run_id is not None and replayed.last_status in _TERMINAL_LABELS:
-                yield _end(channel.run_id, replayed.last_status, cursor)
+            if end := await _end_of_run(store, channel.run_id, replayed.last_status, cursor):
+                yield end
                 return
     subscription = store.subscribe(channel.filter, after=cursor, idle_timeout=heartbeat)
     try:
@@ -246,11 +244,28 @@ async def frames(
                 continue
             cursor = page.position
             yield encode_page(page)
-            if channel.run_id is not None and (status := _ends_run(page)) is not None:
-                yield _end(channel.run_id, status, cursor)
+            if end := await _end_of_run(store, channel.run_id, _last_status(page), cursor):
+                yield end
                 return
     finally:
         await subscription.aclose()
+
+
+async def _end_of_run(
+    store: BaseEventStore, run_id: str | None, status: str | None, position: int
+) -> bytes | None:
+    """The ``end`` event, when a run channel that has sent up to ``position`` (its last status
+    change sent moved the run to ``status``) is at the run's end: a terminal status that no
+    later status change has left. A failed or timed-out run may have been resumed since, and
+    then its stream goes on, wherever its pages happen to break.
+    """
+    if run_id is None or status not in _TERMINAL_LABELS:
+        return None
+    later = await store.fetchall(
+        "SELECT id FROM events WHERE run_id = ? AND event_type = ? AND id > ? LIMIT 1",
+        (run_id, EventType.RUN_STATUS_CHANGED.value, position),
+    )
+    return None if later else _end(run_id, status, position)
 
 
 def _end(run_id: str, status: str, cursor: int) -> bytes:
