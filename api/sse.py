@@ -229,11 +229,12 @@ async def frames(
     """
     yield f"retry: {retry_ms}\n: stream open at {channel.cursor}\n\n".encode()
     cursor = channel.cursor
+    run_id = channel.run_id
     async with aclosing(Replay(store, channel.filter, cursor).pages()) as replay:
         async for replayed in replay:
             cursor = replayed.position
             yield replayed.chunk
-            if end := await _end_of_run(store, channel.run_id, replayed.last_status, cursor):
+            if run_id and (end := await _end_of_run(store, run_id, replayed.last_status, cursor)):
                 yield end
                 return
     subscription = store.subscribe(channel.filter, after=cursor, idle_timeout=heartbeat)
@@ -244,7 +245,7 @@ async def frames(
                 continue
             cursor = page.position
             yield encode_page(page)
-            if end := await _end_of_run(store, channel.run_id, _last_status(page), cursor):
+            if run_id and (end := await _end_of_run(store, run_id, _last_status(page), cursor)):
                 yield end
                 return
     finally:
@@ -252,14 +253,14 @@ async def frames(
 
 
 async def _end_of_run(
-    store: BaseEventStore, run_id: str | None, status: str | None, position: int
+    store: BaseEventStore, run_id: str, status: str | None, position: int
 ) -> bytes | None:
     """The ``end`` event, when a run channel that has sent up to ``position`` (its last status
     change sent moved the run to ``status``) is at the run's end: a terminal status that no
     later status change has left. A failed or timed-out run may have been resumed since, and
     then its stream goes on, wherever its pages happen to break.
     """
-    if run_id is None or status not in _TERMINAL_LABELS:
+    if status not in _TERMINAL_LABELS:
         return None
     later = await store.fetchall(
         "SELECT id FROM events WHERE run_id = ? AND event_type = ? AND id > ? LIMIT 1",
