@@ -79,8 +79,9 @@ def _frame_sql(dialect: Dialect, fixed: Collection[str] = ()) -> str:
 
 
 def _printf(dialect: Dialect, fixed: Collection[str], quote: str | None) -> str:
-    """The frame's printf/format call, with each unpinned name quoted by the SQL ``quote``
-    (``{}`` stands for the column), or with None written as stored between quotes."""
+    """The frame's printf/format call. ``quote`` is the SQL that quotes an unpinned name
+    (``{}`` stands for its column); with None, the names are written as stored, between the
+    template's quotes."""
     number, text = ("%d", "%s") if dialect == "sqlite" else ("%s", "%s")
     as_stored = f'"{text}"' if quote is None else text
     slots = {c: text if c in fixed else as_stored for c in _NAMES}

@@ -157,7 +157,10 @@ class _PgWriter:
             # A write takes the log's row lock first and the events table second; a migration
             # locks the events table. Taking the row lock before any migration keeps that order
             # (the other order deadlocked with a server of the previous version writing).
-            if connection.execute("SELECT to_regclass('log_head')").fetchone() != (None,):
+            (log_exists,) = connection.execute(
+                "SELECT to_regclass('log_head') IS NOT NULL"
+            ).fetchone() or (False,)
+            if log_exists:
                 connection.execute("SELECT last_id FROM log_head FOR UPDATE")
             apply_migrations(
                 lambda sql, params: connection.execute(_as_query(sql), params),
