@@ -234,7 +234,7 @@ async def frames(
         async for replayed in replay:
             cursor = replayed.position
             yield replayed.chunk
-            if run_id and (end := await _end_of_run(store, run_id, replayed.last_status, cursor)):
+            if run_id and (end := await _end_of_run(store, channel, replayed.last_status, cursor)):
                 yield end
                 return
     subscription = store.subscribe(channel.filter, after=cursor, idle_timeout=heartbeat)
@@ -245,7 +245,7 @@ async def frames(
                 continue
             cursor = page.position
             yield encode_page(page)
-            if run_id and (end := await _end_of_run(store, run_id, _last_status(page), cursor)):
+            if run_id and (end := await _end_of_run(store, channel, _last_status(page), cursor)):
                 yield end
                 return
     finally:
@@ -253,20 +253,25 @@ async def frames(
 
 
 async def _end_of_run(
-    store: BaseEventStore, run_id: str, status: str | None, position: int
+    store: BaseEventStore, channel: Channel, seen: str | None, position: int
 ) -> bytes | None:
-    """The ``end`` event, when a run channel that has sent up to ``position`` (its last status
-    change sent moved the run to ``status``) is at the run's end: a terminal status that no
-    later status change has left. A failed or timed-out run may have been resumed since, and
-    then its stream goes on, wherever its pages happen to break.
+    """The ``end`` event, when a run channel that has sent up to ``position`` is at the run's
+    end: the run's latest status change is at or before ``position``, to a terminal status.
+
+    ``seen`` is the status the last status change the stream sent moved to. A stream that
+    sees every event and has seen no terminal status cannot be at the end; any other asks the
+    log: a run that failed may have been resumed since (its stream goes on, wherever its pages
+    happen to break), and a status change above the stream's visibility still ends the run
+    (DESIGN's own example has one at ``operator``).
     """
-    if status not in _TERMINAL_LABELS:
+    run_id = channel.run_id
+    sees_all = channel.filter.visibility is Visibility.INTERNAL
+    if run_id is None or (sees_all and seen not in _TERMINAL_LABELS):
         return None
-    later = await store.fetchall(
-        "SELECT id FROM events WHERE run_id = ? AND event_type = ? AND id > ? LIMIT 1",
-        (run_id, EventType.RUN_STATUS_CHANGED.value, position),
-    )
-    return None if later else _end(run_id, status, position)
+    latest = await store.last_status_change(run_id)
+    if latest is None or latest[0] > position or latest[1] not in _TERMINAL_LABELS:
+        return None
+    return _end(run_id, latest[1], position)
 
 
 def _end(run_id: str, status: str, cursor: int) -> bytes:

@@ -23,9 +23,15 @@ from .records import GENESIS_HASH, AgentEvent, EventFilter, EventPage, NewEvent,
 from .tail import Broadcaster, subscribe
 from .writer import GroupCommitWriter, WriterBackend
 
-__all__ = ["PARALLEL_READS", "BaseEventStore", "StoreOptions"]
+__all__ = ["PARALLEL_READS", "STATUS_CHANGES_INDEX", "BaseEventStore", "StoreOptions"]
 
 T = TypeVar("T")
+STATUS_CHANGES_INDEX = (
+    "CREATE INDEX IF NOT EXISTS events_status_changes ON events (run_id, id) "
+    "WHERE event_type = 'run_status_changed'"
+)
+"""Each run's status changes by id: a run's latest status, whoever may see it, in one step."""
+
 PARALLEL_READS = 3
 """Reads of one long scan run at once where the backend scales (``parallel_reads``). On the two
 cores we measure on, three beat two (one is always queued while a result is handed over) and
@@ -179,6 +185,22 @@ class BaseEventStore:
     async def head(self) -> int:
         row = await self.fetchall("SELECT MAX(id) FROM events")
         return int(row[0][0] or 0)
+
+    async def last_status_change(self, run_id: str) -> tuple[int, str] | None:
+        """The id of ``run_id``'s latest status change and the status it moved to, whatever
+        its visibility; None before the first. One step of ``STATUS_CHANGES_INDEX`` (the
+        event type is written out so that both databases see the index applies)."""
+        target = (
+            "json_extract(payload, '$.to')"
+            if self.dialect == "sqlite"
+            else "payload::json ->> 'to'"
+        )
+        rows = await self.fetchall(
+            f"SELECT id, {target} FROM events WHERE run_id = ? "
+            "AND event_type = 'run_status_changed' ORDER BY id DESC LIMIT 1",
+            (run_id,),
+        )
+        return (int(rows[0][0]), str(rows[0][1])) if rows else None
 
     async def read(self, filter: EventFilter, *, after: int = 0, limit: int = 500) -> EventPage:
         """Events after ``after`` in id order; ``position`` says how far the scan reached."""

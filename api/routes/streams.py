@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from eventstore import EventFilter, EventType, UnknownRun
+from eventstore import EventFilter, UnknownRun
 from projections import RunFilter, RunState
 
 from ..auth import Principal, Role, require
@@ -33,7 +33,8 @@ async def run_stream(
         run=run,
         sequence_ids=await _sequence_ids(request, run),
     )
-    if run.terminal and cursor >= await _terminal_event_id(request, run):
+    latest = await store(request).last_status_change(run_id) if run.terminal else None
+    if latest is not None and cursor >= latest[0]:
         return Response(status_code=204)
     flt = EventFilter(principal.organization_id, run_id=run_id, visibility=visibility)
     return open_stream(request, store(request), Channel(flt, cursor, run_id))
@@ -48,14 +49,6 @@ async def _sequence_ids(request: Request, run: RunState) -> dict[int, int]:
         "SELECT sequence, id FROM events WHERE run_id = ? AND sequence = ?", (run.run_id, int(raw))
     )
     return {int(r[0]): int(r[1]) for r in rows}
-
-
-async def _terminal_event_id(request: Request, run: RunState) -> int:
-    rows = await store(request).fetchall(
-        "SELECT MAX(id) FROM events WHERE run_id = ? AND event_type = ?",
-        (run.run_id, EventType.RUN_STATUS_CHANGED.value),
-    )
-    return int(rows[0][0] or 0)
 
 
 async def conversation_events(request: Request) -> Response:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
 
 from api.replay import PAGE
 from api.sse import Channel, frames
-from eventstore import EventFilter, NewEvent
+from eventstore import EventFilter, NewEvent, Visibility
 from tests.conftest import StoreFactory
 
 pytestmark = pytest.mark.anyio
@@ -54,3 +55,29 @@ async def test_a_resumed_run_is_streamed_to_its_real_end_wherever_pages_break(
     }
     assert sent.count("\nevent: run_status_changed\n") == 5
     assert sent.index('"to":"failed"') < sent.index('"to":"resuming"')
+
+
+async def test_a_terminal_status_the_stream_may_not_see_still_ends_it(
+    store_factory: StoreFactory,
+) -> None:
+    """DESIGN's own example has a status change at ``operator``: a ``user`` stream must end on
+    it too, with an id-only block moving its cursor past it, both from the log and live."""
+    created = NewEvent("run_created", {"agent_id": "a"})
+    hidden_end = NewEvent("run_status_changed", {"from": None, "to": "completed"}, "operator")
+    user_only = Channel(EventFilter("org", run_id="run-a", visibility=Visibility.USER), 0, "run-a")
+    async with store_factory() as store:
+        await store.append("org", "run-a", [created, moved_to("running")], conversation_id="c")
+        await store.append("org", "run-b", [created], conversation_id="c")
+        live = frames(store, user_only, retry_ms=1000, heartbeat=60)
+        sent = [await anext(live), await anext(live)]  # the prelude, then what the log holds
+        await store.append("org", "run-a", [hidden_end])
+        async with asyncio.timeout(10):  # without an end, the stream would wait for ever
+            sent += [chunk async for chunk in live]
+            replayed = [c async for c in frames(store, user_only, retry_ms=1, heartbeat=60)]
+    for chunks in (sent, replayed):
+        text = b"".join(chunks).decode()
+        assert '"to":"completed"' not in text
+        assert text.endswith(
+            'id: 4\n\nevent: end\ndata: {"run_id": "run-a", "status": "completed", '
+            '"last_event_id": 4}\n\n'
+        )
