@@ -7,7 +7,13 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
+import anyio
+
 logger = logging.getLogger("runtrack.tasks")
+
+STOP_SECONDS = 15.0
+"""How long a clean-up waits for the tasks it stopped (psycopg gives up on a query's cancel
+after ten)."""
 
 
 async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any]]) -> None:
@@ -16,25 +22,20 @@ async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any]]) -> None:
     A task that had already failed does not stop the others from being waited for: its error
     is logged, not raised (the caller is tearing down, and nobody is left to handle it).
 
-    The caller may itself be cancelled while it waits, and more than once: anyio (under
-    sse-starlette) cancels a stream's task again on every loop turn until it has left the
-    cancelled scope. Those cancellations must not reach the tasks being stopped: a second
-    cancel in the middle of psycopg's own cancel-and-drain closes the pooled connection. So
-    the wait is shielded, and a cancellation of the caller is raised once all have finished.
+    The caller may itself be in a cancelled anyio scope (a stream whose client left, under
+    sse-starlette), which cancels it again on every loop turn while it waits. Those
+    cancellations must not reach the tasks being stopped: a second cancel in the middle of
+    psycopg's own cancel-and-drain closes the pooled connection. So the wait is shielded from
+    them, for ``STOP_SECONDS`` at most; the caller's cancellation carries on after it.
     """
     stopping = list(tasks)
     for task in stopping:
         task.cancel()
-    waiting = asyncio.gather(*stopping, return_exceptions=True)
-    cancelled = False
-    while True:
-        try:
-            outcomes = await asyncio.shield(waiting)
-            break
-        except asyncio.CancelledError:
-            cancelled = True
-    for task, outcome in zip(stopping, outcomes, strict=True):
-        if isinstance(outcome, Exception):
-            logger.warning("%s had failed when it was stopped: %r", task.get_name(), outcome)
-    if cancelled:
-        raise asyncio.CancelledError
+    with anyio.move_on_after(STOP_SECONDS, shield=True) as waited:
+        outcomes = await asyncio.gather(*stopping, return_exceptions=True)
+        for task, outcome in zip(stopping, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                logger.warning("%s had failed when it was stopped: %r", task.get_name(), outcome)
+    if waited.cancelled_caught:
+        unfinished = [task.get_name() for task in stopping if not task.done()]
+        logger.warning("still stopping after %s s: %s", STOP_SECONDS, ", ".join(unfinished))

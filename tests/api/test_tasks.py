@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import anyio
 import pytest
 
 from api._tasks import cancel_and_wait
@@ -37,16 +38,16 @@ async def test_a_task_that_had_failed_does_not_keep_the_others_running(
     assert "the database went away" in caplog.text
 
 
-async def test_cancelling_the_caller_again_and_again_cancels_the_tasks_once() -> None:
-    """anyio cancels a stream's task on every loop turn until it leaves its scope; the tasks
-    being stopped must see one cancellation, finish their clean-up, and only then the caller
-    is cancelled (a second cancel inside psycopg's cancel-and-drain closes the connection)."""
-    started, stopped, cleaned_up = asyncio.Event(), asyncio.Event(), asyncio.Event()
+async def test_a_caller_in_a_cancelled_anyio_scope_cancels_the_tasks_once() -> None:
+    """anyio cancels a task in a cancelled scope again on every loop turn (a stream whose
+    client left, under sse-starlette). The tasks being stopped must see one cancellation and
+    finish their clean-up: a second cancel inside psycopg's cancel-and-drain closes the
+    connection."""
+    stopped, cleaned_up = asyncio.Event(), asyncio.Event()
     cancels = 0
 
     async def slow_clean_up() -> None:
         nonlocal cancels
-        started.set()
         try:
             await asyncio.Event().wait()
         except asyncio.CancelledError:
@@ -61,12 +62,17 @@ async def test_cancelling_the_caller_again_and_again_cancels_the_tasks_once() ->
             raise
 
     stopping = asyncio.create_task(slow_clean_up())
-    await started.wait()
-    caller = asyncio.create_task(cancel_and_wait([stopping]))
-    await stopped.wait()  # the caller has cancelled the task and waits for it
-    while not caller.done():
-        caller.cancel()
+    async with anyio.create_task_group() as group:
+
+        async def stream() -> None:
+            try:
+                await asyncio.Event().wait()
+            finally:
+                await cancel_and_wait([stopping])
+
+        group.start_soon(stream)
         await asyncio.sleep(0)
-    assert caller.cancelled()
+        group.cancel_scope.cancel()  # the client has gone
+    assert stopped.is_set()
     assert cleaned_up.is_set()
     assert cancels == 1
