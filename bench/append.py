@@ -40,7 +40,7 @@ from eventsourcing.domain import Aggregate, event
 
 from bench._machine import PeakRss, describe_machine
 from eventstore import EventFilter, NewEvent, SQLiteEventStore, open_store
-from eventstore.appending import EVENT_COLUMNS
+from eventstore.appending import INSERT_EVENT
 from eventstore.migrations import apply_migrations
 from eventstore.sqlite import MIGRATIONS
 from eventstore.store import BaseEventStore
@@ -49,7 +49,6 @@ Synchronous = Literal["FULL", "NORMAL"]
 BATCH = 10_000  # rows per transaction for the ceiling
 PAGE = 1_000  # events per page for the replay
 LAPS = 5  # the timed part of an append case is reported in fifths too
-INSERT = f"INSERT INTO events ({EVENT_COLUMNS}, plain_names) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
 ROW_TAIL = (  # event_type .. hash, the same shape and sizes as the store's own rows
     "message_created",
     "user",
@@ -148,7 +147,7 @@ def insert_batches(connection: sqlite3.Connection, first: int, count: int, runs:
     for start in range(first, first + count, BATCH):
         rows = [row(i, runs) for i in range(start, min(first + count, start + BATCH))]
         connection.execute("BEGIN IMMEDIATE")
-        connection.executemany(INSERT, rows)
+        connection.executemany(INSERT_EVENT, rows)
         connection.execute("COMMIT")
 
 

@@ -24,13 +24,12 @@ from pathlib import Path
 
 from bench._machine import describe_machine
 from eventstore import NewEvent, SQLiteEventStore
-from eventstore.appending import EVENT_COLUMNS
+from eventstore.appending import INSERT_EVENT
 from eventstore.payloads import RunStatus
 from projections import RunCommands, RunFilter, RunProjection, RunQueries, RunState, rebuild
 from projections.readmodel import state_to_row
 
 STAMP = "2026-01-01T00:00:00.000000+00:00"
-INSERT = f"INSERT INTO events ({EVENT_COLUMNS}, plain_names) VALUES ({', '.join('?' * 12)})"
 AGENTS = [f"agent-{n}" for n in range(10)]
 STATUSES = (
     [RunStatus.COMPLETED] * 14
@@ -110,9 +109,9 @@ async def build_log(path: Path, total: int) -> None:
             next_id += 1
         run += 1
         if len(rows) >= 50_000:
-            connection.executemany(INSERT, rows)
+            connection.executemany(INSERT_EVENT, rows)
             rows = []
-    connection.executemany(INSERT, rows)
+    connection.executemany(INSERT_EVENT, rows)
     connection.execute("COMMIT")
     connection.close()
 

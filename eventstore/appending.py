@@ -23,6 +23,7 @@ from .records import AgentEvent, NewEvent, Visibility, plain_names
 
 __all__ = [
     "EVENT_COLUMNS",
+    "INSERT_EVENT",
     "AppendRequest",
     "AppendUnit",
     "Head",
@@ -37,6 +38,12 @@ EVENT_COLUMNS = (
     "id, organization_id, run_id, conversation_id, sequence, event_type, visibility, payload, "
     "created_at, prev_hash, hash"
 )
+
+
+INSERT_EVENT = (
+    f"INSERT INTO events ({EVENT_COLUMNS}, plain_names) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+"""One stored event: ``EVENT_COLUMNS``, then ``plain_names`` (see ``records.plain_names``)."""
 
 
 def event_columns(alias: str) -> str:
@@ -222,8 +229,7 @@ class WriteContext:
         if not pending:
             return
         self.tx.executemany(
-            f"INSERT INTO events ({EVENT_COLUMNS}, plain_names) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            INSERT_EVENT,
             [_row(e) for e in pending],
         )
         self._write_streams(pending)

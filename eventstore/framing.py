@@ -14,11 +14,9 @@ from dataclasses import dataclass
 
 from .protocol import Dialect
 from .records import AgentEvent, EventFilter, quote_json
-from .store import BaseEventStore, filter_sql
+from .store import STATUS_CHANGE, BaseEventStore, filter_sql, status_target_sql
 
 __all__ = ["FramePage", "encode_event", "id_block", "page_end", "read_frames"]
-
-_STATUS_CHANGE = "run_status_changed"
 
 
 def encode_event(event: AgentEvent) -> str:
@@ -107,11 +105,9 @@ def _fixed_values(flt: EventFilter) -> dict[str, str]:
 
 def _status_key_sql(dialect: Dialect) -> str:
     """For a status change, ``<its id in 20 digits><its target status>``; NULL otherwise."""
-    if dialect == "sqlite":
-        key = "printf('%020d', id) || json_extract(payload, '$.to')"
-    else:
-        key = "lpad(id::text, 20, '0') || (payload::json ->> 'to')"
-    return f"CASE WHEN event_type = '{_STATUS_CHANGE}' THEN {key} END"
+    padded = "printf('%020d', id)" if dialect == "sqlite" else "lpad(id::text, 20, '0')"
+    key = f"{padded} || ({status_target_sql(dialect)})"
+    return f"CASE WHEN event_type = '{STATUS_CHANGE}' THEN {key} END"
 
 
 def _page_sql(dialect: Dialect, where: str, fixed: Collection[str] = ()) -> str:

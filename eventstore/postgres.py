@@ -31,7 +31,7 @@ from .migrations import Migration, apply_migrations
 from .projection_schemas import prepare_projection_tables
 from .protocol import Dialect, Projection, Row
 from .records import GENESIS_HASH
-from .store import PARALLEL_READS, STATUS_CHANGES_INDEX, BaseEventStore, StoreOptions
+from .store import PARALLEL_READS, STATUS_CHANGES_MIGRATION, BaseEventStore, StoreOptions
 
 __all__ = ["PostgresEventStore"]
 
@@ -92,7 +92,7 @@ MIGRATIONS = (
         "events say whether their names need escaping in JSON",
         ("ALTER TABLE events ADD COLUMN IF NOT EXISTS plain_names BOOLEAN NOT NULL DEFAULT false",),
     ),
-    Migration(3, "an index of each run's status changes", (STATUS_CHANGES_INDEX,)),
+    STATUS_CHANGES_MIGRATION,
 )
 
 

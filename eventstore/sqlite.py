@@ -28,7 +28,7 @@ from .projection_schemas import prepare_projection_tables
 from .protocol import Dialect, Projection, Row
 from .records import GENESIS_HASH
 from .sqlite_library import memory_statistics_disabled
-from .store import PARALLEL_READS, STATUS_CHANGES_INDEX, BaseEventStore, StoreOptions
+from .store import PARALLEL_READS, STATUS_CHANGES_MIGRATION, BaseEventStore, StoreOptions
 
 __all__ = ["SQLiteEventStore"]
 
@@ -81,7 +81,7 @@ MIGRATIONS = (
         "events say whether their names need escaping in JSON",
         ("ALTER TABLE events ADD COLUMN plain_names INTEGER NOT NULL DEFAULT 0",),
     ),
-    Migration(3, "an index of each run's status changes", (STATUS_CHANGES_INDEX,)),
+    STATUS_CHANGES_MIGRATION,
 )
 
 BUSY_TIMEOUT_MS = 10_000

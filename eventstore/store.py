@@ -18,19 +18,34 @@ from .appending import EVENT_COLUMNS, AppendUnit, WriteContext, prepare_append
 from .chain import verify_link
 from .errors import InvalidCursor, StoreUnavailable
 from .leadership import Leadership
+from .migrations import Migration
+from .payloads import EventType
 from .protocol import Dialect, Projection, Row, VerifyReport
 from .records import GENESIS_HASH, AgentEvent, EventFilter, EventPage, NewEvent, Visibility
 from .tail import Broadcaster, subscribe
 from .writer import GroupCommitWriter, WriterBackend
 
-__all__ = ["PARALLEL_READS", "STATUS_CHANGES_INDEX", "BaseEventStore", "StoreOptions"]
+__all__ = [
+    "PARALLEL_READS",
+    "STATUS_CHANGE",
+    "STATUS_CHANGES_MIGRATION",
+    "BaseEventStore",
+    "StoreOptions",
+    "status_target_sql",
+]
 
 T = TypeVar("T")
-STATUS_CHANGES_INDEX = (
-    "CREATE INDEX IF NOT EXISTS events_status_changes ON events (run_id, id) "
-    "WHERE event_type = 'run_status_changed'"
+STATUS_CHANGE = EventType.RUN_STATUS_CHANGED.value
+STATUS_CHANGES_MIGRATION = Migration(
+    3,
+    "an index of each run's status changes",
+    (
+        "CREATE INDEX IF NOT EXISTS events_status_changes ON events (run_id, id) "
+        f"WHERE event_type = '{STATUS_CHANGE}'",
+    ),
 )
-"""Each run's status changes by id: a run's latest status, whoever may see it, in one step."""
+"""Each run's status changes by id: a run's latest status, whoever may see it, in one step.
+The same on both backends."""
 
 PARALLEL_READS = 3
 """Reads of one long scan run at once where the backend scales (``parallel_reads``). On the two
@@ -188,16 +203,11 @@ class BaseEventStore:
 
     async def last_status_change(self, run_id: str) -> tuple[int, str] | None:
         """The id of ``run_id``'s latest status change and the status it moved to, whatever
-        its visibility; None before the first. One step of ``STATUS_CHANGES_INDEX`` (the
-        event type is written out so that both databases see the index applies)."""
-        target = (
-            "json_extract(payload, '$.to')"
-            if self.dialect == "sqlite"
-            else "payload::json ->> 'to'"
-        )
+        its visibility; None before the first. One step of ``STATUS_CHANGES_MIGRATION``'s index
+        (the event type is written out so that both databases see the index applies)."""
         rows = await self.fetchall(
-            f"SELECT id, {target} FROM events WHERE run_id = ? "
-            "AND event_type = 'run_status_changed' ORDER BY id DESC LIMIT 1",
+            f"SELECT id, {status_target_sql(self.dialect)} FROM events WHERE run_id = ? "
+            f"AND event_type = '{STATUS_CHANGE}' ORDER BY id DESC LIMIT 1",
             (run_id,),
         )
         return (int(rows[0][0]), str(rows[0][1])) if rows else None
@@ -381,6 +391,11 @@ class BaseEventStore:
 
 def _broken(count: int, head_id: int, head_hash: str, bad_id: int, reason: str) -> VerifyReport:
     return VerifyReport(False, count, head_id, head_hash, first_bad_event_id=bad_id, reason=reason)
+
+
+def status_target_sql(dialect: Dialect) -> str:
+    """The status a status change's payload moves to, in SQL."""
+    return "json_extract(payload, '$.to')" if dialect == "sqlite" else "payload::json ->> 'to'"
 
 
 def filter_sql(flt: EventFilter) -> tuple[str, list[Any]]:
