@@ -1,0 +1,54 @@
+"""Fixtures of the security suite: a real server, and a key of each role in two organizations.
+
+Every test here runs on both backends (``database_url`` is parametrised over them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import httpx
+import pytest
+
+from api.auth import Role
+from tests.api.conftest import LiveServer, ServerFactory, server_factory
+
+__all__ = ["ORGANIZATIONS", "Tenants", "server_factory"]
+
+ORGANIZATIONS = ("org-a", "org-b")
+
+
+@dataclass
+class Tenants:
+    """A server with a key of every role in each organization; clients close after the test."""
+
+    server: LiveServer
+    keys: dict[tuple[str, Role], str] = field(default_factory=dict)
+    _clients: list[httpx.AsyncClient] = field(default_factory=list)
+
+    async def create_keys(self) -> Tenants:
+        for organization in ORGANIZATIONS:
+            for role in Role:
+                self.keys[organization, role] = await self.server.key(role, organization)
+        return self
+
+    def key(self, organization: str, role: Role) -> str:
+        return self.keys[organization, role]
+
+    def client(self, organization: str, role: Role) -> httpx.AsyncClient:
+        opened = self.server.client(self.key(organization, role))
+        self._clients.append(opened)
+        return opened
+
+    async def aclose(self) -> None:
+        for opened in self._clients:
+            await opened.aclose()
+
+
+@pytest.fixture
+async def tenants(server_factory: ServerFactory) -> AsyncIterator[Tenants]:
+    server = await server_factory(heartbeat_seconds=15.0)
+    found = await Tenants(server).create_keys()
+    yield found
+    await found.aclose()
