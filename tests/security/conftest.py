@@ -25,7 +25,7 @@ class Tenants:
 
     server: LiveServer
     keys: dict[tuple[str, Role], str] = field(default_factory=dict)
-    _clients: list[httpx.AsyncClient] = field(default_factory=list)
+    _clients: dict[tuple[str, Role], httpx.AsyncClient] = field(default_factory=dict)
 
     async def create_keys(self) -> Tenants:
         for organization in ORGANIZATIONS:
@@ -37,12 +37,13 @@ class Tenants:
         return self.keys[organization, role]
 
     def client(self, organization: str, role: Role) -> httpx.AsyncClient:
-        opened = self.server.client(self.key(organization, role))
-        self._clients.append(opened)
-        return opened
+        """The key's client, one per key for the whole test (its connections are reused)."""
+        if (organization, role) not in self._clients:
+            self._clients[organization, role] = self.server.client(self.key(organization, role))
+        return self._clients[organization, role]
 
     async def aclose(self) -> None:
-        for opened in self._clients:
+        for opened in self._clients.values():
             await opened.aclose()
 
 
