@@ -33,7 +33,7 @@ from .lifecycle import ACTIVE, CLAIMABLE, TERMINAL
 from .readmodel import load_state
 from .state import RunState, evolve
 
-__all__ = ["Claim", "RunCommands", "new_run_id"]
+__all__ = ["Claim", "RunCommands", "claim_query", "new_run_id"]
 
 _ACTIVE = tuple(sorted(s.value for s in ACTIVE))
 _WAITING = (RunStatus.QUEUED.value, RunStatus.WAITING_ON_LANE.value)
@@ -374,9 +374,17 @@ def _lane_holder(
 def _claimable(
     context: WriteContext, organization_id: str, agent_id: str | None, lane_key: str | None
 ) -> str | None:
+    row = context.tx.fetchone(*claim_query(organization_id, agent_id, lane_key))
+    return None if row is None else str(row[0])
+
+
+def claim_query(
+    organization_id: str, agent_id: str | None, lane_key: str | None
+) -> tuple[str, list[str]]:
     """The oldest claimable run whose lane is free and which is first in its lane's queue.
 
-    A lane is ``(organization, lane_key)``: both subqueries match the candidate's organization.
+    A lane is ``(organization, lane_key)``: both subqueries match the candidate's organization,
+    which ``runs_by_lane`` leads with, so each is an index search.
     """
     claimable = tuple(sorted(s.value for s in CLAIMABLE))
     filters, params = "", list[str]()
@@ -384,7 +392,7 @@ def _claimable(
         filters, params = filters + " AND r.agent_id = ?", [*params, agent_id]
     if lane_key is not None:
         filters, params = filters + " AND r.lane_key = ?", [*params, lane_key]
-    row = context.tx.fetchone(
+    sql = (
         f"SELECT r.run_id FROM runs r WHERE r.organization_id = ? "
         f"AND r.status IN ({_marks(claimable)}){filters} "
         "AND (r.status = ? OR NOT EXISTS (SELECT 1 FROM runs a "
@@ -393,10 +401,10 @@ def _claimable(
         "AND NOT EXISTS (SELECT 1 FROM runs o "
         "WHERE o.organization_id = r.organization_id AND o.lane_key = r.lane_key "
         f"AND o.status IN ({_marks(_WAITING)}) AND o.created_event_id < r.created_event_id) "
-        "ORDER BY r.created_event_id LIMIT 1",
-        (organization_id, *claimable, *params, RunStatus.RESUMING.value, *_ACTIVE, *_WAITING),
+        "ORDER BY r.created_event_id LIMIT 1"
     )
-    return None if row is None else str(row[0])
+    values = [organization_id, *claimable, *params, RunStatus.RESUMING.value, *_ACTIVE, *_WAITING]
+    return sql, values
 
 
 def _hold_back_lane(
