@@ -33,7 +33,7 @@ from .lifecycle import ACTIVE, CLAIMABLE, TERMINAL
 from .readmodel import load_state
 from .state import RunState, evolve
 
-__all__ = ["Claim", "RunCommands", "new_run_id"]
+__all__ = ["Claim", "RunCommands", "claim_query", "new_run_id"]
 
 _ACTIVE = tuple(sorted(s.value for s in ACTIVE))
 _WAITING = (RunStatus.QUEUED.value, RunStatus.WAITING_ON_LANE.value)
@@ -111,7 +111,7 @@ class RunCommands:
         def unit(context: WriteContext) -> RunState:
             existed = load_state(context.tx, run_id) is not None
             context.append(request)  # a matching retry returns the first attempt's events
-            if not existed and _lane_holder(context, lane, run_id) is not None:
+            if not existed and _lane_holder(context, organization_id, lane, run_id) is not None:
                 _change(
                     context,
                     organization_id,
@@ -359,11 +359,14 @@ def _change(
     _append(context, organization_id, run_id, NewEvent(EventType.RUN_STATUS_CHANGED, payload))
 
 
-def _lane_holder(context: WriteContext, lane_key: str, run_id: str) -> str | None:
+def _lane_holder(
+    context: WriteContext, organization_id: str, lane_key: str, run_id: str
+) -> str | None:
+    """The active run of the organization's lane other than ``run_id``, if any."""
     row = context.tx.fetchone(
-        f"SELECT run_id FROM runs WHERE lane_key = ? AND status IN ({_marks(_ACTIVE)}) "
-        "AND run_id <> ? LIMIT 1",
-        (lane_key, *_ACTIVE, run_id),
+        "SELECT run_id FROM runs WHERE organization_id = ? AND lane_key = ? "
+        f"AND status IN ({_marks(_ACTIVE)}) AND run_id <> ? LIMIT 1",
+        (organization_id, lane_key, *_ACTIVE, run_id),
     )
     return None if row is None else str(row[0])
 
@@ -371,24 +374,37 @@ def _lane_holder(context: WriteContext, lane_key: str, run_id: str) -> str | Non
 def _claimable(
     context: WriteContext, organization_id: str, agent_id: str | None, lane_key: str | None
 ) -> str | None:
-    """The oldest claimable run whose lane is free and which is first in its lane's queue."""
+    row = context.tx.fetchone(*claim_query(organization_id, agent_id, lane_key))
+    return None if row is None else str(row[0])
+
+
+def claim_query(
+    organization_id: str, agent_id: str | None, lane_key: str | None
+) -> tuple[str, list[str]]:
+    """The oldest claimable run whose lane is free and which is first in its lane's queue.
+
+    A lane is ``(organization, lane_key)``: both subqueries match the candidate's organization,
+    which ``runs_by_lane`` leads with, so each is an index search.
+    """
     claimable = tuple(sorted(s.value for s in CLAIMABLE))
     filters, params = "", list[str]()
     if agent_id is not None:
         filters, params = filters + " AND r.agent_id = ?", [*params, agent_id]
     if lane_key is not None:
         filters, params = filters + " AND r.lane_key = ?", [*params, lane_key]
-    row = context.tx.fetchone(
+    sql = (
         f"SELECT r.run_id FROM runs r WHERE r.organization_id = ? "
         f"AND r.status IN ({_marks(claimable)}){filters} "
-        f"AND (r.status = ? OR NOT EXISTS (SELECT 1 FROM runs a WHERE a.lane_key = r.lane_key "
+        "AND (r.status = ? OR NOT EXISTS (SELECT 1 FROM runs a "
+        "WHERE a.organization_id = r.organization_id AND a.lane_key = r.lane_key "
         f"AND a.status IN ({_marks(_ACTIVE)}))) "
-        f"AND NOT EXISTS (SELECT 1 FROM runs o WHERE o.lane_key = r.lane_key "
+        "AND NOT EXISTS (SELECT 1 FROM runs o "
+        "WHERE o.organization_id = r.organization_id AND o.lane_key = r.lane_key "
         f"AND o.status IN ({_marks(_WAITING)}) AND o.created_event_id < r.created_event_id) "
-        "ORDER BY r.created_event_id LIMIT 1",
-        (organization_id, *claimable, *params, RunStatus.RESUMING.value, *_ACTIVE, *_WAITING),
+        "ORDER BY r.created_event_id LIMIT 1"
     )
-    return None if row is None else str(row[0])
+    values = [organization_id, *claimable, *params, RunStatus.RESUMING.value, *_ACTIVE, *_WAITING]
+    return sql, values
 
 
 def _hold_back_lane(
@@ -396,9 +412,9 @@ def _hold_back_lane(
 ) -> None:
     """Queued runs behind a run that just became active now wait on their lane."""
     rows = context.tx.fetchall(
-        "SELECT run_id FROM runs WHERE lane_key = ? AND status = ? AND run_id <> ? "
-        "ORDER BY created_event_id",
-        (lane_key, RunStatus.QUEUED.value, running),
+        "SELECT run_id FROM runs WHERE organization_id = ? AND lane_key = ? AND status = ? "
+        "AND run_id <> ? ORDER BY created_event_id",
+        (organization_id, lane_key, RunStatus.QUEUED.value, running),
     )
     for (run_id,) in rows:
         _change(

@@ -70,7 +70,8 @@ SCHEMA: tuple[str, ...] = (
     "CREATE INDEX IF NOT EXISTS runs_by_status ON runs (organization_id, status, created_event_id)",
     "CREATE INDEX IF NOT EXISTS runs_by_agent "
     "ON runs (organization_id, agent_id, status, created_event_id)",
-    "CREATE INDEX IF NOT EXISTS runs_by_lane ON runs (lane_key, status, created_event_id)",
+    "CREATE INDEX IF NOT EXISTS runs_by_lane "
+    "ON runs (organization_id, lane_key, status, created_event_id)",
     "CREATE INDEX IF NOT EXISTS runs_by_conversation ON runs (conversation_id, created_event_id)",
     """CREATE TABLE IF NOT EXISTS run_metadata (
         run_id TEXT NOT NULL, organization_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
@@ -230,11 +231,12 @@ def _by_run(events: Sequence[AgentEvent]) -> Iterable[list[AgentEvent]]:
 
 
 def _check_lane_free(tx: Transaction, state: RunState) -> None:
+    """A lane is ``(organization, lane_key)``: another organization's runs never hold it."""
     marks = ", ".join("?" for _ in _ACTIVE_LABELS)
     holder = tx.fetchone(
-        f"SELECT run_id, status FROM runs WHERE lane_key = ? AND status IN ({marks}) "
-        "AND run_id <> ? LIMIT 1",
-        (state.lane_key, *_ACTIVE_LABELS, state.run_id),
+        f"SELECT run_id, status FROM runs WHERE organization_id = ? AND lane_key = ? "
+        f"AND status IN ({marks}) AND run_id <> ? LIMIT 1",
+        (state.organization_id, state.lane_key, *_ACTIVE_LABELS, state.run_id),
     )
     if holder is not None:
         raise LaneBusy(

@@ -7,8 +7,9 @@ from collections import defaultdict
 
 import pytest
 
-from eventstore import EventFilter, NewEvent
+from eventstore import EventFilter, NewEvent, WriteContext
 from projections import ACTIVE, LaneBusy, RunStatus
+from projections.commands import claim_query
 
 from .conftest import ORG, Runs
 
@@ -94,3 +95,48 @@ async def _max_active_per_lane(runs: Runs) -> int:
         if not page.events:
             return peak
         cursor = page.position
+
+
+async def test_the_claim_query_searches_the_lane_index_by_organization(runs: Runs) -> None:
+    """A claim's lane subqueries search ``runs_by_lane`` by organization and lane.
+
+    SQLite searches it for both (is the lane free, is the run first in it). PostgreSQL searches it
+    for the queue order and may hash the few active runs once instead of searching per run.
+    """
+    for n in range(40):
+        await runs.commands.create(f"org-{n % 2}", "agent", lane_key=f"lane-{n % 8}")
+    for n in range(4):
+        await runs.commands.claim(f"org-{n % 2}", "w")
+    plan = await runs.store.transact(lambda context: _claim_plan(context, "org-0"))
+    shown = "\n".join(plan)
+    assert _searches_lane_index(plan, "o"), shown
+    if runs.store.dialect == "sqlite":
+        assert _searches_lane_index(plan, "a"), shown
+    assert "Seq Scan" not in shown, shown  # PostgreSQL reads every alias through an index
+    assert "SCAN " not in shown, shown  # and so does SQLite
+
+
+def _searches_lane_index(plan: list[str], alias: str) -> bool:
+    """Whether the plan reads ``runs`` as ``alias`` through ``runs_by_lane`` by organization."""
+    sqlite_search = f"SEARCH {alias} USING COVERING INDEX runs_by_lane (organization_id=? AND "
+    for line, following in zip(plan, [*plan[1:], ""], strict=True):
+        if sqlite_search in line:
+            return True
+        if f"using runs_by_lane on runs {alias} " in line:
+            return following.strip().startswith(
+                "Index Cond: ((organization_id = r.organization_id)"
+            )
+    return False
+
+
+def _claim_plan(context: WriteContext, organization_id: str) -> list[str]:
+    sql, params = claim_query(organization_id, None, None)
+    tx = context.tx
+    if tx.dialect == "sqlite":
+        return [str(row[-1]) for row in tx.fetchall(f"EXPLAIN QUERY PLAN {sql}", params)]
+    tx.execute("ANALYZE runs", ())
+    tx.execute("SET LOCAL enable_seqscan = off", ())  # too few rows for the planner to care
+    try:
+        return [str(row[0]) for row in tx.fetchall(f"EXPLAIN {sql}", params)]
+    finally:
+        tx.execute("SET LOCAL enable_seqscan = on", ())
