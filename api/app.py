@@ -21,6 +21,7 @@ from .auth import KeyRing
 from .demo import Demo, demo_routes
 from .errors import ApiError, error_response, handle_api_error, handle_store_error
 from .metrics import Metrics
+from .metrics_access import MetricsSocket
 from .routes import ops, runs, streams
 from .services import Services
 from .settings import Settings
@@ -55,6 +56,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.settings = settings
     app.state.metrics = Metrics()
     app.state.streams = StreamGate(settings.max_streams, app.state.metrics, settings.send_timeout)
+    if settings.metrics_address is not None:
+        app.add_middleware(MetricsSocket, port=settings.metrics_address[1])
     return app
 
 
@@ -82,6 +85,7 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
         app.state.keys = KeyRing(store, cache_seconds=settings.key_cache_seconds)
         await app.state.keys.setup()
         await _announce_access(app, settings)
+        _announce_metrics(settings)
         app.state.leadership = await store.leadership(
             "services", interval=settings.leader_interval
         ).start()
@@ -120,6 +124,13 @@ async def _start_demo(app: Starlette, settings: Settings) -> Demo | None:
     logger.warning("demo mode: simulated agents are creating and playing runs")
     callback_url = f"http://{settings.host}:{settings.port}/demo/callbacks"
     return await Demo(app.state.commands, callback_url, pace=settings.demo_pace).start()
+
+
+def _announce_metrics(settings: Settings) -> None:
+    if settings.metrics_address is not None:
+        logger.info("serving /metrics on %s only", settings.metrics_listen)
+    elif settings.metrics_token is None:
+        logger.info("/metrics is served in open mode only: see --metrics-token, --metrics-listen")
 
 
 async def _announce_access(app: Starlette, settings: Settings) -> None:

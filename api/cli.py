@@ -77,6 +77,13 @@ def serve(
     access_log: Annotated[
         bool, typer.Option("--access-log", envvar="RUNTRACK_ACCESS_LOG", help="log every request")
     ] = False,
+    metrics_token: Annotated[
+        str | None,
+        _option("RUNTRACK_METRICS_TOKEN", "bearer token /metrics requires (prefer the variable)"),
+    ] = None,
+    metrics_listen: Annotated[
+        str | None, _option("RUNTRACK_METRICS_LISTEN", "HOST:PORT serving /metrics on its own")
+    ] = None,
     demo: Annotated[bool, typer.Option("--demo", help="also run simulated agents")] = False,
 ) -> None:
     """Serve the HTTP API and SSE streams (and, on the leader, the background services)."""

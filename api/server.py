@@ -6,6 +6,7 @@ import dataclasses
 import json
 import logging
 import os
+import socket
 from typing import Any
 
 import uvicorn
@@ -17,7 +18,7 @@ from eventstore.sqlite_library import disable_memory_statistics
 
 from .app import create_app
 from .collector import tune_collector
-from .settings import Settings
+from .settings import Settings, listen_address
 
 __all__ = ["check_settings", "serve", "worker_app"]
 
@@ -36,7 +37,18 @@ def serve(settings: Settings) -> None:
     if settings.workers > 1:
         _serve_workers(settings)
         return
-    uvicorn.Server(uvicorn.Config(_process_app(settings), **_options(settings))).run()
+    config = uvicorn.Config(_process_app(settings), **_options(settings))
+    uvicorn.Server(config).run(sockets=_sockets(config, settings))
+
+
+def _sockets(config: uvicorn.Config, settings: Settings) -> list[socket.socket] | None:
+    """The API's socket and the metrics one (``--metrics-listen``): one app serves both, and
+    tells them apart by the local port a request arrived on (``api/metrics_access.py``)."""
+    if settings.metrics_address is None:
+        return None  # uvicorn binds the API's address itself
+    host, port = settings.metrics_address
+    metrics = uvicorn.Config(config.app, host=host, port=port).bind_socket()
+    return [config.bind_socket(), metrics]
 
 
 def _serve_workers(settings: Settings) -> None:
@@ -46,7 +58,7 @@ def _serve_workers(settings: Settings) -> None:
     config = uvicorn.Config(
         "api.server:worker_app", factory=True, workers=settings.workers, **_options(settings)
     )
-    supervisor = Multiprocess(config, sockets=[config.bind_socket()])
+    supervisor = Multiprocess(config, sockets=_sockets(config, settings) or [config.bind_socket()])
     supervisor.run()
     if any(worker.exitcode == STARTUP_FAILURE for worker in supervisor.processes):
         raise SystemExit(STARTUP_FAILURE)
@@ -69,6 +81,7 @@ def _process_app(settings: Settings) -> Starlette:
 
 def check_settings(settings: Settings) -> None:
     """Raise ValueError for settings that cannot be served together."""
+    _check_metrics(settings)
     if settings.workers <= 1:
         return
     if not settings.database.startswith(("postgresql://", "postgres://")):
@@ -78,6 +91,16 @@ def check_settings(settings: Settings) -> None:
         )
     if settings.demo:
         raise ValueError("--demo runs in one process: drop --workers")
+
+
+def _check_metrics(settings: Settings) -> None:
+    if settings.metrics_token is not None and not settings.metrics_token.strip():
+        raise ValueError("--metrics-token is empty: give a token, or leave it out")
+    if settings.metrics_listen is None:
+        return
+    _, port = listen_address(settings.metrics_listen)  # raises ValueError naming the problem
+    if port == settings.port:
+        raise ValueError("--metrics-listen needs a port of its own, not the API's --port")
 
 
 def _options(settings: Settings) -> dict[str, Any]:

@@ -6,7 +6,7 @@ import ipaddress
 from dataclasses import dataclass
 from functools import cache
 
-__all__ = ["Settings", "is_loopback"]
+__all__ = ["Settings", "is_loopback", "listen_address"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,13 @@ class Settings:
     access_log: bool = False
     """One log line per request. Off by default: at thousands of requests a second the line
     costs about a twentieth of the server's CPU (see docs/operations.md)."""
+    metrics_token: str | None = None
+    """Bearer token ``/metrics`` requires (``Authorization: Bearer <token>``). ``/metrics``
+    counts every organization's runs, so it is the deployment operator's, never a tenant key's;
+    without a token or ``metrics_listen`` it is served only in open mode (docs/operations.md)."""
+    metrics_listen: str | None = None
+    """``HOST:PORT`` of a socket of its own that serves ``/metrics`` (and nothing else); the
+    API's address then answers ``/metrics`` with 404. The token, if set, is required there too."""
     demo: bool = False
     """Also run simulated agents (``api/demo.py``)."""
     demo_pace: float = 1.0
@@ -56,6 +63,10 @@ class Settings:
     @property
     def loopback(self) -> bool:
         return is_loopback(self.host)
+
+    @property
+    def metrics_address(self) -> tuple[str, int] | None:
+        return None if self.metrics_listen is None else listen_address(self.metrics_listen)
 
 
 @cache
@@ -66,3 +77,12 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def listen_address(value: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:PORT`` for IPv6) as a pair; ValueError naming what is wrong."""
+    host, colon, port = value.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"a listen address is HOST:PORT, the port 1 to 65535; got {value!r}")
+    return host, int(port)

@@ -16,7 +16,7 @@ from typing import Any, Self, TypedDict, TypeVar
 
 from .appending import EVENT_COLUMNS, AppendUnit, WriteContext, prepare_append
 from .chain import verify_link
-from .errors import InvalidCursor, StoreUnavailable
+from .errors import InvalidCursor, StoreUnavailable, UnknownRun
 from .leadership import Leadership
 from .migrations import Migration
 from .payloads import EventType
@@ -319,44 +319,45 @@ class BaseEventStore:
 
     # -- audit ---------------------------------------------------------------------------------
 
-    async def verify(self, *, run_id: str | None = None) -> VerifyReport:
-        """Walk the chain (whole log, or one run's events against it); report the first break."""
-        if run_id is not None:
-            return await self._verify_run(run_id)
-        return await self._verify_log()
+    async def verify(
+        self, *, run_id: str | None = None, organization_id: str | None = None
+    ) -> VerifyReport:
+        """Walk the chain (whole log, or one run's events against it); report the first break.
 
-    async def _verify_log(self) -> VerifyReport:
-        """Verify every event up to the head recorded when the walk starts.
+        ``organization_id`` scopes what is counted and looked up, never what is checked: the
+        chain is global, so the whole-log walk checks every event and counts only that
+        organization's. A run with no events (in that organization) raises ``UnknownRun``.
+        """
+        if run_id is not None:
+            return await self._verify_run(run_id, organization_id)
+        return await self._verify_log(organization_id)
+
+    async def _verify_log(self, organization_id: str | None) -> VerifyReport:
+        """Verify every event up to the head recorded when the walk starts, one page at a time.
 
         The head is read first: appends that commit during the walk are beyond it and are left
         for the next verification, instead of looking like events missing at the end.
         """
         recorded = await self._recorded_head()
-        count, prev_id, prev_hash = 0, 0, GENESIS_HASH
-        while prev_id < recorded:
+        walk = _Walk(organization_id)
+        while walk.prev_id < recorded:
             events = [
-                e for e in await self._read_after(prev_id, self._page_size) if e.id <= recorded
+                e for e in await self._read_after(walk.prev_id, self._page_size) if e.id <= recorded
             ]
             if not events:
                 break
-            for event in events:
-                if event.id != prev_id + 1 and count > 0:
-                    return _broken(count, prev_id, prev_hash, prev_id + 1, "this event is missing")
-                problem = verify_link(event, prev_hash)
-                if problem is not None:
-                    return _broken(count, prev_id, prev_hash, problem.event_id, problem.reason)
-                count, prev_id, prev_hash = count + 1, event.id, event.hash
-        if recorded > prev_id:
-            return _broken(
-                count, prev_id, prev_hash, prev_id + 1, "events at the end of the log are missing"
-            )
-        return VerifyReport(True, count, prev_id, prev_hash)
+            broken = walk.check(events)
+            if broken is not None:
+                return broken
+        if recorded > walk.prev_id:
+            return walk.broken(walk.prev_id + 1, "events at the end of the log are missing")
+        return VerifyReport(True, walk.counted, walk.prev_id, walk.prev_hash)
 
-    async def _verify_run(self, run_id: str) -> VerifyReport:
+    async def _verify_run(self, run_id: str, organization_id: str | None) -> VerifyReport:
         count, sequence, last_id, last_hash = 0, 0, 0, GENESIS_HASH
         while True:
             events = await self.read_run(
-                None, run_id, after_sequence=sequence, limit=self._page_size
+                organization_id, run_id, after_sequence=sequence, limit=self._page_size
             )
             predecessors = await self._hashes_of([e.id - 1 for e in events])
             for event in events:
@@ -378,6 +379,8 @@ class BaseEventStore:
                     event.hash,
                 )
             if len(events) < self._page_size:
+                if count == 0:
+                    raise UnknownRun(f"run {run_id} not found", run_id=run_id)
                 return VerifyReport(True, count, last_id, last_hash)
 
     async def _hashes_of(self, ids: list[int]) -> dict[int, str]:
@@ -387,6 +390,31 @@ class BaseEventStore:
         marks = ", ".join("?" for _ in wanted)
         rows = await self.fetchall(f"SELECT id, hash FROM events WHERE id IN ({marks})", wanted)
         return {int(row[0]): str(row[1]) for row in rows}
+
+
+class _Walk:
+    """Where a walk of the whole chain is: the last good event, and the events it counts."""
+
+    def __init__(self, organization_id: str | None) -> None:
+        self.organization_id = organization_id
+        self.walked, self.counted, self.prev_id, self.prev_hash = 0, 0, 0, GENESIS_HASH
+
+    def check(self, events: Sequence[AgentEvent]) -> VerifyReport | None:
+        """Check a page of events in id order; the report of the first break, if any."""
+        for event in events:
+            if event.id != self.prev_id + 1 and self.walked > 0:
+                return self.broken(self.prev_id + 1, "this event is missing")
+            problem = verify_link(event, self.prev_hash)
+            if problem is not None:
+                return self.broken(problem.event_id, problem.reason)
+            self.walked += 1
+            if self.organization_id in (None, event.organization_id):
+                self.counted += 1
+            self.prev_id, self.prev_hash = event.id, event.hash
+        return None
+
+    def broken(self, bad_id: int, reason: str) -> VerifyReport:
+        return _broken(self.counted, self.prev_id, self.prev_hash, bad_id, reason)
 
 
 def _broken(count: int, head_id: int, head_hash: str, bad_id: int, reason: str) -> VerifyReport:

@@ -10,6 +10,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from ..auth import Role, require
+from ..metrics_access import admit_scraper
 from ..openapi import openapi_document
 from ._common import json_response, store
 
@@ -31,6 +32,8 @@ async def readyz(request: Request) -> JSONResponse:
 
 
 async def metrics(request: Request) -> Response:
+    """Every organization's totals: for the deployment operator only (``admit_scraper``)."""
+    await admit_scraper(request)
     body = await request.app.state.metrics.render(lambda: _status_counts(request))
     return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
@@ -58,8 +61,13 @@ async def me(request: Request) -> JSONResponse:
 
 
 async def audit_verify(request: Request) -> JSONResponse:
-    await require(request, Role.ADMIN)
-    report = await store(request).verify(run_id=request.query_params.get("run_id"))
+    """The chain's integrity as the caller's organization may know it (docs/security.md):
+    every event is checked, only the organization's own are counted, and a break elsewhere
+    is named by its global id and kind, never by its organization, run or content."""
+    principal = await require(request, Role.ADMIN)
+    report = await store(request).verify(
+        run_id=request.query_params.get("run_id"), organization_id=principal.organization_id
+    )
     body: dict[str, object] = {
         "ok": report.ok,
         "events": report.events,

@@ -23,16 +23,23 @@ async def test_open_mode_on_loopback_until_a_key_exists(server: LiveServer) -> N
     assert refused.headers["www-authenticate"] == "Bearer"
 
 
-async def test_probes_and_metrics_take_no_key(server: LiveServer) -> None:
-    """Operators' probes and scrapers hold no tenant's key (docs/api.md, "Operations")."""
+async def test_probes_take_no_key_and_metrics_need_the_operators_token(
+    server_factory: ServerFactory,
+) -> None:
+    """Probes hold no tenant's key; /metrics counts every organization's runs, so it needs the
+    deployment operator's own token (docs/api.md, "Operations")."""
+    server = await server_factory(metrics_token="scraper-token")
     key = await server.key(Role.USER, organization="acme")
     async with server.client(key) as client:
         assert (await client.post("/v1/runs", json={"agent_id": "a"})).status_code == 201
+        assert (await client.get("/metrics")).status_code == 401
     async with server.client() as anonymous:
         assert (await anonymous.get("/v1/runs")).status_code == 401
         assert (await anonymous.get("/healthz")).status_code == 200
         assert (await anonymous.get("/readyz")).status_code == 200
-        metrics = await anonymous.get("/metrics")
+        assert (await anonymous.get("/metrics")).status_code == 401
+    async with server.client("scraper-token") as scraper:
+        metrics = await scraper.get("/metrics")
     assert metrics.status_code == 200
     assert 'runtrack_runs{status="queued"} 1.0' in metrics.text
 
