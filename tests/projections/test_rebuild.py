@@ -67,3 +67,28 @@ async def test_check_tolerates_appends_made_while_it_runs(runs: Runs) -> None:
     assert report.ok, report.differences
     assert report.runs == 7
     assert run.run_id
+
+
+async def test_rebuild_folds_the_same_capped_content_views(runs: Runs) -> None:
+    """Each role's view of a run's content is part of the read model, so it is rebuilt too."""
+    run = await runs.commands.create(ORG, "agent")
+    claim = await runs.commands.claim(ORG, "w")
+    assert claim is not None
+    events = [
+        NewEvent("journal_updated", {"objective": level}, level)
+        for level in ("user", "operator", "internal")
+    ]
+    events.append(NewEvent("tool_finished", {"tool_call_id": "c", "name": "t"}, "internal"))
+    events.append(NewEvent("run_status_changed", {"to": "failed", "detail": "x"}, "operator"))
+    await runs.commands.append(ORG, run.run_id, events)
+    live = await runs.queries.get(ORG, run.run_id)
+    assert live.content_views["user"]["journal"]["objective"] == "user"
+    assert live.content_views["user"]["error"] is None
+    assert live.content_views["operator"]["error"] == "x"
+    await runs.store.transact(
+        lambda context: context.tx.execute("UPDATE runs SET content_views = '{}'")
+    )
+    assert any("content_views" in line for line in (await check(runs.store)).differences)
+    await rebuild(runs.store)
+    assert await runs.queries.get(ORG, run.run_id) == live
+    assert (await check(runs.store)).ok
