@@ -17,7 +17,9 @@ import pytest
 from httpx_sse import aconnect_sse
 
 from api.auth import Role
+from eventstore import NewEvent
 from tests.api.conftest import ServerFactory
+from tests.conftest import StoreFactory
 from tests.receiver import Receiver
 from tests.security.conftest import Tenants
 
@@ -287,3 +289,26 @@ async def test_callback_errors_reach_operators_never_users(
     assert {name: seen[Role.USER][name] for name in summary} == {
         name: seen[Role.ADMIN][name] for name in summary
     }
+
+
+async def test_a_read_model_filled_before_the_content_views_is_refilled_capped(
+    store_factory: StoreFactory, server_factory: ServerFactory
+) -> None:
+    """As after upgrading a database whose runs table has no ``content_views``: the server
+    refills the read model from the log on start, and a user key reads it capped."""
+    async with store_factory() as store:  # no projections: only the log is written
+        await store.append(
+            "org-a",
+            "run-before-upgrade",
+            [
+                NewEvent("run_created", {"agent_id": "agent"}),
+                NewEvent("journal_updated", {"objective": "journal-user"}, "user"),
+                NewEvent("journal_updated", {"objective": "journal-operator"}, "operator"),
+            ],
+            conversation_id="conversation",
+        )
+    server = await server_factory()
+    assert server.app.state.store.stale_projections == ["runs"]
+    async with server.client(await server.key(Role.USER, "org-a")) as user:
+        run = (await user.get("/v1/runs/run-before-upgrade")).json()
+    assert run["journal"]["objective"] == "journal-user"
