@@ -69,10 +69,11 @@ def add_tool(views: Views, event: AgentEvent, name: str) -> Views:
 
 def seen_at(state: RunState, visibility: Visibility) -> RunState:
     """The run as a reader capped at ``visibility`` sees it: its content fields from that
-    level's view, everything else (the summary) as it is."""
+    level's view, everything else (the summary) as it is. A row without that view (written
+    by hand) shows no content rather than all of it."""
     if visibility >= Visibility.INTERNAL:
         return state
-    view = state.content_views[visibility.label]
+    view = state.content_views.get(visibility.label) or empty_views()[visibility.label]
     capped = state.copy()
     capped.__dict__.update(view)
     capped.tools_used = tuple(view["tools_used"])

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from eventstore import NewEvent
-from projections import check, rebuild
+from eventstore import NewEvent, Visibility
+from projections import check, rebuild, seen_at
 
 from .conftest import ORG, Runs
 
@@ -92,3 +92,16 @@ async def test_rebuild_folds_the_same_capped_content_views(runs: Runs) -> None:
     await rebuild(runs.store)
     assert await runs.queries.get(ORG, run.run_id) == live
     assert (await check(runs.store)).ok
+
+
+async def test_a_row_without_content_views_shows_capped_readers_no_content(runs: Runs) -> None:
+    run = await runs.commands.create(ORG, "agent")
+    claim = await runs.commands.claim(ORG, "w")
+    assert claim is not None
+    await runs.commands.append(ORG, run.run_id, [NewEvent("journal_updated", {"objective": "o"})])
+    await runs.store.transact(
+        lambda context: context.tx.execute("UPDATE runs SET content_views = '{}'")
+    )
+    state = await runs.queries.get(ORG, run.run_id)
+    assert seen_at(state, Visibility.OPERATOR).journal is None
+    assert seen_at(state, Visibility.INTERNAL).journal == state.journal
