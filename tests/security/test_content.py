@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from httpx_sse import aconnect_sse
+from starlette.routing import Route
 
 from api.auth import Role
 from eventstore import NewEvent
@@ -312,3 +313,41 @@ async def test_a_read_model_filled_before_the_content_views_is_refilled_capped(
     async with server.client(await server.key(Role.USER, "org-a")) as user:
         run = (await user.get("/v1/runs/run-before-upgrade")).json()
     assert run["journal"]["objective"] == "journal-user"
+
+
+ROUTE_CONTENT = {
+    ("POST", "/v1/runs"): "a run, capped",
+    ("GET", "/v1/runs"): "runs, capped",
+    ("POST", "/v1/runs/claim"): "whole: the worker's resumption state",
+    ("GET", "/v1/runs/stats"): "counts only",
+    ("GET", "/v1/runs/{run_id}"): "a run, capped",
+    ("POST", "/v1/runs/{run_id}/events"): "the caller's own events",
+    ("GET", "/v1/runs/{run_id}/events"): "events filtered by the capped visibility",
+    ("POST", "/v1/runs/{run_id}/heartbeat"): "summary only",
+    ("POST", "/v1/runs/{run_id}/cancel"): "a run, capped",
+    ("POST", "/v1/runs/{run_id}/resume"): "a run, capped",
+    ("POST", "/v1/runs/{run_id}/tool-results"): "whole: the worker's idempotency envelope",
+    ("GET", "/v1/runs/{run_id}/tool-results"): "capped",
+    ("GET", "/v1/runs/{run_id}/messages"): "capped",
+    ("GET", "/v1/runs/{run_id}/usage"): "steps capped, counters whole",
+    ("GET", "/v1/runs/{run_id}/journal"): "capped",
+    ("GET", "/v1/runs/{run_id}/state"): "a run, capped",
+    ("GET", "/v1/events"): "events filtered by the capped visibility",
+    ("GET", "/v1/conversations/{conversation_id}/agent-events"): "events filtered",
+    ("GET", "/v1/conversations/{conversation_id}/agent-status"): "a run and panel, capped",
+    ("GET", "/v1/me"): "the key itself",
+    ("GET", "/v1/audit/verify"): "admin only, counts and hashes",
+}
+"""Every ``/v1`` route and what it answers of runs' content (docs/security_content.md)."""
+
+
+async def test_every_v1_route_is_classified_for_content(tenants: Tenants) -> None:
+    """A route added later must say here what content it answers, and be tested for it."""
+    routes = {
+        (method, route.path)
+        for route in tenants.server.app.routes
+        if isinstance(route, Route) and route.path.startswith("/v1")
+        for method in route.methods or ()
+        if method != "HEAD"
+    }
+    assert routes == set(ROUTE_CONTENT)
