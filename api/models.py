@@ -87,7 +87,12 @@ class ToolResultBody(_Body):
 
 
 class Run(BaseModel):
-    """A run as the API shows it: ``id`` is the run id (the reference systems' shape)."""
+    """A run as the API shows it: ``id`` is the run id (the reference systems' shape).
+
+    Its content fields (``journal``, ``detail``, ``error``, ``checkpoint_id``,
+    ``checkpoint_kind``, ``tools_used``, ``callback_error``) come only from events the key may
+    receive on a stream; the rest is the run's summary, the same for every role.
+    """
 
     id: str
     run_id: str
