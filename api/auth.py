@@ -26,7 +26,7 @@ from eventstore.store import BaseEventStore
 
 from .errors import ApiError
 
-__all__ = ["DEFAULT_ORGANIZATION", "KeyRing", "Principal", "Role", "require"]
+__all__ = ["DEFAULT_ORGANIZATION", "KeyRing", "Principal", "Role", "cap", "require"]
 
 DEFAULT_ORGANIZATION = "default"
 _PREFIX = "rtk_"
@@ -198,6 +198,12 @@ async def require(request: Request, role: Role) -> Principal:
             f"this needs the {role.label} role; the key has {principal.role.label}",
         )
     return principal
+
+
+def cap(principal: Principal) -> Visibility:
+    """The highest visibility of the events whose content this key may read (DESIGN.md,
+    "Security model"): the same cap as the key's streams."""
+    return principal.role.max_visibility
 
 
 def _digest(secret: str) -> str:

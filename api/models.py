@@ -10,9 +10,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from eventstore import AgentEvent, NewEvent
+from eventstore import AgentEvent, NewEvent, Visibility
 from eventstore.payloads import require_http_url
-from projections import RunState
+from projections import RunState, seen_at
 
 __all__ = [
     "AppendEventsBody",
@@ -87,7 +87,12 @@ class ToolResultBody(_Body):
 
 
 class Run(BaseModel):
-    """A run as the API shows it: ``id`` is the run id (the reference systems' shape)."""
+    """A run as the API shows it: ``id`` is the run id (the reference systems' shape).
+
+    Its content fields (``journal``, ``detail``, ``error``, ``checkpoint_id``,
+    ``checkpoint_kind``, ``tools_used``, ``callback_error``) come only from events the key may
+    receive on a stream; the rest is the run's summary, the same for every role.
+    """
 
     id: str
     run_id: str
@@ -145,8 +150,12 @@ class StoredEvent(BaseModel):
     hash: str
 
 
-def run_json(state: RunState) -> dict[str, Any]:
+def run_json(state: RunState, visibility: Visibility) -> dict[str, Any]:
+    """A run as a reader capped at ``visibility`` sees it: the summary whole, the content
+    (journal, detail, error, checkpoint, tools, callback error) from events it may see."""
+    state = seen_at(state, visibility)
     data = dataclasses.asdict(state)
+    del data["content_views"]
     data["status"] = state.status.value
     data["tools_used"] = list(state.tools_used)
     data["child_run_ids"] = list(state.child_run_ids)

@@ -20,6 +20,7 @@ from .queries import DURATION_BOUNDS_MS, RunFilter, RunPage, RunQueries, RunStat
 from .readmodel import RunProjection
 from .rebuild import RebuildReport, check, rebuild
 from .state import RunState, evolve, fold
+from .views import seen_at
 
 __all__ = [
     "ACTIVE",
@@ -51,4 +52,5 @@ __all__ = [
     "new_run_id",
     "rebuild",
     "resume_available",
+    "seen_at",
 ]

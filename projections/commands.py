@@ -242,7 +242,7 @@ class RunCommands:
                 organization_id,
                 run_id,
                 RunStatus.RESUMING,
-                detail=f"resuming from checkpoint {state.checkpoint_id}",
+                detail="resuming from the latest checkpoint",
             )
             return _state(context, organization_id, run_id)
 

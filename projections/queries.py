@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from eventstore import AgentEvent, EventType, InvalidCursor, UnknownRun
+from eventstore import AgentEvent, EventType, InvalidCursor, UnknownRun, Visibility
 from eventstore.appending import EVENT_COLUMNS, event_columns
 from eventstore.payloads import RunStatus
 from eventstore.store import BaseEventStore
@@ -168,12 +168,22 @@ class RunQueries:
             durations[int(index)] = int(count)
         return RunStats(sum(by_status.values()), by_status, durations)
 
-    async def messages(self, organization_id: str, run_id: str) -> list[AgentEvent]:
-        return await self._events_of_type(organization_id, run_id, EventType.MESSAGE_CREATED)
+    async def messages(
+        self, organization_id: str, run_id: str, visibility: Visibility = Visibility.INTERNAL
+    ) -> list[AgentEvent]:
+        """The run's messages a reader capped at ``visibility`` may see, in order."""
+        return await self._events_of_type(
+            organization_id, run_id, EventType.MESSAGE_CREATED, visibility
+        )
 
-    async def usage(self, organization_id: str, run_id: str) -> Usage:
+    async def usage(
+        self, organization_id: str, run_id: str, visibility: Visibility = Visibility.INTERNAL
+    ) -> Usage:
+        """Token and step counters (the summary, whole) and the steps ``visibility`` may see."""
         state = await self.get(organization_id, run_id)
-        steps = await self._events_of_type(organization_id, run_id, EventType.STEP_COMPLETED)
+        steps = await self._events_of_type(
+            organization_id, run_id, EventType.STEP_COMPLETED, visibility
+        )
         return Usage(
             state.prompt_tokens,
             state.completion_tokens,
@@ -182,16 +192,23 @@ class RunQueries:
             [{"event_id": e.id, "created_at": e.created_at, **e.payload} for e in steps],
         )
 
-    async def journal(self, organization_id: str, run_id: str) -> list[AgentEvent]:
-        """Every journal update of the run, oldest first (the last is the current digest)."""
-        return await self._events_of_type(organization_id, run_id, EventType.JOURNAL_UPDATED)
+    async def journal(
+        self, organization_id: str, run_id: str, visibility: Visibility = Visibility.INTERNAL
+    ) -> list[AgentEvent]:
+        """The journal updates ``visibility`` may see, oldest first (the last is the current)."""
+        return await self._events_of_type(
+            organization_id, run_id, EventType.JOURNAL_UPDATED, visibility
+        )
 
-    async def tool_results(self, organization_id: str, run_id: str) -> list[AgentEvent]:
+    async def tool_results(
+        self, organization_id: str, run_id: str, visibility: Visibility = Visibility.INTERNAL
+    ) -> list[AgentEvent]:
         await self.get(organization_id, run_id)
+        labels = visibility.labels_up_to()
         rows = await self._store.fetchall(
             f"SELECT {event_columns('e')} FROM tool_results t JOIN events e ON e.id = t.event_id "
-            "WHERE t.run_id = ? ORDER BY e.id",
-            (run_id,),
+            f"WHERE t.run_id = ? AND e.visibility IN ({_marks(labels)}) ORDER BY e.id",
+            (run_id, *labels),
         )
         return [AgentEvent.from_row(row) for row in rows]
 
@@ -217,13 +234,14 @@ class RunQueries:
         return str(rows[0][0]) if rows else None
 
     async def _events_of_type(
-        self, organization_id: str, run_id: str, event_type: str
+        self, organization_id: str, run_id: str, event_type: str, visibility: Visibility
     ) -> list[AgentEvent]:
         await self.get(organization_id, run_id)
+        labels = visibility.labels_up_to()
         rows = await self._store.fetchall(
             f"SELECT {EVENT_COLUMNS} FROM events WHERE run_id = ? AND event_type = ? "
-            "ORDER BY sequence",
-            (run_id, event_type),
+            f"AND visibility IN ({_marks(labels)}) ORDER BY sequence",
+            (run_id, event_type, *labels),
         )
         return [AgentEvent.from_row(row) for row in rows]
 

@@ -36,7 +36,7 @@ __all__ = [
 
 _FIELDS = [field.name for field in dataclasses.fields(RunState)]
 RUN_COLUMNS = ", ".join(_FIELDS)
-_JSON_FIELDS = frozenset({"tools_used", "child_run_ids", "journal", "metadata"})
+_JSON_FIELDS = frozenset({"tools_used", "child_run_ids", "journal", "metadata", "content_views"})
 _BOOL_FIELDS = frozenset({"cancel_requested", "resume_available", "callback_pending"})
 _NOT_NULL_TEXT = frozenset(
     {
@@ -51,6 +51,7 @@ _NOT_NULL_TEXT = frozenset(
         "tools_used",
         "child_run_ids",
         "metadata",
+        "content_views",
     }
 )
 

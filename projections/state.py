@@ -17,6 +17,7 @@ from eventstore.payloads import RunStatus
 
 from .errors import RunTerminal
 from .lifecycle import TERMINAL, check_transition, resume_available
+from .views import Views, add_tool, empty_views, reveal
 
 __all__ = ["RunState", "evolve", "fold"]
 
@@ -68,6 +69,8 @@ class RunState:
     callback_delivery_id: str | None = None
     """Stable per terminal episode (run id + terminal event id): receivers dedupe on it."""
     metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
+    content_views: Views = dataclasses.field(default_factory=empty_views)
+    """The content fields as each capped visibility level sees them (``views.py``)."""
 
     @property
     def terminal(self) -> bool:
@@ -128,6 +131,7 @@ def _created(event: AgentEvent) -> RunState:
 def _status_changed(state: RunState, event: AgentEvent) -> None:
     payload = event.payload
     target = RunStatus(payload["to"])
+    error_before = state.error
     claimed_from = payload.get("from")
     if claimed_from is not None and claimed_from != state.status:
         raise ConcurrencyConflict(
@@ -145,6 +149,10 @@ def _status_changed(state: RunState, event: AgentEvent) -> None:
         _ended(state, event)
     elif target is RunStatus.RUNNING and state.started_at is None:
         state.started_at = event.created_at
+    shown: dict[str, Any] = {"detail": state.detail}
+    if state.error != error_before:
+        shown["error"] = state.error
+    state.content_views = reveal(state.content_views, event, shown, hide=True)
 
 
 def _resumed(state: RunState) -> None:
@@ -192,17 +200,22 @@ def _tool_used(state: RunState, event: AgentEvent) -> None:
     name = event.payload["name"]
     if name not in state.tools_used:
         state.tools_used = (*state.tools_used, name)
+    state.content_views = add_tool(state.content_views, event, name)
 
 
 def _checkpoint(state: RunState, event: AgentEvent) -> None:
     _require_live(state, event)
     state.checkpoint_id = event.payload["checkpoint_id"]
     state.checkpoint_kind = event.payload["kind"]
+    shown = {"checkpoint_id": state.checkpoint_id, "checkpoint_kind": state.checkpoint_kind}
+    state.content_views = reveal(state.content_views, event, shown, hide=False)
 
 
 def _journal(state: RunState, event: AgentEvent) -> None:
     _require_live(state, event)
     state.journal = dict(event.payload)
+    shown = {"journal": dict(event.payload)}
+    state.content_views = reveal(state.content_views, event, shown, hide=False)
 
 
 def _message(state: RunState, event: AgentEvent) -> None:
@@ -238,6 +251,8 @@ def _callback(state: RunState, event: AgentEvent) -> None:
     state.callback_sent_at = event.created_at
     state.callback_status_code = payload.get("status_code")
     state.callback_error = payload.get("error")
+    shown = {"callback_error": state.callback_error}
+    state.content_views = reveal(state.content_views, event, shown, hide=True)
     state.callback_attempts = max(state.callback_attempts, payload["attempt"])
     if payload.get("final"):
         state.callback_pending = False

@@ -8,10 +8,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from eventstore import EventFilter
+from eventstore import EventFilter, Visibility
 from projections import DURATION_BOUNDS_MS, RunFilter, RunStatus
 
-from ..auth import Role, require
+from ..auth import Role, cap, require
 from ..errors import ApiError
 from ..models import (
     AppendEventsBody,
@@ -54,7 +54,9 @@ async def create_run(request: Request) -> JSONResponse:
         message=body.message,
         idempotency_key=body.idempotency_key,
     )
-    return json_response(run_json(state), 201, {"Location": f"/v1/runs/{state.run_id}"})
+    return json_response(
+        run_json(state, cap(principal)), 201, {"Location": f"/v1/runs/{state.run_id}"}
+    )
 
 
 async def list_runs(request: Request) -> JSONResponse:
@@ -73,7 +75,7 @@ async def list_runs(request: Request) -> JSONResponse:
     )
     return json_response(
         {
-            "items": [run_json(run) for run in page.items],
+            "items": [run_json(run, cap(principal)) for run in page.items],
             "next_cursor": page.next_cursor,
             "prev_cursor": page.prev_cursor,
         }
@@ -127,7 +129,7 @@ def _metadata_pair(raw: str) -> tuple[str, str]:
 async def get_run(request: Request) -> JSONResponse:
     principal = await require(request, Role.USER)
     state = await queries(request).get(principal.organization_id, request.path_params["run_id"])
-    return json_response(run_json(state))
+    return json_response(run_json(state, cap(principal)))
 
 
 async def claim_run(request: Request) -> Response:
@@ -138,9 +140,11 @@ async def claim_run(request: Request) -> Response:
     )
     if claim is None:
         return Response(status_code=204)
+    # The claimer is the run's worker: the run, its checkpoint and its tool results are whole,
+    # because they are what the worker resumes from (docs/api.md, "What a role sees").
     return json_response(
         {
-            "run": run_json(claim.run),
+            "run": run_json(claim.run, Visibility.INTERNAL),
             "checkpoint": None if claim.checkpoint is None else event_json(claim.checkpoint),
             "tool_results": [event_json(e) for e in claim.tool_results],
         }
@@ -197,13 +201,13 @@ async def cancel_run(request: Request) -> JSONResponse:
     state = await commands(request).cancel(
         principal.organization_id, request.path_params["run_id"], reason=body.reason
     )
-    return json_response(run_json(state))
+    return json_response(run_json(state, cap(principal)))
 
 
 async def resume_run(request: Request) -> JSONResponse:
     principal = await require(request, Role.OPERATOR)
     state = await commands(request).resume(principal.organization_id, request.path_params["run_id"])
-    return json_response(run_json(state))
+    return json_response(run_json(state, cap(principal)))
 
 
 async def record_tool_result(request: Request) -> JSONResponse:
@@ -220,7 +224,7 @@ async def record_tool_result(request: Request) -> JSONResponse:
 async def list_tool_results(request: Request) -> JSONResponse:
     principal = await require(request, Role.USER)
     events = await queries(request).tool_results(
-        principal.organization_id, request.path_params["run_id"]
+        principal.organization_id, request.path_params["run_id"], cap(principal)
     )
     return json_response({"items": [event_json(e) for e in events]})
 
@@ -228,7 +232,7 @@ async def list_tool_results(request: Request) -> JSONResponse:
 async def messages(request: Request) -> JSONResponse:
     principal = await require(request, Role.USER)
     events = await queries(request).messages(
-        principal.organization_id, request.path_params["run_id"]
+        principal.organization_id, request.path_params["run_id"], cap(principal)
     )
     return json_response({"items": [_message(e) for e in events]})
 
@@ -244,7 +248,9 @@ def _message(event: Any) -> dict[str, Any]:
 
 async def usage(request: Request) -> JSONResponse:
     principal = await require(request, Role.USER)
-    found = await queries(request).usage(principal.organization_id, request.path_params["run_id"])
+    found = await queries(request).usage(
+        principal.organization_id, request.path_params["run_id"], cap(principal)
+    )
     return json_response(
         {
             "prompt_tokens": found.prompt_tokens,
@@ -259,7 +265,7 @@ async def usage(request: Request) -> JSONResponse:
 async def journal(request: Request) -> JSONResponse:
     principal = await require(request, Role.USER)
     events = await queries(request).journal(
-        principal.organization_id, request.path_params["run_id"]
+        principal.organization_id, request.path_params["run_id"], cap(principal)
     )
     current = events[-1].payload if events else None
     history = [{"id": e.id, "created_at": e.created_at, **e.payload} for e in events]
@@ -274,7 +280,7 @@ async def state_at(request: Request) -> JSONResponse:
         state = await queries(request).get(principal.organization_id, run_id)
     else:
         state = await queries(request).state_at(principal.organization_id, run_id, event_id)
-    return json_response(run_json(state))
+    return json_response(run_json(state, cap(principal)))
 
 
 async def _has_body(request: Request) -> bool:

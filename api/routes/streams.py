@@ -9,9 +9,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from eventstore import EventFilter, UnknownRun
-from projections import RunFilter, RunState
+from projections import RunFilter, RunState, seen_at
 
-from ..auth import Principal, Role, require
+from ..auth import Principal, Role, cap, require
 from ..models import run_json
 from ..sse import Channel, open_stream, resolve_cursor, resolve_visibility
 from ._common import event_page, json_response, queries, store, wants_stream
@@ -83,11 +83,12 @@ async def conversation_status(request: Request) -> JSONResponse:
         principal.organization_id, RunFilter(conversation_id=conversation_id), limit=20
     )
     current = _current_run(page.items)
+    seen = None if current is None else seen_at(current, cap(principal))
     return json_response(
         {
             "conversation_id": conversation_id,
-            "run": None if current is None else run_json(current),
-            "panel": None if current is None else panel(current),
+            "run": None if seen is None else run_json(seen, cap(principal)),
+            "panel": None if seen is None else panel(seen),
         }
     )
 
@@ -115,7 +116,9 @@ _LABELS = {
 
 
 def panel(run: RunState) -> dict[str, Any]:
-    """What the status panel shows; the recovery handoff on failed, timed_out and cancelled."""
+    """What the status panel shows; the recovery handoff on failed, timed_out and cancelled.
+
+    Give it the run as the caller sees it (``seen_at``): the handoff shows the journal and error."""
     status = run.status.value
     handoff = None
     if status in ("failed", "timed_out", "cancelled"):

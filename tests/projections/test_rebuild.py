@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from eventstore import NewEvent
-from projections import check, rebuild
+from eventstore import NewEvent, Visibility
+from projections import check, rebuild, seen_at
 
 from .conftest import ORG, Runs
 
@@ -67,3 +67,41 @@ async def test_check_tolerates_appends_made_while_it_runs(runs: Runs) -> None:
     assert report.ok, report.differences
     assert report.runs == 7
     assert run.run_id
+
+
+async def test_rebuild_folds_the_same_capped_content_views(runs: Runs) -> None:
+    """Each role's view of a run's content is part of the read model, so it is rebuilt too."""
+    run = await runs.commands.create(ORG, "agent")
+    claim = await runs.commands.claim(ORG, "w")
+    assert claim is not None
+    events = [
+        NewEvent("journal_updated", {"objective": level}, level)
+        for level in ("user", "operator", "internal")
+    ]
+    events.append(NewEvent("tool_finished", {"tool_call_id": "c", "name": "t"}, "internal"))
+    events.append(NewEvent("run_status_changed", {"to": "failed", "detail": "x"}, "operator"))
+    await runs.commands.append(ORG, run.run_id, events)
+    live = await runs.queries.get(ORG, run.run_id)
+    assert live.content_views["user"]["journal"]["objective"] == "user"
+    assert live.content_views["user"]["error"] is None
+    assert live.content_views["operator"]["error"] == "x"
+    await runs.store.transact(
+        lambda context: context.tx.execute("UPDATE runs SET content_views = '{}'")
+    )
+    assert any("content_views" in line for line in (await check(runs.store)).differences)
+    await rebuild(runs.store)
+    assert await runs.queries.get(ORG, run.run_id) == live
+    assert (await check(runs.store)).ok
+
+
+async def test_a_row_without_content_views_shows_capped_readers_no_content(runs: Runs) -> None:
+    run = await runs.commands.create(ORG, "agent")
+    claim = await runs.commands.claim(ORG, "w")
+    assert claim is not None
+    await runs.commands.append(ORG, run.run_id, [NewEvent("journal_updated", {"objective": "o"})])
+    await runs.store.transact(
+        lambda context: context.tx.execute("UPDATE runs SET content_views = '{}'")
+    )
+    state = await runs.queries.get(ORG, run.run_id)
+    assert seen_at(state, Visibility.OPERATOR).journal is None
+    assert seen_at(state, Visibility.INTERNAL).journal == state.journal
