@@ -17,6 +17,7 @@ import uvicorn
 
 from api.app import create_app
 from api.auth import Role
+from api.openapi import openapi_document
 from api.server import server_config
 from api.settings import Settings
 from tests.api.conftest import LiveServer, ServerFactory
@@ -261,3 +262,15 @@ async def test_serve_with_workers_applies_the_header_deadline(
             assert await closed_by_server(server.port, PARTIAL_REQUEST) == b""
     finally:
         await server.signal(signal.SIGTERM)  # the workers too (a SIGKILL would orphan them)
+
+
+def test_the_openapi_document_declares_the_limits() -> None:
+    paths = openapi_document()["paths"]
+    for path, method in (
+        ("/v1/runs", "post"),
+        ("/v1/runs/{run_id}/events", "post"),
+        ("/v1/runs/{run_id}/tool-results", "post"),
+    ):
+        assert "429" in paths[path][method]["responses"], (method, path)
+    for path in ("/v1/events", "/v1/runs/{run_id}/events"):
+        assert {"429", "503"} <= set(paths[path]["get"]["responses"]), path
