@@ -20,6 +20,7 @@ from projections import RunCommands, RunProjection, RunQueries, rebuild
 from .auth import KeyRing
 from .demo import Demo, demo_routes
 from .errors import ApiError, error_response, handle_api_error, handle_store_error
+from .limits import RateLimits
 from .metrics import Metrics
 from .metrics_access import MetricsSocket
 from .routes import ops, runs, streams
@@ -55,7 +56,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
     )
     app.state.settings = settings
     app.state.metrics = Metrics()
-    app.state.streams = StreamGate(settings.max_streams, app.state.metrics, settings.send_timeout)
+    app.state.streams = StreamGate(
+        settings.max_streams,
+        app.state.metrics,
+        settings.send_timeout,
+        per_organization=settings.max_streams_per_organization,
+        per_key=settings.max_streams_per_key,
+    )
+    app.state.rate_limits = RateLimits.from_settings(settings)
     if settings.metrics_address is not None:
         app.add_middleware(MetricsSocket, port=settings.metrics_address[1])
     return app

@@ -49,6 +49,16 @@ def _option(envvar: str, help: str | None = None) -> Any:
     return typer.Option(envvar=envvar, help=help)
 
 
+def _positive(envvar: str, help: str) -> Any:
+    return typer.Option(envvar=envvar, help=help, callback=_must_be_positive)
+
+
+def _must_be_positive(value: float) -> float:
+    if value <= 0:
+        raise typer.BadParameter(f"must be above 0; got {value:g}")
+    return value
+
+
 @app.command()
 def serve(
     host: Annotated[str, _option("RUNTRACK_HOST")] = "127.0.0.1",
@@ -57,6 +67,21 @@ def serve(
     heartbeat_seconds: Annotated[float, _option("RUNTRACK_HEARTBEAT_SECONDS")] = 15.0,
     retry_ms: Annotated[int, _option("RUNTRACK_RETRY_MS")] = 3000,
     max_streams: Annotated[int, _option("RUNTRACK_MAX_STREAMS")] = 10_000,
+    max_streams_per_organization: Annotated[
+        int, _positive("RUNTRACK_MAX_STREAMS_PER_ORGANIZATION", "open streams per organization")
+    ] = 1_000,
+    max_streams_per_key: Annotated[
+        int, _positive("RUNTRACK_MAX_STREAMS_PER_KEY", "open streams per API key")
+    ] = 100,
+    run_create_rate: Annotated[
+        float, _positive("RUNTRACK_RUN_CREATE_RATE", "runs created per second per API key")
+    ] = 50.0,
+    append_rate: Annotated[
+        float, _positive("RUNTRACK_APPEND_RATE", "append requests per second per API key")
+    ] = 500.0,
+    header_timeout: Annotated[
+        float, _positive("RUNTRACK_HEADER_TIMEOUT", "seconds to receive a request's headers")
+    ] = 10.0,
     send_timeout: Annotated[float, _option("RUNTRACK_SEND_TIMEOUT")] = 30.0,
     fanout_linger_ms: Annotated[float, _option("RUNTRACK_FANOUT_LINGER_MS")] = 50.0,
     fanout_budget: Annotated[int, _option("RUNTRACK_FANOUT_BUDGET")] = 12_000,

@@ -23,6 +23,11 @@ from .models import (
 __all__ = ["openapi_document"]
 
 _REF = "#/components/schemas/{model}"
+_ERRORS = (400, 401, 403, 404, 409, 413, 422)
+_RATE_LIMITED = (*_ERRORS, 429)
+"""Routes under a per-key rate (docs/security_limits.md): 429 with Retry-After."""
+_STREAMED = (*_ERRORS, 429, 503)
+"""Routes that open streams: 429 past a key's or organization's cap, 503 past the server's."""
 
 
 @dataclass(frozen=True)
@@ -35,7 +40,7 @@ class _Op:
     returns: str | None = None
     query: tuple[tuple[str, str], ...] = ()
     sse: bool = False
-    errors: tuple[int, ...] = field(default=(400, 401, 403, 404, 409, 413, 422))
+    errors: tuple[int, ...] = field(default=_ERRORS)
 
 
 _EVENT_QUERY = (("after_event_id", "integer"), ("limit", "integer"), ("visibility", "string"))
@@ -61,7 +66,7 @@ _LIST_QUERY = (
 )
 
 OPERATIONS = (
-    _Op("post", "/v1/runs", "Create a run", CreateRunBody, 201, "Run"),
+    _Op("post", "/v1/runs", "Create a run", CreateRunBody, 201, "Run", errors=_RATE_LIMITED),
     _Op("get", "/v1/runs", "List runs", returns="RunList", query=_LIST_QUERY),
     _Op(
         "get",
@@ -72,7 +77,14 @@ OPERATIONS = (
     ),
     _Op("post", "/v1/runs/claim", "Claim the oldest claimable run (204 when none)", ClaimBody),
     _Op("get", "/v1/runs/{run_id}", "Get a run", returns="Run"),
-    _Op("post", "/v1/runs/{run_id}/events", "Append events", AppendEventsBody, 201),
+    _Op(
+        "post",
+        "/v1/runs/{run_id}/events",
+        "Append events",
+        AppendEventsBody,
+        201,
+        errors=_RATE_LIMITED,
+    ),
     _Op(
         "get",
         "/v1/runs/{run_id}/events",
@@ -80,11 +92,19 @@ OPERATIONS = (
         returns="EventList",
         query=(*_EVENT_QUERY, ("after_sequence", "integer")),
         sse=True,
+        errors=_STREAMED,
     ),
     _Op("post", "/v1/runs/{run_id}/heartbeat", "Record liveness", HeartbeatBody),
     _Op("post", "/v1/runs/{run_id}/cancel", "Request cancellation", CancelBody, returns="Run"),
     _Op("post", "/v1/runs/{run_id}/resume", "Resume from the latest checkpoint", returns="Run"),
-    _Op("post", "/v1/runs/{run_id}/tool-results", "Record a tool result once", ToolResultBody, 201),
+    _Op(
+        "post",
+        "/v1/runs/{run_id}/tool-results",
+        "Record a tool result once",
+        ToolResultBody,
+        201,
+        errors=_RATE_LIMITED,
+    ),
     _Op("get", "/v1/runs/{run_id}/tool-results", "Recorded tool results"),
     _Op("get", "/v1/runs/{run_id}/messages", "The run's messages"),
     _Op("get", "/v1/runs/{run_id}/usage", "Token usage and steps"),
@@ -103,6 +123,7 @@ OPERATIONS = (
         returns="EventList",
         query=_EVENT_QUERY,
         sse=True,
+        errors=_STREAMED,
     ),
     _Op(
         "get",
@@ -110,6 +131,7 @@ OPERATIONS = (
         "A conversation's SSE stream",
         query=(*_STREAM_QUERY, ("run_id", "string")),
         sse=True,
+        errors=_STREAMED,
     ),
     _Op("get", "/v1/conversations/{conversation_id}/agent-status", "The status panel"),
     _Op("get", "/v1/me", "The calling key: organization, role, highest visibility"),

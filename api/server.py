@@ -18,9 +18,10 @@ from eventstore.sqlite_library import disable_memory_statistics
 
 from .app import create_app
 from .collector import tune_collector
+from .http_protocol import ServerConfig
 from .settings import Settings, listen_address
 
-__all__ = ["check_settings", "serve", "worker_app"]
+__all__ = ["check_settings", "serve", "server_config", "worker_app"]
 
 SHUTDOWN_GRACE_SECONDS = 5
 _WORKER_SETTINGS = "RUNTRACK_WORKER_SETTINGS"
@@ -37,7 +38,7 @@ def serve(settings: Settings) -> None:
     if settings.workers > 1:
         _serve_workers(settings)
         return
-    config = uvicorn.Config(_process_app(settings), **_options(settings))
+    config = server_config(_process_app(settings), settings)
     uvicorn.Server(config).run(sockets=_sockets(config, settings))
 
 
@@ -55,8 +56,8 @@ def _serve_workers(settings: Settings) -> None:
     """uvicorn's supervisor over N worker processes; a worker that fails to start (a refused
     bind, no keys on a public address) makes the whole server exit with uvicorn's code 3."""
     os.environ[_WORKER_SETTINGS] = json.dumps(dataclasses.asdict(settings))
-    config = uvicorn.Config(
-        "api.server:worker_app", factory=True, workers=settings.workers, **_options(settings)
+    config = server_config(
+        "api.server:worker_app", settings, factory=True, workers=settings.workers
     )
     supervisor = Multiprocess(config, sockets=_sockets(config, settings) or [config.bind_socket()])
     supervisor.run()
@@ -101,6 +102,12 @@ def _check_metrics(settings: Settings) -> None:
     _, port = listen_address(settings.metrics_listen)  # raises ValueError naming the problem
     if port == settings.port:
         raise ValueError("--metrics-listen needs a port of its own, not the API's --port")
+
+
+def server_config(app: Starlette | str, settings: Settings, **extra: Any) -> ServerConfig:
+    """uvicorn's config for ``settings``, with the header deadline (api/http_protocol.py)."""
+    options = {**_options(settings), **extra}
+    return ServerConfig(app, header_timeout=settings.header_timeout, **options)
 
 
 def _options(settings: Settings) -> dict[str, Any]:

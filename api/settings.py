@@ -19,7 +19,21 @@ class Settings:
     retry_ms: int = 3000
     """The ``retry:`` a browser waits before reconnecting."""
     max_streams: int = 10_000
-    """Open SSE streams allowed at once; past it, 503 with Retry-After."""
+    """Open SSE streams allowed at once (per server process); past it, 503 with Retry-After."""
+    max_streams_per_organization: int = 1_000
+    """Open SSE streams one organization may hold (per server process); past it, 429."""
+    max_streams_per_key: int = 100
+    """Open SSE streams one API key may hold (per server process; open mode is one key);
+    past it, 429."""
+    run_create_rate: float = 50.0
+    """Runs one API key may create per second (per server process), with a burst of one
+    second's worth; past it, 429 with Retry-After."""
+    append_rate: float = 500.0
+    """Append requests (``POST …/events`` and ``…/tool-results``) one API key may make per
+    second (per server process), with a burst of one second's worth; past it, 429."""
+    header_timeout: float = 10.0
+    """Seconds a connection has to send a request's headers (from the connection's start, or
+    from the first byte of a later request on it); past it, the connection is closed."""
     send_timeout: float = 30.0
     """A client that does not take a write within this many seconds is dropped."""
     max_body_bytes: int = 1_048_576

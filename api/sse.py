@@ -20,10 +20,12 @@ import asyncio
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import TypeVar
 
 import anyio
 from sse_starlette.sse import EventSourceResponse
@@ -45,6 +47,7 @@ __all__ = [
     "RAW_SEND",
     "QuietDrops",
     "StreamGate",
+    "TenantStreamCaps",
     "encode_page",
     "open_stream",
     "resolve_cursor",
@@ -52,6 +55,7 @@ __all__ = [
 ]
 
 logger = logging.getLogger("runtrack.sse")
+_T = TypeVar("_T")
 _TERMINAL_LABELS = frozenset(status.value for status in TERMINAL)
 RAW_SEND: ContextVar[Send | None] = ContextVar("runtrack_raw_send", default=None)
 """The ASGI server's own ``send`` for the request being handled (set by the app), used for
@@ -77,9 +81,21 @@ class StreamGate:
     open, drops those whose send has been pending longer than ``send_timeout``.
     """
 
-    def __init__(self, limit: int, metrics: Metrics, send_timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        limit: int,
+        metrics: Metrics,
+        send_timeout: float = 30.0,
+        *,
+        per_organization: int | None = None,
+        per_key: int | None = None,
+    ) -> None:
         self.limit = limit
         self.open = 0
+        self.tenant_caps = TenantStreamCaps(
+            per_organization=limit if per_organization is None else per_organization,
+            per_key=limit if per_key is None else per_key,
+        )
         self.send_timeout = send_timeout
         self._metrics = metrics
         self._watched: set[_Stream] = set()
@@ -108,20 +124,76 @@ class StreamGate:
         if self._watchdog is not None:
             await cancel_and_wait([self._watchdog])
 
-    def reserve(self) -> None:
+    def reserve(self, principal: Principal) -> None:
+        """Count a new stream of ``principal``: 429 past its key's or organization's cap (its
+        own doing), 503 past the server's (everyone's)."""
+        self.tenant_caps.check(principal)
         if self.open >= self.limit:
             raise ApiError(
                 503,
                 "too_many_streams",
                 f"the server holds {self.limit} streams already",
-                headers={"Retry-After": "5"},
+                headers={"Retry-After": _STREAM_RETRY_AFTER},
             )
+        self.tenant_caps.add(principal)
         self.open += 1
         self._metrics.open_streams.inc()
 
-    def release(self) -> None:
+    def release(self, principal: Principal) -> None:
+        self.tenant_caps.remove(principal)
         self.open -= 1
         self._metrics.open_streams.dec()
+
+
+class TenantStreamCaps:
+    """Open streams per organization and per key, so that one tenant cannot take the server's
+    whole stream cap; open mode (no key) counts as one key."""
+
+    def __init__(self, *, per_organization: int, per_key: int) -> None:
+        self.per_organization = per_organization
+        self.per_key = per_key
+        self._by_organization: Counter[str] = Counter()
+        self._by_key: Counter[tuple[str, str | None]] = Counter()
+
+    def check(self, principal: Principal) -> None:
+        if self._by_key[_key_of(principal)] >= self.per_key:
+            raise _tenant_refusal("key", "this key", self.per_key)
+        if self._by_organization[principal.organization_id] >= self.per_organization:
+            raise _tenant_refusal("organization", "this organization", self.per_organization)
+
+    def add(self, principal: Principal) -> None:
+        self._by_key[_key_of(principal)] += 1
+        self._by_organization[principal.organization_id] += 1
+
+    def remove(self, principal: Principal) -> None:
+        _decrement(self._by_key, _key_of(principal))
+        _decrement(self._by_organization, principal.organization_id)
+
+
+_STREAM_RETRY_AFTER = "5"
+
+
+def _key_of(principal: Principal) -> tuple[str, str | None]:
+    return principal.organization_id, principal.key_id
+
+
+def _decrement(counts: Counter[_T], name: _T) -> None:
+    """One fewer; a name at zero is forgotten, so the counters hold only open streams."""
+    counts[name] -= 1
+    if counts[name] <= 0:
+        del counts[name]
+
+
+def _tenant_refusal(cap: str, holder: str, limit: int) -> ApiError:
+    return ApiError(
+        429,
+        f"too_many_streams_per_{cap}",
+        f"{holder} holds {limit} open streams already (the per-{cap} stream cap); close one "
+        "or retry later",
+        headers={"Retry-After": _STREAM_RETRY_AFTER},
+        cap=f"per_{cap}",
+        limit=limit,
+    )
 
 
 def resolve_visibility(request: Request, principal: Principal) -> Visibility:
@@ -298,9 +370,17 @@ class QuietDrops(logging.Filter):
 class _Stream(EventSourceResponse):
     """An EventSourceResponse that releases its slot and lets the gate drop it when stalled."""
 
-    def __init__(self, gate: StreamGate, metrics: Metrics, *args: object, **kwargs: object) -> None:
+    def __init__(
+        self,
+        gate: StreamGate,
+        metrics: Metrics,
+        principal: Principal,
+        *args: object,
+        **kwargs: object,
+    ) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self._gate = gate
+        self._principal = principal
         self._metrics = metrics
         self._sending_since: float | None = None
         self._scope = anyio.CancelScope()
@@ -339,16 +419,19 @@ class _Stream(EventSourceResponse):
                 logger.info("dropped a client that stopped reading")
         finally:
             self._gate.unwatch(self)
-            self._gate.release()
+            self._gate.release(self._principal)
 
 
-def open_stream(request: Request, store: BaseEventStore, channel: Channel) -> EventSourceResponse:
+def open_stream(
+    request: Request, store: BaseEventStore, channel: Channel, principal: Principal
+) -> EventSourceResponse:
     state = request.app.state
     settings = state.settings
-    state.streams.reserve()
+    state.streams.reserve(principal)
     return _Stream(
         state.streams,
         state.metrics,
+        principal,
         frames(store, channel, retry_ms=settings.retry_ms, heartbeat=settings.heartbeat_seconds),
         ping=0,
         headers={

@@ -159,10 +159,18 @@ async def stop_process(process: asyncio.subprocess.Process | None) -> None:
         await process.wait()
 
 
-def runtrack(database: str, log: Path) -> Child:
+MANY_STREAMS = ["--max-streams-per-organization", "20000", "--max-streams-per-key", "20000"]
+"""The fan-out holds up to 10,000 streams of one key (open mode) in one organization."""
+FAST_APPENDS = ["--append-rate", "1000000"]
+"""The fan-out appends ~TICK_RATE requests/s and the append scenario as many as it can, from one
+key: far above the per-key default (500/s)."""
+
+
+def runtrack(database: str, log: Path, *raised: str) -> Child:
+    """``runtrack serve`` with the default limits, but for those ``raised`` for a scenario."""
     port = free_port()
     argv = ["api", "serve", "--database", database, "--port", str(port)]
-    argv += ["--heartbeat-seconds", "60", "--max-streams", "20000"]
+    argv += ["--heartbeat-seconds", "60", "--max-streams", "20000", *raised]
     return Child(argv, port, log)
 
 
@@ -507,7 +515,8 @@ async def fanouts(folder: Path, mode: Mode, files: int) -> list[Fanout]:
         if streams + 1000 > files:
             print(f"  (skipping {streams:,} streams: the open-files limit is {files:,})")
             break
-        server = runtrack(str(folder / f"fanout{streams}.db"), folder / f"fanout{streams}.log")
+        database, log = folder / f"fanout{streams}.db", folder / f"fanout{streams}.log"
+        server = runtrack(str(database), log, *MANY_STREAMS, *FAST_APPENDS)
         try:
             await server.start()
             result = await fanout(f"{streams:,}", server, server, streams, mode)
@@ -539,7 +548,8 @@ async def cross_server(folder: Path, base: str, mode: Mode) -> Fanout:
     schema = f"bench_sse_{uuid.uuid4().hex[:10]}"
     await asyncio.to_thread(postgres_execute, base, "CREATE SCHEMA {}", schema)
     url = with_search_path(base, schema)
-    a, b = runtrack(url, folder / "pg-a.log"), runtrack(url, folder / "pg-b.log")
+    a = runtrack(url, folder / "pg-a.log", *MANY_STREAMS)
+    b = runtrack(url, folder / "pg-b.log", *FAST_APPENDS)
     try:
         await a.start()
         await b.start()
@@ -584,7 +594,7 @@ async def append_rate(port: int, clients: int, batch: int, seconds: float) -> fl
 
 
 async def append_rates(folder: Path, seconds: float) -> tuple[float, float]:
-    server = runtrack(str(folder / "append.db"), folder / "append.log")
+    server = runtrack(str(folder / "append.db"), folder / "append.log", *FAST_APPENDS)
     try:
         await server.start()
         single = await append_rate(server.port, 32, 1, seconds)

@@ -13,6 +13,7 @@ from projections import DURATION_BOUNDS_MS, RunFilter, RunStatus
 
 from ..auth import Role, cap, require
 from ..errors import ApiError
+from ..limits import rate_limits
 from ..models import (
     AppendEventsBody,
     CancelBody,
@@ -42,6 +43,7 @@ __all__ = ["routes"]
 
 async def create_run(request: Request) -> JSONResponse:
     principal = await require(request, Role.USER)
+    rate_limits(request).run_creations.take(principal)
     body = await read_body(request, CreateRunBody)
     state = await commands(request).create(
         principal.organization_id,
@@ -153,6 +155,7 @@ async def claim_run(request: Request) -> Response:
 
 async def append_events(request: Request) -> Response:
     principal = await require(request, Role.OPERATOR)
+    rate_limits(request).appends.take(principal)
     body = await read_body(request, AppendEventsBody)
     metrics = request.app.state.metrics
     with metrics.append_latency.time():
@@ -212,6 +215,7 @@ async def resume_run(request: Request) -> JSONResponse:
 
 async def record_tool_result(request: Request) -> JSONResponse:
     principal = await require(request, Role.OPERATOR)
+    rate_limits(request).appends.take(principal)
     body = await read_body(request, ToolResultBody)
     event, replayed = await commands(request).record_tool_result(
         principal.organization_id, request.path_params["run_id"], body.model_dump()

@@ -118,7 +118,7 @@ async def test_board_filters_come_from_and_go_to_the_address(
 async def test_older_runs_on_demand_and_time_travel_from_the_keyboard(
     server_process: ProcessFactory,
 ) -> None:
-    server = await server_process()
+    server = await server_process("--run-create-rate", "1000")  # 52 runs at once: past a burst
     async with chromium() as browser, httpx.AsyncClient(base_url=server.url) as client:
         ids = [
             (await client.post("/v1/runs", json={"agent_id": "many"})).json()["id"]
