@@ -17,7 +17,7 @@ from eventstore.sqlite_library import disable_memory_statistics
 
 from .app import create_app
 from .collector import tune_collector
-from .settings import Settings
+from .settings import Settings, callback_networks
 
 __all__ = ["check_settings", "serve", "worker_app"]
 
@@ -69,6 +69,7 @@ def _process_app(settings: Settings) -> Starlette:
 
 def check_settings(settings: Settings) -> None:
     """Raise ValueError for settings that cannot be served together."""
+    _check_callbacks(settings)
     if settings.workers <= 1:
         return
     if not settings.database.startswith(("postgresql://", "postgres://")):
@@ -78,6 +79,15 @@ def check_settings(settings: Settings) -> None:
         )
     if settings.demo:
         raise ValueError("--demo runs in one process: drop --workers")
+
+
+def _check_callbacks(settings: Settings) -> None:
+    try:
+        callback_networks(settings)
+    except ValueError as exc:
+        raise ValueError(f"--callback-allow-network: {exc}") from None
+    if settings.callback_timeout <= 0:
+        raise ValueError("--callback-timeout must be more than 0 seconds")
 
 
 def _options(settings: Settings) -> dict[str, Any]:
