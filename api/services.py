@@ -32,6 +32,9 @@ from .settings import Settings, callback_networks
 __all__ = ["Services"]
 
 logger = logging.getLogger("runtrack.services")
+IDLE_CONNECTIONS = 16
+"""Idle keep-alive connections to receivers kept for reuse, for at most IDLE_SECONDS."""
+IDLE_SECONDS = 5.0
 
 
 class Services:
@@ -53,7 +56,11 @@ class Services:
             AddressPolicy(callback_networks(settings)), resolvers=settings.callback_concurrency
         )
         self._pool = httpcore.AsyncConnectionPool(
-            max_connections=None, retries=0, network_backend=self._backend
+            max_connections=None,  # the dispatcher bounds attempts; no second queue here
+            max_keepalive_connections=IDLE_CONNECTIONS,
+            keepalive_expiry=IDLE_SECONDS,
+            retries=0,
+            network_backend=self._backend,
         )
         self._sender = CallbackSender(self._pool, deadline=settings.callback_timeout)
         self.dispatcher = Dispatcher(

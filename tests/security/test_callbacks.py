@@ -8,6 +8,7 @@ those tests send no traffic anywhere.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -168,6 +169,24 @@ async def test_a_redirect_to_a_refused_address_is_not_followed(
         True,
     )
     assert target.connections == 0
+
+
+async def test_credentials_in_a_callback_url_are_sent_but_never_logged(
+    server_factory: ServerFactory, receivers: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    receiver: Receiver = await receivers()
+    url = receiver.url.replace("http://", "http://hook-user:pass-S3CRET@") + "?token=T0KEN-S3CRET"
+    live = await server_factory(**LOOPBACK, **FAST)
+    # `runtrack serve` logs at INFO; its own loggers are checked down to DEBUG
+    with caplog.at_level(logging.INFO), caplog.at_level(logging.DEBUG, logger="runtrack"):
+        async with live.client() as client:
+            attempt = await only_attempt(client, url)
+    assert attempt["status_code"] == 200
+    [request] = receiver.requests
+    assert request.headers["authorization"] == "Basic aG9vay11c2VyOnBhc3MtUzNDUkVU"
+    lines = [record.getMessage() for record in caplog.records]
+    assert lines  # e.g. httpx's line per request
+    assert not [line for line in lines if "S3CRET" in line]
 
 
 @pytest.mark.parametrize(
