@@ -63,7 +63,7 @@ class Services:
             network_backend=self._backend,
         )
         self._sender = CallbackSender(self._pool, deadline=settings.callback_timeout)
-        self.dispatcher = Dispatcher(
+        self._dispatcher = Dispatcher(
             store,
             self.policy,
             self._send,
@@ -76,14 +76,14 @@ class Services:
         self._tasks = [
             asyncio.create_task(every(self._settings.reconcile_seconds, self._reconcile)),
             asyncio.create_task(
-                every(self._settings.callback_poll_seconds, self.dispatcher.dispatch)
+                every(self._settings.callback_poll_seconds, self._dispatcher.dispatch)
             ),
         ]
         return self
 
     async def aclose(self) -> None:
         await cancel_and_wait(self._tasks)
-        await self.dispatcher.aclose()
+        await self._dispatcher.aclose()
         await self._pool.aclose()
         self._backend.close()
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from ipaddress import ip_address
 from typing import Any
 
 import httpcore
@@ -17,7 +18,7 @@ import httpx
 import pytest
 
 from api.auth import Role
-from api.callback_addresses import AddressPolicy
+from api.callback_addresses import AddressPolicy, is_public, parse_networks
 from api.callback_network import GuardedBackend
 from api.callback_sender import CallbackSender
 from api.cli import settings_from
@@ -254,3 +255,39 @@ def test_allowed_networks_are_checked_when_the_server_starts() -> None:
     check_settings(settings)
     with pytest.raises(ValueError, match="not-a-network"):
         check_settings(Settings(callback_allow_networks=("not-a-network",)))
+
+
+@pytest.mark.parametrize(
+    ("address", "public"),
+    [
+        ("93.184.215.14", True),
+        ("2606:4700::1111", True),
+        ("::ffff:93.184.215.14", True),
+        ("127.0.0.1", False),
+        ("127.255.0.9", False),
+        ("::1", False),
+        ("10.1.2.3", False),
+        ("172.16.0.1", False),
+        ("192.168.1.1", False),
+        ("100.64.0.1", False),
+        ("169.254.169.254", False),
+        ("fe80::1", False),
+        ("fd00::1", False),
+        ("224.0.0.1", False),
+        ("ff02::1", False),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("240.0.0.1", False),
+        ("255.255.255.255", False),
+        ("::ffff:127.0.0.1", False),
+        ("::ffff:169.254.169.254", False),
+        ("::7f00:1", False),  # IPv4-compatible 127.0.0.1
+        ("2002:a00:1::", False),  # 6to4 of 10.0.0.1
+        ("64:ff9b::a9fe:a9fe", False),  # NAT64 of 169.254.169.254
+    ],
+)
+def test_which_addresses_are_public(address: str, public: bool) -> None:
+    assert is_public(ip_address(address)) is public
+    allowed = AddressPolicy(parse_networks(["127.0.0.0/8"]))
+    in_allowed = address in ("127.0.0.1", "127.255.0.9", "::ffff:127.0.0.1")
+    assert allowed.permits(ip_address(address)) is (public or in_allowed)
