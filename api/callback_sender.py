@@ -17,13 +17,17 @@ import httpx
 
 from eventstore.callback_url import check_callback_url
 
-from .callback_network import RefusedAddress, UnresolvableHost
+from .callback_addresses import AddressPolicy
+from .callback_network import GuardedBackend, RefusedAddress, UnresolvableHost
 
 __all__ = ["ERRORS", "MAX_RESPONSE_BYTES", "CallbackSender", "Outcome"]
 
 logger = logging.getLogger("runtrack.callbacks")
 MAX_RESPONSE_BYTES = 64 * 1024
 """How much of a receiver's answer is read; past it the connection is closed."""
+IDLE_CONNECTIONS = 16
+"""Idle keep-alive connections to receivers kept for reuse, each for at most IDLE_SECONDS."""
+IDLE_SECONDS = 5.0
 
 ERRORS = (
     "invalid_url",
@@ -55,11 +59,22 @@ class _Target:
 
 
 class CallbackSender:
-    """Sends one attempt over a connection pool whose network backend guards addresses."""
+    """Sends attempts over a connection pool whose network backend guards addresses."""
 
-    def __init__(self, pool: httpcore.AsyncConnectionPool, *, deadline: float) -> None:
-        self._pool = pool
+    def __init__(self, addresses: AddressPolicy, *, deadline: float, resolvers: int) -> None:
+        self._backend = GuardedBackend(addresses, resolvers=resolvers)
+        self._pool = httpcore.AsyncConnectionPool(
+            max_connections=None,  # the dispatcher bounds attempts: no second queue here
+            max_keepalive_connections=IDLE_CONNECTIONS,
+            keepalive_expiry=IDLE_SECONDS,
+            retries=0,
+            network_backend=self._backend,
+        )
         self._deadline = deadline
+
+    async def aclose(self) -> None:
+        await self._pool.aclose()
+        self._backend.close()
 
     async def send(self, url: str, body: bytes, headers: dict[str, str]) -> Outcome:
         try:

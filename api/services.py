@@ -15,8 +15,6 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
-import httpcore
-
 from eventstore.leadership import Leadership
 from eventstore.store import BaseEventStore
 from projections.callbacks import CallbackPolicy, Delivery, record_attempt
@@ -25,16 +23,12 @@ from projections.reconciler import Thresholds, reconcile
 from ._tasks import cancel_and_wait
 from .callback_addresses import AddressPolicy
 from .callback_dispatch import Dispatcher
-from .callback_network import GuardedBackend
 from .callback_sender import CallbackSender
 from .settings import Settings, callback_networks
 
 __all__ = ["Services"]
 
 logger = logging.getLogger("runtrack.services")
-IDLE_CONNECTIONS = 16
-"""Idle keep-alive connections to receivers kept for reuse, for at most IDLE_SECONDS."""
-IDLE_SECONDS = 5.0
 
 
 class Services:
@@ -52,17 +46,11 @@ class Services:
             secret=settings.callback_secret,
         )
         self._tasks: list[asyncio.Task[None]] = []
-        self._backend = GuardedBackend(
-            AddressPolicy(callback_networks(settings)), resolvers=settings.callback_concurrency
+        self._sender = CallbackSender(
+            AddressPolicy(callback_networks(settings)),
+            deadline=settings.callback_timeout,
+            resolvers=settings.callback_concurrency,
         )
-        self._pool = httpcore.AsyncConnectionPool(
-            max_connections=None,  # the dispatcher bounds attempts; no second queue here
-            max_keepalive_connections=IDLE_CONNECTIONS,
-            keepalive_expiry=IDLE_SECONDS,
-            retries=0,
-            network_backend=self._backend,
-        )
-        self._sender = CallbackSender(self._pool, deadline=settings.callback_timeout)
         self._dispatcher = Dispatcher(
             store,
             self.policy,
@@ -84,8 +72,7 @@ class Services:
     async def aclose(self) -> None:
         await cancel_and_wait(self._tasks)
         await self._dispatcher.aclose()
-        await self._pool.aclose()
-        self._backend.close()
+        await self._sender.aclose()
 
     async def _every(self, seconds: float, work: Callable[[], Awaitable[None]]) -> None:
         while True:

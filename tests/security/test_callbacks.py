@@ -13,13 +13,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from ipaddress import ip_address
 from typing import Any
 
-import httpcore
 import httpx
 import pytest
 
 from api.auth import Role
 from api.callback_addresses import AddressPolicy, is_public, parse_networks
-from api.callback_network import GuardedBackend
 from api.callback_sender import CallbackSender
 from api.cli import settings_from
 from api.server import check_settings
@@ -216,10 +214,11 @@ async def test_an_invalid_callback_url_is_refused_at_create(
 
 async def test_an_invalid_url_in_the_log_is_one_recorded_attempt_not_a_crash() -> None:
     """A log written before URLs were checked may hold one: the sender reports, never raises."""
-    backend = GuardedBackend(AddressPolicy(), resolvers=1)
-    async with httpcore.AsyncConnectionPool(network_backend=backend) as pool:
-        outcome = await CallbackSender(pool, deadline=1.0).send("http://a/\nb", b"{}", {})
-    backend.close()
+    sender = CallbackSender(AddressPolicy(), deadline=1.0, resolvers=1)
+    try:
+        outcome = await sender.send("http://a/\nb", b"{}", {})
+    finally:
+        await sender.aclose()
     assert (outcome.status_code, outcome.error, outcome.give_up) == (None, "invalid_url", True)
 
 
