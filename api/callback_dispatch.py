@@ -8,7 +8,8 @@ attempt's deadline, and the next pass hands free slots to whoever is due. So one
 receivers can hold at most ``per_organization`` slots, and another organization's delivery
 starts on the next pass as long as fewer than ``total`` are in flight (the total is larger than
 the per-organization bound, so it takes several organizations' slow receivers to fill it, and
-each slot frees within one attempt's deadline).
+each slot frees within one attempt's deadline). A DNS lookup that outlives its attempt keeps
+the slot until it ends (``lookups_settled``), so the lookup threads are bounded the same way.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from eventstore.store import BaseEventStore
 from projections.callbacks import CallbackPolicy, Delivery, due_deliveries
 
 from ._tasks import cancel_and_wait
+from .callback_network import lookups_settled
 
 __all__ = ["Dispatcher"]
 
@@ -87,7 +89,8 @@ class Dispatcher:
     async def _guarded(self, delivery: Delivery) -> None:
         run = delivery.run
         try:
-            await self._attempt(delivery)
+            async with lookups_settled():
+                await self._attempt(delivery)
         except Exception as exc:  # the attempt stays pending: a later pass tries it again
             logger.warning("callback for run %s not recorded: %s", run.run_id, type(exc).__name__)
         finally:

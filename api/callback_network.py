@@ -10,16 +10,21 @@ with the URL's host name, so SNI and certificate checks are those of the name, n
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
-from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextvars import ContextVar
 from typing import Any
 
 import httpcore
 
 from .callback_addresses import AddressPolicy
 
-__all__ = ["GuardedBackend", "RefusedAddress", "UnresolvableHost"]
+__all__ = ["GuardedBackend", "RefusedAddress", "UnresolvableHost", "lookups_settled"]
+
+Lookup = Future[list[tuple[Any, ...]]]
+_started: ContextVar[list[Lookup] | None] = ContextVar("callback_lookups", default=None)
 
 
 class RefusedAddress(Exception):
@@ -78,11 +83,39 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def _resolve(self, host: str, port: int) -> list[str]:
-        loop = asyncio.get_running_loop()
+        lookup = self._executor.submit(socket.getaddrinfo, host, port, 0, socket.SOCK_STREAM)
+        started = _started.get()
+        if started is not None:
+            started.append(lookup)
         try:
-            found = await loop.run_in_executor(
-                self._executor, socket.getaddrinfo, host, port, 0, socket.SOCK_STREAM
-            )
+            found = await asyncio.wrap_future(lookup)
         except (socket.gaierror, UnicodeError):
             raise UnresolvableHost("no address") from None
         return list(dict.fromkeys(str(entry[4][0]) for entry in found))
+
+
+@contextlib.asynccontextmanager
+async def lookups_settled() -> AsyncIterator[None]:
+    """On exit, wait for the DNS lookups started within to end (unless being cancelled).
+
+    A lookup cannot be interrupted: one that outlives its attempt's deadline keeps its thread.
+    Waiting for it here keeps it counted against the attempt's slot (see callback_dispatch.py),
+    so one organization's slow DNS cannot take the threads other organizations' lookups need.
+    """
+    started: list[Lookup] = []
+    token = _started.set(started)
+    try:
+        yield
+    finally:
+        _started.reset(token)
+        await _settle(started)
+
+
+async def _settle(lookups: list[Lookup]) -> None:
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        return
+    for lookup in lookups:
+        if not lookup.done():  # a lookup cancelled before it ran is done
+            with contextlib.suppress(Exception):
+                await asyncio.wrap_future(lookup)
