@@ -61,9 +61,18 @@ class _Target:
 class CallbackSender:
     """Sends attempts over a connection pool whose network backend guards addresses."""
 
-    def __init__(self, addresses: AddressPolicy, *, deadline: float, resolvers: int) -> None:
+    def __init__(
+        self,
+        addresses: AddressPolicy,
+        *,
+        deadline: float,
+        resolvers: int,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        """``ssl_context`` defaults to httpcore's (certifi's roots, host names checked)."""
         self._backend = GuardedBackend(addresses, resolvers=resolvers)
         self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=ssl_context,
             max_connections=None,  # the dispatcher bounds attempts: no second queue here
             max_keepalive_connections=IDLE_CONNECTIONS,
             keepalive_expiry=IDLE_SECONDS,

@@ -8,9 +8,14 @@ those tests send no traffic anywhere.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import shutil
+import ssl
+import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from ipaddress import ip_address
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -26,7 +31,7 @@ from tests.api.conftest import ServerFactory
 from tests.api.test_callbacks import attempts_until_final, finished_run
 from tests.receiver import Receiver
 from tests.security.conftest import Tenants
-from tests.security.raw_receivers import RawReceiver, wait_for_hang_up
+from tests.security.raw_receivers import RawReceiver, read_request, wait_for_hang_up
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.anyio
@@ -290,3 +295,62 @@ def test_which_addresses_are_public(address: str, public: bool) -> None:
     allowed = AddressPolicy(parse_networks(["127.0.0.0/8"]))
     in_allowed = address in ("127.0.0.1", "127.255.0.9", "::ffff:127.0.0.1")
     assert allowed.permits(ip_address(address)) is (public or in_allowed)
+
+
+def self_signed(directory: Path, name: str) -> tuple[Path, Path]:
+    """A certificate for ``name`` made by the openssl command (the outside world's tool)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is not installed")
+    cert, key = directory / f"{name}.pem", directory / f"{name}.key"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-keyout", str(key), "-out", str(cert), "-subj", f"/CN={name}"),
+            *("-addext", f"subjectAltName=DNS:{name}"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+async def tls_receiver(cert: Path, key: Path, names: list[str]) -> tuple[asyncio.Server, int]:
+    """An https receiver on 127.0.0.1 that notes the SNI name of each handshake."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+
+    def note(_socket: ssl.SSLObject, name: str | None, _context: ssl.SSLContext) -> None:
+        names.append(name or "")
+
+    context.sni_callback = note
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError, ssl.SSLError):
+            await read_request(reader)
+            writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0, ssl=context)
+    return server, server.sockets[0].getsockname()[1]
+
+
+async def test_https_checks_the_certificate_and_sends_sni_for_the_host_name(
+    tmp_path: Path,
+) -> None:
+    """Connected to the checked address (127.0.0.1), TLS still speaks to the name."""
+    cert, key = self_signed(tmp_path, "localhost")
+    names: list[str] = []
+    server, port = await tls_receiver(cert, key, names)
+    trusting = ssl.create_default_context(cafile=str(cert))
+    allowed = AddressPolicy(parse_networks(["127.0.0.0/8"]))
+    sender = CallbackSender(allowed, deadline=5.0, resolvers=1, ssl_context=trusting)
+    try:
+        good = await sender.send(f"https://localhost:{port}/hook", b"{}", {})
+        other = await sender.send(f"https://127.0.0.1:{port}/hook", b"{}", {})
+    finally:
+        await sender.aclose()
+        server.close()
+    assert (good.status_code, good.error) == (204, None)
+    assert names[0] == "localhost"
+    assert (other.status_code, other.error) == (None, "tls_failed")  # no certificate for it
