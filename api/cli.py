@@ -95,6 +95,23 @@ def serve(
     ] = None,
     callback_retry_base: Annotated[float, _option("RUNTRACK_CALLBACK_RETRY_BASE")] = 1.0,
     callback_max_attempts: Annotated[int, _option("RUNTRACK_CALLBACK_MAX_ATTEMPTS")] = 8,
+    callback_timeout: Annotated[
+        float, _option("RUNTRACK_CALLBACK_TIMEOUT", "deadline of one whole attempt, seconds")
+    ] = 5.0,
+    callback_allow_networks: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--callback-allow-network",
+            envvar="RUNTRACK_CALLBACK_ALLOW_NETWORK",
+            help="a non-public CIDR callbacks may reach (repeatable), e.g. 10.0.0.0/8",
+        ),
+    ] = None,
+    callback_concurrency: Annotated[
+        int, typer.Option(envvar="RUNTRACK_CALLBACK_CONCURRENCY", min=1)
+    ] = 64,
+    callback_concurrency_per_organization: Annotated[
+        int, typer.Option(envvar="RUNTRACK_CALLBACK_CONCURRENCY_PER_ORGANIZATION", min=1)
+    ] = 8,
     workers: Annotated[
         int,
         typer.Option(envvar="RUNTRACK_WORKERS", min=1, help="server processes (PostgreSQL only)"),
@@ -127,8 +144,12 @@ def settings_from(options: dict[str, Any]) -> Settings:
     """Every ``serve`` option is a Settings field of the same name (a test holds them equal).
 
     The demo shortens the heartbeat timeout and the reconcile interval, so that its runs that
-    stop heartbeating visibly time out within a minute.
+    stop heartbeating visibly time out within a minute. A repeated option arrives as a list;
+    the frozen Settings hold a tuple.
     """
+    options = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
+    if options.get("callback_allow_networks") is None:
+        options["callback_allow_networks"] = ()
     if options.get("demo") is True:
         options = {
             **options,

@@ -19,7 +19,7 @@ from eventstore.sqlite_library import disable_memory_statistics
 from .app import create_app
 from .collector import tune_collector
 from .http_protocol import ServerConfig
-from .settings import Settings, listen_address
+from .settings import Settings, callback_networks, listen_address
 
 __all__ = ["check_settings", "serve", "server_config", "worker_app"]
 
@@ -83,6 +83,7 @@ def _process_app(settings: Settings) -> Starlette:
 def check_settings(settings: Settings) -> None:
     """Raise ValueError for settings that cannot be served together."""
     _check_metrics(settings)
+    _check_callbacks(settings)
     if settings.workers <= 1:
         return
     if not settings.database.startswith(("postgresql://", "postgres://")):
@@ -108,6 +109,15 @@ def server_config(app: Starlette | str, settings: Settings, **extra: Any) -> Ser
     """uvicorn's config for ``settings``, with the header deadline (api/http_protocol.py)."""
     options = {**_options(settings), **extra}
     return ServerConfig(app, header_timeout=settings.header_timeout, **options)
+
+
+def _check_callbacks(settings: Settings) -> None:
+    try:
+        callback_networks(settings)
+    except ValueError as exc:
+        raise ValueError(f"--callback-allow-network: {exc}") from None
+    if settings.callback_timeout <= 0:
+        raise ValueError("--callback-timeout must be more than 0 seconds")
 
 
 def _options(settings: Settings) -> dict[str, Any]:

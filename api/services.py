@@ -1,8 +1,11 @@
 """Background services of the server: the reconciler and the callback deliverer.
 
 Both run only while this server holds the ``services`` leadership, so with several servers on
-one database each pass and each delivery is made by one of them. A failed pass or delivery is
-logged and retried on the next tick; it never stops the loop.
+one database each pass and each delivery is made by one of them. A failed pass is logged and
+retried on the next tick; it never stops the loop. Every delivery attempt, whatever happened to
+it, is recorded (``callback_sender.py``); deliveries run concurrently under per-organization
+and total bounds (``callback_dispatch.py``) through a network layer that connects only to
+permitted addresses (``callback_network.py``).
 """
 
 from __future__ import annotations
@@ -12,20 +15,20 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
-import httpx
-
 from eventstore.leadership import Leadership
 from eventstore.store import BaseEventStore
-from projections.callbacks import CallbackPolicy, Delivery, due_deliveries, record_attempt
+from projections.callbacks import CallbackPolicy, Delivery, record_attempt
 from projections.reconciler import Thresholds, reconcile
 
 from ._tasks import cancel_and_wait
-from .settings import Settings
+from .callback_addresses import AddressPolicy
+from .callback_dispatch import Dispatcher
+from .callback_sender import CallbackSender
+from .settings import Settings, callback_networks
 
 __all__ = ["Services"]
 
 logger = logging.getLogger("runtrack.services")
-MAX_PARALLEL_DELIVERIES = 16
 
 
 class Services:
@@ -39,23 +42,37 @@ class Services:
         self.policy = CallbackPolicy(
             max_attempts=settings.callback_max_attempts,
             base_delay=settings.callback_retry_base,
+            timeout=settings.callback_timeout,
             secret=settings.callback_secret,
         )
         self._tasks: list[asyncio.Task[None]] = []
-        self._http: httpx.AsyncClient | None = None
+        self._sender = CallbackSender(
+            AddressPolicy(callback_networks(settings)),
+            deadline=settings.callback_timeout,
+            resolvers=settings.callback_concurrency,
+        )
+        self._dispatcher = Dispatcher(
+            store,
+            self.policy,
+            self._send,
+            total=settings.callback_concurrency,
+            per_organization=settings.callback_concurrency_per_organization,
+        )
 
     async def start(self) -> Services:
-        self._http = httpx.AsyncClient(timeout=self.policy.timeout, follow_redirects=False)
+        every = self._every
         self._tasks = [
-            asyncio.create_task(self._every(self._settings.reconcile_seconds, self._reconcile)),
-            asyncio.create_task(self._every(self._settings.callback_poll_seconds, self._deliver)),
+            asyncio.create_task(every(self._settings.reconcile_seconds, self._reconcile)),
+            asyncio.create_task(
+                every(self._settings.callback_poll_seconds, self._dispatcher.dispatch)
+            ),
         ]
         return self
 
     async def aclose(self) -> None:
         await cancel_and_wait(self._tasks)
-        if self._http is not None:
-            await self._http.aclose()
+        await self._dispatcher.aclose()
+        await self._sender.aclose()
 
     async def _every(self, seconds: float, work: Callable[[], Awaitable[None]]) -> None:
         while True:
@@ -76,29 +93,15 @@ class Services:
                 len(report.cancelled),
             )
 
-    async def _deliver(self) -> None:
-        deliveries = await due_deliveries(self._store, self.policy, datetime.now(UTC))
-        gate = asyncio.Semaphore(MAX_PARALLEL_DELIVERIES)
-
-        async def one(delivery: Delivery) -> None:
-            async with gate:
-                await self._send(delivery)
-
-        await asyncio.gather(*(one(d) for d in deliveries))
-
     async def _send(self, delivery: Delivery) -> None:
-        assert self._http is not None
         url = delivery.run.callback_url or ""
-        status_code, error = None, None
-        try:
-            response = await self._http.post(
-                url, content=delivery.body, headers=delivery.headers(self.policy, datetime.now(UTC))
-            )
-            status_code = response.status_code
-            if not response.is_success:
-                error = f"HTTP {status_code}"
-        except httpx.HTTPError as exc:
-            error = f"{exc.__class__.__name__}: {exc}".rstrip(": ")
+        headers = delivery.headers(self.policy, datetime.now(UTC))
+        outcome = await self._sender.send(url, delivery.body, headers)
         await record_attempt(
-            self._store, delivery, self.policy, status_code=status_code, error=error
+            self._store,
+            delivery,
+            self.policy,
+            status_code=outcome.status_code,
+            error=outcome.error,
+            give_up=outcome.give_up,
         )

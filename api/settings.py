@@ -6,7 +6,9 @@ import ipaddress
 from dataclasses import dataclass
 from functools import cache
 
-__all__ = ["Settings", "is_loopback", "listen_address"]
+from .callback_addresses import IPNetwork, parse_networks
+
+__all__ = ["Settings", "callback_networks", "is_loopback", "listen_address"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,15 @@ class Settings:
     callback_retry_base: float = 1.0
     """Seconds before the second attempt; doubles each time (with jitter), capped at 5 min."""
     callback_poll_seconds: float = 1.0
+    callback_timeout: float = 5.0
+    """Deadline in seconds for one whole attempt: resolving, connecting, sending, reading."""
+    callback_allow_networks: tuple[str, ...] = ()
+    """CIDRs callbacks may reach although they are not public (loopback, private, link-local
+    ...); by default only public addresses are. ``--demo`` adds the server's own address."""
+    callback_concurrency: int = 64
+    """Attempts in flight at once, over all organizations."""
+    callback_concurrency_per_organization: int = 8
+    """Attempts in flight at once for one organization: its slow receivers hold no more."""
     workers: int = 1
     """Server processes sharing the port (PostgreSQL only): each has its own event loop and
     live tail, so streams and requests spread over several cores."""
@@ -81,6 +92,23 @@ class Settings:
     @property
     def metrics_address(self) -> tuple[str, int] | None:
         return None if self.metrics_listen is None else listen_address(self.metrics_listen)
+
+
+def callback_networks(settings: Settings) -> tuple[IPNetwork, ...]:
+    """The networks callbacks may reach besides public ones (ValueError for a bad CIDR)."""
+    allowed = parse_networks(settings.callback_allow_networks)
+    if settings.demo:  # the demo posts to its own receiver, on the server's address
+        allowed += parse_networks(_own_addresses(settings.host))
+    return allowed
+
+
+def _own_addresses(host: str) -> tuple[str, ...]:
+    if host == "localhost":
+        return ("127.0.0.1", "::1")
+    try:
+        return (str(ipaddress.ip_address(host)),)
+    except ValueError:
+        return ()
 
 
 @cache

@@ -20,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from .callback_url import check_callback_url
 from .errors import InvalidEvent
 from .records import Visibility
 
@@ -259,10 +260,8 @@ MAX_EVENT_TYPE_LENGTH = 200
 
 
 def require_http_url(value: str | None) -> str | None:
-    """Callbacks go to http(s) only (see docs/operations.md for the risk of internal URLs)."""
-    if value is not None and not value.startswith(("http://", "https://")):
-        raise ValueError("callback_url must be an http:// or https:// URL")
-    return value
+    """Callbacks go to valid absolute http(s) URLs only (see eventstore/callback_url.py)."""
+    return None if value is None else check_callback_url(value)
 
 
 def normalise_payload(event_type: str, payload: Mapping[str, Any]) -> dict[str, Any]:

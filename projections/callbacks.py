@@ -85,14 +85,28 @@ def callback_body(run: RunState) -> bytes:
     return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
 
+_PENDING_BY_ORGANIZATION = f"""
+SELECT {RUN_COLUMNS} FROM (
+    SELECT *, ROW_NUMBER() OVER (PARTITION BY organization_id ORDER BY completed_at, run_id) AS n
+    FROM runs WHERE callback_pending = 1
+) AS pending WHERE n <= ? ORDER BY n, completed_at LIMIT ?"""
+
+
 async def due_deliveries(
-    store: BaseEventStore, policy: CallbackPolicy, now: datetime, *, limit: int = 100
+    store: BaseEventStore,
+    policy: CallbackPolicy,
+    now: datetime,
+    *,
+    per_organization: int = 100,
+    limit: int = 1000,
 ) -> list[Delivery]:
-    """Pending deliveries whose next attempt is due at ``now``."""
-    rows = await store.fetchall(
-        f"SELECT {RUN_COLUMNS} FROM runs WHERE callback_pending = 1 ORDER BY completed_at LIMIT ?",
-        (limit,),
-    )
+    """Pending deliveries whose next attempt is due at ``now``, interleaved by organization.
+
+    At most ``per_organization`` of each organization's oldest are looked at, and the order is
+    every organization's oldest first, then every one's second, ...: an organization with many
+    pending deliveries cannot push another's out of the ``limit``.
+    """
+    rows = await store.fetchall(_PENDING_BY_ORGANIZATION, (per_organization, limit))
     due = []
     for row in rows:
         run = state_from_row(row)
@@ -111,10 +125,14 @@ async def record_attempt(
     *,
     status_code: int | None,
     error: str | None,
+    give_up: bool = False,
 ) -> bool:
-    """Append the attempt, unless another server already recorded this one (returns False)."""
+    """Append the attempt, unless another server already recorded this one (returns False).
+
+    ``give_up`` makes it the last attempt although attempts are left (retrying cannot help).
+    """
     succeeded = status_code is not None and 200 <= status_code < 300
-    final = succeeded or delivery.attempt >= policy.max_attempts
+    final = succeeded or give_up or delivery.attempt >= policy.max_attempts
     payload = {
         "attempt": delivery.attempt,
         "status_code": status_code,
