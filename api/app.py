@@ -21,6 +21,7 @@ from .auth import KeyRing
 from .demo import Demo, demo_routes
 from .errors import ApiError, error_response, handle_api_error, handle_store_error
 from .metrics import Metrics
+from .revocation import KeyWatch, OpenStreams
 from .routes import ops, runs, streams
 from .services import Services
 from .settings import Settings
@@ -55,6 +56,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.settings = settings
     app.state.metrics = Metrics()
     app.state.streams = StreamGate(settings.max_streams, app.state.metrics, settings.send_timeout)
+    app.state.open_streams = OpenStreams()
     return app
 
 
@@ -82,6 +84,9 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
         app.state.keys = KeyRing(store, cache_seconds=settings.key_cache_seconds)
         await app.state.keys.setup()
         await _announce_access(app, settings)
+        app.state.key_watch = await KeyWatch(
+            app.state.keys, app.state.open_streams, settings.key_poll_seconds
+        ).start()
         app.state.leadership = await store.leadership(
             "services", interval=settings.leader_interval
         ).start()
@@ -94,6 +99,7 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
                 await demo.aclose()
             await app.state.services.aclose()
             await app.state.leadership.aclose()
+            await app.state.key_watch.aclose()
     finally:
         try:
             await store.aclose()
@@ -123,8 +129,15 @@ async def _start_demo(app: Starlette, settings: Settings) -> Demo | None:
 
 
 async def _announce_access(app: Starlette, settings: Settings) -> None:
-    has_keys = await app.state.keys.any_active()
-    if has_keys:
+    """Say at start whether the server is open, closed with no usable key, or refuses to start."""
+    keys: KeyRing = app.state.keys
+    if await keys.any_active():
+        return
+    if await keys.ever_keyed():
+        logger.warning(
+            "no active API key: every key of this database is revoked, so the server is CLOSED "
+            "(every /v1 request gets 401) until one is created with 'runtrack keys create'"
+        )
         return
     if not settings.loopback:
         raise RuntimeError(
@@ -132,8 +145,8 @@ async def _announce_access(app: Starlette, settings: Settings) -> None:
             "'runtrack keys create --role admin', or bind to 127.0.0.1"
         )
     logger.warning(
-        "no API keys exist: serving OPEN on %s (loopback only); every request acts as an "
-        "admin of the 'default' organization",
+        "no API key was ever created: serving OPEN on %s (loopback only); every request acts "
+        "as an admin of the 'default' organization until the first key is created",
         settings.host,
     )
 

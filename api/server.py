@@ -17,6 +17,7 @@ from eventstore.sqlite_library import disable_memory_statistics
 
 from .app import create_app
 from .collector import tune_collector
+from .log_redaction import redact_server_logs
 from .settings import Settings
 
 __all__ = ["check_settings", "serve", "worker_app"]
@@ -36,7 +37,9 @@ def serve(settings: Settings) -> None:
     if settings.workers > 1:
         _serve_workers(settings)
         return
-    uvicorn.Server(uvicorn.Config(_process_app(settings), **_options(settings))).run()
+    config = uvicorn.Config(_process_app(settings), **_options(settings))
+    redact_server_logs()  # uvicorn's handlers exist once its config is made
+    uvicorn.Server(config).run()
 
 
 def _serve_workers(settings: Settings) -> None:
@@ -55,6 +58,7 @@ def _serve_workers(settings: Settings) -> None:
 def worker_app() -> Starlette:
     """The app of one worker process (``--workers``), from the settings its parent left."""
     _configure_logging()
+    redact_server_logs()  # the worker's uvicorn configured its logging before loading the app
     return _process_app(Settings(**json.loads(os.environ[_WORKER_SETTINGS])))
 
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import anyio
 from sse_starlette.sse import EventSourceResponse
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
 from eventstore import EventFilter, EventPage, EventType, Visibility
@@ -342,11 +343,13 @@ class _Stream(EventSourceResponse):
             self._gate.release()
 
 
-def open_stream(request: Request, store: BaseEventStore, channel: Channel) -> EventSourceResponse:
+def open_stream(
+    request: Request, store: BaseEventStore, channel: Channel, principal: Principal
+) -> Response:
     state = request.app.state
     settings = state.settings
     state.streams.reserve()
-    return _Stream(
+    stream = _Stream(
         state.streams,
         state.metrics,
         frames(store, channel, retry_ms=settings.retry_ms, heartbeat=settings.heartbeat_seconds),
@@ -356,3 +359,4 @@ def open_stream(request: Request, store: BaseEventStore, channel: Channel) -> Ev
             "X-Runtrack-Visibility": channel.filter.visibility.label,
         },
     )
+    return state.open_streams.guard(stream, principal.key_id)  # type: ignore[no-any-return]

@@ -37,7 +37,7 @@ async def run_stream(
     if latest is not None and cursor >= latest[0]:
         return Response(status_code=204)
     flt = EventFilter(principal.organization_id, run_id=run_id, visibility=visibility)
-    return open_stream(request, store(request), Channel(flt, cursor, run_id))
+    return open_stream(request, store(request), Channel(flt, cursor, run_id), principal)
 
 
 async def _sequence_ids(request: Request, run: RunState) -> dict[int, int]:
@@ -63,7 +63,7 @@ async def conversation_events(request: Request) -> Response:
         visibility=resolve_visibility(request, principal),
     )
     cursor = resolve_cursor(request, await store(request).head())
-    return open_stream(request, store(request), Channel(flt, cursor))
+    return open_stream(request, store(request), Channel(flt, cursor), principal)
 
 
 async def firehose(request: Request) -> Response:
@@ -71,7 +71,7 @@ async def firehose(request: Request) -> Response:
     flt = EventFilter(principal.organization_id, visibility=resolve_visibility(request, principal))
     if wants_stream(request):
         cursor = resolve_cursor(request, await store(request).head())
-        return open_stream(request, store(request), Channel(flt, cursor))
+        return open_stream(request, store(request), Channel(flt, cursor), principal)
     return await event_page(request, flt)
 
 
