@@ -8,7 +8,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -22,6 +22,7 @@ from api.log_redaction import redact
 from api.settings import Settings
 from tests.api.conftest import ServerFactory
 from tests.e2e.conftest import ProcessFactory, ServerProcess, create_key, free_port, server_process
+from tests.waiting import eventually
 
 __all__ = ["server_process"]
 
@@ -70,6 +71,18 @@ async def stream_ends(source: EventSource) -> list[str]:
         return [line async for line in source.response.aiter_lines() if line]
 
     return await asyncio.wait_for(drain(), PATIENCE)
+
+
+@pytest.fixture
+def server_errors(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    """What the in-process server logs, uvicorn's errors included (its logger does not
+    propagate): an ended stream must end its response, not leave uvicorn an unfinished one."""
+    uvicorn_errors = logging.getLogger("uvicorn.error")
+    uvicorn_errors.addHandler(caplog.handler)
+    try:
+        yield caplog
+    finally:
+        uvicorn_errors.removeHandler(caplog.handler)
 
 
 # Finding 3: revoking the last key does not reopen the server.
@@ -123,7 +136,7 @@ async def test_a_public_bind_whose_keys_are_all_revoked_serves_closed(
 
 
 async def test_a_cli_revocation_refuses_the_key_and_ends_its_stream(
-    server_factory: ServerFactory, database_url: str
+    server_factory: ServerFactory, database_url: str, server_errors: pytest.LogCaptureFixture
 ) -> None:
     server = await server_factory(heartbeat_seconds=15.0)
     token = await server.key(Role.USER, "org-a")
@@ -134,6 +147,8 @@ async def test_a_cli_revocation_refuses_the_key_and_ends_its_stream(
             await revoke_with_cli(database_url, key_id_of(token))
             tail = await stream_ends(doomed)
             assert tail[-1] == ": the API key was revoked"
+            gate = server.app.state.streams
+            await eventually(lambda: gate.open == 1, within=PATIENCE)  # its slot is released
             assert server.app.state.open_streams.count(key_id_of(other)) == 1
             assert not kept.response.is_closed
         await until_status(client, "/v1/runs", 401)
@@ -142,6 +157,7 @@ async def test_a_cli_revocation_refuses_the_key_and_ends_its_stream(
             reconnect = await anonymous.get("/v1/events", headers=SSE, params=params)
         assert reconnect.status_code == 401
         assert (await bystander.get("/v1/runs")).status_code == 200
+    assert not [r.getMessage() for r in server_errors.records if r.levelno >= logging.ERROR]
 
 
 async def test_a_stream_opened_in_open_mode_ends_when_the_first_key_is_created(
