@@ -10,6 +10,7 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -20,7 +21,9 @@ from api.app import create_app
 from api.auth import Role
 from api.log_redaction import redact
 from api.settings import Settings
+from eventstore import WriteContext
 from tests.api.conftest import ServerFactory
+from tests.conftest import StoreFactory
 from tests.e2e.conftest import ProcessFactory, ServerProcess, create_key, free_port, server_process
 from tests.waiting import eventually
 
@@ -130,6 +133,26 @@ async def test_a_public_bind_whose_keys_are_all_revoked_serves_closed(
     async with app.router.lifespan_context(app):
         assert await app.state.keys.ever_keyed()
         assert not await app.state.keys.any_active()
+
+
+def run_sql(sql: str, context: WriteContext) -> None:
+    context.tx.execute(sql)
+
+
+async def test_the_database_refuses_to_delete_a_key(
+    server_factory: ServerFactory, store_factory: StoreFactory, database_url: str
+) -> None:
+    """What keeps a revoked database closed is its key rows: nothing may delete them."""
+    server = await server_factory()
+    await server.key(Role.USER)
+    statements = ["DELETE FROM api_keys"]
+    if database_url.startswith("postgresql://"):
+        statements.append("TRUNCATE api_keys")
+    async with store_factory() as store:
+        for statement in statements:
+            with pytest.raises(Exception, match="API keys are never deleted"):
+                await store.transact(partial(run_sql, statement))
+    assert len(await server.keys.list()) == 1
 
 
 # Finding 4: revocation reaches every server within a poll and ends the key's streams.
