@@ -63,7 +63,11 @@ def serve(
     leader_interval: Annotated[float, _option("RUNTRACK_LEADER_INTERVAL")] = 1.0,
     key_poll_seconds: Annotated[
         float,
-        _option("RUNTRACK_KEY_POLL_SECONDS", "how often revocations are picked up (seconds)"),
+        typer.Option(
+            envvar="RUNTRACK_KEY_POLL_SECONDS",
+            min=0.05,
+            help="how often each server picks up key revocations (seconds)",
+        ),
     ] = 0.25,
     reconcile_seconds: Annotated[float, _option("RUNTRACK_RECONCILE_SECONDS")] = 30.0,
     heartbeat_timeout: Annotated[float, _option("RUNTRACK_HEARTBEAT_TIMEOUT")] = 300.0,
