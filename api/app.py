@@ -23,6 +23,7 @@ from .errors import ApiError, error_response, handle_api_error, handle_store_err
 from .limits import RateLimits
 from .metrics import Metrics
 from .metrics_access import MetricsSocket
+from .revocation import KeyWatch, OpenStreams
 from .routes import ops, runs, streams
 from .services import Services
 from .settings import Settings
@@ -66,6 +67,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.rate_limits = RateLimits.from_settings(settings)
     if settings.metrics_address is not None:
         app.add_middleware(MetricsSocket, port=settings.metrics_address[1])
+    app.state.open_streams = OpenStreams()
     return app
 
 
@@ -94,6 +96,9 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
         await app.state.keys.setup()
         await _announce_access(app, settings)
         _announce_metrics(settings)
+        app.state.key_watch = await KeyWatch(
+            app.state.keys, app.state.open_streams, settings.key_poll_seconds
+        ).start()
         app.state.leadership = await store.leadership(
             "services", interval=settings.leader_interval
         ).start()
@@ -106,6 +111,7 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
                 await demo.aclose()
             await app.state.services.aclose()
             await app.state.leadership.aclose()
+            await app.state.key_watch.aclose()
     finally:
         try:
             await store.aclose()
@@ -142,8 +148,15 @@ def _announce_metrics(settings: Settings) -> None:
 
 
 async def _announce_access(app: Starlette, settings: Settings) -> None:
-    has_keys = await app.state.keys.any_active()
-    if has_keys:
+    """Say at start whether the server is open, closed with no usable key, or refuses to start."""
+    keys: KeyRing = app.state.keys
+    if await keys.any_active():
+        return
+    if await keys.ever_keyed():
+        logger.warning(
+            "no active API key: every key of this database is revoked, so the server is CLOSED "
+            "(every /v1 request gets 401) until one is created with 'runtrack keys create'"
+        )
         return
     if not settings.loopback:
         raise RuntimeError(
@@ -151,8 +164,8 @@ async def _announce_access(app: Starlette, settings: Settings) -> None:
             "'runtrack keys create --role admin', or bind to 127.0.0.1"
         )
     logger.warning(
-        "no API keys exist: serving OPEN on %s (loopback only); every request acts as an "
-        "admin of the 'default' organization",
+        "no API key was ever created: serving OPEN on %s (loopback only); every request acts "
+        "as an admin of the 'default' organization until the first key is created",
         settings.host,
     )
 

@@ -4,8 +4,13 @@ A key is ``rtk_<key_id>_<secret>``; only SHA-256 of the secret is stored (the se
 of entropy, so a slow password hash would add nothing). Roles nest: ``user`` < ``operator`` <
 ``admin``. Each key belongs to one organization and sees only it.
 
-Open mode: a server bound to a loopback address while no key exists treats every request as an
-admin of the ``default`` organization, and says so when it starts.
+Open mode: a server bound to a loopback address, on a database that has never had a key, treats
+every request as an admin of the ``default`` organization, and says so when it starts. Key rows
+are never deleted, so a database whose keys are all revoked stays closed.
+
+Every create and revoke bumps a one-row counter in the same transaction; each server polls it
+(``api/revocation.py``) and forgets the keys it verified when it moves, so a revocation written
+by another process (``runtrack keys revoke``, another server) takes effect within a poll.
 """
 
 from __future__ import annotations
@@ -33,6 +38,27 @@ _PREFIX = "rtk_"
 SCHEMA = """CREATE TABLE IF NOT EXISTS api_keys (
     key_id TEXT PRIMARY KEY, organization_id TEXT NOT NULL, role TEXT NOT NULL,
     secret_hash TEXT NOT NULL, name TEXT, created_at TEXT NOT NULL, revoked_at TEXT)"""
+CHANGES_SCHEMA = """CREATE TABLE IF NOT EXISTS api_key_changes (
+    id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL)"""
+_KEEP_ROWS = {
+    "sqlite": (
+        """CREATE TRIGGER IF NOT EXISTS api_keys_never_deleted BEFORE DELETE ON api_keys
+        BEGIN SELECT RAISE(ABORT, 'API keys are never deleted: revoke them instead'); END""",
+    ),
+    "postgresql": (
+        """CREATE OR REPLACE FUNCTION api_keys_never_deleted() RETURNS trigger
+        LANGUAGE plpgsql AS $$
+        BEGIN RAISE EXCEPTION 'API keys are never deleted: revoke them instead'; END $$""",
+        """CREATE OR REPLACE TRIGGER api_keys_never_deleted BEFORE DELETE ON api_keys
+        FOR EACH ROW EXECUTE FUNCTION api_keys_never_deleted()""",
+        """CREATE OR REPLACE TRIGGER api_keys_never_truncated BEFORE TRUNCATE ON api_keys
+        FOR EACH STATEMENT EXECUTE FUNCTION api_keys_never_deleted()""",
+    ),
+}
+"""A revoked key's row is what keeps its database closed (open mode is for a database that never
+had a key), so the database refuses to delete one."""
+_SEED_CHANGES = "INSERT INTO api_key_changes (id, version) VALUES (1, 0) ON CONFLICT DO NOTHING"
+_BUMP_CHANGES = "UPDATE api_key_changes SET version = version + 1 WHERE id = 1"
 
 
 class Role(enum.IntEnum):
@@ -76,16 +102,26 @@ class KeyInfo:
 
 
 class KeyRing:
-    """Creates, lists, revokes and verifies keys, with a short cache of verified ones."""
+    """Creates, lists, revokes and verifies keys, with a cache of verified ones.
+
+    The cache is emptied by ``forget`` whenever the key-change counter moves (``KeyWatch``);
+    ``cache_seconds`` only bounds how long an entry lives should the counter go unread.
+    """
 
     def __init__(self, store: BaseEventStore, *, cache_seconds: float = 30.0) -> None:
         self._store = store
         self._cache_seconds = cache_seconds
         self._cache: dict[str, tuple[float, Principal]] = {}
-        self._any_active: tuple[float, bool] = (0.0, False)
+        self._generation = 0
+        self._ever_keyed: tuple[float, bool] = (-1e9, False)
 
     async def setup(self) -> None:
-        await self._store.transact(lambda context: context.tx.execute(SCHEMA))
+        def create_tables(context: WriteContext) -> None:
+            for statement in (SCHEMA, *_KEEP_ROWS[context.tx.dialect], CHANGES_SCHEMA):
+                context.tx.execute(statement)
+            context.tx.execute(_SEED_CHANGES)
+
+        await self._store.transact(create_tables)
 
     async def create(self, organization_id: str, role: Role, name: str | None = None) -> str:
         """Create a key and return its token: the only time the secret is ever shown."""
@@ -98,12 +134,15 @@ class KeyRing:
                 "created_at) VALUES (?, ?, ?, ?, ?, ?)",
                 row,
             )
+            context.tx.execute(_BUMP_CHANGES)
 
         await self._store.transact(insert)
-        self._any_active = (0.0, True)
+        self._ever_keyed = (float("inf"), True)
         return f"{_PREFIX}{key_id}_{secret}"
 
     async def revoke(self, key_id: str) -> bool:
+        """Mark a key revoked (its row stays: the database must remember it ever had keys)."""
+
         def update(context: WriteContext) -> bool:
             found = context.tx.fetchone(
                 "SELECT key_id FROM api_keys WHERE key_id = ? AND revoked_at IS NULL", (key_id,)
@@ -112,10 +151,11 @@ class KeyRing:
                 context.tx.execute(
                     "UPDATE api_keys SET revoked_at = ? WHERE key_id = ?", (_now(), key_id)
                 )
+                context.tx.execute(_BUMP_CHANGES)
             return found is not None
 
         revoked = await self._store.transact(update)
-        self._cache.clear()
+        self.forget()
         return revoked
 
     async def list(self) -> list[KeyInfo]:
@@ -125,21 +165,47 @@ class KeyRing:
         )
         return [KeyInfo(*row) for row in rows]
 
-    async def any_active(self, *, max_age: float = 0.0) -> bool:
-        """Whether any key exists (cached up to ``max_age`` seconds: it decides open mode)."""
-        checked_at, found = self._any_active
-        if time.monotonic() - checked_at <= max_age:
-            return found
+    async def version(self) -> int:
+        """The key-change counter: it moves with every create and revoke, in any process."""
+        rows = await self._store.fetchall("SELECT version FROM api_key_changes WHERE id = 1")
+        return int(rows[0][0]) if rows else 0
+
+    async def revoked_ids(self) -> frozenset[str]:
+        rows = await self._store.fetchall(
+            "SELECT key_id FROM api_keys WHERE revoked_at IS NOT NULL"
+        )
+        return frozenset(str(row[0]) for row in rows)
+
+    def forget(self) -> None:
+        """Drop every verified key and the open-mode answer: the keys changed somewhere."""
+        self._generation += 1
+        self._cache.clear()
+        if not self._ever_keyed[1]:
+            self._ever_keyed = (-1e9, False)
+
+    async def any_active(self) -> bool:
+        """Whether some key is not revoked (what the server says when it starts)."""
         rows = await self._store.fetchall("SELECT 1 FROM api_keys WHERE revoked_at IS NULL LIMIT 1")
-        self._any_active = (time.monotonic(), bool(rows))
+        return bool(rows)
+
+    async def ever_keyed(self, *, max_age: float = 0.0) -> bool:
+        """Whether the database ever had a key, revoked or not: only one that never did may
+        serve open. Once true it stays true (rows are never deleted); false is re-read after
+        ``max_age`` seconds or when the counter moves."""
+        checked_at, found = self._ever_keyed
+        if found or time.monotonic() - checked_at <= max_age:
+            return found
+        rows = await self._store.fetchall("SELECT 1 FROM api_keys LIMIT 1")
+        self._ever_keyed = (time.monotonic(), bool(rows))
         return bool(rows)
 
     async def verify(self, token: str) -> Principal | None:
         cached = self._cache.get(token)
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]
+        generation = self._generation
         principal = await self._lookup(token)
-        if principal is not None:
+        if principal is not None and generation == self._generation:  # not read before a change
             self._cache[token] = (time.monotonic() + self._cache_seconds, principal)
         return principal
 
@@ -164,7 +230,7 @@ async def authenticate(request: Request) -> Principal:
     if not header and request.method == "GET" and (param := _token_param(request)):
         header = f"Bearer {param}"  # EventSource cannot send headers (docs/api.md)
     scheme, _, token = header.partition(" ")
-    if not header and state.settings.loopback and not await state.keys.any_active(max_age=2.0):
+    if not header and state.settings.loopback and not await state.keys.ever_keyed(max_age=2.0):
         return Principal(DEFAULT_ORGANIZATION, Role.ADMIN, None)  # open mode
     if scheme.lower() != "bearer" or not token.strip():
         raise ApiError(

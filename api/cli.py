@@ -86,6 +86,14 @@ def serve(
     fanout_linger_ms: Annotated[float, _option("RUNTRACK_FANOUT_LINGER_MS")] = 50.0,
     fanout_budget: Annotated[int, _option("RUNTRACK_FANOUT_BUDGET")] = 12_000,
     leader_interval: Annotated[float, _option("RUNTRACK_LEADER_INTERVAL")] = 1.0,
+    key_poll_seconds: Annotated[
+        float,
+        typer.Option(
+            envvar="RUNTRACK_KEY_POLL_SECONDS",
+            min=0.05,
+            help="how often each server picks up key revocations (seconds)",
+        ),
+    ] = 0.25,
     reconcile_seconds: Annotated[float, _option("RUNTRACK_RECONCILE_SECONDS")] = 30.0,
     heartbeat_timeout: Annotated[float, _option("RUNTRACK_HEARTBEAT_TIMEOUT")] = 300.0,
     queue_timeout: Annotated[float, _option("RUNTRACK_QUEUE_TIMEOUT")] = 3600.0,

@@ -19,6 +19,7 @@ from eventstore.sqlite_library import disable_memory_statistics
 from .app import create_app
 from .collector import tune_collector
 from .http_protocol import ServerConfig
+from .log_redaction import redact_server_logs
 from .settings import Settings, callback_networks, listen_address
 
 __all__ = ["check_settings", "serve", "server_config", "worker_app"]
@@ -39,6 +40,7 @@ def serve(settings: Settings) -> None:
         _serve_workers(settings)
         return
     config = server_config(_process_app(settings), settings)
+    redact_server_logs()  # uvicorn's handlers exist once its config is made
     uvicorn.Server(config).run(sockets=_sockets(config, settings))
 
 
@@ -68,6 +70,7 @@ def _serve_workers(settings: Settings) -> None:
 def worker_app() -> Starlette:
     """The app of one worker process (``--workers``), from the settings its parent left."""
     _configure_logging()
+    redact_server_logs()  # the worker's uvicorn configured its logging before loading the app
     return _process_app(Settings(**json.loads(os.environ[_WORKER_SETTINGS])))
 
 

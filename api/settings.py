@@ -40,7 +40,11 @@ class Settings:
     """A client that does not take a write within this many seconds is dropped."""
     max_body_bytes: int = 1_048_576
     key_cache_seconds: float = 30.0
-    """How long a verified API key is trusted before it is looked up again (revocation delay)."""
+    """The longest a verified API key stays cached; a create or revoke anywhere empties the
+    cache sooner, at the next poll of the key-change counter (``key_poll_seconds``)."""
+    key_poll_seconds: float = 0.25
+    """How often each server reads the key-change counter: a revocation written by any process
+    on the database is in force (and the key's streams ended) within this interval."""
     synchronous: str = "FULL"
     fanout_linger_ms: float = 50.0
     """Under load, streams are woken at most once per this many ms (see eventstore/tail.py)."""

@@ -30,6 +30,7 @@ from typing import TypeVar
 import anyio
 from sse_starlette.sse import EventSourceResponse
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
 from eventstore import EventFilter, EventPage, EventType, Visibility
@@ -424,11 +425,11 @@ class _Stream(EventSourceResponse):
 
 def open_stream(
     request: Request, store: BaseEventStore, channel: Channel, principal: Principal
-) -> EventSourceResponse:
+) -> Response:
     state = request.app.state
     settings = state.settings
     state.streams.reserve(principal)
-    return _Stream(
+    stream = _Stream(
         state.streams,
         state.metrics,
         principal,
@@ -439,3 +440,4 @@ def open_stream(
             "X-Runtrack-Visibility": channel.filter.visibility.label,
         },
     )
+    return state.open_streams.guard(stream, principal.key_id)  # type: ignore[no-any-return]
