@@ -25,7 +25,7 @@ __all__ = ["openapi_document"]
 _REF = "#/components/schemas/{model}"
 _ERRORS = (400, 401, 403, 404, 409, 413, 422)
 _RATE_LIMITED = (*_ERRORS, 429)
-"""Routes under a per-key rate (docs/security_limits.md): 429 with Retry-After."""
+"""Routes under a per-key rate (docs/security.md): 429 with Retry-After."""
 _STREAMED = (*_ERRORS, 429, 503)
 """Routes that open streams: 429 past a key's or organization's cap, 503 past the server's."""
 

@@ -338,7 +338,7 @@ ROUTE_CONTENT = {
     ("GET", "/v1/me"): "the key itself",
     ("GET", "/v1/audit/verify"): "admin only, counts and hashes",
 }
-"""Every ``/v1`` route and what it answers of runs' content (docs/security_content.md)."""
+"""Every ``/v1`` route and what it answers of runs' content (docs/security.md)."""
 
 
 async def test_every_v1_route_is_classified_for_content(tenants: Tenants) -> None:
