@@ -14,6 +14,8 @@ from eventstore import AgentEvent, NewEvent
 from eventstore.payloads import require_http_url
 from projections import RunState
 
+from .limits import MAX_EVENTS_PER_APPEND, MAX_ID_CHARS, MAX_INTEGER
+
 __all__ = [
     "AppendEventsBody",
     "ClaimBody",
@@ -24,8 +26,6 @@ __all__ = [
     "event_json",
     "run_json",
 ]
-
-MAX_EVENTS_PER_REQUEST = 1000
 
 
 class _Body(BaseModel):
@@ -58,15 +58,15 @@ class EventBody(_Body):
 
 
 class AppendEventsBody(_Body):
-    events: list[EventBody] = Field(min_length=1, max_length=MAX_EVENTS_PER_REQUEST)
-    expected_sequence: int | None = Field(default=None, ge=0)
+    events: list[EventBody] = Field(min_length=1, max_length=MAX_EVENTS_PER_APPEND)
+    expected_sequence: int | None = Field(default=None, ge=0, le=MAX_INTEGER)
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
 
 
 class ClaimBody(_Body):
-    worker_id: str = Field(min_length=1, max_length=200)
-    agent_id: str | None = None
-    lane_key: str | None = None
+    worker_id: str = Field(min_length=1, max_length=MAX_ID_CHARS)
+    agent_id: str | None = Field(default=None, max_length=MAX_ID_CHARS)
+    lane_key: str | None = Field(default=None, max_length=400)
 
 
 class HeartbeatBody(_Body):

@@ -26,6 +26,7 @@ from .records import Visibility
 __all__ = [
     "CUSTOM_PREFIX",
     "DEFAULT_VISIBILITY",
+    "MAX_INTEGER",
     "PAYLOAD_MODELS",
     "STATUS_FOR_STOP_REASON",
     "CheckpointKind",
@@ -36,6 +37,10 @@ __all__ = [
 ]
 
 CUSTOM_PREFIX = "custom."
+MAX_INTEGER = 2**63 - 1
+"""The largest integer a counter, id or cursor may hold: both backends store them as 64-bit."""
+MAX_STEP_TOKENS = 2**32
+"""Tokens one step may report: a run's totals (sums of steps) then stay far inside 64 bits."""
 
 
 class RunStatus(enum.StrEnum):
@@ -197,10 +202,10 @@ class MessageCreated(_Payload):
 
 class StepCompleted(_Payload):
     model: str | None = None
-    prompt_tokens: int = Field(default=0, ge=0)
-    completion_tokens: int = Field(default=0, ge=0)
+    prompt_tokens: int = Field(default=0, ge=0, le=MAX_STEP_TOKENS)
+    completion_tokens: int = Field(default=0, ge=0, le=MAX_STEP_TOKENS)
     duration_ms: float | None = Field(default=None, ge=0)
-    ttft_ns: int | None = Field(default=None, ge=0)
+    ttft_ns: int | None = Field(default=None, ge=0, le=MAX_INTEGER)
 
 
 class ChildRunStarted(_Payload):
@@ -215,8 +220,8 @@ class ChildRunFinished(_Payload):
 
 
 class CallbackAttempted(_Payload):
-    attempt: int = Field(ge=1)
-    status_code: int | None = None
+    attempt: int = Field(ge=1, le=MAX_INTEGER)
+    status_code: int | None = Field(default=None, ge=0, le=999)
     error: str | None = None
     delivery_id: str | None = None
     final: bool = False

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from eventstore import AgentEvent, EventType, InvalidCursor, UnknownRun
 from eventstore.appending import EVENT_COLUMNS, event_columns
-from eventstore.payloads import RunStatus
+from eventstore.payloads import MAX_INTEGER, RunStatus
 from eventstore.store import BaseEventStore
 
 from .lifecycle import ACTIVE
@@ -93,9 +93,12 @@ def encode_cursor(created_event_id: int) -> str:
 def decode_cursor(cursor: str) -> int:
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if not text.startswith("r"):
+        if not text.startswith("r") or not text[1:].isdecimal():
             raise ValueError(text)
-        return int(text[1:])
+        position = int(text[1:])
+        if position > MAX_INTEGER:
+            raise ValueError(text)
+        return position
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise InvalidCursor(f"malformed cursor {cursor!r}", cursor=cursor) from None
 

@@ -12,6 +12,7 @@ from eventstore import EventFilter, UnknownRun
 from projections import RunFilter, RunState
 
 from ..auth import Principal, Role, require
+from ..limits import bounded_int
 from ..models import run_json
 from ..sse import Channel, open_stream, resolve_cursor, resolve_visibility
 from ._common import event_page, json_response, queries, store, wants_stream
@@ -43,10 +44,14 @@ async def run_stream(
 async def _sequence_ids(request: Request, run: RunState) -> dict[int, int]:
     """Event id of the requested ``after_sequence`` (only read when that parameter is given)."""
     raw = request.query_params.get("after_sequence")
-    if raw is None or not raw.strip().isdigit():
+    earlier = request.headers.get("last-event-id", "").strip() or request.query_params.get(
+        "after_event_id"
+    )
+    if raw is None or earlier:
         return {}
+    sequence = bounded_int(raw, "after_sequence", code="invalid_cursor")
     rows = await store(request).fetchall(
-        "SELECT sequence, id FROM events WHERE run_id = ? AND sequence = ?", (run.run_id, int(raw))
+        "SELECT sequence, id FROM events WHERE run_id = ? AND sequence = ?", (run.run_id, sequence)
     )
     return {int(r[0]): int(r[1]) for r in rows}
 
