@@ -58,6 +58,9 @@ def serve(
     retry_ms: Annotated[int, _option("RUNTRACK_RETRY_MS")] = 3000,
     max_streams: Annotated[int, _option("RUNTRACK_MAX_STREAMS")] = 10_000,
     send_timeout: Annotated[float, _option("RUNTRACK_SEND_TIMEOUT")] = 30.0,
+    max_body_bytes: Annotated[
+        int, _option("RUNTRACK_MAX_BODY_BYTES", "largest request body accepted (413 past it)")
+    ] = 1_048_576,
     fanout_linger_ms: Annotated[float, _option("RUNTRACK_FANOUT_LINGER_MS")] = 50.0,
     fanout_budget: Annotated[int, _option("RUNTRACK_FANOUT_BUDGET")] = 12_000,
     leader_interval: Annotated[float, _option("RUNTRACK_LEADER_INTERVAL")] = 1.0,

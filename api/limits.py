@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from eventstore.appending import CONTROL_CHARACTER
 from eventstore.payloads import MAX_INTEGER
 
 from .errors import ApiError
@@ -24,6 +25,7 @@ __all__ = [
     "MAX_TEXT_CHARS",
     "advertised",
     "bounded_int",
+    "identifier",
 ]
 
 MAX_JSON_DEPTH = 64
@@ -67,3 +69,14 @@ def bounded_int(
             400, code, f"{name} must be from {low} to {high}; got {value}", low=low, high=high
         )
     return value
+
+
+def identifier(raw: str, name: str) -> str:
+    """A client-chosen id from a path: one that no run can have is a 400, not an empty answer."""
+    if not raw or len(raw) > MAX_ID_CHARS or CONTROL_CHARACTER.search(raw):
+        raise ApiError(
+            400,
+            "invalid_parameter",
+            f"{name} must be 1 to {MAX_ID_CHARS} characters without control characters",
+        )
+    return raw

@@ -23,6 +23,7 @@ class Settings:
     send_timeout: float = 30.0
     """A client that does not take a write within this many seconds is dropped."""
     max_body_bytes: int = 1_048_576
+    """The largest request body; past it, 413. Advertised in ``/openapi.json``."""
     key_cache_seconds: float = 30.0
     """How long a verified API key is trusted before it is looked up again (revocation delay)."""
     synchronous: str = "FULL"

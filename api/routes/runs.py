@@ -182,6 +182,7 @@ async def run_events(request: Request) -> Response:
     if wants_stream(request):
         return await run_stream(request, principal, run_id, conversation_id=None)
     await queries(request).get(principal.organization_id, run_id)
+    int_param(request, "after_sequence", 0)  # in range, though only a stream starts from it
     flt = EventFilter(
         principal.organization_id, run_id=run_id, visibility=resolve_visibility(request, principal)
     )

@@ -12,7 +12,7 @@ from eventstore import EventFilter, UnknownRun
 from projections import RunFilter, RunState
 
 from ..auth import Principal, Role, require
-from ..limits import bounded_int
+from ..limits import bounded_int, identifier
 from ..models import run_json
 from ..sse import Channel, open_stream, resolve_cursor, resolve_visibility
 from ._common import event_page, json_response, queries, store, wants_stream
@@ -58,7 +58,7 @@ async def _sequence_ids(request: Request, run: RunState) -> dict[int, int]:
 
 async def conversation_events(request: Request) -> Response:
     principal = await require(request, Role.USER)
-    conversation_id = request.path_params["conversation_id"]
+    conversation_id = identifier(request.path_params["conversation_id"], "conversation_id")
     run_id = request.query_params.get("run_id")
     if run_id:
         return await run_stream(request, principal, run_id, conversation_id=conversation_id)
@@ -83,7 +83,7 @@ async def firehose(request: Request) -> Response:
 async def conversation_status(request: Request) -> JSONResponse:
     """The status panel: the conversation's current (or latest) run and what can be done to it."""
     principal = await require(request, Role.USER)
-    conversation_id = request.path_params["conversation_id"]
+    conversation_id = identifier(request.path_params["conversation_id"], "conversation_id")
     page = await queries(request).list_runs(
         principal.organization_id, RunFilter(conversation_id=conversation_id), limit=20
     )
