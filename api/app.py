@@ -11,6 +11,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
+from starlette.routing import Match, Route
 from starlette.types import Receive, Scope, Send
 
 from eventstore import StoreError, open_store
@@ -20,9 +21,9 @@ from projections import RunCommands, RunProjection, RunQueries, rebuild
 from .auth import KeyRing
 from .demo import Demo, demo_routes
 from .errors import ApiError, error_response, handle_api_error, handle_store_error
-from .limits import RateLimits
 from .metrics import Metrics
 from .metrics_access import MetricsSocket
+from .rate_limits import RateLimits
 from .revocation import KeyWatch, OpenStreams
 from .routes import ops, runs, streams
 from .services import Services
@@ -174,7 +175,22 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
     headers = dict(exc.headers) if exc.headers else None
+    if exc.status_code == 405:
+        headers = {**(headers or {}), "Allow": ", ".join(_allowed_methods(request))}
     return error_response(exc.status_code, code, str(exc.detail), headers=headers)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """The methods of the path the request matched (Starlette names only one route's)."""
+    matching = [
+        route
+        for route in request.app.routes
+        if isinstance(route, Route) and route.matches(request.scope)[0] is Match.PARTIAL
+    ]
+    if not matching:
+        return []
+    path = matching[0].path
+    return sorted({m for route in matching if route.path == path for m in route.methods or ()})
 
 
 async def _internal_error(request: Request, exc: Exception) -> JSONResponse:

@@ -83,6 +83,9 @@ def serve(
         float, _positive("RUNTRACK_HEADER_TIMEOUT", "seconds to receive a request's headers")
     ] = 10.0,
     send_timeout: Annotated[float, _option("RUNTRACK_SEND_TIMEOUT")] = 30.0,
+    max_body_bytes: Annotated[
+        int, _option("RUNTRACK_MAX_BODY_BYTES", "largest request body accepted (413 past it)")
+    ] = 1_048_576,
     fanout_linger_ms: Annotated[float, _option("RUNTRACK_FANOUT_LINGER_MS")] = 50.0,
     fanout_budget: Annotated[int, _option("RUNTRACK_FANOUT_BUDGET")] = 12_000,
     leader_interval: Annotated[float, _option("RUNTRACK_LEADER_INTERVAL")] = 1.0,

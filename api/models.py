@@ -6,13 +6,21 @@ Shapes that clients rely on are fixed by DESIGN.md; fields may be added, never r
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from eventstore import AgentEvent, NewEvent, Visibility
-from eventstore.payloads import require_http_url
+from eventstore.appending import IDENTIFIER_PATTERN
+from eventstore.payloads import EVENT_TYPE_PATTERN, INTEGRAL, require_http_url
 from projections import RunState, seen_at
+
+from .input_limits import MAX_EVENTS_PER_APPEND, MAX_ID_CHARS, MAX_INTEGER
+
+_IDENTIFIER: dict[str, Any] = {"pattern": IDENTIFIER_PATTERN}
+"""Identifiers are checked by the store (eventstore/appending.py); the schema says what it takes."""
+CALLBACK_URL_PATTERN = "^https?://[^\\x00-\\x20\\x7f-\\x9f]+$"
+"""What the schema promises of a callback URL (its checks are in eventstore/payloads.py)."""
 
 __all__ = [
     "AppendEventsBody",
@@ -25,22 +33,26 @@ __all__ = [
     "run_json",
 ]
 
-MAX_EVENTS_PER_REQUEST = 1000
-
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Strict: ``false`` is not a number, ``1`` not a string (what the schema says)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class CreateRunBody(_Body):
     agent_id: str = Field(min_length=1, max_length=200)
-    conversation_id: str | None = Field(default=None, min_length=1, max_length=200)
+    conversation_id: str | None = Field(
+        default=None, min_length=1, max_length=MAX_ID_CHARS, json_schema_extra=_IDENTIFIER
+    )
     lane_key: str | None = Field(default=None, min_length=1, max_length=400)
     metadata: dict[str, Any] = Field(default_factory=dict)
-    callback_url: str | None = Field(default=None, max_length=2000)
+    callback_url: str | None = Field(default=None, max_length=2000, pattern=CALLBACK_URL_PATTERN)
     parent_run_id: str | None = Field(default=None, max_length=200)
     message: str | None = Field(default=None, description="A first user message for the run")
-    idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
+    idempotency_key: str | None = Field(
+        default=None, min_length=1, max_length=MAX_ID_CHARS, json_schema_extra=_IDENTIFIER
+    )
 
     @field_validator("callback_url")
     @classmethod
@@ -49,7 +61,10 @@ class CreateRunBody(_Body):
 
 
 class EventBody(_Body):
-    event_type: str = Field(min_length=1, max_length=200)
+    event_type: str = Field(
+        min_length=1, max_length=200, json_schema_extra={"pattern": EVENT_TYPE_PATTERN}
+    )
+    """Checked by the store (``normalise_payload``), which names the core types when refusing."""
     payload: dict[str, Any] = Field(default_factory=dict)
     visibility: Literal["user", "operator", "internal"] | None = None
 
@@ -58,15 +73,17 @@ class EventBody(_Body):
 
 
 class AppendEventsBody(_Body):
-    events: list[EventBody] = Field(min_length=1, max_length=MAX_EVENTS_PER_REQUEST)
-    expected_sequence: int | None = Field(default=None, ge=0)
-    idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
+    events: list[EventBody] = Field(min_length=1, max_length=MAX_EVENTS_PER_APPEND)
+    expected_sequence: Annotated[int, Field(ge=0, le=MAX_INTEGER), INTEGRAL] | None = None
+    idempotency_key: str | None = Field(
+        default=None, min_length=1, max_length=MAX_ID_CHARS, json_schema_extra=_IDENTIFIER
+    )
 
 
 class ClaimBody(_Body):
-    worker_id: str = Field(min_length=1, max_length=200)
-    agent_id: str | None = None
-    lane_key: str | None = None
+    worker_id: str = Field(min_length=1, max_length=MAX_ID_CHARS)
+    agent_id: str | None = Field(default=None, max_length=MAX_ID_CHARS)
+    lane_key: str | None = Field(default=None, max_length=400)
 
 
 class HeartbeatBody(_Body):

@@ -6,9 +6,15 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from pydantic.json_schema import models_json_schema
 
+from eventstore import EventType, RunStatus
+from eventstore.appending import IDENTIFIER_PATTERN
+from eventstore.payloads import CUSTOM_TYPE_PATTERN, PAYLOAD_MODELS
+from projections.queries import CURSOR_PATTERN
+
+from .input_limits import MAX_ID_CHARS, MAX_INTEGER, MAX_METADATA_FILTERS, MAX_PAGE_SIZE, advertised
 from .models import (
     AppendEventsBody,
     CancelBody,
@@ -38,31 +44,79 @@ class _Op:
     body: type[BaseModel] | None = None
     ok: int = 200
     returns: str | None = None
-    query: tuple[tuple[str, str], ...] = ()
+    query: tuple[tuple[str, dict[str, Any]], ...] = ()
     sse: bool = False
     errors: tuple[int, ...] = field(default=_ERRORS)
+    also: tuple[tuple[int, str, str | None], ...] = ()
+    """Other success answers: (status, when, the schema of the body or None for no body)."""
+    open: bool = False
+    """Needs no key."""
 
 
-_EVENT_QUERY = (("after_event_id", "integer"), ("limit", "integer"), ("visibility", "string"))
-_STREAM_QUERY = (
-    ("after_event_id", "integer"),
-    ("after_sequence", "integer"),
-    ("visibility", "string"),
+_CURSOR = {"type": "integer", "minimum": 0, "maximum": MAX_INTEGER}
+_VISIBILITY = {
+    "type": "string",
+    "enum": ["user", "operator", "internal"],
+    "description": "Highest visibility wanted (default operator), capped by the key's role",
+}
+
+
+def _limit(default: int) -> dict[str, Any]:
+    return {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE, "default": default}
+
+
+_EVENT_QUERY: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("after_event_id", _CURSOR),
+    ("limit", _limit(100)),
+    ("visibility", _VISIBILITY),
+)
+_STREAM_QUERY: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("after_event_id", _CURSOR),
+    ("after_sequence", _CURSOR),
+    ("visibility", _VISIBILITY),
+)
+_TEXT = {"type": "string"}
+_ID = {"type": "string", "minLength": 1, "maxLength": MAX_ID_CHARS, "pattern": IDENTIFIER_PATTERN}
+_LIST_CURSOR = {"type": "string", "pattern": CURSOR_PATTERN}
+_FILTER_QUERY: tuple[tuple[str, dict[str, Any]], ...] = (
+    (
+        "status",
+        {
+            "type": "array",
+            "items": {"type": "string", "enum": [s.value for s in RunStatus]},
+            "description": "Repeat, or separate with commas",
+        },
+    ),
+    ("active", {"type": "boolean"}),
+    ("agent_id", _TEXT),
+    ("conversation_id", _TEXT),
+    ("lane_key", _TEXT),
+    ("stop_reason", _TEXT),
+    ("created_after", _TEXT),
+    ("created_before", _TEXT),
+    (
+        "metadata",
+        {
+            "type": "array",
+            "maxItems": MAX_METADATA_FILTERS,
+            "items": {"type": "string", "pattern": "^[^=]+="},
+            "description": f"key=value, repeatable (at most {MAX_METADATA_FILTERS})",
+        },
+    ),
 )
 _LIST_QUERY = (
-    ("status", "string"),
-    ("active", "boolean"),
-    ("agent_id", "string"),
-    ("conversation_id", "string"),
-    ("lane_key", "string"),
-    ("stop_reason", "string"),
-    ("created_after", "string"),
-    ("created_before", "string"),
-    ("metadata", "string"),
-    ("limit", "integer"),
-    ("order", "string"),
-    ("after", "string"),
-    ("before", "string"),
+    *_FILTER_QUERY,
+    ("limit", _limit(20)),
+    ("order", {"type": "string", "enum": ["asc", "desc"], "default": "desc"}),
+    ("after", {**_LIST_CURSOR, "description": "A next_cursor of an earlier page"}),
+    (
+        "before",
+        {
+            **_LIST_CURSOR,
+            "description": "A prev_cursor of an earlier page (with after: "
+            "the runs between the two)",
+        },
+    ),
 )
 
 OPERATIONS = (
@@ -73,9 +127,16 @@ OPERATIONS = (
         "/v1/runs/stats",
         "Counts of the runs the filters match: by status, finished ones by duration",
         returns="RunStats",
-        query=tuple(q for q in _LIST_QUERY if q[0] not in ("limit", "order", "after", "before")),
+        query=_FILTER_QUERY,
     ),
-    _Op("post", "/v1/runs/claim", "Claim the oldest claimable run (204 when none)", ClaimBody),
+    _Op(
+        "post",
+        "/v1/runs/claim",
+        "Claim the oldest claimable run (204 when none)",
+        ClaimBody,
+        returns="Claim",
+        also=((204, "No run is claimable", None),),
+    ),
     _Op("get", "/v1/runs/{run_id}", "Get a run", returns="Run"),
     _Op(
         "post",
@@ -90,7 +151,7 @@ OPERATIONS = (
         "/v1/runs/{run_id}/events",
         "The run's events (JSON pages, or SSE)",
         returns="EventList",
-        query=(*_EVENT_QUERY, ("after_sequence", "integer")),
+        query=(*_EVENT_QUERY, ("after_sequence", _CURSOR)),
         sse=True,
         errors=_STREAMED,
     ),
@@ -100,9 +161,11 @@ OPERATIONS = (
     _Op(
         "post",
         "/v1/runs/{run_id}/tool-results",
-        "Record a tool result once",
+        "Record a tool result once (200 with replayed: true when it was recorded before)",
         ToolResultBody,
         201,
+        "ToolResultRecorded",
+        also=((200, "Recorded before: the first result, replayed", "ToolResultRecorded"),),
         errors=_RATE_LIMITED,
     ),
     _Op("get", "/v1/runs/{run_id}/tool-results", "Recorded tool results"),
@@ -114,7 +177,7 @@ OPERATIONS = (
         "/v1/runs/{run_id}/state",
         "The run as of an event id",
         returns="Run",
-        query=(("at_event_id", "integer"),),
+        query=(("at_event_id", {**_CURSOR, "minimum": 1}),),
     ),
     _Op(
         "get",
@@ -129,20 +192,21 @@ OPERATIONS = (
         "get",
         "/v1/conversations/{conversation_id}/agent-events",
         "A conversation's SSE stream",
-        query=(*_STREAM_QUERY, ("run_id", "string")),
+        query=(*_STREAM_QUERY, ("run_id", _TEXT)),
         sse=True,
         errors=_STREAMED,
     ),
     _Op("get", "/v1/conversations/{conversation_id}/agent-status", "The status panel"),
     _Op("get", "/v1/me", "The calling key: organization, role, highest visibility"),
-    _Op("get", "/v1/audit/verify", "Verify the hash chain", query=(("run_id", "string"),)),
-    _Op("get", "/healthz", "Liveness", errors=()),
-    _Op("get", "/readyz", "Readiness", errors=(503,)),
+    _Op("get", "/v1/audit/verify", "Verify the hash chain", query=(("run_id", _TEXT),)),
+    _Op("get", "/healthz", "Liveness", errors=(), open=True),
+    _Op("get", "/readyz", "Readiness", errors=(503,), open=True),
 )
 
 
 @cache
-def openapi_document() -> dict[str, Any]:
+def openapi_document(max_body_bytes: int) -> dict[str, Any]:
+    """The document; ``max_body_bytes`` is the server's setting, advertised with the limits."""
     models: list[tuple[type[BaseModel], Any]] = [
         (m, "validation")
         for m in (
@@ -154,8 +218,10 @@ def openapi_document() -> dict[str, Any]:
             ToolResultBody,
         )
     ] + [(Run, "serialization"), (StoredEvent, "serialization")]
+    models += [(model, "validation") for model in PAYLOAD_MODELS.values()]
     _, definitions = models_json_schema(models, ref_template=_REF)
     schemas = {**definitions.get("$defs", {}), **_extra_schemas()}
+    schemas["EventBody"] = _event_body(schemas["EventBody"])
     paths: dict[str, dict[str, Any]] = {}
     for op in OPERATIONS:
         paths.setdefault(op.path, {})[op.method] = _operation(op)
@@ -164,7 +230,11 @@ def openapi_document() -> dict[str, Any]:
         "info": {
             "title": "runtrack",
             "version": "0.1.0",
-            "description": "Event-sourced tracker for durable agent runs.",
+            "description": "Event-sourced tracker for durable agent runs. Input limits are "
+            "in x-runtrack-limits (docs/api.md, Limits): a body over max_body_bytes is 413, one "
+            "nesting objects and arrays deeper than max_json_depth or holding a lone surrogate "
+            "is 422.",
+            "x-runtrack-limits": advertised(max_body_bytes),
         },
         "paths": paths,
         "components": {
@@ -177,16 +247,18 @@ def openapi_document() -> dict[str, Any]:
 
 def _operation(op: _Op) -> dict[str, Any]:
     parameters = [
-        {"name": name[1:-1], "in": "path", "required": True, "schema": {"type": "string"}}
+        {"name": name[1:-1], "in": "path", "required": True, "schema": _ID}
         for name in _path_names(op.path)
     ] + [
-        {"name": name, "in": "query", "required": False, "schema": {"type": kind}}
-        for name, kind in op.query
+        {"name": name, "in": "query", "required": False, "schema": schema}
+        for name, schema in op.query
     ]
     content: dict[str, Any] = {"application/json": {"schema": _ref_or_object(op.returns)}}
     if op.sse:
-        content["text/event-stream"] = {"schema": {"type": "string"}}
+        content["text/event-stream"] = _SSE
     responses: dict[str, Any] = {str(op.ok): {"description": "OK", "content": content}}
+    for status, when, schema in op.also:
+        responses[str(status)] = _also(when, schema)
     for status in op.errors:
         responses[str(status)] = {
             "description": "Error",
@@ -197,6 +269,8 @@ def _operation(op: _Op) -> dict[str, Any]:
         "parameters": parameters,
         "responses": responses,
     }
+    if op.open:
+        operation["security"] = []
     if op.body is not None:
         operation["requestBody"] = {
             "required": op.body is not CancelBody,
@@ -205,6 +279,66 @@ def _operation(op: _Op) -> dict[str, Any]:
             },
         }
     return operation
+
+
+_SSE: dict[str, Any] = {
+    "schema": {
+        "type": "string",
+        "description": "A text/event-stream: blocks of id/event/data lines (docs/api.md)",
+    },
+    "itemSchema": {
+        "type": "object",
+        "description": "One server-sent event; data is the event's JSON",
+        "properties": {
+            "id": {"type": "string"},
+            "event": {"type": "string"},
+            "data": {
+                "type": "string",
+                "contentMediaType": "application/json",
+                "contentSchema": {"$ref": _REF.format(model="StoredEvent")},
+            },
+            "retry": {"type": "integer"},
+        },
+    },
+}
+
+
+def _also(when: str, schema: str | None) -> dict[str, Any]:
+    if schema is None:
+        return {"description": when}
+    content = {"application/json": {"schema": {"$ref": _REF.format(model=schema)}}}
+    return {"description": when, "content": content}
+
+
+def _event_body(plain: dict[str, Any]) -> dict[str, Any]:
+    """One shape per core event type (its payload's model), and one for ``custom.`` types."""
+    properties = plain["properties"]
+    core = [
+        {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["event_type", "payload"] if _has_required(model) else ["event_type"],
+            "properties": {
+                **properties,
+                "event_type": {"const": str(event_type)},
+                "payload": {"$ref": _REF.format(model=model.__name__)},
+            },
+        }
+        for event_type, model in PAYLOAD_MODELS.items()
+        if event_type != EventType.RUN_CREATED  # a run's first event: POST /v1/runs writes it
+    ]
+    custom_type = {**properties["event_type"], "pattern": CUSTOM_TYPE_PATTERN}
+    custom = {**plain, "properties": {**properties, "event_type": custom_type}}
+    return {"title": "EventBody", "oneOf": [*core, custom]}
+
+
+def _has_required(model: type[BaseModel]) -> bool:
+    """Whether the payload may be left out (it defaults to ``{}``)."""
+    try:
+        model.model_validate({})
+    except ValidationError:
+        return True
+    return False
 
 
 def _path_names(path: str) -> list[str]:
@@ -230,6 +364,28 @@ def _extra_schemas() -> dict[str, Any]:
                         "details": {"type": "object"},
                     },
                 }
+            },
+        },
+        "Claim": {
+            "type": "object",
+            "required": ["run", "checkpoint", "tool_results"],
+            "properties": {
+                "run": {"$ref": _REF.format(model="Run")},
+                "checkpoint": {
+                    "anyOf": [{"$ref": _REF.format(model="StoredEvent")}, {"type": "null"}]
+                },
+                "tool_results": {
+                    "type": "array",
+                    "items": {"$ref": _REF.format(model="StoredEvent")},
+                },
+            },
+        },
+        "ToolResultRecorded": {
+            "type": "object",
+            "required": ["event", "replayed"],
+            "properties": {
+                "event": {"$ref": _REF.format(model="StoredEvent")},
+                "replayed": {"type": "boolean"},
             },
         },
         "RunList": {

@@ -39,6 +39,7 @@ class Settings:
     send_timeout: float = 30.0
     """A client that does not take a write within this many seconds is dropped."""
     max_body_bytes: int = 1_048_576
+    """The largest request body; past it, 413. Advertised in ``/openapi.json``."""
     key_cache_seconds: float = 30.0
     """The longest a verified API key stays cached; a create or revoke anywhere empties the
     cache sooner, at the next poll of the key-change counter (``key_poll_seconds``)."""

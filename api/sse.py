@@ -41,6 +41,7 @@ from projections import TERMINAL, RunState
 from ._tasks import cancel_and_wait
 from .auth import Principal
 from .errors import ApiError
+from .input_limits import bounded_int
 from .metrics import Metrics
 from .replay import Replay
 
@@ -258,15 +259,7 @@ def _sequence_cursor(raw: str, run: RunState, sequence_ids: dict[int, int]) -> i
 
 
 def _non_negative(raw: str, name: str) -> int:
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        raise ApiError(
-            400, "invalid_cursor", f"{name} must be an event id (an integer); got {raw!r}"
-        ) from None
-    if value < 0:
-        raise ApiError(400, "invalid_cursor", f"{name} must not be negative")
-    return value
+    return bounded_int(raw, name, code="invalid_cursor")
 
 
 def encode_page(page: EventPage) -> bytes:

@@ -9,6 +9,7 @@ speaks the ``Transaction`` protocol, so SQLite and PostgreSQL share this code.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,6 +35,9 @@ __all__ = [
 
 MAX_EVENTS_PER_APPEND = 5000
 MAX_ID_LENGTH = 200
+IDENTIFIER_PATTERN = "^[^\\x00-\\x1f\\x7f-\\x9f]*$"
+"""What an identifier may hold, as a JSON Schema pattern: anything but control characters."""
+CONTROL_CHARACTER = re.compile("[\\x00-\\x1f\\x7f-\\x9f]")
 EVENT_COLUMNS = (
     "id, organization_id, run_id, conversation_id, sequence, event_type, visibility, payload, "
     "created_at, prev_hash, hash"
@@ -145,8 +149,10 @@ def _check_identifier(name: str, value: object) -> None:
         raise InvalidEvent(
             f"{name} must be a non-empty string of at most {MAX_ID_LENGTH} characters"
         )
-    if not value.isprintable():
-        raise InvalidEvent(f"{name} must not contain control characters")
+    if CONTROL_CHARACTER.search(value):
+        raise InvalidEvent(
+            f"{name} must not contain control characters (U+0000-U+001F, U+007F-U+009F)"
+        )
 
 
 class Head(NamedTuple):

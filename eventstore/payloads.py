@@ -8,13 +8,16 @@ refused unless they start with ``custom.``; a custom payload is any JSON object.
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
+    JsonValue,
     ValidationError,
     field_validator,
     model_validator,
@@ -27,6 +30,8 @@ from .records import Visibility
 __all__ = [
     "CUSTOM_PREFIX",
     "DEFAULT_VISIBILITY",
+    "INTEGRAL",
+    "MAX_INTEGER",
     "PAYLOAD_MODELS",
     "STATUS_FOR_STOP_REASON",
     "CheckpointKind",
@@ -37,6 +42,10 @@ __all__ = [
 ]
 
 CUSTOM_PREFIX = "custom."
+MAX_INTEGER = 2**63 - 1
+"""The largest integer a counter, id or cursor may hold: both backends store them as 64-bit."""
+MAX_STEP_TOKENS = 2**32
+"""Tokens one step may report: a run's totals (sums of steps) then stay far inside 64 bits."""
 
 
 class RunStatus(enum.StrEnum):
@@ -112,8 +121,22 @@ class EventType(enum.StrEnum):
     CALLBACK_ATTEMPTED = "callback_attempted"
 
 
+def _integral(value: Any) -> Any:
+    """JSON has one number type: ``3.0`` is the integer 3, as JSON Schema counts it."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+INTEGRAL = BeforeValidator(_integral)
+"""Put after an integer's constraints in ``Annotated`` (so that the schema shows them): strict
+validation then also takes ``3.0``, as JSON Schema does."""
+
+
 class _Payload(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    """Strict (``0`` is not ``false``, ``"5"`` not a number), but enums are read from strings."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, strict=True)
 
 
 class RunCreated(_Payload):
@@ -129,13 +152,32 @@ class RunCreated(_Payload):
         return require_http_url(value)
 
 
+def _implied_status(reason: str, status: str) -> JsonValue:
+    return {
+        "required": ["stop_reason"],
+        "properties": {"stop_reason": {"const": reason}, "to": {"enum": [status, None]}},
+    }
+
+
+_STATUS_CHANGE_SHAPES: list[JsonValue] = [
+    {"required": ["to"], "properties": {"to": {"type": "string"}, "stop_reason": {"type": "null"}}},
+    *[
+        _implied_status(reason.value, status.value)
+        for reason, status in STATUS_FOR_STOP_REASON.items()
+    ],
+]
+"""What the validator below checks, as JSON Schema: a target, or a stop reason and its status."""
+
+
 class RunStatusChanged(_Payload):
     """A status change; ``to`` may be left out when ``stop_reason`` implies it."""
 
-    from_: RunStatus | None = Field(default=None, alias="from")
-    to: RunStatus | None = None
+    model_config = ConfigDict(json_schema_extra={"anyOf": _STATUS_CHANGE_SHAPES})
+
+    from_: RunStatus | None = Field(default=None, alias="from", strict=False)
+    to: RunStatus | None = Field(default=None, strict=False)
     detail: str | None = Field(default=None, max_length=4000)
-    stop_reason: StopReason | None = None
+    stop_reason: StopReason | None = Field(default=None, strict=False)
     last_heartbeat_at: str | None = None
     """Set by the reconciler on a heartbeat timeout: the last sign of life it saw."""
 
@@ -178,7 +220,7 @@ class ToolFinished(_Payload):
 
 class CheckpointCreated(_Payload):
     checkpoint_id: str = Field(min_length=1)
-    kind: CheckpointKind
+    kind: CheckpointKind = Field(strict=False)
     state: Any = None
 
 
@@ -198,10 +240,10 @@ class MessageCreated(_Payload):
 
 class StepCompleted(_Payload):
     model: str | None = None
-    prompt_tokens: int = Field(default=0, ge=0)
-    completion_tokens: int = Field(default=0, ge=0)
+    prompt_tokens: Annotated[int, Field(ge=0, le=MAX_STEP_TOKENS), INTEGRAL] = 0
+    completion_tokens: Annotated[int, Field(ge=0, le=MAX_STEP_TOKENS), INTEGRAL] = 0
     duration_ms: float | None = Field(default=None, ge=0)
-    ttft_ns: int | None = Field(default=None, ge=0)
+    ttft_ns: Annotated[int, Field(ge=0, le=MAX_INTEGER), INTEGRAL] | None = None
 
 
 class ChildRunStarted(_Payload):
@@ -211,13 +253,13 @@ class ChildRunStarted(_Payload):
 
 class ChildRunFinished(_Payload):
     child_run_id: str = Field(min_length=1)
-    status: RunStatus | None = None
+    status: RunStatus | None = Field(default=None, strict=False)
     stop_reason: str | None = None
 
 
 class CallbackAttempted(_Payload):
-    attempt: int = Field(ge=1)
-    status_code: int | None = None
+    attempt: Annotated[int, Field(ge=1, le=MAX_INTEGER), INTEGRAL]
+    status_code: Annotated[int, Field(ge=0, le=999), INTEGRAL] | None = None
     error: str | None = None
     delivery_id: str | None = None
     final: bool = False
@@ -257,6 +299,10 @@ DEFAULT_VISIBILITY: dict[str, Visibility] = {
 CUSTOM_DEFAULT_VISIBILITY = Visibility.OPERATOR
 
 MAX_EVENT_TYPE_LENGTH = 200
+_CONTROL_CHARACTER = re.compile("[\\x00-\\x1f\\x7f-\\x9f]")
+CUSTOM_TYPE_PATTERN = "^custom\\.[^\\x00-\\x1f\\x7f-\\x9f]+$"
+EVENT_TYPE_PATTERN = "^(" + "|".join(EventType) + "|" + CUSTOM_TYPE_PATTERN[1:-1] + ")$"
+"""The event types an append accepts: a core type, or ``custom.`` and no control characters."""
 
 
 def require_http_url(value: str | None) -> str | None:
@@ -286,7 +332,7 @@ def _is_custom(event_type: str) -> bool:
         event_type.startswith(CUSTOM_PREFIX)
         and len(event_type) > len(CUSTOM_PREFIX)
         and len(event_type) <= MAX_EVENT_TYPE_LENGTH
-        and event_type.isprintable()
+        and _CONTROL_CHARACTER.search(event_type) is None
     )
 
 

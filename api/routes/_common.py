@@ -16,6 +16,8 @@ from eventstore.store import BaseEventStore
 from projections import RunCommands, RunQueries
 
 from ..errors import ApiError
+from ..input_limits import MAX_INTEGER, MAX_PAGE_SIZE, bounded_int
+from ..json_input import decode_json
 
 __all__ = [
     "bool_param",
@@ -50,10 +52,7 @@ def queries(request: Request) -> RunQueries:
 async def read_body(request: Request, model: type[M]) -> M:
     """Parse and validate a JSON body: 413 when too large, 400 when not JSON, 422 when invalid."""
     raw = await _bounded_body(request, request.app.state.settings.max_body_bytes)
-    try:
-        data = json.loads(raw) if raw else None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from exc
+    data = decode_json(raw) if raw else None
     if not isinstance(data, dict):
         raise ApiError(422, "invalid_request", "the body must be a JSON object")
     try:
@@ -77,21 +76,11 @@ async def _bounded_body(request: Request, limit: int) -> bytes:
 
 
 def int_param(
-    request: Request, name: str, default: int, *, low: int = 0, high: int | None = None
+    request: Request, name: str, default: int, *, low: int = 0, high: int = MAX_INTEGER
 ) -> int:
+    """An integer query parameter within ``low..high`` (at most 2^63-1, what the databases hold)."""
     raw = request.query_params.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ApiError(
-            400, "invalid_parameter", f"{name} must be an integer; got {raw!r}"
-        ) from None
-    if value < low or (high is not None and value > high):
-        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
-        raise ApiError(400, "invalid_parameter", f"{name} must be {bound}; got {value}")
-    return value
+    return default if raw is None else bounded_int(raw, name, low=low, high=high)
 
 
 def bool_param(request: Request, name: str) -> bool | None:
@@ -112,7 +101,7 @@ async def event_page(request: Request, flt: EventFilter) -> Response:
     next (a live board) streams from it.
     """
     after = int_param(request, "after_event_id", 0)
-    limit = int_param(request, "limit", 100, low=1, high=1000)
+    limit = int_param(request, "limit", 100, low=1, high=MAX_PAGE_SIZE)
     page = await store(request).read(flt, after=after, limit=limit)
     head = await store(request).head()
     cursor = str(page.position) if page.position < head else None

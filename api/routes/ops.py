@@ -44,7 +44,7 @@ async def _status_counts(request: Request) -> dict[str, int]:
 
 
 async def openapi(request: Request) -> JSONResponse:
-    return json_response(openapi_document())
+    return json_response(openapi_document(request.app.state.settings.max_body_bytes))
 
 
 async def me(request: Request) -> JSONResponse:

@@ -13,7 +13,7 @@ from projections import DURATION_BOUNDS_MS, RunFilter, RunStatus
 
 from ..auth import Role, cap, require
 from ..errors import ApiError
-from ..limits import rate_limits
+from ..input_limits import MAX_METADATA_FILTERS, MAX_PAGE_SIZE
 from ..models import (
     AppendEventsBody,
     CancelBody,
@@ -24,6 +24,7 @@ from ..models import (
     event_json,
     run_json,
 )
+from ..rate_limits import rate_limits
 from ..sse import resolve_visibility
 from ._common import (
     bool_param,
@@ -70,7 +71,7 @@ async def list_runs(request: Request) -> JSONResponse:
     page = await queries(request).list_runs(
         principal.organization_id,
         _run_filter(request),
-        limit=int_param(request, "limit", 20, low=1, high=1000),
+        limit=int_param(request, "limit", 20, low=1, high=MAX_PAGE_SIZE),
         order=order,  # type: ignore[arg-type]
         after=params.get("after"),
         before=params.get("before"),
@@ -103,9 +104,9 @@ async def run_stats(request: Request) -> JSONResponse:
 
 def _run_filter(request: Request) -> RunFilter:
     params = request.query_params
-    statuses = [s for value in params.getlist("status") for s in value.split(",") if s]
+    statuses = {s for value in params.getlist("status") for s in value.split(",") if s}
     try:
-        parsed = tuple(RunStatus(s) for s in statuses)
+        parsed = tuple(RunStatus(s) for s in sorted(statuses))
     except ValueError as exc:
         raise ApiError(400, "invalid_parameter", f"unknown status: {exc}") from None
     return RunFilter(
@@ -117,8 +118,19 @@ def _run_filter(request: Request) -> RunFilter:
         stop_reason=params.get("stop_reason"),
         created_after=params.get("created_after"),
         created_before=params.get("created_before"),
-        metadata=tuple(_metadata_pair(raw) for raw in params.getlist("metadata")),
+        metadata=_metadata_filters(params.getlist("metadata")),
     )
+
+
+def _metadata_filters(raws: list[str]) -> tuple[tuple[str, str], ...]:
+    if len(raws) > MAX_METADATA_FILTERS:
+        raise ApiError(
+            400,
+            "too_many_filters",
+            f"at most {MAX_METADATA_FILTERS} metadata filters per query; got {len(raws)}",
+            limit=MAX_METADATA_FILTERS,
+        )
+    return tuple(dict.fromkeys(_metadata_pair(raw) for raw in raws))
 
 
 def _metadata_pair(raw: str) -> tuple[str, str]:
@@ -177,6 +189,7 @@ async def run_events(request: Request) -> Response:
     if wants_stream(request):
         return await run_stream(request, principal, run_id, conversation_id=None)
     await queries(request).get(principal.organization_id, run_id)
+    int_param(request, "after_sequence", 0)  # in range, though only a stream starts from it
     flt = EventFilter(
         principal.organization_id, run_id=run_id, visibility=resolve_visibility(request, principal)
     )

@@ -12,6 +12,7 @@ from eventstore import EventFilter, UnknownRun
 from projections import RunFilter, RunState, seen_at
 
 from ..auth import Principal, Role, cap, require
+from ..input_limits import bounded_int, identifier
 from ..models import run_json
 from ..sse import Channel, open_stream, resolve_cursor, resolve_visibility
 from ._common import event_page, json_response, queries, store, wants_stream
@@ -43,17 +44,21 @@ async def run_stream(
 async def _sequence_ids(request: Request, run: RunState) -> dict[int, int]:
     """Event id of the requested ``after_sequence`` (only read when that parameter is given)."""
     raw = request.query_params.get("after_sequence")
-    if raw is None or not raw.strip().isdigit():
+    earlier = request.headers.get("last-event-id", "").strip() or request.query_params.get(
+        "after_event_id"
+    )
+    if raw is None or earlier:
         return {}
+    sequence = bounded_int(raw, "after_sequence", code="invalid_cursor")
     rows = await store(request).fetchall(
-        "SELECT sequence, id FROM events WHERE run_id = ? AND sequence = ?", (run.run_id, int(raw))
+        "SELECT sequence, id FROM events WHERE run_id = ? AND sequence = ?", (run.run_id, sequence)
     )
     return {int(r[0]): int(r[1]) for r in rows}
 
 
 async def conversation_events(request: Request) -> Response:
     principal = await require(request, Role.USER)
-    conversation_id = request.path_params["conversation_id"]
+    conversation_id = identifier(request.path_params["conversation_id"], "conversation_id")
     run_id = request.query_params.get("run_id")
     if run_id:
         return await run_stream(request, principal, run_id, conversation_id=conversation_id)
@@ -78,7 +83,7 @@ async def firehose(request: Request) -> Response:
 async def conversation_status(request: Request) -> JSONResponse:
     """The status panel: the conversation's current (or latest) run and what can be done to it."""
     principal = await require(request, Role.USER)
-    conversation_id = request.path_params["conversation_id"]
+    conversation_id = identifier(request.path_params["conversation_id"], "conversation_id")
     page = await queries(request).list_runs(
         principal.organization_id, RunFilter(conversation_id=conversation_id), limit=20
     )

@@ -6,7 +6,7 @@ import pytest
 
 from api.auth import Principal, Role
 from api.errors import ApiError
-from api.limits import RateLimiter
+from api.rate_limits import RateLimiter
 
 ALICE = Principal("org-a", Role.USER, "alice")
 BOB = Principal("org-a", Role.USER, "bob")

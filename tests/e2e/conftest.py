@@ -80,10 +80,11 @@ class ServerProcess:
 ProcessFactory = Callable[..., Awaitable[ServerProcess]]
 
 
-async def create_key(database: str, role: str) -> str:
+async def create_key(database: str, role: str, organization: str = "default") -> str:
     """``runtrack keys create`` on ``database`` as a subprocess; the printed token."""
     process = await asyncio.create_subprocess_exec(
         *(sys.executable, "-m", "api", "keys", "create", "--role", role),
+        *("--organization", organization),
         *("--database", database),
         stdout=asyncio.subprocess.PIPE,
     )

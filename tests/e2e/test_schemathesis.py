@@ -27,21 +27,20 @@ async def run(*command: str, cwd: Path) -> tuple[int, str]:
     return process.returncode or 0, output.decode(errors="replace")
 
 
-async def test_fuzzing_the_openapi_document_finds_no_server_error(
-    server_process: ProcessFactory, tmp_path: Path
-) -> None:
+def schemathesis() -> str:
     st = shutil.which("st", path=str(Path(sys.executable).parent))
     if st is None:
         pytest.skip("schemathesis is not installed (it is a test extra: make test installs it)")
-    database = str(tmp_path / "fuzz.db")
-    key = await create_key(database, "admin")
-    server = await server_process(database=database)
+    return st
+
+
+async def fuzz(url: str, key: str, cwd: Path, *checks: str) -> str:
     code, report = await run(
-        st,
+        schemathesis(),
         "run",
-        f"{server.url}/openapi.json",
+        f"{url}/openapi.json",
         "--checks",
-        "not_a_server_error",
+        ",".join(checks) or "all",
         "--max-examples",
         "25",
         "--seed",
@@ -52,7 +51,30 @@ async def test_fuzzing_the_openapi_document_finds_no_server_error(
         "agent-events",  # endless SSE streams: tested in test_sse.py
         "-H",
         f"Authorization: Bearer {key.strip()}",
-        cwd=tmp_path,
+        cwd=cwd,
     )
     assert code == 0, report
+    return report
+
+
+async def test_fuzzing_the_openapi_document_finds_no_server_error(
+    server_process: ProcessFactory, tmp_path: Path
+) -> None:
+    database = str(tmp_path / "fuzz.db")
+    key = await create_key(database, "admin")
+    server = await server_process(database=database)
+    report = await fuzz(server.url, key, tmp_path, "not_a_server_error")
     assert "Authentication failed" not in report
+
+
+async def test_the_server_and_its_schema_agree_for_a_user_and_a_foreign_operator(
+    server_process: ProcessFactory, tmp_path: Path
+) -> None:
+    """Every check (status codes, schemas, headers), as a user of org-a, then as an operator of
+    org-b, whose key sees none of org-a's runs: no 5xx, no answer the schema does not allow."""
+    database = str(tmp_path / "schema.db")
+    user = await create_key(database, "user", organization="org-a")
+    operator = await create_key(database, "operator", organization="org-b")
+    server = await server_process(database=database)
+    for key in (user, operator):
+        await fuzz(server.url, key, tmp_path)
