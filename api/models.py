@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from eventstore import AgentEvent, NewEvent, Visibility
 from eventstore.appending import IDENTIFIER_PATTERN
+from eventstore.callback_url import CALLBACK_URL_PATTERN
 from eventstore.payloads import EVENT_TYPE_PATTERN, INTEGRAL, require_http_url
 from projections import RunState, seen_at
 
@@ -19,8 +20,6 @@ from .input_limits import MAX_EVENTS_PER_APPEND, MAX_ID_CHARS, MAX_INTEGER
 
 _IDENTIFIER: dict[str, Any] = {"pattern": IDENTIFIER_PATTERN}
 """Identifiers are checked by the store (eventstore/appending.py); the schema says what it takes."""
-CALLBACK_URL_PATTERN = "^https?://[^\\x00-\\x20\\x7f-\\x9f]+$"
-"""What the schema promises of a callback URL (its checks are in eventstore/payloads.py)."""
 
 __all__ = [
     "AppendEventsBody",
@@ -47,7 +46,9 @@ class CreateRunBody(_Body):
     )
     lane_key: str | None = Field(default=None, min_length=1, max_length=400)
     metadata: dict[str, Any] = Field(default_factory=dict)
-    callback_url: str | None = Field(default=None, max_length=2000, pattern=CALLBACK_URL_PATTERN)
+    callback_url: str | None = Field(
+        default=None, max_length=2000, json_schema_extra={"pattern": CALLBACK_URL_PATTERN}
+    )
     parent_run_id: str | None = Field(default=None, max_length=200)
     message: str | None = Field(default=None, description="A first user message for the run")
     idempotency_key: str | None = Field(

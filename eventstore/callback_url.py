@@ -10,7 +10,17 @@ import ipaddress
 import re
 from urllib.parse import SplitResult, urlsplit
 
-__all__ = ["check_callback_url"]
+__all__ = ["CALLBACK_URL_PATTERN", "check_callback_url"]
+
+_LABEL = "[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+_PORT = "0*([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+CALLBACK_URL_PATTERN = (
+    f"^[Hh][Tt][Tt][Pp][Ss]?://([A-Za-z0-9._~%!$&'()*+,;=:-]*@)?{_LABEL}(\\.{_LABEL})*\\.?"
+    f"(:({_PORT})?)?([/?#][!-~]*)?$"
+)
+"""What ``/openapi.json`` promises of a callback URL: the URLs ``check_callback_url`` takes,
+less bracketed IPv6 literals (which it also takes), so that a client generating URLs from the
+schema never meets a refusal."""
 
 _HOST_NAME = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9_-]{1,63}(?<!-))*\.?$")
 

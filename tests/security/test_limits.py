@@ -265,7 +265,7 @@ async def test_serve_with_workers_applies_the_header_deadline(
 
 
 def test_the_openapi_document_declares_the_limits() -> None:
-    paths = openapi_document()["paths"]
+    paths = openapi_document(Settings().max_body_bytes)["paths"]
     for path, method in (
         ("/v1/runs", "post"),
         ("/v1/runs/{run_id}/events", "post"),
