@@ -40,8 +40,9 @@ def serve(settings: Settings) -> None:
         _serve_workers(settings)
         return
     config = server_config(_process_app(settings), settings)
+    sockets = _sockets(config, settings)
     redact_server_logs()  # uvicorn's handlers exist once its config is made
-    uvicorn.Server(config).run(sockets=_sockets(config, settings))
+    uvicorn.Server(config).run(sockets=sockets)
 
 
 def _sockets(config: uvicorn.Config, settings: Settings) -> list[socket.socket] | None:
@@ -50,7 +51,9 @@ def _sockets(config: uvicorn.Config, settings: Settings) -> list[socket.socket] 
     if settings.metrics_address is None:
         return None  # uvicorn binds the API's address itself
     host, port = settings.metrics_address
-    metrics = uvicorn.Config(config.app, host=host, port=port).bind_socket()
+    # log_config=None: a second config must not configure logging again (it would turn the
+    # access log on and replace the handlers that redact keys).
+    metrics = uvicorn.Config(config.app, host=host, port=port, log_config=None).bind_socket()
     return [config.bind_socket(), metrics]
 
 

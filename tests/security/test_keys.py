@@ -279,6 +279,21 @@ async def test_the_access_log_carries_no_key(tmp_path: Path) -> None:
     assert "guessed" not in log
 
 
+async def test_a_metrics_socket_turns_no_access_log_on(tmp_path: Path) -> None:
+    """Binding ``--metrics-listen`` makes a second uvicorn config, which must leave the
+    server's logging (no access log, keys redacted) as it was."""
+    database = str(tmp_path / "metrics.db")
+    token = await create_key(database, "admin")
+    metrics = ["--metrics-listen", f"127.0.0.1:{free_port()}"]
+    server = await LoggedServer(database, free_port(), metrics).start()
+    try:
+        await use_the_key_every_way(server.url, token)
+    finally:
+        log = await server.stop_and_read()
+    assert "GET /v1/" not in log, log
+    assert token.split("_", 2)[2] not in log
+
+
 async def use_the_key_every_way(url: str, token: str) -> None:
     """A stream with ``?access_token=``, a request with the header, a guess in the query."""
     async with httpx.AsyncClient(base_url=url, timeout=30) as client:
