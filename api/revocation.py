@@ -147,13 +147,14 @@ class KeyWatch:
 
     async def check(self) -> None:
         """Act on a change since the last check: read the counter first, so that a change
-        made while acting is seen by the next check."""
+        made while acting is seen by the next check, and keep it only once acted on, so that a
+        check that fails half-way is made again."""
         version = await self._keys.version()
         if version == self._version:
             return
-        self._version = version
         self._keys.forget()
         revoked = await self._keys.revoked_ids()
         ended = self._streams.end(revoked, closed=await self._keys.ever_keyed())
+        self._version = version
         if ended:
             logger.info("keys changed: ended %d open stream(s) of revoked keys", ended)

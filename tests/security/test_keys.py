@@ -8,7 +8,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
@@ -18,8 +18,9 @@ import pytest
 from httpx_sse import EventSource, aconnect_sse
 
 from api.app import create_app
-from api.auth import Role
+from api.auth import KeyRing, Role
 from api.log_redaction import redact
+from api.revocation import KeyWatch, OpenStreams
 from api.settings import Settings
 from eventstore import WriteContext
 from tests.api.conftest import ServerFactory
@@ -318,3 +319,29 @@ async def use_the_key_every_way(url: str, token: str) -> None:
 )
 def test_redaction_rewrites_every_shape_of_a_key(line: str, expected: str) -> None:
     assert redact(line) == expected
+
+
+async def test_a_key_check_that_fails_half_way_is_made_again(store_factory: StoreFactory) -> None:
+    """The counter moved but the revoked keys could not be read: the next check acts."""
+
+    def rename(old: str, new: str) -> Callable[[WriteContext], None]:
+        return lambda context: context.tx.execute(f"ALTER TABLE {old} RENAME TO {new}")
+
+    async with store_factory() as store:
+        keys = KeyRing(store)
+        await keys.setup()
+        key_id = (await keys.create("org-a", Role.USER)).split("_")[1]
+        streams = OpenStreams()
+        watch = KeyWatch(keys, streams, interval=3600.0)
+        await watch.start()
+        try:
+            with streams.watching(key_id) as stream:
+                await keys.revoke(key_id)
+                await store.transact(rename("api_keys", "api_keys_away"))
+                with pytest.raises(Exception, match="api_keys"):
+                    await watch.check()
+                await store.transact(rename("api_keys_away", "api_keys"))
+                await watch.check()
+                assert stream.cancel_called
+        finally:
+            await watch.aclose()
