@@ -50,6 +50,8 @@ class Dispatcher:
         self._per_organization = per_organization
         self._in_flight: dict[str, asyncio.Task[None]] = {}
         self._by_organization: Counter[str] = Counter()
+        self._finished: set[str] = set()
+        """Runs whose attempt ended during this pass's query: their rows may be stale."""
 
     @property
     def in_flight(self) -> int:
@@ -57,6 +59,7 @@ class Dispatcher:
 
     async def dispatch(self) -> None:
         """One pass: start every due delivery that the bounds let start now."""
+        self._finished = set()
         due = await due_deliveries(
             self._store,
             self._policy,
@@ -77,6 +80,7 @@ class Dispatcher:
         organization = delivery.run.organization_id
         return (
             delivery.run.run_id not in self._in_flight
+            and delivery.run.run_id not in self._finished
             and self._by_organization[organization] < self._per_organization
         )
 
@@ -95,6 +99,7 @@ class Dispatcher:
             logger.warning("callback for run %s not recorded: %s", run.run_id, type(exc).__name__)
         finally:
             del self._in_flight[run.run_id]
+            self._finished.add(run.run_id)
             self._by_organization[run.organization_id] -= 1
             if not self._by_organization[run.organization_id]:
                 del self._by_organization[run.organization_id]
