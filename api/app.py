@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Protocol, TypeVar
 
 from sse_starlette.sse import AppStatus
 from starlette.applications import Starlette
@@ -74,9 +75,48 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
 @asynccontextmanager
 async def _lifespan(app: Starlette) -> AsyncIterator[None]:
+    """Starts the store and the services in order; whatever started is stopped in reverse,
+    also when a later step fails to start."""
     settings: Settings = app.state.settings
     # sse-starlette keeps shutdown state per process; a new app starts undrained.
     AppStatus.should_exit = False
+    async with AsyncExitStack() as stack:
+        quiet_drops = QuietDrops()
+        logging.getLogger("uvicorn.error").addFilter(quiet_drops)
+        stack.callback(logging.getLogger("uvicorn.error").removeFilter, quiet_drops)
+        stack.push_async_callback(app.state.streams.aclose)
+        store = await _open_store(settings, stack)
+        await _refill_stale_read_models(store)
+        app.state.store = store
+        app.state.commands = RunCommands(store)
+        app.state.queries = RunQueries(store)
+        await _start_keys(app, store, settings, stack)
+        app.state.leadership = await _started(
+            stack, store.leadership("services", interval=settings.leader_interval).start()
+        )
+        services = Services(store, app.state.leadership, settings).start()
+        app.state.services = await _started(stack, services)
+        demo = await _start_demo(app, settings)
+        if demo is not None:
+            stack.push_async_callback(demo.aclose)
+        yield
+
+
+class _Closable(Protocol):
+    async def aclose(self) -> None: ...
+
+
+C = TypeVar("C", bound=_Closable)
+
+
+async def _started(stack: AsyncExitStack, starting: Awaitable[C]) -> C:
+    """The started object, to be closed when the stack unwinds."""
+    started = await starting
+    stack.push_async_callback(started.aclose)
+    return started
+
+
+async def _open_store(settings: Settings, stack: AsyncExitStack) -> BaseEventStore:
     store = open_store(
         settings.database,
         projections=[RunProjection()],
@@ -86,39 +126,19 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
         replace_stale_tables=True,
     )
     await store.open()
-    quiet_drops = QuietDrops()
-    logging.getLogger("uvicorn.error").addFilter(quiet_drops)
-    try:
-        await _refill_stale_read_models(store)
-        app.state.store = store
-        app.state.commands = RunCommands(store)
-        app.state.queries = RunQueries(store)
-        app.state.keys = KeyRing(store, cache_seconds=settings.key_cache_seconds)
-        await app.state.keys.setup()
-        await _announce_access(app, settings)
-        _announce_metrics(settings)
-        app.state.key_watch = await KeyWatch(
-            app.state.keys, app.state.open_streams, settings.key_poll_seconds
-        ).start()
-        app.state.leadership = await store.leadership(
-            "services", interval=settings.leader_interval
-        ).start()
-        app.state.services = await Services(store, app.state.leadership, settings).start()
-        demo = await _start_demo(app, settings)
-        try:
-            yield
-        finally:
-            if demo is not None:
-                await demo.aclose()
-            await app.state.services.aclose()
-            await app.state.leadership.aclose()
-            await app.state.key_watch.aclose()
-    finally:
-        try:
-            await store.aclose()
-        finally:
-            await app.state.streams.aclose()
-            logging.getLogger("uvicorn.error").removeFilter(quiet_drops)
+    stack.push_async_callback(store.aclose)
+    return store
+
+
+async def _start_keys(
+    app: Starlette, store: BaseEventStore, settings: Settings, stack: AsyncExitStack
+) -> None:
+    app.state.keys = KeyRing(store, cache_seconds=settings.key_cache_seconds)
+    await app.state.keys.setup()
+    await _announce_access(app, settings)
+    _announce_metrics(settings)
+    watch = KeyWatch(app.state.keys, app.state.open_streams, settings.key_poll_seconds)
+    app.state.key_watch = await _started(stack, watch.start())
 
 
 async def _refill_stale_read_models(store: BaseEventStore) -> None:
