@@ -22,6 +22,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 from starlette.requests import Request
 
@@ -30,6 +31,7 @@ from eventstore.appending import format_timestamp
 from eventstore.store import BaseEventStore
 
 from .errors import ApiError
+from .settings import is_loopback
 
 __all__ = ["DEFAULT_ORGANIZATION", "KeyRing", "Principal", "Role", "cap", "require"]
 
@@ -231,6 +233,7 @@ async def authenticate(request: Request) -> Principal:
         header = f"Bearer {param}"  # EventSource cannot send headers (docs/api.md)
     scheme, _, token = header.partition(" ")
     if not header and state.settings.loopback and not await state.keys.ever_keyed(max_age=2.0):
+        _require_loopback_origin(request)
         return Principal(DEFAULT_ORGANIZATION, Role.ADMIN, None)  # open mode
     if scheme.lower() != "bearer" or not token.strip():
         raise ApiError(
@@ -249,6 +252,34 @@ async def authenticate(request: Request) -> Principal:
             headers={"WWW-Authenticate": "Bearer"},
         )
     return principal
+
+
+def _require_loopback_origin(request: Request) -> None:
+    """Open mode answers only requests addressed to a loopback name and sent from a loopback
+    page: a web page elsewhere could otherwise drive it (cross-site requests) or, by DNS
+    rebinding its own name to 127.0.0.1, read its answers."""
+    host = _host_name(request.headers.get("host", ""))
+    origin = request.headers.get("origin")
+    if not is_loopback(host) or (origin is not None and not is_loopback(_origin_host(origin))):
+        raise ApiError(
+            403,
+            "forbidden",
+            "open mode (no API keys) serves only requests to and from loopback addresses "
+            "(Host and Origin): create a key with 'runtrack keys create' to serve others",
+        )
+
+
+def _host_name(host: str) -> str:
+    if host.startswith("["):
+        return host[1:].partition("]")[0]
+    return host.rpartition(":")[0] if host.count(":") == 1 else host
+
+
+def _origin_host(origin: str) -> str:
+    try:
+        return urlsplit(origin).hostname or ""
+    except ValueError:
+        return ""
 
 
 def _token_param(request: Request) -> str | None:
