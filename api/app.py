@@ -135,10 +135,12 @@ async def _start_keys(
 ) -> None:
     app.state.keys = KeyRing(store, cache_seconds=settings.key_cache_seconds)
     await app.state.keys.setup()
-    await _announce_access(app, settings)
-    _announce_metrics(settings)
+    # The watch reads the key-change counter before open mode is decided: a key created in
+    # between is a change it acts on.
     watch = KeyWatch(app.state.keys, app.state.open_streams, settings.key_poll_seconds)
     app.state.key_watch = await _started(stack, watch.start())
+    await _announce_access(app, settings)
+    _announce_metrics(settings)
 
 
 async def _refill_stale_read_models(store: BaseEventStore) -> None:

@@ -197,9 +197,12 @@ class KeyRing:
         checked_at, found = self._ever_keyed
         if found or time.monotonic() - checked_at <= max_age:
             return found
+        generation = self._generation
         rows = await self._store.fetchall("SELECT 1 FROM api_keys LIMIT 1")
-        self._ever_keyed = (time.monotonic(), bool(rows))
-        return bool(rows)
+        found = bool(rows)
+        if found or (generation == self._generation and not self._ever_keyed[1]):
+            self._ever_keyed = (time.monotonic(), found)  # never "unkeyed" from a stale read
+        return found
 
     async def verify(self, token: str) -> Principal | None:
         cached = self._cache.get(token)
