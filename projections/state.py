@@ -17,7 +17,7 @@ from eventstore.payloads import RunStatus
 
 from .errors import RunTerminal
 from .lifecycle import TERMINAL, check_transition, resume_available
-from .views import Views, add_tool, empty_views, reveal
+from .views import Views, add_item, empty_views, reveal
 
 __all__ = ["RunState", "evolve", "fold"]
 
@@ -200,7 +200,7 @@ def _tool_used(state: RunState, event: AgentEvent) -> None:
     name = event.payload["name"]
     if name not in state.tools_used:
         state.tools_used = (*state.tools_used, name)
-    state.content_views = add_tool(state.content_views, event, name)
+    state.content_views = add_item(state.content_views, event, "tools_used", name)
 
 
 def _checkpoint(state: RunState, event: AgentEvent) -> None:
@@ -240,6 +240,7 @@ def _child_started(state: RunState, event: AgentEvent) -> None:
     child = event.payload["child_run_id"]
     if child not in state.child_run_ids:
         state.child_run_ids = (*state.child_run_ids, child)
+    state.content_views = add_item(state.content_views, event, "child_run_ids", child)
 
 
 def _child_finished(state: RunState, event: AgentEvent) -> None:

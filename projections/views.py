@@ -1,6 +1,7 @@
 """What a reader capped at a visibility level may see of a run's content.
 
-A run's *content* (journal, status detail and error, checkpoint, tool names, callback error)
+A run's *content* (journal, status detail and error, checkpoint, tool names, child run ids,
+callback error)
 comes from events of some visibility; a key sees it only if it could receive that event on a
 stream. The fold keeps, beside the full values, one view per capped level (``user``,
 ``operator``) holding the values of the newest events that level may see, so a read answers a
@@ -20,7 +21,7 @@ __all__ = [
     "CAPPED_LEVELS",
     "CONTENT_FIELDS",
     "Views",
-    "add_tool",
+    "add_item",
     "empty_views",
     "reveal",
     "seen_at",
@@ -36,12 +37,14 @@ CONTENT_FIELDS = (
     "checkpoint_id",
     "checkpoint_kind",
     "tools_used",
+    "child_run_ids",
     "callback_error",
 )
+_LISTS = ("tools_used", "child_run_ids")
 
 
 def empty_views() -> Views:
-    empty: dict[str, Any] = dict.fromkeys(CONTENT_FIELDS) | {"tools_used": []}
+    empty: dict[str, Any] = dict.fromkeys(CONTENT_FIELDS) | {name: [] for name in _LISTS}
     return {level.label: dict(empty) for level in CAPPED_LEVELS}
 
 
@@ -56,14 +59,15 @@ def reveal(views: Views, event: AgentEvent, values: dict[str, Any], *, hide: boo
     }
 
 
-def add_tool(views: Views, event: AgentEvent, name: str) -> Views:
-    """A tool name joins ``tools_used`` of the levels that may see the tool event."""
+def add_item(views: Views, event: AgentEvent, field: str, item: str) -> Views:
+    """``item`` (a tool name, a child run id) joins ``field`` of the levels that may see
+    ``event``."""
     level = event.visibility_level
     changed = dict(views)
     for cap in CAPPED_LEVELS:
-        tools = views[cap.label]["tools_used"]
-        if level <= cap and name not in tools:
-            changed[cap.label] = views[cap.label] | {"tools_used": [*tools, name]}
+        items = views[cap.label].get(field, [])
+        if level <= cap and item not in items:
+            changed[cap.label] = views[cap.label] | {field: [*items, item]}
     return changed
 
 
@@ -73,8 +77,9 @@ def seen_at(state: RunState, visibility: Visibility) -> RunState:
     by hand) shows no content rather than all of it."""
     if visibility >= Visibility.INTERNAL:
         return state
-    view = state.content_views.get(visibility.label) or empty_views()[visibility.label]
+    view = empty_views()[visibility.label] | state.content_views.get(visibility.label, {})
     capped = state.copy()
     capped.__dict__.update(view)
-    capped.tools_used = tuple(view["tools_used"])
+    for name in _LISTS:
+        setattr(capped, name, tuple(view[name]))
     return capped

@@ -68,6 +68,7 @@ def content_at(level: str) -> list[dict[str, Any]]:
             level,
         ),
         event("checkpoint_created", {"checkpoint_id": f"cp-{level}", "kind": "tool_result"}, level),
+        event("child_run_started", {"child_run_id": f"child-{level}"}, level),
     ]
 
 
@@ -105,6 +106,7 @@ def expected_content(role: Role) -> dict[str, Any]:
     return {
         "journal": f"journal-{seen[-1]}",
         "tools_used": [f"tool-{level}" for level in seen],
+        "child_run_ids": [f"child-{level}" for level in seen],
         "checkpoint_id": f"cp-{seen[-1]}",
         "checkpoint_kind": "tool_result",
         "detail": "failure-internal" if admin else None,
