@@ -164,7 +164,7 @@ class RunProjection:
 
     name = "runs"
     refuses_before_writing = True
-    version = 1
+    version = 2
     """Bump when the fold changes what the tables hold: they are then refilled from the log."""
     derived_tables = READ_MODEL_TABLES
     """Dropped and refilled from the log when the schema changes (eventstore/projection_schemas)."""
