@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from starlette.requests import Request
@@ -16,6 +17,8 @@ from ._common import json_response, store
 
 __all__ = ["routes"]
 
+logger = logging.getLogger("runtrack")
+
 
 async def healthz(request: Request) -> JSONResponse:
     return json_response({"status": "ok"})
@@ -25,8 +28,11 @@ async def readyz(request: Request) -> JSONResponse:
     """Ready when the database answers a read."""
     try:
         head = await store(request).head()
-    except Exception as exc:  # any failure means not ready; the body says why
-        return json_response({"status": "unavailable", "reason": str(exc)}, 503)
+    except Exception as exc:  # any failure means not ready
+        # The probe takes no key: the answer names the kind of failure, the log its text
+        # (which may name the database's host and user).
+        logger.warning("not ready: the database did not answer a read", exc_info=True)
+        return json_response({"status": "unavailable", "reason": type(exc).__name__}, 503)
     leader = request.app.state.leadership.is_leader
     return json_response({"status": "ready", "head_id": head, "leader": leader})
 

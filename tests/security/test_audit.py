@@ -15,6 +15,7 @@ from api.auth import Role
 from api.server import check_settings
 from api.settings import Settings
 from eventstore import UnknownRun
+from tests.api.conftest import ServerFactory
 from tests.e2e.conftest import ProcessFactory, create_key, free_port, server_process
 from tests.eventstore.helpers import custom
 from tests.eventstore.helpers import new_run as store_run
@@ -66,6 +67,18 @@ def tamper(database: str, statement: str) -> None:
     lite = sqlite3.connect(database, isolation_level=None)
     try:
         lite.execute("DROP TRIGGER events_no_update")
+        lite.execute(statement)
+    finally:
+        lite.close()
+
+
+def raw_sql(database: str, statement: str) -> None:
+    if database.startswith(("postgresql://", "postgres://")):
+        with psycopg.connect(database, autocommit=True) as connection:
+            connection.execute(statement)
+        return
+    lite = sqlite3.connect(database, isolation_level=None)
+    try:
         lite.execute(statement)
     finally:
         lite.close()
@@ -274,3 +287,17 @@ def test_metrics_settings_that_cannot_be_served_are_refused(
 ) -> None:
     with pytest.raises(ValueError, match=problem):
         check_settings(Settings(port=8000, **options))  # type: ignore[arg-type]
+
+
+async def test_readiness_names_no_database_detail(
+    server_factory: ServerFactory, database_url: str
+) -> None:
+    """``/readyz`` takes no key: a failing database is named by kind, never by its text."""
+    server = await server_factory()
+    raw_sql(database_url, "ALTER TABLE events RENAME TO events_hidden_name")
+    async with server.client() as client:
+        answer = await client.get("/readyz")
+    raw_sql(database_url, "ALTER TABLE events_hidden_name RENAME TO events")
+    assert answer.status_code == 503
+    assert answer.json()["status"] == "unavailable"
+    assert "events" not in answer.text, answer.text
