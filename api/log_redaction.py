@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+from urllib.parse import unquote
 
 __all__ = ["RedactKeys", "redact", "redact_server_logs"]
 
@@ -18,7 +19,7 @@ MASK = "***"
 _PATTERNS = (
     (re.compile(r"(access_token=)[^&\s\"']*", re.IGNORECASE), rf"\g<1>{MASK}"),
     (
-        re.compile(r"(authorization[\"']?\s*[:=,]\s*[\"']?(?:bearer\s+)?)[^\s\"',;]+", re.I),
+        re.compile(r"(authorization[\"']?\s*[:=,]\s*(?:b?[\"'])?(?:bearer\s+)?)[^\s\"',;]+", re.I),
         rf"\g<1>{MASK}",
     ),
     (re.compile(r"\b(rtk_[0-9a-f]+_)[A-Za-z0-9_-]+"), rf"\g<1>{MASK}"),
@@ -28,6 +29,18 @@ _LOGGERS = ("", "uvicorn", "uvicorn.access", "uvicorn.error")
 
 
 def redact(text: str) -> str:
+    """``text`` with keys masked; percent-encoded text is masked in its decoded form when that
+    hides a key (``access%5Ftoken=%72tk_…`` is the same key to the server)."""
+    cleaned = _masked(text)
+    if "%" in cleaned:
+        decoded = unquote(cleaned)
+        masked = _masked(decoded)
+        if masked != decoded:
+            return masked
+    return cleaned
+
+
+def _masked(text: str) -> str:
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
     return text

@@ -314,6 +314,8 @@ async def use_the_key_every_way(url: str, token: str) -> None:
         ("{'authorization': 'Bearer rtk_ab12_s3cret'}", "{'authorization': 'Bearer ***'}"),
         ("Authorization: Bearer abc.def", "Authorization: Bearer ***"),
         ("key rtk_ab12_s3cret was used", "key rtk_ab12_*** was used"),
+        ("GET /v1/runs?access%5Ftoken=%72tk_ab12_s3cret", "GET /v1/runs?access_token=***"),
+        ("[(b'authorization', b'Bearer m3trics')]", "[(b'authorization', b'Bearer ***')]"),
         ("GET /v1/runs?limit=5 200", "GET /v1/runs?limit=5 200"),
     ],
 )
