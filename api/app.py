@@ -41,7 +41,19 @@ class _App(Starlette):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         RAW_SEND.set(send)  # the request's own task: the value ends with it
+        if scope["type"] == "http" and _has_nul(scope):
+            refusal = error_response(
+                400, "invalid_parameter", "the path and query may not contain NUL (%00)"
+            )
+            await refusal(scope, receive, send)
+            return
         await super().__call__(scope, receive, send)
+
+
+def _has_nul(scope: Scope) -> bool:
+    """NUL is no part of any id or filter, and PostgreSQL cannot hold it in text: refused once,
+    here, for every route alike."""
+    return "\x00" in scope["path"] or b"%00" in scope["query_string"]
 
 
 def create_app(settings: Settings | None = None) -> Starlette:

@@ -40,16 +40,20 @@ class _Body(BaseModel):
 
 
 class CreateRunBody(_Body):
-    agent_id: str = Field(min_length=1, max_length=200)
+    agent_id: str = Field(min_length=1, max_length=MAX_ID_CHARS, pattern=IDENTIFIER_PATTERN)
     conversation_id: str | None = Field(
         default=None, min_length=1, max_length=MAX_ID_CHARS, json_schema_extra=_IDENTIFIER
     )
-    lane_key: str | None = Field(default=None, min_length=1, max_length=400)
+    lane_key: str | None = Field(
+        default=None, min_length=1, max_length=400, pattern=IDENTIFIER_PATTERN
+    )
     metadata: dict[str, Any] = Field(default_factory=dict)
     callback_url: str | None = Field(
         default=None, max_length=2000, json_schema_extra={"pattern": CALLBACK_URL_PATTERN}
     )
-    parent_run_id: str | None = Field(default=None, max_length=200)
+    parent_run_id: str | None = Field(
+        default=None, max_length=MAX_ID_CHARS, pattern=IDENTIFIER_PATTERN
+    )
     message: str | None = Field(default=None, description="A first user message for the run")
     idempotency_key: str | None = Field(
         default=None, min_length=1, max_length=MAX_ID_CHARS, json_schema_extra=_IDENTIFIER
@@ -82,13 +86,13 @@ class AppendEventsBody(_Body):
 
 
 class ClaimBody(_Body):
-    worker_id: str = Field(min_length=1, max_length=MAX_ID_CHARS)
-    agent_id: str | None = Field(default=None, max_length=MAX_ID_CHARS)
-    lane_key: str | None = Field(default=None, max_length=400)
+    worker_id: str = Field(min_length=1, max_length=MAX_ID_CHARS, pattern=IDENTIFIER_PATTERN)
+    agent_id: str | None = Field(default=None, max_length=MAX_ID_CHARS, pattern=IDENTIFIER_PATTERN)
+    lane_key: str | None = Field(default=None, max_length=400, pattern=IDENTIFIER_PATTERN)
 
 
 class HeartbeatBody(_Body):
-    worker_id: str | None = Field(default=None, max_length=200)
+    worker_id: str | None = Field(default=None, max_length=MAX_ID_CHARS, pattern=IDENTIFIER_PATTERN)
 
 
 class CancelBody(_Body):
@@ -96,8 +100,8 @@ class CancelBody(_Body):
 
 
 class ToolResultBody(_Body):
-    tool_call_id: str = Field(min_length=1, max_length=200)
-    name: str = Field(min_length=1, max_length=200)
+    tool_call_id: str = Field(min_length=1, max_length=MAX_ID_CHARS, pattern=IDENTIFIER_PATTERN)
+    name: str = Field(min_length=1, max_length=MAX_ID_CHARS, pattern=IDENTIFIER_PATTERN)
     status: Literal["success", "error"] = "success"
     result: Any = None
     error: str | None = None

@@ -75,7 +75,8 @@ _STREAM_QUERY: tuple[tuple[str, dict[str, Any]], ...] = (
     ("after_sequence", _CURSOR),
     ("visibility", _VISIBILITY),
 )
-_TEXT = {"type": "string"}
+_TEXT = {"type": "string", "pattern": "^[^\\x00]*$"}
+"""Any text but NUL, which no path or query may hold (``api.app._has_nul``)."""
 _ID = {"type": "string", "minLength": 1, "maxLength": MAX_ID_CHARS, "pattern": IDENTIFIER_PATTERN}
 _LIST_CURSOR = {"type": "string", "pattern": CURSOR_PATTERN}
 _FILTER_QUERY: tuple[tuple[str, dict[str, Any]], ...] = (
@@ -99,7 +100,7 @@ _FILTER_QUERY: tuple[tuple[str, dict[str, Any]], ...] = (
         {
             "type": "array",
             "maxItems": MAX_METADATA_FILTERS,
-            "items": {"type": "string", "pattern": "^[^=]+="},
+            "items": {"type": "string", "pattern": "^[^=\\x00]+=[^\\x00]*$"},
             "description": f"key=value, repeatable (at most {MAX_METADATA_FILTERS})",
         },
     ),

@@ -82,12 +82,17 @@ def translate_driver_error(
     integrity: type[BaseException],
     driver: type[BaseException],
     name: str,
+    data: type[BaseException] | None = None,
 ) -> StoreError | None:
-    """The one mapping of a database driver's errors; each backend names its driver's classes."""
+    """The one mapping of a database driver's errors; each backend names its driver's classes
+    (``data``: a value the database cannot hold, e.g. NUL in PostgreSQL text: the caller's)."""
     if isinstance(exc, StoreError):
         return exc
     if isinstance(exc, integrity):
         return ConcurrencyConflict(f"the database refused the write: {exc}")
+    if data is not None and isinstance(exc, data):
+        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return InvalidEvent(f"{name} cannot store a value of this request: {first_line}")
     if isinstance(exc, driver):
         return StoreUnavailable(f"{name} error: {exc}")
     return None

@@ -239,7 +239,11 @@ def _as_query(statement: str) -> pgsql.Composed | pgsql.SQL:
 def translate_error(exc: BaseException) -> StoreError | None:
     """psycopg errors become our errors here, at the boundary."""
     return translate_driver_error(
-        exc, integrity=psycopg.errors.IntegrityError, driver=psycopg.Error, name="PostgreSQL"
+        exc,
+        integrity=psycopg.errors.IntegrityError,
+        driver=psycopg.Error,
+        name="PostgreSQL",
+        data=psycopg.DataError,
     )
 
 

@@ -211,3 +211,61 @@ async def test_the_limits_are_in_the_openapi_document(operator: httpx.AsyncClien
     events = document["paths"]["/v1/events"]["get"]["parameters"]
     cursor = next(p for p in events if p["name"] == "after_event_id")
     assert cursor["schema"]["maximum"] == TOO_BIG - 1
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/runs/%00",
+        "/v1/runs/a%00b/events",
+        "/v1/runs?agent_id=%00",
+        "/v1/runs?metadata=a%00=b",
+        "/v1/runs/stats?lane_key=%00",
+        "/v1/audit/verify?run_id=%00",
+    ],
+)
+async def test_nul_in_a_path_or_query_is_refused(tenants: Tenants, path: str) -> None:
+    """PostgreSQL cannot hold NUL in text (it answered 503 there); both backends refuse it."""
+    response = await tenants.client("org-a", Role.ADMIN).get(path)
+    refused(response, 400, "NUL")
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/runs", {"agent_id": "a\u0000b"}),
+        ("/v1/runs", {"agent_id": "a", "lane_key": "\u0000"}),
+        ("/v1/runs", {"agent_id": "a", "parent_run_id": "\u0000"}),
+        ("/v1/runs/claim", {"worker_id": "w\u0000"}),
+        ("/v1/runs/claim", {"worker_id": "w", "agent_id": "\u0000"}),
+    ],
+)
+async def test_nul_in_an_identifier_is_refused(
+    operator: httpx.AsyncClient, path: str, body: dict[str, Any]
+) -> None:
+    before = await head(operator)
+    response = await operator.post(path, json=body)
+    assert response.status_code == 422, response.text
+    assert await head(operator) == before
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {
+            "event_type": "checkpoint_created",
+            "payload": {"checkpoint_id": "\u0000", "kind": "input"},
+        },
+        {"event_type": "tool_started", "payload": {"tool_call_id": "c\u0000", "name": "t"}},
+    ],
+)
+async def test_nul_in_a_payload_is_never_a_server_error(
+    operator: httpx.AsyncClient, run_id: str, event: dict[str, Any]
+) -> None:
+    """Where a payload names something the read model keeps as text, PostgreSQL cannot hold
+    NUL: the append is a 422 there (and nothing written), stored as it is on SQLite."""
+    before = await head(operator)
+    response = await operator.post(f"/v1/runs/{run_id}/events", json={"events": [event]})
+    assert response.status_code in (201, 422), response.text
+    if response.status_code == 422:
+        assert await head(operator) == before
