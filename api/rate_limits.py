@@ -75,8 +75,8 @@ class RateLimiter:
             "rate_limited",
             f"this key is over its {self.name} rate of {self.rate:g} per second; retry in {wait} s",
             headers={"Retry-After": str(wait)},
-            limit=self.name,
-            rate=self.rate,
+            cap=self.name.replace(" ", "_"),
+            limit=self.rate,
         )
 
 

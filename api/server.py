@@ -90,6 +90,11 @@ def check_settings(settings: Settings) -> None:
     """Raise ValueError for settings that cannot be served together."""
     _check_metrics(settings)
     _check_callbacks(settings)
+    if not 0.05 <= settings.key_poll_seconds <= 1.0:
+        raise ValueError(
+            "--key-poll-seconds must be between 0.05 and 1: a revocation must reach every "
+            "server within a second"
+        )
     if settings.workers <= 1:
         return
     if not settings.database.startswith(("postgresql://", "postgres://")):

@@ -141,7 +141,7 @@ async def test_a_key_over_its_run_creation_rate_gets_429_and_another_key_does_no
     refused = outcomes[1]
     assert int(refused.headers["Retry-After"]) >= 1
     assert refused.json()["error"]["code"] == "rate_limited"
-    assert refused.json()["error"]["details"]["limit"] == "run creation"
+    assert refused.json()["error"]["details"] == {"cap": "run_creation", "limit": 0.01}
     assert unaffected[0].status_code == 201
     async with server.client(fast) as client:
         listed = (await client.get("/v1/runs")).json()["items"]
@@ -161,7 +161,7 @@ async def test_a_key_over_its_append_rate_gets_429_and_another_key_does_not(
         unaffected = await second.post(f"/v1/runs/{other_run}/events", json=body)
     assert [r.status_code for r in appends] == [201, 429, 429]
     assert int(appends[1].headers["Retry-After"]) >= 1
-    assert appends[1].json()["error"]["details"]["limit"] == "append"
+    assert appends[1].json()["error"]["details"]["cap"] == "append"
     assert unaffected.status_code == 201
 
 
