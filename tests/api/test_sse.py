@@ -249,7 +249,7 @@ async def test_a_stalled_client_is_dropped_without_blocking_others(
             stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
             stalled.connect(("127.0.0.1", int(live.url.rsplit(":", 1)[1])))
             stalled.sendall(
-                b"GET /v1/events HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n"
+                b"GET /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n"
             )
             reader = asyncio.ensure_future(ids_until(client, "/v1/events", 41))
             big = "x" * 200_000
