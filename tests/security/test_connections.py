@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -167,9 +168,14 @@ async def closed_while_trickling(port: int, head: bytes) -> bytes:
         writer.close()
 
 
-async def test_a_slow_body_is_cut_at_the_body_deadline(tmp_path: Path) -> None:
+async def test_a_slow_body_is_cut_at_the_body_deadline(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="runtrack.http")
     async with served(small_limits(tmp_path)) as server:
         assert await closed_while_trickling(server.port, SLOW_BODY) == b""
+    assert "no complete request body within 0.5 s" in caplog.text
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
 
 
 async def test_an_early_401_does_not_keep_a_connection_with_an_unread_body(
