@@ -96,7 +96,6 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         try:
             self._meter.add_received(size)
         except HeadRefused as refusal:
-            self._refusal = refusal
             self._refuse(refusal)
 
     def send_400_response(self, msg: str) -> None:
@@ -143,6 +142,7 @@ class LimitedHttpProtocol(HttpToolsProtocol):
             raise
 
     def _refuse(self, refusal: HeadRefused) -> None:
+        self._refusal = refusal
         self._disarm_deadlines()
         logger.info("refused a request head from %s: %s", _address(self.client), refusal.reason)
         if self.transport.is_closing():
