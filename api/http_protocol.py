@@ -5,7 +5,8 @@ received, and not armed on a fresh connection), and neither httptools nor uvicor
 size of a request's head. Here:
 
 - a connection must complete a request's headers within ``header_timeout`` seconds of its start,
-  and each later request on it within as long from its first byte (slowloris);
+  and each later request on it within as long from the first byte after the previous request
+  (slowloris, also by empty lines between requests);
 - a request's head is at most ``max_header_bytes`` (request URL and header fields) and
   ``max_headers`` fields: past either, ``431`` (``414`` for the URL alone) and the connection
   is closed (after a short linger), before more of it is buffered;
@@ -88,6 +89,8 @@ class LimitedHttpProtocol(HttpToolsProtocol):
         if self._refusal is not None:
             return  # lingering after a refusal: what the client still sends is dropped
         self._boundary_in_feed = False
+        if not self._in_body and self._head_deadline is None:
+            self._arm_head_deadline()  # bytes between requests (even bare CRLFs) start a head
         super().data_received(data)  # a HeadRefused from a callback reaches send_400_response
         if self._refusal is None and not (self._in_body or self._boundary_in_feed):
             self._count_unparsed(len(data))

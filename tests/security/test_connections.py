@@ -162,10 +162,46 @@ async def closed_while_trickling(port: int, head: bytes) -> bytes:
     trickle = asyncio.create_task(send_slowly(writer))
     try:
         writer.write(head)
-        return await asyncio.wait_for(reader.read(), 30)
+        return await asyncio.wait_for(read_until_closed(reader), 30)
     finally:
         trickle.cancel()
         writer.close()
+
+
+async def read_until_closed(reader: asyncio.StreamReader) -> bytes:
+    """What arrived before the server closed; a close with the client's bytes still unread is a
+    reset, which ends the connection as well."""
+    received = b""
+    with contextlib.suppress(ConnectionResetError):
+        while chunk := await reader.read(65536):
+            received += chunk
+    return received
+
+
+async def trickle_line_ends(writer: asyncio.StreamWriter) -> None:
+    """Empty lines between requests, which HTTP allows, each resetting uvicorn's idle timer."""
+    with contextlib.suppress(ConnectionError):
+        while not writer.is_closing():
+            writer.write(b"\r\n")
+            await writer.drain()
+            await asyncio.sleep(0.1)  # the pace of the attack, not a synchronisation
+
+
+async def test_line_ends_after_a_request_do_not_escape_the_header_deadline(
+    tmp_path: Path,
+) -> None:
+    async with served(small_limits(tmp_path, header_timeout=0.5)) as server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(HEAD + b"\r\n")
+        trickle = asyncio.create_task(trickle_line_ends(writer))
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            rest = await asyncio.wait_for(read_until_closed(reader), 30)  # body, then close
+        finally:
+            trickle.cancel()
+            writer.close()
+    assert head.startswith(b"HTTP/1.1 200 ")
+    assert rest.endswith(b"}")
 
 
 async def test_a_slow_body_is_cut_at_the_body_deadline(
