@@ -10,7 +10,7 @@ from typing import Protocol, TypeVar
 from sse_starlette.sse import AppStatus
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 from starlette.routing import Match, Route
 from starlette.types import Receive, Scope, Send
@@ -66,6 +66,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             StoreError: handle_store_error,
             ApiError: handle_api_error,
             HTTPException: _http_error,
+            ClientDisconnect: _client_gone,
             Exception: _internal_error,
         },
     )
@@ -225,6 +226,12 @@ def _allowed_methods(request: Request) -> list[str]:
         return []
     path = matching[0].path
     return sorted({m for route in matching if route.path == path for m in route.methods or ()})
+
+
+async def _client_gone(request: Request, exc: Exception) -> JSONResponse:
+    """The client went away (or was cut by the body deadline) before its body arrived: no
+    error of the server's, and the answer is never sent."""
+    return error_response(400, "client_disconnected", "the connection closed before the body")
 
 
 async def _internal_error(request: Request, exc: Exception) -> JSONResponse:

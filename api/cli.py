@@ -82,6 +82,15 @@ def serve(
     header_timeout: Annotated[
         float, _positive("RUNTRACK_HEADER_TIMEOUT", "seconds to receive a request's headers")
     ] = 10.0,
+    body_timeout: Annotated[
+        float, _positive("RUNTRACK_BODY_TIMEOUT", "seconds to receive a request's whole body")
+    ] = 60.0,
+    max_header_bytes: Annotated[
+        int, _positive("RUNTRACK_MAX_HEADER_BYTES", "largest request head, URL included (431)")
+    ] = 65_536,
+    max_headers: Annotated[
+        int, _positive("RUNTRACK_MAX_HEADERS", "most header fields in a request (431)")
+    ] = 100,
     send_timeout: Annotated[float, _option("RUNTRACK_SEND_TIMEOUT")] = 30.0,
     max_body_bytes: Annotated[
         int, _option("RUNTRACK_MAX_BODY_BYTES", "largest request body accepted (413 past it)")

@@ -18,7 +18,7 @@ from eventstore.sqlite_library import disable_memory_statistics
 
 from .app import create_app
 from .collector import tune_collector
-from .http_protocol import ServerConfig
+from .http_protocol import ConnectionLimits, ServerConfig
 from .log_redaction import redact_server_logs
 from .settings import Settings, callback_networks, listen_address
 
@@ -117,9 +117,18 @@ def _check_metrics(settings: Settings) -> None:
 
 
 def server_config(app: Starlette | str, settings: Settings, **extra: Any) -> ServerConfig:
-    """uvicorn's config for ``settings``, with the header deadline (api/http_protocol.py)."""
+    """uvicorn's config for ``settings``, with the connection limits (api/http_protocol.py)."""
     options = {**_options(settings), **extra}
-    return ServerConfig(app, header_timeout=settings.header_timeout, **options)
+    return ServerConfig(app, limits=connection_limits(settings), **options)
+
+
+def connection_limits(settings: Settings) -> ConnectionLimits:
+    return ConnectionLimits(
+        header_timeout=settings.header_timeout,
+        body_timeout=settings.body_timeout,
+        max_header_bytes=settings.max_header_bytes,
+        max_headers=settings.max_headers,
+    )
 
 
 def _check_callbacks(settings: Settings) -> None:

@@ -36,6 +36,15 @@ class Settings:
     header_timeout: float = 10.0
     """Seconds a connection has to send a request's headers (from the connection's start, or
     from the first byte of a later request on it); past it, the connection is closed."""
+    body_timeout: float = 60.0
+    """Seconds a request's whole body has to arrive, from the end of its headers (also when
+    the answer came first, e.g. a 401); past it, the connection is closed. A request without
+    a body (an SSE stream) is not timed."""
+    max_header_bytes: int = 65_536
+    """The largest request head: the URL and every header field's name and value; past it,
+    431 (414 for a longer URL alone) and the connection is closed."""
+    max_headers: int = 100
+    """The most header fields a request may have; past it, 431 and the connection is closed."""
     send_timeout: float = 30.0
     """A client that does not take a write within this many seconds is dropped."""
     max_body_bytes: int = 1_048_576
