@@ -6,8 +6,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import sys
+from collections.abc import Callable
 from ipaddress import ip_address
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -65,6 +68,20 @@ async def test_each_organization_verifies_its_callbacks_with_its_own_secret(
         )
         stale = str(int(timestamp) - 600)  # a replayed body under an old timestamp
         assert signature != sign(own, stale, request.body)
+        verify = documented_verifier()
+        assert verify(own, organization, request.headers, request.body)["run_id"]
+        with pytest.raises(ValueError, match="organization"):
+            verify(own, other, request.headers, request.body)
+
+
+def documented_verifier() -> Callable[..., dict[str, Any]]:
+    """``verify_callback`` as docs/operations.md shows it to receivers."""
+    text = (Path(__file__).parents[2] / "docs" / "operations.md").read_text()
+    [source] = [b for b in re.findall(r"```python\n(.*?)```", text, re.DOTALL) if "verify_" in b]
+    namespace: dict[str, Any] = {}
+    exec(compile(source, "operations.md", "exec"), namespace)
+    verify: Callable[..., dict[str, Any]] = namespace["verify_callback"]
+    return verify
 
 
 async def cli(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
