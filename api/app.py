@@ -28,7 +28,7 @@ from .rate_limits import RateLimits
 from .revocation import KeyWatch, OpenStreams
 from .routes import ops, runs, streams
 from .services import Services
-from .settings import Settings
+from .settings import Settings, demo_callback_url
 from .sse import RAW_SEND, QuietDrops, StreamGate
 
 __all__ = ["create_app"]
@@ -172,7 +172,7 @@ async def _start_demo(app: Starlette, settings: Settings) -> Demo | None:
     if not settings.demo:
         return None
     logger.warning("demo mode: simulated agents are creating and playing runs")
-    callback_url = f"http://{settings.host}:{settings.port}/demo/callbacks"
+    callback_url = demo_callback_url(settings)
     return await Demo(app.state.commands, callback_url, pace=settings.demo_pace).start()
 
 

@@ -45,6 +45,8 @@ _NOT_PUBLIC = tuple(
     )
 )
 _NAT64 = ip_network("64:ff9b::/96")
+_THIS_HOST = ip_network("0.0.0.0/8")
+"""Connecting to 0.0.0.0 reaches this host's own services: refused even in an allowed network."""
 
 
 def embedded_ipv4(address: IPv6Address) -> IPv4Address | None:
@@ -90,6 +92,8 @@ class AddressPolicy:
 
     def permits(self, address: IPAddress) -> bool:
         plain = _unmapped(address)
+        if plain in _THIS_HOST or plain.is_unspecified:  # reaches this host, whatever is allowed
+            return False
         if any(plain in network or address in network for network in self.allowed):
             return True
         return is_public(address)

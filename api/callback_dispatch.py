@@ -10,12 +10,15 @@ starts on the next pass as long as fewer than ``total`` are in flight (the total
 the per-organization bound, so it takes several organizations' slow receivers to fill it, and
 each slot frees within one attempt's deadline). A DNS lookup that outlives its attempt keeps
 the slot until it ends (``lookups_settled``), so the lookup threads are bounded the same way.
+An attempt that could not be recorded (the store failed) is tried again, after a pause that
+doubles each time (``UNRECORDED_PAUSE``), so a lasting failure never spins.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -31,6 +34,8 @@ __all__ = ["Dispatcher"]
 logger = logging.getLogger("runtrack.callbacks")
 LOOK_AHEAD_PER_ORGANIZATION = 100
 """Pending deliveries of one organization looked at per pass (its oldest)."""
+UNRECORDED_PAUSE = (1.0, 300.0)
+"""Seconds before retrying a delivery whose attempt was not recorded: first, and at most."""
 
 
 class Dispatcher:
@@ -42,6 +47,7 @@ class Dispatcher:
         *,
         total: int,
         per_organization: int,
+        unrecorded_pause: tuple[float, float] = UNRECORDED_PAUSE,
     ) -> None:
         self._store = store
         self._policy = policy
@@ -52,6 +58,9 @@ class Dispatcher:
         self._by_organization: Counter[str] = Counter()
         self._finished: set[str] = set()
         """Runs whose attempt ended during this pass's query: their rows may be stale."""
+        self._unrecorded_pause = unrecorded_pause
+        self._unrecorded: dict[str, tuple[float, float]] = {}
+        """Runs whose last attempt was not recorded: (pause, not before ``time.monotonic()``)."""
 
     @property
     def in_flight(self) -> int:
@@ -67,6 +76,7 @@ class Dispatcher:
             per_organization=max(LOOK_AHEAD_PER_ORGANIZATION, self._per_organization),
             limit=max(1000, self._total),
         )
+        self._forget_unrecorded({delivery.run.run_id for delivery in due})
         for delivery in due:
             if len(self._in_flight) >= self._total:
                 return
@@ -81,6 +91,7 @@ class Dispatcher:
         return (
             delivery.run.run_id not in self._in_flight
             and delivery.run.run_id not in self._finished
+            and self._unrecorded.get(delivery.run.run_id, (0.0, 0.0))[1] <= time.monotonic()
             and self._by_organization[organization] < self._per_organization
         )
 
@@ -95,11 +106,30 @@ class Dispatcher:
         try:
             async with lookups_settled():
                 await self._attempt(delivery)
+            self._unrecorded.pop(run.run_id, None)
         except Exception as exc:  # the attempt stays pending: a later pass tries it again
-            logger.warning("callback for run %s not recorded: %s", run.run_id, type(exc).__name__)
+            pause = self._pause_unrecorded(run.run_id)
+            logger.warning(
+                "callback for run %s not recorded (%s): trying again in %.0f s",
+                run.run_id,
+                type(exc).__name__,
+                pause,
+            )
         finally:
             del self._in_flight[run.run_id]
             self._finished.add(run.run_id)
             self._by_organization[run.organization_id] -= 1
             if not self._by_organization[run.organization_id]:
                 del self._by_organization[run.organization_id]
+
+    def _pause_unrecorded(self, run_id: str) -> float:
+        first, most = self._unrecorded_pause
+        previous = self._unrecorded.get(run_id, (first / 2, 0.0))[0]
+        pause = min(most, previous * 2)
+        self._unrecorded[run_id] = (pause, time.monotonic() + pause)
+        return pause
+
+    def _forget_unrecorded(self, due: set[str]) -> None:
+        """Drop the pauses of runs no longer pending (recorded elsewhere, or out of view)."""
+        for run_id in [r for r in self._unrecorded if r not in due and r not in self._in_flight]:
+            del self._unrecorded[run_id]

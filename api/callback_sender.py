@@ -44,6 +44,10 @@ ERRORS = (
 )
 
 
+FINAL_ERRORS = frozenset({"invalid_url", "refused_address"})
+"""Errors that a retry would meet again: the attempt that meets one is the last."""
+
+
 @dataclass(frozen=True)
 class Outcome:
     status_code: int | None
@@ -87,22 +91,21 @@ class CallbackSender:
 
     async def send(self, url: str, body: bytes, headers: dict[str, str]) -> Outcome:
         try:
-            target = _target(url)
-        except ValueError:
+            target = _target(url, headers)
+        except Exception:  # httpx.InvalidURL is no ValueError: whatever it is, it stays so
             return Outcome(None, "invalid_url", give_up=True)
         try:
             with anyio.fail_after(self._deadline):
-                return await self._post(target, body, headers)
+                return await self._post(target, body)
         except Exception as exc:  # every failure is an attempt to record, never a crash
             return _failure(exc)
 
-    async def _post(self, target: _Target, body: bytes, headers: dict[str, str]) -> Outcome:
-        request_headers = target.headers + [(k.encode(), v.encode()) for k, v in headers.items()]
+    async def _post(self, target: _Target, body: bytes) -> Outcome:
         timeouts = dict.fromkeys(("connect", "read", "write", "pool"), self._deadline)
         async with self._pool.stream(
             b"POST",
             target.url,
-            headers=request_headers,
+            headers=target.headers,
             content=body,
             extensions={"timeout": timeouts},
         ) as response:
@@ -122,9 +125,10 @@ async def _exceeds(response: httpcore.Response, limit: int) -> bool:
     return False
 
 
-def _target(url: str) -> _Target:
-    parsed = httpx.URL(check_callback_url(url))  # httpx.InvalidURL is a ValueError
-    headers = [(b"Host", parsed.netloc)]
+def _target(url: str, extra: dict[str, str]) -> _Target:
+    """The request to make; raises if the URL (or a header) cannot be sent."""
+    parsed = httpx.URL(check_callback_url(url))
+    headers = [(b"Host", parsed.netloc)] + [(k.encode(), v.encode()) for k, v in extra.items()]
     if parsed.username or parsed.password:
         secret = f"{parsed.username}:{parsed.password}".encode()
         headers.append((b"Authorization", b"Basic " + base64.b64encode(secret)))
@@ -138,7 +142,7 @@ def _failure(exc: Exception) -> Outcome:
     category = _category(exc)
     if category == "internal_error":
         logger.warning("callback attempt failed unexpectedly: %s", type(exc).__name__)
-    return Outcome(None, category, give_up=category == "refused_address")
+    return Outcome(None, category, give_up=category in FINAL_ERRORS)
 
 
 def _category(exc: Exception) -> str:

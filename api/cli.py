@@ -9,6 +9,7 @@ import typer
 
 from eventstore import open_store
 from projections import RunProjection
+from projections.callbacks import organization_secret
 
 from .auth import DEFAULT_ORGANIZATION, KeyRing, Role
 from .commands import Connection, register
@@ -19,7 +20,9 @@ __all__ = ["app", "main"]
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Track durable agent runs.")
 keys_app = typer.Typer(no_args_is_help=True, help="Create, list and revoke API keys.")
 projections_app = typer.Typer(no_args_is_help=True, help="Rebuild or check the read models.")
+callbacks_app = typer.Typer(no_args_is_help=True, help="Secrets of callback signatures.")
 app.add_typer(keys_app, name="keys")
+app.add_typer(callbacks_app, name="callbacks")
 app.add_typer(projections_app, name="projections")
 register(app)
 
@@ -219,6 +222,19 @@ async def _with_keys(database: str, action):  # type: ignore[no-untyped-def]
         ring = KeyRing(store)
         await ring.setup()
         return await action(ring)
+
+
+@callbacks_app.command("secret")
+def callbacks_secret(
+    organization: Annotated[str, typer.Option(help="whose receivers verify with it")],
+    callback_secret: Annotated[
+        str, typer.Option(envvar="RUNTRACK_CALLBACK_SECRET", help="the server's --callback-secret")
+    ],
+) -> None:
+    """Print the secret an organization's receivers verify its callbacks' signatures with."""
+    if not organization:
+        raise typer.BadParameter("must not be empty", param_hint="--organization")
+    typer.echo(organization_secret(callback_secret, organization))
 
 
 @projections_app.command("rebuild")

@@ -13,7 +13,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from eventstore import AgentEvent, NewEvent, Visibility
 from eventstore.appending import IDENTIFIER_PATTERN
 from eventstore.callback_url import CALLBACK_URL_PATTERN
-from eventstore.payloads import EVENT_TYPE_PATTERN, INTEGRAL, require_http_url
+from eventstore.payloads import (
+    EVENT_TYPE_PATTERN,
+    INTEGRAL,
+    SERVER_WRITTEN_TYPES,
+    require_http_url,
+)
 from projections import RunState, seen_at
 
 from .input_limits import MAX_EVENTS_PER_APPEND, MAX_ID_CHARS, MAX_INTEGER
@@ -72,6 +77,13 @@ class EventBody(_Body):
     """Checked by the store (``normalise_payload``), which names the core types when refusing."""
     payload: dict[str, Any] = Field(default_factory=dict)
     visibility: Literal["user", "operator", "internal"] | None = None
+
+    @field_validator("event_type")
+    @classmethod
+    def _not_server_written(cls, value: str) -> str:
+        if value in SERVER_WRITTEN_TYPES:
+            raise ValueError(f"{value} events are written by the server only, never appended")
+        return value
 
     def to_new_event(self) -> NewEvent:
         return NewEvent(self.event_type, self.payload, self.visibility)

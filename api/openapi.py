@@ -9,9 +9,9 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from pydantic.json_schema import models_json_schema
 
-from eventstore import EventType, RunStatus
+from eventstore import RunStatus
 from eventstore.appending import IDENTIFIER_PATTERN
-from eventstore.payloads import CUSTOM_TYPE_PATTERN, PAYLOAD_MODELS
+from eventstore.payloads import CUSTOM_TYPE_PATTERN, PAYLOAD_MODELS, SERVER_WRITTEN_TYPES
 from projections.queries import CURSOR_PATTERN
 
 from .input_limits import MAX_ID_CHARS, MAX_INTEGER, MAX_METADATA_FILTERS, MAX_PAGE_SIZE, advertised
@@ -326,7 +326,7 @@ def _event_body(plain: dict[str, Any]) -> dict[str, Any]:
             },
         }
         for event_type, model in PAYLOAD_MODELS.items()
-        if event_type != EventType.RUN_CREATED  # a run's first event: POST /v1/runs writes it
+        if event_type not in SERVER_WRITTEN_TYPES  # the server writes these, clients cannot
     ]
     custom_type = {**properties["event_type"], "pattern": CUSTOM_TYPE_PATTERN}
     custom = {**plain, "properties": {**properties, "event_type": custom_type}}

@@ -8,7 +8,13 @@ from functools import cache
 
 from .callback_addresses import IPNetwork, parse_networks
 
-__all__ = ["Settings", "callback_networks", "is_loopback", "listen_address"]
+__all__ = [
+    "Settings",
+    "callback_networks",
+    "demo_callback_url",
+    "is_loopback",
+    "listen_address",
+]
 
 
 @dataclass(frozen=True)
@@ -116,13 +122,39 @@ def callback_networks(settings: Settings) -> tuple[IPNetwork, ...]:
     return allowed
 
 
+def demo_callback_url(settings: Settings) -> str:
+    """Where the demo posts its callbacks: this server, at loopback when bound to every address
+    (an unspecified address is never connected to)."""
+    host = _reachable(settings.host)
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{settings.port}/demo/callbacks"
+
+
 def _own_addresses(host: str) -> tuple[str, ...]:
+    """The addresses the demo's callbacks reach; the port cannot be expressed, the address is."""
     if host == "localhost":
         return ("127.0.0.1", "::1")
+    return (_reachable(host),) if _is_address(host) else ()
+
+
+def _reachable(host: str) -> str:
+    """``host``, or the loopback address of its family when it is 0.0.0.0 or ``::``."""
     try:
-        return (str(ipaddress.ip_address(host)),)
+        address = ipaddress.ip_address(host)
     except ValueError:
-        return ()
+        return host
+    if address.is_unspecified:
+        return "127.0.0.1" if address.version == 4 else "::1"
+    return str(address)
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 @cache

@@ -14,14 +14,22 @@ __all__ = ["CALLBACK_URL_PATTERN", "check_callback_url"]
 
 _LABEL = "[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
 _PORT = "0*([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+_TOP_LABEL = "[A-Za-z_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+"""A last label that starts with a letter: never read as a number, so the name is no address."""
+_OCTET = "(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
+_QUAD = f"{_OCTET}(\\.{_OCTET}){{3}}"
 CALLBACK_URL_PATTERN = (
-    f"^[Hh][Tt][Tt][Pp][Ss]?://([A-Za-z0-9._~%!$&'()*+,;=:-]*@)?{_LABEL}(\\.{_LABEL})*\\.?"
+    f"^[Hh][Tt][Tt][Pp][Ss]?://([A-Za-z0-9._~%!$&'()*+,;=:-]*@)?"
+    f"(({_LABEL}\\.)*{_TOP_LABEL}\\.?|{_QUAD})"
     f"(:({_PORT})?)?([/?#][!-~]*)?$"
 )
 """What ``/openapi.json`` promises of a callback URL: the URLs ``check_callback_url`` takes,
-less bracketed IPv6 literals (which it also takes), so that a client generating URLs from the
-schema never meets a refusal."""
+less bracketed IPv6 literals and names whose last label starts with a digit (which it also
+takes), so that a client generating URLs from the schema never meets a refusal."""
 
+_NUMBER = re.compile(r"^([0-9]+|0[xX][0-9A-Fa-f]*)$")
+"""A label that URL parsers read as a number, making the whole host an IPv4 address."""
+_DOTTED_QUAD = re.compile(f"^{_QUAD}$")
 _HOST_NAME = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9_-]{1,63}(?<!-))*\.?$")
 
 
@@ -66,6 +74,18 @@ def _check_host(parts: SplitResult) -> None:
         raise ValueError("callback_url has no host")
     if not _HOST_NAME.match(host):
         raise ValueError("callback_url has an invalid host name")
+    _check_address(host)
+
+
+def _check_address(host: str) -> None:
+    """A host whose last label is a number is an IPv4 address: only a plain dotted quad is
+    taken, since octal, hex and short forms are read differently by different parsers."""
+    last = host.removesuffix(".").rpartition(".")[2]
+    if _NUMBER.match(last) and not _DOTTED_QUAD.match(host):
+        raise ValueError(
+            "callback_url has an invalid IPv4 address: write it as four decimal numbers "
+            "0 to 255 without leading zeros (e.g. 192.0.2.1)"
+        )
 
 
 def _check_port(parts: SplitResult) -> None:

@@ -33,6 +33,7 @@ __all__ = [
     "INTEGRAL",
     "MAX_INTEGER",
     "PAYLOAD_MODELS",
+    "SERVER_WRITTEN_TYPES",
     "STATUS_FOR_STOP_REASON",
     "CheckpointKind",
     "EventType",
@@ -119,6 +120,13 @@ class EventType(enum.StrEnum):
     CHILD_RUN_STARTED = "child_run_started"
     CHILD_RUN_FINISHED = "child_run_finished"
     CALLBACK_ATTEMPTED = "callback_attempted"
+
+
+SERVER_WRITTEN_TYPES: frozenset[str] = frozenset(
+    {EventType.RUN_CREATED, EventType.CALLBACK_ATTEMPTED}
+)
+"""Event types only the server writes (``POST /v1/runs``, the callback deliverer): appended
+through the API they would let a client fake a run's start or a delivery's outcome."""
 
 
 def _integral(value: Any) -> Any:
@@ -301,8 +309,10 @@ CUSTOM_DEFAULT_VISIBILITY = Visibility.OPERATOR
 MAX_EVENT_TYPE_LENGTH = 200
 _CONTROL_CHARACTER = re.compile("[\\x00-\\x1f\\x7f-\\x9f]")
 CUSTOM_TYPE_PATTERN = "^custom\\.[^\\x00-\\x1f\\x7f-\\x9f]+$"
-EVENT_TYPE_PATTERN = "^(" + "|".join(EventType) + "|" + CUSTOM_TYPE_PATTERN[1:-1] + ")$"
-"""The event types an append accepts: a core type, or ``custom.`` and no control characters."""
+_CLIENT_TYPES = "|".join(t for t in EventType if t not in SERVER_WRITTEN_TYPES)
+EVENT_TYPE_PATTERN = "^(" + _CLIENT_TYPES + "|" + CUSTOM_TYPE_PATTERN[1:-1] + ")$"
+"""The event types an append through the API accepts: a core type the server does not keep to
+itself, or ``custom.`` and no control characters."""
 
 
 def require_http_url(value: str | None) -> str | None:

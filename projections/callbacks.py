@@ -21,11 +21,21 @@ from eventstore.store import BaseEventStore
 from .readmodel import RUN_COLUMNS, load_state, state_from_row
 from .state import RunState
 
-__all__ = ["CallbackPolicy", "Delivery", "due_deliveries", "record_attempt", "sign"]
+__all__ = [
+    "CallbackPolicy",
+    "Delivery",
+    "due_deliveries",
+    "organization_secret",
+    "record_attempt",
+    "sign",
+]
 
 SIGNATURE_HEADER = "X-Runtrack-Signature"
 TIMESTAMP_HEADER = "X-Runtrack-Timestamp"
 DELIVERY_HEADER = "X-Runtrack-Delivery"
+SECRET_CONTEXT = b"runtrack callback v1\0"
+"""Prefixes the organization id when deriving its secret, so the derived key is used for nothing
+else."""
 
 
 @dataclass(frozen=True)
@@ -64,8 +74,18 @@ class Delivery:
         if policy.secret is not None:
             timestamp = str(int(now.timestamp()))
             headers[TIMESTAMP_HEADER] = timestamp
-            headers[SIGNATURE_HEADER] = sign(policy.secret, timestamp, self.body)
+            secret = organization_secret(policy.secret, self.run.organization_id)
+            headers[SIGNATURE_HEADER] = sign(secret, timestamp, self.body)
         return headers
+
+
+def organization_secret(secret: str, organization_id: str) -> str:
+    """The key one organization's receivers verify with, derived from the deployment's secret.
+
+    Each organization holds only its own, so it cannot sign a body another one would accept.
+    """
+    context = SECRET_CONTEXT + organization_id.encode()
+    return hmac.new(secret.encode(), context, hashlib.sha256).hexdigest()
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -76,6 +96,7 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
 
 def callback_body(run: RunState) -> bytes:
     body = {
+        "organization_id": run.organization_id,
         "run_id": run.run_id,
         "status": run.status.value,
         "stop_reason": run.stop_reason,

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from httpx_sse import aconnect_sse
 
-from projections.callbacks import sign
+from projections.callbacks import organization_secret, sign
 from tests.receiver import Receiver
 
 from .conftest import LiveServer, ServerFactory
@@ -73,6 +73,7 @@ async def test_a_terminal_run_is_called_back_once_signed(
     [request] = receiver.requests  # nothing for the non-terminal changes before
     body = json.loads(request.body)
     assert body == {
+        "organization_id": "default",
         "run_id": run_id,
         "status": "completed",
         "stop_reason": "end_turn",
@@ -80,7 +81,8 @@ async def test_a_terminal_run_is_called_back_once_signed(
         "metadata": {"k": "v"},
     }
     timestamp = request.headers["x-runtrack-timestamp"]
-    assert request.headers["x-runtrack-signature"] == sign("s3cret", timestamp, request.body)
+    secret = organization_secret("s3cret", "default")  # what `runtrack callbacks secret` prints
+    assert request.headers["x-runtrack-signature"] == sign(secret, timestamp, request.body)
     assert request.headers["x-runtrack-delivery"] == run["callback_delivery_id"]
     assert [(a["attempt"], a["status_code"], a["final"]) for a in attempts] == [(1, 200, True)]
     assert (run["callback_status_code"], run["callback_pending"], run["callback_attempts"]) == (
