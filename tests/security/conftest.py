@@ -5,16 +5,24 @@ Every test here runs on both backends (``database_url`` is parametrised over the
 
 from __future__ import annotations
 
+import asyncio
+import socket
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field, replace
 
 import httpx
 import pytest
+import uvicorn
+from starlette.applications import Starlette
 
+from api.app import create_app
 from api.auth import Role
+from api.server import server_config
+from api.settings import Settings
 from tests.api.conftest import LiveServer, ServerFactory, server_factory
 
-__all__ = ["ORGANIZATIONS", "Tenants", "server_factory"]
+__all__ = ["ORGANIZATIONS", "Served", "Tenants", "served", "server_factory"]
 
 ORGANIZATIONS = ("org-a", "org-b")
 
@@ -53,3 +61,35 @@ async def tenants(server_factory: ServerFactory) -> AsyncIterator[Tenants]:
     found = await Tenants(server).create_keys()
     yield found
     await found.aclose()
+
+
+@dataclass
+class Served:
+    port: int
+    app: Starlette
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@asynccontextmanager
+async def served(settings: Settings) -> AsyncIterator[Served]:
+    """A real uvicorn server built as ``runtrack serve`` builds it."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    port = sock.getsockname()[1]
+    app = create_app(replace(settings, port=port))
+    config = server_config(app, settings, log_level="warning", timeout_graceful_shutdown=2)
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.01)
+        yield Served(port, app)
+    finally:
+        server.should_exit = True
+        await task

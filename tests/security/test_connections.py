@@ -10,22 +10,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
-from starlette.applications import Starlette
 
-from api.app import create_app
 from api.auth import Role
-from api.server import server_config
 from api.settings import Settings
 from tests.e2e.conftest import ProcessFactory, server_process
+from tests.security.conftest import served
 
 __all__ = ["server_process"]
 
@@ -37,38 +30,6 @@ SLOW_BODY = (
     b"POST /v1/runs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
     b"Content-Length: 1000000\r\n\r\n"
 )
-
-
-@dataclass
-class Served:
-    port: int
-    app: Starlette
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-
-@asynccontextmanager
-async def served(settings: Settings) -> AsyncIterator[Served]:
-    """A real uvicorn server built as ``runtrack serve`` builds it."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(128)
-    port = sock.getsockname()[1]
-    app = create_app(replace(settings, port=port))
-    config = server_config(app, settings, log_level="warning", timeout_graceful_shutdown=2)
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        while not server.started:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.01)
-        yield Served(port, app)
-    finally:
-        server.should_exit = True
-        await task
 
 
 def small_limits(tmp_path: Path, **options: float) -> Settings:

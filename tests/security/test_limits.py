@@ -5,24 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import socket
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import replace
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
-from api.app import create_app
 from api.auth import Role
 from api.openapi import openapi_document
-from api.server import server_config
 from api.settings import Settings
 from tests.api.conftest import LiveServer, ServerFactory
 from tests.e2e.conftest import ProcessFactory, server_process
-from tests.security.conftest import Tenants
+from tests.security.conftest import Tenants, served
 from tests.waiting import eventually
 
 __all__ = ["server_process"]
@@ -171,23 +166,8 @@ async def test_a_key_over_its_append_rate_gets_429_and_another_key_does_not(
 @asynccontextmanager
 async def uvicorn_server(settings: Settings) -> AsyncIterator[int]:
     """A real uvicorn server built as ``runtrack serve`` builds it; its port."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(128)
-    port = sock.getsockname()[1]
-    app = create_app(replace(settings, port=port))
-    config = server_config(app, settings, log_level="warning", timeout_graceful_shutdown=2)
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        while not server.started:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.01)
-        yield port
-    finally:
-        server.should_exit = True
-        await task
+    async with served(settings) as server:
+        yield server.port
 
 
 async def closed_by_server(port: int, sent: bytes) -> bytes:
