@@ -36,7 +36,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from api.sse import encode_page
+from api.server.sse import encode_page
 from eventstore import EventFilter, SQLiteEventStore
 
 T = TypeVar("T")

@@ -13,9 +13,9 @@ import pytest
 import uvicorn
 from starlette.applications import Starlette
 
-from api.app import create_app
-from api.auth import KeyRing, Role
-from api.settings import Settings
+from api.server.app import create_app
+from api.server.auth import KeyRing, Role
+from api.server.settings import Settings
 
 
 @dataclass

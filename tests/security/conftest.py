@@ -16,10 +16,10 @@ import pytest
 import uvicorn
 from starlette.applications import Starlette
 
-from api.app import create_app
-from api.auth import Role
-from api.server import server_config
-from api.settings import Settings
+from api.server.app import create_app
+from api.server.auth import Role
+from api.server.runner import server_config
+from api.server.settings import Settings
 from tests.api.conftest import LiveServer, ServerFactory, server_factory
 
 __all__ = ["ORGANIZATIONS", "Served", "Tenants", "served", "server_factory"]

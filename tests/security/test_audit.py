@@ -11,9 +11,9 @@ import httpx
 import psycopg
 import pytest
 
-from api.auth import Role
-from api.server import check_settings
-from api.settings import Settings
+from api.server.auth import Role
+from api.server.runner import check_settings
+from api.server.settings import Settings
 from eventstore import UnknownRun
 from tests.api.conftest import ServerFactory
 from tests.e2e.conftest import ProcessFactory, create_key, free_port, server_process

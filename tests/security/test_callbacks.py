@@ -21,14 +21,14 @@ from typing import Any
 import httpx
 import pytest
 
-from api.auth import Role
-from api.callback_addresses import AddressPolicy, is_public, parse_networks
-from api.callback_sender import CallbackSender
-from api.cli import settings_from
-from api.server import check_settings
-from api.settings import Settings
+from api.cli.main import settings_from
+from api.server.auth import Role
+from api.server.callbacks.addresses import AddressPolicy, is_public, parse_networks
+from api.server.callbacks.sender import CallbackSender
+from api.server.runner import check_settings
+from api.server.settings import Settings
 from tests.api.conftest import ServerFactory
-from tests.api.test_callbacks import attempts_until_final, finished_run
+from tests.api.server.test_callbacks import attempts_until_final, finished_run
 from tests.receiver import Receiver
 from tests.security.conftest import Tenants
 from tests.security.raw_receivers import RawReceiver, read_request, wait_for_hang_up

@@ -1,5 +1,6 @@
-"""What one HTTP connection is held to (api/http_protocol.py): a bounded request head (431, 414)
-and a deadline for a request's body, against real uvicorn servers spoken to over raw sockets.
+"""What one HTTP connection is held to (api/server/transport/protocol.py): a bounded request
+head (431, 414) and a deadline for a request's body, against real uvicorn servers spoken to over
+raw sockets.
 
 These tests also guard the uvicorn internals the protocol overrides: if uvicorn stopped calling
 a hook (a parser callback, ``data_received``, ``send_400_response``), one of them fails.
@@ -15,8 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from api.auth import Role
-from api.settings import Settings
+from api.server.auth import Role
+from api.server.settings import Settings
 from tests.e2e.conftest import ProcessFactory, server_process
 from tests.security.conftest import served
 

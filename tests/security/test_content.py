@@ -17,7 +17,7 @@ import pytest
 from httpx_sse import aconnect_sse
 from starlette.routing import Route
 
-from api.auth import Role
+from api.server.auth import Role
 from eventstore import NewEvent
 from tests.api.conftest import ServerFactory
 from tests.conftest import StoreFactory

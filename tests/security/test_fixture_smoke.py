@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from api.auth import Role
+from api.server.auth import Role
 from tests.security.conftest import ORGANIZATIONS, Tenants
 
 pytestmark = pytest.mark.anyio

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from api.auth import Role
+from api.server.auth import Role
 from tests.security.conftest import Tenants
 
 pytestmark = pytest.mark.anyio

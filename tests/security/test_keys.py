@@ -17,11 +17,11 @@ import httpx
 import pytest
 from httpx_sse import EventSource, aconnect_sse
 
-from api.app import create_app
-from api.auth import KeyRing, Role
-from api.log_redaction import redact
-from api.revocation import KeyWatch, OpenStreams
-from api.settings import Settings
+from api.server.app import create_app
+from api.server.auth import KeyRing, Role
+from api.server.log_redaction import redact
+from api.server.revocation import KeyWatch, OpenStreams
+from api.server.settings import Settings
 from eventstore import WriteContext
 from tests.api.conftest import ServerFactory
 from tests.conftest import StoreFactory

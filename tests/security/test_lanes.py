@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from api.auth import Role
+from api.server.auth import Role
 from eventstore import WriteContext, open_store
 from eventstore.projection_schemas import schema_fingerprint
 from eventstore.protocol import Dialect

@@ -12,9 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from api.auth import Role
-from api.openapi import openapi_document
-from api.settings import Settings
+from api.server.auth import Role
+from api.server.openapi import openapi_document
+from api.server.settings import Settings
 from tests.api.conftest import LiveServer, ServerFactory
 from tests.e2e.conftest import ProcessFactory, server_process
 from tests.security.conftest import Tenants, served

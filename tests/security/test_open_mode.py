@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from api.auth import Role
+from api.server.auth import Role
 from tests.api.conftest import ServerFactory
 
 pytestmark = pytest.mark.anyio

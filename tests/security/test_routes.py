@@ -19,9 +19,9 @@ import pytest
 from httpx_sse import aconnect_sse
 from starlette.routing import Mount, Route
 
-from api.app import create_app
-from api.auth import Role
-from api.settings import Settings
+from api.server.app import create_app
+from api.server.auth import Role
+from api.server.settings import Settings
 from tests.security.conftest import ORGANIZATIONS, Tenants
 
 pytestmark = pytest.mark.anyio

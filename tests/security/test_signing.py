@@ -15,16 +15,16 @@ from typing import Any
 
 import pytest
 
-from api import settings as server_settings
-from api.auth import Role
-from api.callback_addresses import AddressPolicy, parse_networks
-from api.callback_dispatch import Dispatcher
-from api.callback_sender import CallbackSender
-from api.settings import Settings, callback_networks
+from api.server import settings as server_settings
+from api.server.auth import Role
+from api.server.callbacks.addresses import AddressPolicy, parse_networks
+from api.server.callbacks.dispatch import Dispatcher
+from api.server.callbacks.sender import CallbackSender
+from api.server.settings import Settings, callback_networks
 from projections import callbacks
 from projections.callbacks import CallbackPolicy, Delivery, sign
 from tests.api.conftest import ServerFactory
-from tests.api.test_callbacks import attempts_until_final, finished_run
+from tests.api.server.test_callbacks import attempts_until_final, finished_run
 from tests.projections.conftest import Runs, runs
 from tests.receiver import Receiver
 from tests.security.conftest import Tenants

@@ -1,0 +1,1 @@
+"""The ``runtrack`` command line."""

@@ -1,0 +1,379 @@
+"""The client verbs of ``runtrack``: they talk to a server through ``RuntrackClient``.
+
+Output: a table on a terminal, plain tab-separated lines otherwise (or with ``--no-ux``), and
+JSON with ``-o json``. Exit codes: 0 success, 1 a run failed / verification failed, 2 usage or
+connection errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import httpx
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from api.client import RuntrackClient, RuntrackError
+from api.client.models import Run
+
+__all__ = ["Connection", "events_app", "get_app", "register"]
+
+T = TypeVar("T")
+TERMINAL = {"completed", "failed", "cancelled", "timed_out"}
+COLUMNS = ("id", "agent_id", "status", "elapsed", "stop_reason", "total_tokens")
+
+get_app = typer.Typer(no_args_is_help=True, help="Show runs.")
+events_app = typer.Typer(no_args_is_help=True, help="Follow or export the event log.")
+audit_app = typer.Typer(no_args_is_help=True, help="Verify the hash chain.")
+
+
+@dataclass
+class Connection:
+    url: str = "http://127.0.0.1:8000"
+    key: str | None = None
+    plain: bool = False
+
+    def client(self) -> RuntrackClient:
+        return RuntrackClient(self.url, self.key)
+
+
+def _connection(ctx: typer.Context) -> Connection:
+    found = ctx.find_root().obj
+    return found if isinstance(found, Connection) else Connection()
+
+
+def run_async(action: Callable[[], Awaitable[T]]) -> T:
+    """Run a client call; server and connection errors become a message and exit code 2."""
+    try:
+        return asyncio.run(action())  # type: ignore[arg-type]
+    except RuntrackError as exc:
+        typer.echo(f"error: {exc.message} ({exc.code})", err=True)
+        raise typer.Exit(2) from exc
+    except httpx.TransportError as exc:
+        typer.echo(f"error: cannot reach the server: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
+Output = Annotated[str, typer.Option("--output", "-o", help="table or json")]
+
+
+def show_runs(runs: Sequence[Run], output: str, plain: bool) -> None:
+    if output == "json":
+        typer.echo(json.dumps([run.model_dump() for run in runs], indent=2))
+        return
+    if plain or not sys.stdout.isatty():
+        for run in runs:
+            typer.echo("\t".join(_cell(run, column) for column in COLUMNS))
+        return
+    Console().print(_table(runs))
+
+
+def _table(runs: Sequence[Run]) -> Table:
+    table = Table(*[c.replace("_", " ") for c in COLUMNS])
+    for run in runs:
+        row = [_cell(run, column) for column in COLUMNS]
+        table.add_row(*row[:2], f"[{_colour(run.status)}]{row[2]}[/]", *row[3:])
+    return table
+
+
+def _cell(run: Run, column: str) -> str:
+    if column == "elapsed":
+        return "-" if run.total_duration_ns is None else f"{run.total_duration_ns / 1e9:.1f}s"
+    value = getattr(run, column)
+    return "-" if value is None else str(value)
+
+
+def _colour(status: str) -> str:
+    return {
+        "completed": "green",
+        "failed": "red",
+        "timed_out": "red",
+        "cancelled": "yellow",
+        "running": "cyan",
+    }.get(status, "white")
+
+
+@get_app.command("runs")
+def get_runs(
+    ctx: typer.Context,
+    active: Annotated[bool, typer.Option("--active", help="only active runs")] = False,
+    agent: Annotated[str | None, typer.Option(help="only this agent's runs")] = None,
+    status: Annotated[list[str] | None, typer.Option(help="only these statuses")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
+    output: Output = "table",
+    watch: Annotated[
+        bool, typer.Option("--watch", "-w", help="a live view; Ctrl+C leaves")
+    ] = False,
+) -> None:
+    """List recent runs (newest first)."""
+    connection = _connection(ctx)
+    filters: dict[str, Any] = {"agent_id": agent, "status": status or None, "limit": limit}
+    if active:
+        filters["active"] = True
+    if watch:
+        with contextlib.suppress(KeyboardInterrupt):
+            run_async(lambda: _watch(connection, filters))
+        return
+
+    async def fetch() -> list[Run]:
+        async with connection.client() as client:
+            runs, _ = await client.list_runs(**filters)
+            return runs
+
+    show_runs(run_async(fetch), output, connection.plain)
+
+
+async def _watch(connection: Connection, filters: dict[str, Any]) -> None:
+    """Redraw the list whenever the firehose says something changed (at most 4 times a second)."""
+    async with connection.client() as client:
+        changed = asyncio.Event()
+        changed.set()
+        follower = asyncio.create_task(_mark_changes(client, await client.head(), changed))
+        try:
+            if connection.plain or not sys.stdout.isatty():
+                await _redraw_plain(client, filters, changed)
+            else:
+                await _redraw_live(client, filters, changed)
+        finally:
+            follower.cancel()
+
+
+async def _mark_changes(client: RuntrackClient, head: int, changed: asyncio.Event) -> None:
+    async for _ in client.stream(after=head, visibility="user"):
+        changed.set()
+
+
+async def _redraw_live(
+    client: RuntrackClient, filters: dict[str, Any], changed: asyncio.Event
+) -> None:
+    with Live(_table([]), auto_refresh=False) as live:
+        while True:
+            await changed.wait()
+            changed.clear()
+            runs, _ = await client.list_runs(**filters)
+            live.update(_table(runs), refresh=True)
+            await asyncio.sleep(0.25)
+
+
+async def _redraw_plain(
+    client: RuntrackClient, filters: dict[str, Any], changed: asyncio.Event
+) -> None:
+    while True:
+        await changed.wait()
+        changed.clear()
+        runs, _ = await client.list_runs(**filters)
+        for run in runs:
+            typer.echo("\t".join(_cell(run, column) for column in COLUMNS))
+        typer.echo("", nl=True)
+        await asyncio.sleep(0.25)
+
+
+@get_app.command("run")
+def get_run(
+    ctx: typer.Context,
+    run_id: str,
+    wait: Annotated[bool, typer.Option("--wait", help="wait for a terminal status")] = False,
+    messages: Annotated[bool, typer.Option("--messages", help="print the run's messages")] = False,
+    output: Output = "table",
+) -> None:
+    """Show one run (optionally after waiting for it to end)."""
+    connection = _connection(ctx)
+
+    async def fetch() -> tuple[Run, list[dict[str, Any]]]:
+        async with connection.client() as client:
+            run = await (client.wait(run_id) if wait else client.get_run(run_id))
+            return run, (await client.messages(run_id) if messages else [])
+
+    run, found = run_async(fetch)
+    show_runs([run], output, connection.plain)
+    for message in found:
+        typer.echo(f"{message['role']}: {message['content']}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the client verbs to the ``runtrack`` command."""
+    app.add_typer(get_app, name="get")
+    app.add_typer(events_app, name="events")
+    app.add_typer(audit_app, name="audit")
+    app.command()(send)
+    app.command()(cancel)
+    app.command()(resume)
+    app.command()(track)
+
+
+def send(
+    ctx: typer.Context,
+    agent: str,
+    message: str,
+    no_wait: Annotated[bool, typer.Option("--no-wait", help="print the run id and return")] = False,
+) -> None:
+    """Create a run carrying MESSAGE for AGENT; wait for it and print its messages."""
+    connection = _connection(ctx)
+
+    async def go() -> tuple[Run, list[dict[str, Any]]]:
+        async with connection.client() as client:
+            run = await client.create_run(agent, message=message)
+            typer.echo(f"Message sent. Run ID: {run.id}")
+            if no_wait:
+                return run, []
+            final = await client.wait(run.id)
+            return final, await client.messages(run.id)
+
+    run, found = run_async(go)
+    for entry in found:
+        typer.echo(f"{entry['role']}: {entry['content']}")
+    if not no_wait and run.status != "completed":
+        raise typer.Exit(1)
+
+
+def cancel(ctx: typer.Context, run_id: str, reason: str | None = None) -> None:
+    """Request cancellation of a run."""
+    connection = _connection(ctx)
+
+    async def go() -> Run:
+        async with connection.client() as client:
+            return await client.cancel(run_id, reason)
+
+    run = run_async(go)
+    typer.echo(f"{run.id}\t{run.status}\tcancel requested")
+
+
+def resume(ctx: typer.Context, run_id: str) -> None:
+    """Resume a failed or timed-out run from its latest checkpoint."""
+    connection = _connection(ctx)
+
+    async def go() -> Run:
+        async with connection.client() as client:
+            return await client.resume(run_id)
+
+    run = run_async(go)
+    typer.echo(f"{run.id}\t{run.status}")
+
+
+def track(
+    ctx: typer.Context,
+    run_ids: Annotated[list[str] | None, typer.Argument(help="runs to track")] = None,
+    agent: Annotated[str | None, typer.Option(help="track every active run of this agent")] = None,
+    output: Output = "table",
+) -> None:
+    """Follow runs until all have ended: exit 0 if all completed, 1 otherwise, 2 on errors."""
+    connection = _connection(ctx)
+    if not run_ids and agent is None:
+        typer.echo("error: give run ids or --agent", err=True)
+        raise typer.Exit(2)
+
+    async def go() -> list[tuple[Run, list[dict[str, Any]]]]:
+        async with connection.client() as client:
+            ids = list(run_ids or [])
+            if agent is not None:
+                runs, _ = await client.list_runs(agent_id=agent, active=True, limit=1000)
+                ids += [run.id for run in runs if run.id not in ids]
+            return await asyncio.gather(*(_finish(client, run_id) for run_id in ids))
+
+    results = run_async(go)
+    failed = [run for run, _ in results if run.status != "completed"]
+    if output == "json":
+        tracked = [{"run": run.model_dump(), "messages": found} for run, found in results]
+        typer.echo(json.dumps(tracked, indent=2))
+    else:
+        for run, found in results:
+            typer.echo(f"{run.id}\t{run.status}\t{run.stop_reason or '-'}")
+            for message in found:
+                typer.echo(f"  {message['role']}: {message['content']}")
+        typer.echo(f"{len(results) - len(failed)} completed, {len(failed)} not completed")
+    if failed:
+        raise typer.Exit(1)
+
+
+async def _finish(client: RuntrackClient, run_id: str) -> tuple[Run, list[dict[str, Any]]]:
+    run = await client.wait(run_id)
+    return run, await client.messages(run_id)
+
+
+@events_app.command("tail")
+def tail(
+    ctx: typer.Context,
+    conversation: Annotated[str | None, typer.Option(help="one conversation")] = None,
+    run: Annotated[str | None, typer.Option(help="one run")] = None,
+    visibility: Annotated[str | None, typer.Option(help="user, operator or internal")] = None,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="keep following")] = False,
+    cursor_file: Annotated[
+        Path | None, typer.Option(help="resume from, and record, the cursor")
+    ] = None,
+) -> None:
+    """Print events as JSON lines; with --cursor-file a restart resumes where it stopped."""
+    connection = _connection(ctx)
+    after = int(cursor_file.read_text() or 0) if cursor_file and cursor_file.exists() else 0
+
+    async def go() -> None:
+        async with connection.client() as client:
+            if not follow:
+                await _print_pages(client, after, cursor_file)
+                return
+            stream = client.stream(
+                run_id=run, conversation_id=conversation, after=after, visibility=visibility
+            )
+            async for event in stream:
+                typer.echo(event.model_dump_json())
+                _save_cursor(cursor_file, event.id)
+
+    run_async(go)
+
+
+async def _print_pages(client: RuntrackClient, after: int, cursor_file: Path | None) -> None:
+    while True:
+        events, position = await client.events(after_event_id=after, limit=1000)
+        for event in events:
+            typer.echo(event.model_dump_json())
+        _save_cursor(cursor_file, position)
+        if not events:
+            return
+        after = position
+
+
+def _save_cursor(cursor_file: Path | None, position: int) -> None:
+    """Write the cursor atomically, so a kill mid-write never leaves a broken file."""
+    if cursor_file is None:
+        return
+    scratch = cursor_file.with_suffix(cursor_file.suffix + ".tmp")
+    scratch.write_text(str(position))
+    os.replace(scratch, cursor_file)
+
+
+@events_app.command("export")
+def export(
+    ctx: typer.Context, after: Annotated[int, typer.Option(min=0, help="start after this id")] = 0
+) -> None:
+    """Write the whole log (from --after) as JSON lines, in id order."""
+    connection = _connection(ctx)
+
+    async def go() -> None:
+        async with connection.client() as client:
+            await _print_pages(client, after, None)
+
+    run_async(go)
+
+
+@audit_app.command("verify")
+def verify(ctx: typer.Context, run_id: Annotated[str | None, typer.Option("--run")] = None) -> None:
+    """Verify the hash chain (or one run against it): exit 1 when it is broken."""
+    connection = _connection(ctx)
+
+    async def go() -> dict[str, Any]:
+        async with connection.client() as client:
+            return await client.verify(run_id)
+
+    report = run_async(go)
+    typer.echo(json.dumps(report))
+    if not report["ok"]:
+        raise typer.Exit(1)

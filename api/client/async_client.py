@@ -1,0 +1,252 @@
+"""The Python client: every endpoint, typed errors, and a stream that survives reconnects.
+
+    async with RuntrackClient("http://127.0.0.1:8000", key="rtk_…") as client:
+        run = await client.create_run("my-agent", message="hello")
+        async for event in client.stream(run_id=run.id):    # ends with the run
+            print(event.event_type, event.payload)
+        final = await client.wait(run.id)                   # returns on a terminal status
+
+``stream`` reconnects by itself with ``Last-Event-ID`` and a capped exponential backoff, never
+yields an event twice (it remembers the last id it yielded), and stops on ``event: end`` or a
+``204`` (the run has ended). Errors carry the server's error code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from typing import Any
+
+import httpx
+from httpx_sse import aconnect_sse
+
+from api.client.models import Run, StoredEvent
+
+__all__ = ["RuntrackClient", "RuntrackError"]
+
+
+class RuntrackError(Exception):
+    """An error answer: ``status``, the server's stable ``code``, ``message``, ``details``."""
+
+    def __init__(self, status: int, code: str, message: str, details: dict[str, Any]) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details
+
+
+class RuntrackClient:
+    def __init__(
+        self,
+        url: str,
+        key: str | None = None,
+        *,
+        timeout: float = 30.0,
+        max_backoff: float = 5.0,
+    ) -> None:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self._http = httpx.AsyncClient(base_url=url, headers=headers, timeout=timeout)
+        self._max_backoff = max_backoff
+
+    async def __aenter__(self) -> RuntrackClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # -- runs ----------------------------------------------------------------------------------
+
+    async def create_run(self, agent_id: str, **fields: Any) -> Run:
+        return Run.model_validate(
+            await self._json("POST", "/v1/runs", {"agent_id": agent_id, **fields})
+        )
+
+    async def get_run(self, run_id: str) -> Run:
+        return Run.model_validate(await self._json("GET", f"/v1/runs/{run_id}"))
+
+    async def list_runs(self, **filters: Any) -> tuple[list[Run], str | None]:
+        """One page of runs and the cursor of the next (pass it back as ``after``)."""
+        page = await self._json("GET", "/v1/runs", params=httpx.QueryParams(_params(filters)))
+        return [Run.model_validate(item) for item in page["items"]], page["next_cursor"]
+
+    async def claim(self, worker_id: str, **filters: Any) -> dict[str, Any] | None:
+        """The claimed run with its checkpoint and tool results, or None when nothing waits."""
+        claimed: dict[str, Any] | None = await self._json(
+            "POST", "/v1/runs/claim", {"worker_id": worker_id, **filters}
+        )
+        return claimed
+
+    async def append(
+        self, run_id: str, events: Sequence[Mapping[str, Any]], **options: Any
+    ) -> dict[str, Any]:
+        body = {"events": list(events), **options}
+        result: dict[str, Any] = await self._json("POST", f"/v1/runs/{run_id}/events", body)
+        return result
+
+    async def heartbeat(self, run_id: str, worker_id: str | None = None) -> dict[str, Any]:
+        result: dict[str, Any] = await self._json(
+            "POST", f"/v1/runs/{run_id}/heartbeat", {"worker_id": worker_id}
+        )
+        return result
+
+    async def cancel(self, run_id: str, reason: str | None = None) -> Run:
+        return Run.model_validate(
+            await self._json("POST", f"/v1/runs/{run_id}/cancel", {"reason": reason})
+        )
+
+    async def resume(self, run_id: str) -> Run:
+        return Run.model_validate(await self._json("POST", f"/v1/runs/{run_id}/resume"))
+
+    async def messages(self, run_id: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = (await self._json("GET", f"/v1/runs/{run_id}/messages"))[
+            "items"
+        ]
+        return items
+
+    async def usage(self, run_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self._json("GET", f"/v1/runs/{run_id}/usage")
+        return result
+
+    async def journal(self, run_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self._json("GET", f"/v1/runs/{run_id}/journal")
+        return result
+
+    async def events(
+        self, after_event_id: int = 0, limit: int = 100
+    ) -> tuple[list[StoredEvent], int]:
+        """A page of the log and the position to continue from."""
+        page = await self._json(
+            "GET",
+            "/v1/events",
+            params=httpx.QueryParams({"after_event_id": after_event_id, "limit": limit}),
+        )
+        return [StoredEvent.model_validate(e) for e in page["items"]], int(page["position"])
+
+    async def head(self) -> int:
+        """The id of the last event in the log."""
+        return int((await self._json("GET", "/readyz"))["head_id"])
+
+    async def verify(self, run_id: str | None = None) -> dict[str, Any]:
+        params = httpx.QueryParams({"run_id": run_id} if run_id else {})
+        result: dict[str, Any] = await self._json("GET", "/v1/audit/verify", params=params)
+        return result
+
+    # -- streams -------------------------------------------------------------------------------
+
+    async def stream(
+        self,
+        *,
+        run_id: str | None = None,
+        conversation_id: str | None = None,
+        after: int = 0,
+        visibility: str | None = None,
+    ) -> AsyncGenerator[StoredEvent, None]:
+        """Follow a channel live, reconnecting as needed; each event exactly once, in order."""
+        path, params = _channel(run_id, conversation_id, visibility)
+        cursor, delay = after, 0.1
+        while True:
+            try:
+                async for event, ended in self._connect(path, params, cursor):
+                    if event is not None and event.id > cursor:
+                        cursor = event.id
+                        delay = 0.1
+                        yield event
+                    if ended:
+                        return
+            except (httpx.TransportError, httpx.RemoteProtocolError):
+                pass  # the connection dropped: resume from the cursor after a pause
+            else:
+                return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self._max_backoff)
+
+    async def _connect(
+        self, path: str, params: dict[str, str], cursor: int
+    ) -> AsyncIterator[tuple[StoredEvent | None, bool]]:
+        headers = {"Accept": "text/event-stream"}
+        if cursor:
+            headers["Last-Event-ID"] = str(cursor)
+        async with aconnect_sse(self._http, "GET", path, params=params, headers=headers) as source:
+            if source.response.status_code == 204:
+                yield None, True
+                return
+            if source.response.status_code >= 400:
+                await source.response.aread()
+                raise _error(source.response)
+            async for sse in source.aiter_sse():
+                if sse.event == "end":
+                    yield None, True
+                    return
+                if sse.data:
+                    yield StoredEvent.model_validate_json(sse.data), False
+        raise httpx.RemoteProtocolError("the stream ended without an end event")
+
+    async def wait(self, run_id: str) -> Run:
+        """Return the run once it reaches a terminal status (follows its channel, no polling)."""
+        run = await self.get_run(run_id)
+        if not run.terminal:
+            async for _ in self.stream(run_id=run_id, after=run.last_event_id):
+                pass
+        return await self.get_run(run_id)
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    async def _json(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        params: httpx.QueryParams | None = None,
+    ) -> Any:
+        response = await self._http.request(method, path, json=body, params=params)
+        if response.status_code >= 400:
+            raise _error(response)
+        if response.status_code == 204:
+            return None
+        return response.json()
+
+
+def _error(response: httpx.Response) -> RuntrackError:
+    try:
+        error = response.json()["error"]
+    except (ValueError, KeyError, TypeError):
+        return RuntrackError(response.status_code, "http_error", response.text[:200], {})
+    return RuntrackError(
+        response.status_code, error["code"], error["message"], error.get("details", {})
+    )
+
+
+def _channel(
+    run_id: str | None, conversation_id: str | None, visibility: str | None
+) -> tuple[str, dict[str, str]]:
+    params = {"visibility": visibility} if visibility else {}
+    if conversation_id is not None:
+        if run_id is not None:
+            params["run_id"] = run_id
+        return f"/v1/conversations/{conversation_id}/agent-events", params
+    if run_id is not None:
+        return f"/v1/runs/{run_id}/events", params
+    return "/v1/events", params
+
+
+QueryValue = str | int | float | bool | None
+
+
+def _params(filters: Mapping[str, Any]) -> list[tuple[str, QueryValue]]:
+    pairs: list[tuple[str, QueryValue]] = []
+    for name, value in filters.items():
+        values = value if isinstance(value, list | tuple) else [value]
+        pairs += [(name, _text(v)) for v in values if v is not None]
+    return pairs
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value if isinstance(value, str) else json.dumps(value)

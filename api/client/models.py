@@ -1,0 +1,200 @@
+"""The HTTP schema: pydantic models for request bodies and responses, and their mappers.
+
+Shapes that clients rely on are fixed by DESIGN.md; fields may be added, never renamed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from api.server.input_limits import MAX_EVENTS_PER_APPEND, MAX_ID_CHARS, MAX_INTEGER
+from eventstore import AgentEvent, NewEvent, Visibility
+from eventstore.appending import IDENTIFIER_PATTERN
+from eventstore.callback_url import CALLBACK_URL_PATTERN
+from eventstore.payloads import (
+    EVENT_TYPE_PATTERN,
+    INTEGRAL,
+    SERVER_WRITTEN_TYPES,
+    require_http_url,
+)
+from projections import RunState, seen_at
+
+_IDENTIFIER: dict[str, Any] = {"pattern": IDENTIFIER_PATTERN}
+"""Identifiers are checked by the store (eventstore/appending.py); the schema says what it takes."""
+
+__all__ = [
+    "AppendEventsBody",
+    "ClaimBody",
+    "CreateRunBody",
+    "EventBody",
+    "HeartbeatBody",
+    "Run",
+    "event_json",
+    "run_json",
+]
+
+
+class _Body(BaseModel):
+    """Strict: ``false`` is not a number, ``1`` not a string (what the schema says)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class CreateRunBody(_Body):
+    agent_id: str = Field(min_length=1, max_length=MAX_ID_CHARS, pattern=IDENTIFIER_PATTERN)
+    conversation_id: str | None = Field(
+        default=None, min_length=1, max_length=MAX_ID_CHARS, json_schema_extra=_IDENTIFIER
+    )
+    lane_key: str | None = Field(
+        default=None, min_length=1, max_length=400, pattern=IDENTIFIER_PATTERN
+    )
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    callback_url: str | None = Field(
+        default=None, max_length=2000, json_schema_extra={"pattern": CALLBACK_URL_PATTERN}
+    )
+    parent_run_id: str | None = Field(
+        default=None, max_length=MAX_ID_CHARS, pattern=IDENTIFIER_PATTERN
+    )
+    message: str | None = Field(default=None, description="A first user message for the run")
+    idempotency_key: str | None = Field(
+        default=None, min_length=1, max_length=MAX_ID_CHARS, json_schema_extra=_IDENTIFIER
+    )
+
+    @field_validator("callback_url")
+    @classmethod
+    def _http_only(cls, value: str | None) -> str | None:
+        return require_http_url(value)
+
+
+class EventBody(_Body):
+    event_type: str = Field(
+        min_length=1, max_length=200, json_schema_extra={"pattern": EVENT_TYPE_PATTERN}
+    )
+    """Checked by the store (``normalise_payload``), which names the core types when refusing."""
+    payload: dict[str, Any] = Field(default_factory=dict)
+    visibility: Literal["user", "operator", "internal"] | None = None
+
+    @field_validator("event_type")
+    @classmethod
+    def _not_server_written(cls, value: str) -> str:
+        if value in SERVER_WRITTEN_TYPES:
+            raise ValueError(f"{value} events are written by the server only, never appended")
+        return value
+
+    def to_new_event(self) -> NewEvent:
+        return NewEvent(self.event_type, self.payload, self.visibility)
+
+
+class AppendEventsBody(_Body):
+    events: list[EventBody] = Field(min_length=1, max_length=MAX_EVENTS_PER_APPEND)
+    expected_sequence: Annotated[int, Field(ge=0, le=MAX_INTEGER), INTEGRAL] | None = None
+    idempotency_key: str | None = Field(
+        default=None, min_length=1, max_length=MAX_ID_CHARS, json_schema_extra=_IDENTIFIER
+    )
+
+
+class ClaimBody(_Body):
+    worker_id: str = Field(min_length=1, max_length=MAX_ID_CHARS, pattern=IDENTIFIER_PATTERN)
+    agent_id: str | None = Field(default=None, max_length=MAX_ID_CHARS, pattern=IDENTIFIER_PATTERN)
+    lane_key: str | None = Field(default=None, max_length=400, pattern=IDENTIFIER_PATTERN)
+
+
+class HeartbeatBody(_Body):
+    worker_id: str | None = Field(default=None, max_length=MAX_ID_CHARS, pattern=IDENTIFIER_PATTERN)
+
+
+class CancelBody(_Body):
+    reason: str | None = Field(default=None, max_length=2000)
+
+
+class ToolResultBody(_Body):
+    tool_call_id: str = Field(min_length=1, max_length=MAX_ID_CHARS, pattern=IDENTIFIER_PATTERN)
+    name: str = Field(min_length=1, max_length=MAX_ID_CHARS, pattern=IDENTIFIER_PATTERN)
+    status: Literal["success", "error"] = "success"
+    result: Any = None
+    error: str | None = None
+    duration_ms: float | None = Field(default=None, ge=0)
+
+
+class Run(BaseModel):
+    """A run as the API shows it: ``id`` is the run id (the reference systems' shape).
+
+    Its content fields (``journal``, ``detail``, ``error``, ``checkpoint_id``,
+    ``checkpoint_kind``, ``tools_used``, ``callback_error``) come only from events the key may
+    receive on a stream; the rest is the run's summary, the same for every role.
+    """
+
+    id: str
+    run_id: str
+    organization_id: str
+    conversation_id: str
+    agent_id: str
+    lane_key: str
+    parent_run_id: str | None
+    status: str
+    created_at: str
+    created_event_id: int
+    last_event_id: int
+    last_sequence: int
+    updated_at: str
+    stop_reason: str | None
+    detail: str | None
+    error: str | None
+    cancel_requested: bool
+    cancel_requested_at: str | None
+    started_at: str | None
+    completed_at: str | None
+    total_duration_ns: int | None
+    ttft_ns: int | None
+    num_steps: int
+    num_messages: int
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    tools_used: list[str]
+    child_run_ids: list[str]
+    checkpoint_id: str | None
+    checkpoint_kind: str | None
+    resume_available: bool
+    journal: dict[str, Any] | None
+    callback_url: str | None
+    callback_sent_at: str | None
+    callback_status_code: int | None
+    callback_error: str | None
+    callback_attempts: int
+    metadata: dict[str, Any]
+    terminal: bool
+
+
+class StoredEvent(BaseModel):
+    id: int
+    event_type: str
+    run_id: str
+    conversation_id: str
+    organization_id: str
+    sequence: int
+    visibility: str
+    payload: dict[str, Any]
+    created_at: str
+    prev_hash: str
+    hash: str
+
+
+def run_json(state: RunState, visibility: Visibility) -> dict[str, Any]:
+    """A run as a reader capped at ``visibility`` sees it: the summary whole, the content
+    (journal, detail, error, checkpoint, tools, callback error) from events it may see."""
+    state = seen_at(state, visibility)
+    data = dataclasses.asdict(state)
+    del data["content_views"]
+    data["status"] = state.status.value
+    data["tools_used"] = list(state.tools_used)
+    data["child_run_ids"] = list(state.child_run_ids)
+    data["terminal"] = state.terminal
+    return {"id": state.run_id, **data}
+
+
+def event_json(event: AgentEvent) -> dict[str, Any]:
+    return event.to_dict()

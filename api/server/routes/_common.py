@@ -1,0 +1,134 @@
+"""Helpers every route module uses: bounded JSON bodies, query parameters, services."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from api.server.errors import ApiError
+from api.server.input_limits import MAX_INTEGER, MAX_PAGE_SIZE, bounded_int
+from api.server.json_input import decode_json
+from eventstore import AgentEvent, EventFilter
+from eventstore.payloads import describe_validation_error, validation_error_list
+from eventstore.store import BaseEventStore
+from projections import RunCommands, RunQueries
+
+__all__ = [
+    "bool_param",
+    "commands",
+    "event_page",
+    "int_param",
+    "json_response",
+    "queries",
+    "read_body",
+    "store",
+    "wants_stream",
+]
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def store(request: Request) -> BaseEventStore:
+    found: BaseEventStore = request.app.state.store
+    return found
+
+
+def commands(request: Request) -> RunCommands:
+    found: RunCommands = request.app.state.commands
+    return found
+
+
+def queries(request: Request) -> RunQueries:
+    found: RunQueries = request.app.state.queries
+    return found
+
+
+async def read_body(request: Request, model: type[M]) -> M:
+    """Parse and validate a JSON body: 413 when too large, 400 when not JSON, 422 when invalid."""
+    raw = await _bounded_body(request, request.app.state.settings.max_body_bytes)
+    data = decode_json(raw) if raw else None
+    if not isinstance(data, dict):
+        raise ApiError(422, "invalid_request", "the body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        message = describe_validation_error(exc, root="body")
+        raise ApiError(422, "invalid_request", message, errors=validation_error_list(exc)) from exc
+
+
+async def _bounded_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, "body_too_large", f"the body is over {limit} bytes", limit=limit)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, "body_too_large", f"the body is over {limit} bytes", limit=limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def int_param(
+    request: Request, name: str, default: int, *, low: int = 0, high: int = MAX_INTEGER
+) -> int:
+    """An integer query parameter within ``low..high`` (at most 2^63-1, what the databases hold)."""
+    raw = request.query_params.get(name)
+    return default if raw is None else bounded_int(raw, name, low=low, high=high)
+
+
+def bool_param(request: Request, name: str) -> bool | None:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    if raw.lower() in ("1", "true", "yes"):
+        return True
+    if raw.lower() in ("0", "false", "no"):
+        return False
+    raise ApiError(400, "invalid_parameter", f"{name} must be true or false; got {raw!r}")
+
+
+async def event_page(request: Request, flt: EventFilter) -> Response:
+    """A JSON page of the log in id order; ``next_cursor`` goes back as ``after_event_id``.
+
+    ``head`` is the log's last id when the page was read: a client that wants only what comes
+    next (a live board) streams from it.
+    """
+    after = int_param(request, "after_event_id", 0)
+    limit = int_param(request, "limit", 100, low=1, high=MAX_PAGE_SIZE)
+    page = await store(request).read(flt, after=after, limit=limit)
+    head = await store(request).head()
+    cursor = str(page.position) if page.position < head else None
+    more = {"next_cursor": cursor, "position": page.position, "head": head}
+    return events_response(page.events, more, 200, key="items")
+
+
+def wants_stream(request: Request) -> bool:
+    return "text/event-stream" in request.headers.get("accept", "")
+
+
+def json_response(
+    content: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(content, status_code=status, headers=headers)
+
+
+def events_response(
+    events: Sequence[AgentEvent], extra: dict[str, Any], status: int, *, key: str = "events"
+) -> Response:
+    """``{key: [...], **extra}``, with each event's public JSON written as it is kept
+    (``AgentEvent.to_json``) instead of decoded to a dict and encoded again."""
+    rest = "".join(f",{json.dumps(k)}:{compact_json(v)}" for k, v in extra.items())
+    listed = ",".join(event.to_json() for event in events)
+    body = f"{{{json.dumps(key)}:[{listed}]{rest}}}"
+    return Response(body.encode("utf-8"), status_code=status, media_type="application/json")
+
+
+def compact_json(value: Any) -> str:
+    """JSON as ``JSONResponse`` writes it."""
+    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))

@@ -1,0 +1,152 @@
+"""The SSE channels (run, conversation, firehose) and the conversation status panel."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from api.client.models import run_json
+from api.server.auth import Principal, Role, cap, require
+from api.server.input_limits import bounded_int, identifier
+from api.server.routes._common import event_page, json_response, queries, store, wants_stream
+from api.server.sse import Channel, open_stream, resolve_cursor, resolve_visibility
+from eventstore import EventFilter, UnknownRun
+from projections import RunFilter, RunState, seen_at
+
+__all__ = ["conversation_status", "routes", "run_stream"]
+
+
+async def run_stream(
+    request: Request, principal: Principal, run_id: str, *, conversation_id: str | None
+) -> Response:
+    """A run channel: replays the run, follows it live, ends when it reaches a terminal status."""
+    run = await queries(request).get(principal.organization_id, run_id)
+    if conversation_id is not None and run.conversation_id != conversation_id:
+        raise UnknownRun(f"run {run_id} not found in conversation {conversation_id}")
+    visibility = resolve_visibility(request, principal)
+    cursor = resolve_cursor(
+        request,
+        await store(request).head(),
+        run=run,
+        sequence_ids=await _sequence_ids(request, run),
+    )
+    latest = await store(request).last_status_change(run_id) if run.terminal else None
+    if latest is not None and cursor >= latest[0]:
+        return Response(status_code=204)
+    flt = EventFilter(principal.organization_id, run_id=run_id, visibility=visibility)
+    return open_stream(request, store(request), Channel(flt, cursor, run_id), principal)
+
+
+async def _sequence_ids(request: Request, run: RunState) -> dict[int, int]:
+    """Event id of the requested ``after_sequence`` (only read when that parameter is given)."""
+    raw = request.query_params.get("after_sequence")
+    earlier = request.headers.get("last-event-id", "").strip() or request.query_params.get(
+        "after_event_id"
+    )
+    if raw is None or earlier:
+        return {}
+    sequence = bounded_int(raw, "after_sequence", code="invalid_cursor")
+    rows = await store(request).fetchall(
+        "SELECT sequence, id FROM events WHERE run_id = ? AND sequence = ?", (run.run_id, sequence)
+    )
+    return {int(r[0]): int(r[1]) for r in rows}
+
+
+async def conversation_events(request: Request) -> Response:
+    principal = await require(request, Role.USER)
+    conversation_id = identifier(request.path_params["conversation_id"], "conversation_id")
+    run_id = request.query_params.get("run_id")
+    if run_id:
+        return await run_stream(request, principal, run_id, conversation_id=conversation_id)
+    flt = EventFilter(
+        principal.organization_id,
+        conversation_id=conversation_id,
+        visibility=resolve_visibility(request, principal),
+    )
+    cursor = resolve_cursor(request, await store(request).head())
+    return open_stream(request, store(request), Channel(flt, cursor), principal)
+
+
+async def firehose(request: Request) -> Response:
+    principal = await require(request, Role.USER)
+    flt = EventFilter(principal.organization_id, visibility=resolve_visibility(request, principal))
+    if wants_stream(request):
+        cursor = resolve_cursor(request, await store(request).head())
+        return open_stream(request, store(request), Channel(flt, cursor), principal)
+    return await event_page(request, flt)
+
+
+async def conversation_status(request: Request) -> JSONResponse:
+    """The status panel: the conversation's current (or latest) run and what can be done to it."""
+    principal = await require(request, Role.USER)
+    conversation_id = identifier(request.path_params["conversation_id"], "conversation_id")
+    page = await queries(request).list_runs(
+        principal.organization_id, RunFilter(conversation_id=conversation_id), limit=20
+    )
+    current = _current_run(page.items)
+    seen = None if current is None else seen_at(current, cap(principal))
+    return json_response(
+        {
+            "conversation_id": conversation_id,
+            "run": None if seen is None else run_json(seen, cap(principal)),
+            "panel": None if seen is None else panel(seen),
+        }
+    )
+
+
+def _current_run(runs: list[RunState]) -> RunState | None:
+    live = [run for run in runs if not run.terminal]
+    if live:
+        return min(live, key=lambda run: run.created_event_id)  # the one holding or next in lane
+    return runs[0] if runs else None
+
+
+_LABELS = {
+    "queued": "Queued",
+    "waiting_on_lane": "Waiting for another run in this conversation",
+    "running": "Running",
+    "waiting_on_tool": "Waiting on a tool",
+    "waiting_on_child": "Waiting on a child run",
+    "waiting_on_human": "Waiting for your input",
+    "resuming": "Resuming",
+    "completed": "Completed",
+    "failed": "Run failed",
+    "cancelled": "Run cancelled",
+    "timed_out": "Run timed out",
+}
+
+
+def panel(run: RunState) -> dict[str, Any]:
+    """What the status panel shows; the recovery handoff on failed, timed_out and cancelled.
+
+    Give it the run as the caller sees it (``seen_at``): the handoff shows the journal and error."""
+    status = run.status.value
+    handoff = None
+    if status in ("failed", "timed_out", "cancelled"):
+        journal = run.journal or {}
+        handoff = {
+            "label": _LABELS[status],
+            "error": run.error,
+            "journal": journal or None,
+            "handoff_next_action": journal.get("handoff_next_action"),
+            "can_resume": run.resume_available and status != "cancelled",
+        }
+    return {
+        "status": status,
+        "label": _LABELS[status] + (" (cancel requested)" if run.cancel_requested else ""),
+        "detail": run.detail,
+        "can_cancel": status in ("running", "waiting_on_tool", "waiting_on_child")
+        and not run.cancel_requested,
+        "cancel_requested": run.cancel_requested,
+        "recovery": handoff,
+    }
+
+
+routes = [
+    Route("/v1/events", firehose, methods=["GET"]),
+    Route("/v1/conversations/{conversation_id}/agent-events", conversation_events, methods=["GET"]),
+    Route("/v1/conversations/{conversation_id}/agent-status", conversation_status, methods=["GET"]),
+]

@@ -1,0 +1,106 @@
+"""Background services of the server: the reconciler and the callback deliverer.
+
+Both run only while this server holds the ``services`` leadership, so with several servers on
+one database each pass and each delivery is made by one of them. A failed pass is logged and
+retried on the next tick; it never stops the loop. Every delivery attempt, whatever happened to
+it, is recorded (``callback_sender.py``); deliveries run concurrently under per-organization
+and total bounds (``callback_dispatch.py``) through a network layer that connects only to
+permitted addresses (``callback_network.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+from api.server.callbacks.addresses import AddressPolicy
+from api.server.callbacks.dispatch import Dispatcher
+from api.server.callbacks.sender import CallbackSender
+from api.server.settings import Settings, callback_networks
+from api.server.tasks import cancel_and_wait
+from eventstore.leadership import Leadership
+from eventstore.store import BaseEventStore
+from projections.callbacks import CallbackPolicy, Delivery, record_attempt
+from projections.reconciler import Thresholds, reconcile
+
+__all__ = ["Services"]
+
+logger = logging.getLogger("runtrack.services")
+
+
+class Services:
+    def __init__(self, store: BaseEventStore, leadership: Leadership, settings: Settings) -> None:
+        self._store = store
+        self._leadership = leadership
+        self._settings = settings
+        self._thresholds = Thresholds(
+            settings.heartbeat_timeout, settings.queue_timeout, settings.cancel_timeout
+        )
+        self.policy = CallbackPolicy(
+            max_attempts=settings.callback_max_attempts,
+            base_delay=settings.callback_retry_base,
+            timeout=settings.callback_timeout,
+            secret=settings.callback_secret,
+        )
+        self._tasks: list[asyncio.Task[None]] = []
+        self._sender = CallbackSender(
+            AddressPolicy(callback_networks(settings)),
+            deadline=settings.callback_timeout,
+            resolvers=settings.callback_concurrency,
+        )
+        self._dispatcher = Dispatcher(
+            store,
+            self.policy,
+            self._send,
+            total=settings.callback_concurrency,
+            per_organization=settings.callback_concurrency_per_organization,
+        )
+
+    async def start(self) -> Services:
+        every = self._every
+        self._tasks = [
+            asyncio.create_task(every(self._settings.reconcile_seconds, self._reconcile)),
+            asyncio.create_task(
+                every(self._settings.callback_poll_seconds, self._dispatcher.dispatch)
+            ),
+        ]
+        return self
+
+    async def aclose(self) -> None:
+        await cancel_and_wait(self._tasks)
+        await self._dispatcher.aclose()
+        await self._sender.aclose()
+
+    async def _every(self, seconds: float, work: Callable[[], Awaitable[None]]) -> None:
+        while True:
+            await self._leadership.wait_until_leader()
+            try:
+                await work()
+            except Exception:
+                logger.exception("background pass failed; retrying on the next tick")
+            await asyncio.sleep(seconds)
+
+    async def _reconcile(self) -> None:
+        report = await reconcile(self._store, self._thresholds)
+        if report.changed:
+            logger.info(
+                "reconciled: %d timed out, %d queue timeouts, %d stale cancels",
+                len(report.timed_out),
+                len(report.queue_timed_out),
+                len(report.cancelled),
+            )
+
+    async def _send(self, delivery: Delivery) -> None:
+        url = delivery.run.callback_url or ""
+        headers = delivery.headers(self.policy, datetime.now(UTC))
+        outcome = await self._sender.send(url, delivery.body, headers)
+        await record_attempt(
+            self._store,
+            delivery,
+            self.policy,
+            status_code=outcome.status_code,
+            error=outcome.error,
+            give_up=outcome.give_up,
+        )

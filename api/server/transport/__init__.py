@@ -1,0 +1,1 @@
+"""Limits on one HTTP connection, enforced inside uvicorn's protocol."""

@@ -1,0 +1,18 @@
+"""Every ``runtrack serve`` option reaches the server's Settings."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+
+from api.cli.main import serve, settings_from
+from api.server.settings import Settings
+
+
+def test_every_serve_option_is_a_setting_and_is_passed_on() -> None:
+    options = inspect.signature(serve).parameters
+    fields = {field.name for field in dataclasses.fields(Settings)}
+    assert set(options) <= fields
+    values = {name: f"value-{name}" for name in options}
+    settings = settings_from(values)
+    assert {name: getattr(settings, name) for name in options} == values
