@@ -90,7 +90,7 @@ async def test_two_stores_see_each_others_appends_live(url: str) -> None:
 async def test_a_migration_waits_for_a_write_in_flight_without_deadlock(url: str) -> None:
     """A server starting on a database one migration behind, while another server's write
     group is between its row lock and its use of the events table: the migration waits for
-    that group, which runs once and commits (the other lock order deadlocked)."""
+    that group, which runs once and commits (the other lock order can deadlock)."""
     async with open_store(url) as older:
         await new_run(older, "run-a")
 
