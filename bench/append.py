@@ -42,6 +42,7 @@ from bench._machine import PeakRss, describe_machine
 from eventstore import EventFilter, NewEvent, SQLiteEventStore, open_store
 from eventstore.appending import INSERT_EVENT
 from eventstore.migrations import apply_migrations
+from eventstore.scratch_schema import scratch_schema
 from eventstore.sqlite import MIGRATIONS
 from eventstore.store import BaseEventStore
 
@@ -296,22 +297,6 @@ async def replay(path: Path, expected: int) -> tuple[Result, Memory]:
 # -- PostgreSQL (optional) ---------------------------------------------------------------------
 
 
-def postgres_url(base: str) -> tuple[str, str]:
-    import psycopg
-
-    schema = f"bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(base, autocommit=True) as connection:
-        connection.execute(f"CREATE SCHEMA {schema}")
-    return f"{base}?options=-csearch_path%3D{schema}", schema
-
-
-def drop_schema(base: str, schema: str) -> None:
-    import psycopg
-
-    with psycopg.connect(base, autocommit=True) as connection:
-        connection.execute(f"DROP SCHEMA {schema} CASCADE")
-
-
 async def postgres_store_case(url: str, tasks: int, events: int) -> Result:
     async with open_store(url) as store:
         await create_runs(store, tasks)
@@ -335,13 +320,10 @@ def postgres_env(schema: str) -> dict[str, str]:
 
 
 def postgres_cases(base: str, sizes: Sizes, results: dict[str, Result]) -> None:
-    url, schema = postgres_url(base)
-    try:
-        results["pg store 256"] = asyncio.run(postgres_store_case(url, 256, sizes.appends))
+    with scratch_schema(base, prefix="bench_") as schema:
+        results["pg store 256"] = asyncio.run(postgres_store_case(schema.url, 256, sizes.appends))
         events = max(200, sizes.eventsourcing // 5)
-        results["pg eventsourcing"] = eventsourcing_case(postgres_env(schema), events, 100)
-    finally:
-        drop_schema(base, schema)
+        results["pg eventsourcing"] = eventsourcing_case(postgres_env(schema.name), events, 100)
 
 
 # -- running and reporting ---------------------------------------------------------------------

@@ -29,18 +29,17 @@ import socket
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Awaitable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import quote
 
 import httpx
 
 from bench.sse_clients import raise_file_limit, run
 from eventstore import NewEvent, SQLiteEventStore
+from eventstore.scratch_schema import create_scratch_schema, drop_scratch_schema
 from projections import RunProjection
 
 T = TypeVar("T")
@@ -531,23 +530,9 @@ async def fanouts(folder: Path, mode: Mode, files: int) -> list[Fanout]:
 # -- (b') across two servers on PostgreSQL -------------------------------------------------------
 
 
-def postgres_execute(url: str, statement: str, schema: str) -> None:
-    import psycopg
-    from psycopg import sql
-
-    with psycopg.connect(url, autocommit=True) as connection:
-        connection.execute(sql.SQL(statement).format(sql.Identifier(schema)))
-
-
-def with_search_path(url: str, schema: str) -> str:
-    separator = "&" if "?" in url else "?"
-    return f"{url}{separator}options={quote(f'-csearch_path={schema}')}"
-
-
 async def cross_server(folder: Path, base: str, mode: Mode) -> Fanout:
-    schema = f"bench_sse_{uuid.uuid4().hex[:10]}"
-    await asyncio.to_thread(postgres_execute, base, "CREATE SCHEMA {}", schema)
-    url = with_search_path(base, schema)
+    schema = await asyncio.to_thread(create_scratch_schema, base, "bench_sse_")
+    url = schema.url
     a = runtrack(url, folder / "pg-a.log", *MANY_STREAMS)
     b = runtrack(url, folder / "pg-b.log", *FAST_APPENDS)
     try:
@@ -557,7 +542,7 @@ async def cross_server(folder: Path, base: str, mode: Mode) -> Fanout:
     finally:
         await a.stop()
         await b.stop()
-        await asyncio.to_thread(postgres_execute, base, "DROP SCHEMA {} CASCADE", schema)
+        await asyncio.to_thread(drop_scratch_schema, schema)
 
 
 # -- (c) HTTP appends ----------------------------------------------------------------------------

@@ -4,7 +4,7 @@ Each event's ``hash`` is SHA-256 over the canonical JSON of the event, which inc
 event's hash (``prev_hash``). Canonical JSON: keys sorted, no spaces, UTF-8, no NaN/Infinity; the
 payload is stored as its own canonical text, so the hashed bytes can be rebuilt from a row without
 decoding anything. An auditor can recompute every hash with any JSON library that sorts keys (see
-``docs/audit.md``).
+docs/eventstore.md, "The hash chain"; what the chain proves: docs/security.md).
 """
 
 from __future__ import annotations

@@ -95,7 +95,8 @@ STATUS_FOR_STOP_REASON: dict[StopReason, RunStatus] = {
     _S.CANCELLED: _R.CANCELLED,
     _S.TIMED_OUT: _R.TIMED_OUT,
 }
-"""The terminal status each stop reason implies (the reference systems' mapping, plus ours)."""
+"""The terminal status each stop reason implies: the mapping of the systems runtrack replaces,
+plus ours (docs/design.md, "Run lifecycle")."""
 
 
 class CheckpointKind(enum.StrEnum):

@@ -157,7 +157,7 @@ class _PgWriter:
             )
             # A write takes the log's row lock first and the events table second; a migration
             # locks the events table. Taking the row lock before any migration keeps that order
-            # (the other order deadlocked with a server of the previous version writing).
+            # (the other order can deadlock against a write group in flight).
             (log_exists,) = connection.execute(
                 "SELECT to_regclass('log_head') IS NOT NULL"
             ).fetchone() or (False,)

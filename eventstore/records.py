@@ -92,7 +92,7 @@ class AgentEvent:
     def from_row(cls, row: Sequence[Any]) -> AgentEvent:
         """Build from a database row in ``EVENT_COLUMNS`` order.
 
-        Fills ``__dict__`` directly: half the cost of the frozen dataclass ``__init__`` (which
+        Fills ``__dict__`` directly, cheaper than the frozen dataclass ``__init__`` (which
         calls ``object.__setattr__`` per field), and replay builds one per event.
         """
         event = _new(cls)

@@ -2,10 +2,10 @@
 
 SQLite keeps memory-use statistics by default, and every allocation then takes one global
 mutex. Two threads building strings in SQLite (two replay pages framed at once) contend on it,
-and together they ran slower than one alone. With the statistics off (SQLite's own advice for
-speed: ``SQLITE_DEFAULT_MEMSTATUS=0``), two threads framed 200,000 events in 0.55 s against
-0.92 s for one (docs/benchmarks.md). We use no feature that needs the statistics (the soft heap
-limit, ``sqlite3_memory_used``).
+and together they run slower than one alone. With the statistics off (SQLite's own advice for
+speed: ``SQLITE_DEFAULT_MEMSTATUS=0``), two threads frame a replay faster than one (figures in
+docs/benchmarks.md, "Notes from the code"). We use no feature that needs the statistics (the
+soft heap limit, ``sqlite3_memory_used``).
 
 Python cannot set this, so it is set through ``ctypes``, on the library the ``_sqlite3``
 extension is linked to. It is a start-up setting: SQLite must be shut down and initialised

@@ -48,9 +48,9 @@ STATUS_CHANGES_MIGRATION = Migration(
 The same on both backends."""
 
 PARALLEL_READS = 3
-"""Reads of one long scan run at once where the backend scales (``parallel_reads``). On the two
-cores we measure on, three beat two (one is always queued while a result is handed over) and
-four gained nothing; a fourth reader stays free for other requests."""
+"""Reads of one long scan run at once where the backend scales (``parallel_reads``): with three,
+one is always queued while a result is handed over, more gain nothing, and a fourth reader
+stays free for other requests (docs/benchmarks.md, "Notes from the code")."""
 logger = logging.getLogger("runtrack.store")
 
 

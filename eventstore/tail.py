@@ -289,8 +289,8 @@ class _IdleTimer:
     """Wakes a subscriber after ``limit`` seconds without news, with one timer per period.
 
     A timer per wait (``asyncio.timeout``, let alone ``wait_for`` and its task) would cost a
-    heap push and a cancel every time a busy stream waits: thousands of streams woken twenty
-    times a second made that a fifth of the server's loop. Here a timer is armed for the end
+    heap push and a cancel every time a busy stream waits, a large share of the loop with
+    thousands of busy streams (docs/benchmarks.md). Here a timer is armed for the end
     of the quiet period; when it fires early (news came meanwhile) it re-arms for the new end.
     """
 

@@ -9,17 +9,16 @@ built on asyncio, as uvicorn is.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Callable, Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import psycopg
 import pytest
 
 from eventstore import open_store
+from eventstore.scratch_schema import scratch_schema
 from eventstore.sqlite_library import disable_memory_statistics
 from eventstore.store import BaseEventStore
 
@@ -73,13 +72,8 @@ def backend(request: pytest.FixtureRequest) -> str:
 def postgres_schema_url() -> Iterator[str]:
     """A PostgreSQL URL whose search_path is a fresh schema, dropped afterwards."""
     require_postgres()
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as connection:
-        connection.execute(f"CREATE SCHEMA {schema}")
-    separator = "&" if "?" in POSTGRES_URL else "?"
-    yield f"{POSTGRES_URL}{separator}options={quote(f'-csearch_path={schema}')}"
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as connection:
-        connection.execute(f"DROP SCHEMA {schema} CASCADE")
+    with scratch_schema(POSTGRES_URL, prefix="t_") as schema:
+        yield schema.url
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The Python examples in docs/ run."""
+"""The Python examples in docs/ run, and every document the code and docs cite exists."""
 
 from __future__ import annotations
 
@@ -7,15 +7,70 @@ from pathlib import Path
 
 import pytest
 
-DOCS = Path(__file__).parent.parent / "docs"
+ROOT = Path(__file__).parent.parent
+DOCS = ROOT / "docs"
 BLOCK = re.compile(r"```python\n(.*?)```", re.DOTALL)
 EXAMPLES = [
     pytest.param(block, id=f"{page.name}-{n}")
     for page in sorted(DOCS.glob("*.md"))
     for n, block in enumerate(BLOCK.findall(page.read_text()))
 ]
+CITING = ("eventstore", "projections", "api", "bench", "tests", "docs")
+"""Where citations are looked for (with README.md): the code, its tests, its documents."""
+CITED_PAGE = re.compile(r"(?<![\w./-])((?:[\w-]+/)*[\w-]+\.md)\b")
+"""A Markdown document named by path (``docs/security.md``) or by name (``design.md``)."""
+CITED_MODULE = re.compile(r"(?<![\w./-])((?:[\w-]+/)+[\w-]+\.py)\b")
+"""A Python file named by a path (``eventstore/chain.py``, ``callbacks/sender.py``)."""
+BARE_CONTRACT = re.compile(r"\bDESIGN\b|\breference systems?\b")
+"""A contract cited without a file, which no reader can open."""
+
+
+def citing_files() -> list[Path]:
+    found = [ROOT / "README.md"]
+    for folder in CITING:
+        found += sorted((ROOT / folder).rglob("*.py")) + sorted((ROOT / folder).rglob("*.md"))
+    return found
+
+
+def unresolved(text: str, source: Path) -> list[str]:
+    """The citations in ``text`` that name no file: looked for beside ``source`` and at the
+    root, and pages in docs/ too (code names them either way)."""
+    missing = [
+        page
+        for page in CITED_PAGE.findall(text)
+        if not any((base / page).is_file() for base in (source.parent, ROOT, DOCS))
+    ]
+    missing += [
+        module
+        for module in CITED_MODULE.findall(text)
+        if not any((base / module).is_file() for base in (source.parent, ROOT))
+    ]
+    return missing + BARE_CONTRACT.findall(text)
 
 
 @pytest.mark.parametrize("source", EXAMPLES)
 def test_example_runs(source: str) -> None:
     exec(compile(source, "<docs>", "exec"), {"__name__": "__docs__"})
+
+
+def test_every_cited_document_and_module_is_in_the_repository() -> None:
+    broken = {
+        str(path.relative_to(ROOT)): missing
+        for path in citing_files()
+        if path != Path(__file__) and (missing := unresolved(path.read_text(), path))
+    }
+    assert broken == {}
+
+
+@pytest.mark.parametrize(
+    ("text", "missing"),
+    [
+        ("see ``docs/audit.md``", ["docs/audit.md"]),
+        ("as DESIGN.md says", ["DESIGN.md", "DESIGN"]),
+        ("the reference systems' shape", ["reference systems"]),
+        ("(eventstore/nothing.py)", ["eventstore/nothing.py"]),
+        ("see docs/security.md, eventstore/chain.py and [design](design.md)", []),
+    ],
+)
+def test_a_citation_of_a_missing_file_is_found(text: str, missing: list[str]) -> None:
+    assert unresolved(text, DOCS / "api.md") == missing

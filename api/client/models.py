@@ -1,6 +1,6 @@
 """The HTTP schema: pydantic models for request bodies and responses, and their mappers.
 
-Shapes that clients rely on are fixed by DESIGN.md; fields may be added, never renamed.
+Shapes that clients rely on are fixed by docs/design.md; fields may be added, never renamed.
 """
 
 from __future__ import annotations
@@ -120,7 +120,8 @@ class ToolResultBody(_Body):
 
 
 class Run(BaseModel):
-    """A run as the API shows it: ``id`` is the run id (the reference systems' shape).
+    """A run as the API shows it: ``id`` is the run id (the shape of the systems runtrack
+    replaces, docs/design.md).
 
     Its content fields (``journal``, ``detail``, ``error``, ``checkpoint_id``,
     ``checkpoint_kind``, ``tools_used``, ``callback_error``) come only from events the key may

@@ -300,7 +300,7 @@ async def require(request: Request, role: Role) -> Principal:
 
 
 def cap(principal: Principal) -> Visibility:
-    """The highest visibility of the events whose content this key may read (DESIGN.md,
+    """The highest visibility of the events whose content this key may read (docs/design.md,
     "Security model"): the same cap as the key's streams."""
     return principal.role.max_visibility
 

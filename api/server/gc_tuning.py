@@ -1,10 +1,9 @@
 """Garbage-collector settings for a long-running server process.
 
-With a thousand open streams, the heap holds about 240,000 objects the cyclic collector
-tracks (each stream's tasks, coroutines, events and cancel scopes). A full collection walks all
-of them: about 120 ms on the benchmark machine, during which no stream is written and no
-append answered. Under load CPython ran one every few seconds, and those pauses decided the
-fan-out's p99 (docs/benchmarks.md, 2026-11-26).
+Each open stream keeps objects the cyclic collector tracks (its tasks, coroutines, events and
+cancel scopes), and a full collection walks all of them, during which no stream is written and
+no append answered: with many streams those pauses decide the fan-out's latency (figures in
+docs/benchmarks.md, "Notes from the code").
 
 What is built at start-up (modules, the app) lives as long as the process, so it is frozen
 out of collections. Full collections then run a tenth as often. The young generations keep

@@ -23,11 +23,12 @@ from eventstore.store import BaseEventStore
 __all__ = ["AHEAD", "PAGE", "READER_TASK", "Replay"]
 
 PAGE = 1000
-"""Events per replay read (and per write to the client). 2,000 measured no faster."""
+"""Events per replay read (and per write to the client); larger pages gain nothing (see
+docs/benchmarks.md, "Notes from the code")."""
 AHEAD = 5
 """Pages a stream may have framed or being framed before it has taken them: with the one being
-sent, at most six pages are held per replaying stream, however slowly its client reads. Three
-(four held) kept fewer pages framing while the stream sent: 9 % slower in alternating runs."""
+sent, at most six pages are held per replaying stream, however slowly its client reads. Fewer
+keep too few pages framing while the stream sends (docs/benchmarks.md, "Notes from the code")."""
 READER_TASK = "runtrack-replay-reader"
 """The name of a replay's reader task."""
 

@@ -3,9 +3,9 @@
 Both run only while this server holds the ``services`` leadership, so with several servers on
 one database each pass and each delivery is made by one of them. A failed pass is logged and
 retried on the next tick; it never stops the loop. Every delivery attempt, whatever happened to
-it, is recorded (``callback_sender.py``); deliveries run concurrently under per-organization
-and total bounds (``callback_dispatch.py``) through a network layer that connects only to
-permitted addresses (``callback_network.py``).
+it, is recorded (``callbacks/sender.py``); deliveries run concurrently under per-organization
+and total bounds (``callbacks/dispatch.py``) through a network layer that connects only to
+permitted addresses (``callbacks/network.py``).
 """
 
 from __future__ import annotations

@@ -92,7 +92,7 @@ class Settings:
     live tail, so streams and requests spread over several cores."""
     access_log: bool = False
     """One log line per request. Off by default: at thousands of requests a second the line
-    costs about a twentieth of the server's CPU (see docs/operations.md)."""
+    costs a noticeable share of the server's CPU (docs/benchmarks.md, "Notes from the code")."""
     metrics_token: str | None = None
     """Bearer token ``/metrics`` requires (``Authorization: Bearer <token>``). ``/metrics``
     counts every organization's runs, so it is the deployment operator's, never a tenant key's;

@@ -76,8 +76,8 @@ class Channel:
 class StreamGate:
     """Counts open streams, refuses new ones past the cap, and drops the stalled ones.
 
-    sse-starlette bounds each send with its own cancel scope and timer: with thousands of
-    streams written twenty times a second that was a sixth of the server's loop. Instead each
+    sse-starlette bounds each send with its own cancel scope and timer, which at thousands of
+    streams takes a large share of the server's loop (docs/benchmarks.md). Instead each
     stream notes when its pending send began, and one watchdog, running while any stream is
     open, drops those whose send has been pending longer than ``send_timeout``.
     """
@@ -327,7 +327,7 @@ async def _end_of_run(
     sees every event and has seen no terminal status cannot be at the end; any other asks the
     log: a run that failed may have been resumed since (its stream goes on, wherever its pages
     happen to break), and a status change above the stream's visibility still ends the run
-    (DESIGN's own example has one at ``operator``).
+    (docs/design.md's own example event has one at ``operator``).
     """
     run_id = channel.run_id
     sees_all = channel.filter.visibility is Visibility.INTERNAL
@@ -384,8 +384,8 @@ class _Stream(EventSourceResponse):
 
         Body chunks go straight to the server's ``send`` when the app left it (``RAW_SEND``):
         Starlette's middleware wrappers only watch for the response start, which still goes
-        through them, and at thousands of streams their two calls per chunk cost a tenth of
-        the sending.
+        through them, and at thousands of streams their two calls per chunk are a measurable
+        part of the sending (docs/benchmarks.md).
         """
         self._sending_since = time.monotonic()
         body = message["type"] == "http.response.body"

@@ -19,6 +19,7 @@ from eventstore import (
     InvalidEvent,
     NewEvent,
     RefusedByProjection,
+    StoreUnavailable,
     Transaction,
     UnknownRun,
     Visibility,
@@ -28,6 +29,7 @@ from eventstore.store import BaseEventStore
 from tests.conftest import StoreFactory
 
 from .helpers import ORG, all_events, custom, message, new_run
+from .raw_database import RawDatabase, make_log
 
 pytestmark = pytest.mark.anyio
 
@@ -441,3 +443,95 @@ async def test_verify_while_appends_continue_is_not_fooled(store: BaseEventStore
     finally:
         stop.set()
         await task
+
+
+# -- the log is append-only, in the database and against tampering --------------------------
+
+
+@pytest.fixture
+def raw(backend: str, database_url: str) -> RawDatabase:
+    return RawDatabase(backend, database_url)
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE events SET payload = '{}' WHERE id = 1",
+        "UPDATE events SET payload = '{}'",
+        "DELETE FROM events WHERE id = 1",
+        "DELETE FROM events",
+        "truncate",
+    ],
+)
+async def test_the_database_refuses_to_change_the_log(
+    store_factory: StoreFactory, raw: RawDatabase, statement: str
+) -> None:
+    await make_log(store_factory)
+    with pytest.raises(raw.refusal, match="append-only"):
+        raw.execute(raw.truncate if statement == "truncate" else statement)
+
+
+@pytest.mark.parametrize(
+    ("statements", "bad_id", "reason"),
+    [
+        (
+            ['UPDATE events SET payload = \'{"content":"evil","role":"user"}\' WHERE id = 4'],
+            4,
+            "modified",
+        ),
+        (["UPDATE events SET visibility = 'internal' WHERE id = 3"], 3, "modified"),
+        (["DELETE FROM events WHERE id = 2"], 2, "missing"),
+        (["DELETE FROM events WHERE id = 3"], 3, "missing"),
+        (["DELETE FROM events WHERE id = 6"], 6, "missing"),
+        (
+            [
+                "UPDATE events SET id = -1 WHERE id = 3",
+                "UPDATE events SET id = 3 WHERE id = 4",
+                "UPDATE events SET id = 4 WHERE id = -1",
+            ],
+            3,
+            "",
+        ),
+    ],
+    ids=[
+        "modified-payload",
+        "modified-visibility",
+        "deleted-creation",
+        "deleted",
+        "deleted-last",
+        "swapped",
+    ],
+)
+async def test_verify_finds_the_first_tampered_event(
+    store_factory: StoreFactory,
+    raw: RawDatabase,
+    statements: list[str],
+    bad_id: int,
+    reason: str,
+) -> None:
+    await make_log(store_factory)
+    raw.tamper(*statements)
+    async with store_factory() as store:
+        report = await store.verify()
+    assert not report.ok
+    assert report.first_bad_event_id == bad_id
+    assert reason in (report.reason or "")
+
+
+async def test_verify_of_one_run_checks_it_against_the_chain(
+    store_factory: StoreFactory, raw: RawDatabase
+) -> None:
+    await make_log(store_factory)
+    raw.tamper('UPDATE events SET payload = \'{"content":"x","role":"user"}\' WHERE id = 4')
+    async with store_factory() as store:
+        assert (await store.verify(run_id="run-b")).ok  # run-b's events are intact
+        report = await store.verify(run_id="run-a")
+    assert not report.ok
+    assert report.first_bad_event_id == 4
+
+
+def test_driver_errors_are_translated_at_the_boundary(raw: RawDatabase) -> None:
+    unique, unavailable = raw.driver_errors()
+    assert isinstance(raw.translate(unique), ConcurrencyConflict)
+    assert isinstance(raw.translate(unavailable), StoreUnavailable)
+    assert raw.translate(ValueError("not ours")) is None

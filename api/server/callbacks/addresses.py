@@ -3,7 +3,7 @@
 A callback URL is chosen by whoever creates a run, so without this check any ``user`` key could
 make the server POST to its own loopback services, the cloud metadata endpoint or the private
 network (SSRF). The check runs on the resolved address that is then connected to (see
-``callback_network.py``), never on the URL's text.
+``network.py``), never on the URL's text.
 """
 
 from __future__ import annotations

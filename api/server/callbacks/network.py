@@ -99,7 +99,7 @@ async def lookups_settled() -> AsyncIterator[None]:
     """On exit, wait for the DNS lookups started within to end (unless being cancelled).
 
     A lookup cannot be interrupted: one that outlives its attempt's deadline keeps its thread.
-    Waiting for it here keeps it counted against the attempt's slot (see callback_dispatch.py),
+    Waiting for it here keeps it counted against the attempt's slot (see ``dispatch.py``),
     so one organization's slow DNS cannot take the threads other organizations' lookups need.
     """
     started: list[Lookup] = []

@@ -60,8 +60,8 @@ async def test_a_resumed_run_is_streamed_to_its_real_end_wherever_pages_break(
 async def test_a_terminal_status_the_stream_may_not_see_still_ends_it(
     store_factory: StoreFactory,
 ) -> None:
-    """DESIGN's own example has a status change at ``operator``: a ``user`` stream must end on
-    it too, with an id-only block moving its cursor past it, both from the log and live."""
+    """docs/design.md's example event is a status change at ``operator``: a ``user`` stream
+    must end on it too, with an id-only block moving its cursor past it, from the log and live."""
     created = NewEvent("run_created", {"agent_id": "a"})
     hidden_end = NewEvent("run_status_changed", {"from": None, "to": "completed"}, "operator")
     user_only = Channel(EventFilter("org", run_id="run-a", visibility=Visibility.USER), 0, "run-a")

@@ -1,4 +1,4 @@
-"""The SSE streams over a real uvicorn server: the ten requirements of DESIGN.md."""
+"""The SSE streams over a real uvicorn server: the ten requirements of docs/design.md."""
 
 from __future__ import annotations
 
