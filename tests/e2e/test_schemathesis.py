@@ -67,14 +67,18 @@ async def test_fuzzing_the_openapi_document_finds_no_server_error(
     assert "Authentication failed" not in report
 
 
+@pytest.mark.parametrize(
+    ("role", "organization"), [("user", "org-a"), ("operator", "org-b")], ids=["user", "operator"]
+)
 async def test_the_server_and_its_schema_agree_for_a_user_and_a_foreign_operator(
-    server_process: ProcessFactory, tmp_path: Path
+    server_process: ProcessFactory, tmp_path: Path, role: str, organization: str
 ) -> None:
-    """Every check (status codes, schemas, headers), as a user of org-a, then as an operator of
-    org-b, whose key sees none of org-a's runs: no 5xx, no answer the schema does not allow."""
+    """Every check (status codes, schemas, headers), as a user of org-a, and as an operator of
+    org-b, whose key sees none of org-a's runs: no 5xx, no answer the schema does not allow.
+
+    One run per key, so each has the whole test timeout to itself."""
     database = str(tmp_path / "schema.db")
     user = await create_key(database, "user", organization="org-a")
     operator = await create_key(database, "operator", organization="org-b")
     server = await server_process(database=database)
-    for key in (user, operator):
-        await fuzz(server.url, key, tmp_path)
+    await fuzz(server.url, user if role == "user" else operator, tmp_path)
