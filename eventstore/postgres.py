@@ -25,11 +25,12 @@ from psycopg import sql as pgsql
 from psycopg_pool import AsyncConnectionPool
 
 from .appending import Head
+from .dialect import POSTGRESQL, Dialect
 from .errors import StoreError, StoreUnavailable, translate_driver_error
 from .leadership import Leadership, PostgresAdvisoryLock
 from .migrations import Migration, apply_migrations
 from .projection_schemas import prepare_projection_tables
-from .protocol import Dialect, Projection, Row
+from .protocol import Projection, Row
 from .records import GENESIS_HASH
 from .store import PARALLEL_READS, STATUS_CHANGES_MIGRATION, BaseEventStore, StoreOptions
 
@@ -97,8 +98,7 @@ MIGRATIONS = (
 
 
 def _pg(sql: str) -> str:
-    """Our SQL uses ``?`` placeholders everywhere; psycopg wants ``%s`` (and ``%%`` for ``%``)."""
-    return sql.replace("%", "%%").replace("?", "%s")
+    return POSTGRESQL.driver_sql(sql)
 
 
 def advisory_key(*parts: str) -> int:
@@ -108,7 +108,7 @@ def advisory_key(*parts: str) -> int:
 
 
 class _PgTransaction:
-    dialect: Dialect = "postgresql"
+    dialect: Dialect = POSTGRESQL
 
     def __init__(self, connection: psycopg.Connection[Any]) -> None:
         self._connection = connection
@@ -177,7 +177,7 @@ class _PgWriter:
                 lambda sql, params: connection.execute(_as_query(sql), params),
                 lambda sql, params: connection.execute(_as_query(sql), params).fetchall(),
                 self._projections,
-                "postgresql",
+                POSTGRESQL,
                 "%s",
                 replace_stale=self._replace_stale_tables,
             )
@@ -250,7 +250,7 @@ def translate_error(exc: BaseException) -> StoreError | None:
 class PostgresEventStore(BaseEventStore):
     """The event store on PostgreSQL, shared by any number of servers."""
 
-    dialect: Dialect = "postgresql"
+    dialect: Dialect = POSTGRESQL
 
     def __init__(
         self,

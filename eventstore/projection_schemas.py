@@ -18,7 +18,8 @@ import hashlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .protocol import Dialect, Projection, Transaction
+from .dialect import Dialect
+from .protocol import Projection, Transaction
 
 __all__ = ["prepare_projection_tables", "record_fingerprint", "schema_fingerprint"]
 

@@ -21,11 +21,12 @@ from typing import Any, Literal, Unpack, cast
 import aiosqlite
 
 from .appending import Head
+from .dialect import SQLITE, Dialect
 from .errors import StoreError, StoreUnavailable, translate_driver_error
 from .leadership import FileLock, Leadership
 from .migrations import Migration, apply_migrations
 from .projection_schemas import prepare_projection_tables
-from .protocol import Dialect, Projection, Row
+from .protocol import Projection, Row
 from .records import GENESIS_HASH
 from .sqlite_library import memory_statistics_disabled
 from .store import PARALLEL_READS, STATUS_CHANGES_MIGRATION, BaseEventStore, StoreOptions
@@ -90,7 +91,7 @@ BUSY_TIMEOUT_MS = 10_000
 class _SQLiteTransaction:
     """The ``Transaction`` protocol over the writer's sqlite3 connection."""
 
-    dialect: Dialect = "sqlite"
+    dialect: Dialect = SQLITE
 
     def __init__(self, connection: sqlite3.Connection) -> None:
         self._connection = connection
@@ -153,7 +154,7 @@ class _SQLiteWriter:
                 lambda sql, params: connection.execute(sql, params or ()),
                 lambda sql, params: connection.execute(sql, params).fetchall(),
                 self._projections,
-                "sqlite",
+                SQLITE,
                 "?",
                 replace_stale=self._replace_stale_tables,
             )
@@ -225,7 +226,7 @@ def translate_error(exc: BaseException) -> StoreError | None:
 class SQLiteEventStore(BaseEventStore):
     """The event store on one SQLite file (the default backend)."""
 
-    dialect: Dialect = "sqlite"
+    dialect: Dialect = SQLITE
 
     def __init__(
         self,
