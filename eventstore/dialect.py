@@ -20,6 +20,8 @@ class Dialect(ABC):
     """The SQL differences of one database; ``name`` is what is shown and logged."""
 
     name: DialectName
+    integer_slot: str
+    """The slot for an integer in ``format_call``'s template (``%s`` for text)."""
 
     def __repr__(self) -> str:
         return f"<Dialect {self.name}>"
@@ -42,13 +44,8 @@ class Dialect(ABC):
 
     @abstractmethod
     def format_call(self, template: str, arguments: list[str]) -> str:
-        """A printf-style call filling ``template``'s slots with ``arguments`` in order.
-
-        ``template`` takes ``integer_slot`` for integers and ``%s`` for text; its quotes are
-        escaped here."""
-
-    integer_slot: str
-    """The slot for an integer in ``format_call``'s template."""
+        """A printf-style call filling ``template``'s slots with ``arguments`` in order (the
+        template's quotes are escaped here)."""
 
     @abstractmethod
     def concat_bytes(self, expression: str, order_by: str) -> str:
