@@ -64,10 +64,10 @@ def _frame_sql(dialect: Dialect, fixed: Collection[str] = ()) -> str:
     """One frame per row, as ``encode_event`` writes it, in one printf/format call.
 
     An event whose names need no escaping (``plain_names``, stored at append: nearly all) has
-    them written between quotes as they are; the others have the database quote them, which
-    costs a quarter of the framing. Columns in ``fixed`` hold one value on every row the filter
-    lets through (the stream's organization, run or conversation): their JSON comes in as a
-    parameter, quoted once in Python, in both branches.
+    them written between quotes as they are; the others have the database quote them, a large
+    part of the framing's cost (docs/benchmarks.md). Columns in ``fixed`` hold one value on
+    every row the filter lets through (the stream's organization, run or conversation): their
+    JSON comes in as a parameter, quoted once in Python, in both branches.
     """
     plain = _printf(dialect, fixed, quote=None)
     quoted = _printf(dialect, fixed, dialect.json_quote)
@@ -110,8 +110,8 @@ def _page_sql(dialect: Dialect, where: str, fixed: Collection[str] = ()) -> str:
     """One row per page: its frames joined, last id, count, and its last status change.
 
     Joining in the database hands Python one string per page instead of a row per event, so the
-    reader thread holds the GIL once per page (a row per event made it trade the GIL with the
-    event loop on every row), and pages framed on several readers build in parallel (with
+    reader thread holds the GIL once per page (a row per event would make it trade the GIL with
+    the event loop on every row), and pages framed on several readers build in parallel (with
     SQLite's memory statistics off: see ``sqlite_library``). The subquery is in id order, which
     the join follows (``Dialect.concat_bytes``). The last status is the highest status key
     (``_status_key_sql``), with the id cut off again. The frames come back as bytes

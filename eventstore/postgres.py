@@ -130,7 +130,7 @@ class _PgWriter(ConnectionWriter[psycopg.Connection[Any]]):
             tx.execute("SELECT pg_advisory_xact_lock(?)", (advisory_key("runtrack", "schema"),))
             # A write takes the log's row lock first and the events table second; a migration
             # locks the events table. Taking the row lock before any migration keeps that order
-            # (the other order deadlocked with a server of the previous version writing).
+            # (the other order can deadlock against a write group in flight).
             (log_exists,) = tx.fetchone("SELECT to_regclass('log_head') IS NOT NULL") or (False,)
             if log_exists:
                 tx.execute("SELECT last_id FROM log_head FOR UPDATE")
