@@ -41,6 +41,8 @@ from eventsourcing.domain import Aggregate, event
 from bench._machine import PeakRss, describe_machine
 from eventstore import EventFilter, NewEvent, SQLiteEventStore, open_store
 from eventstore.appending import INSERT_EVENT
+from eventstore.connection_writer import ConnectionTransaction
+from eventstore.dialect import SQLITE
 from eventstore.migrations import apply_migrations
 from eventstore.scratch_schema import scratch_schema
 from eventstore.sqlite import MIGRATIONS
@@ -135,12 +137,7 @@ def connect_plain(path: Path, synchronous: Synchronous = "FULL") -> sqlite3.Conn
     connection = sqlite3.connect(path, isolation_level=None)
     connection.execute("PRAGMA journal_mode=WAL")
     connection.execute(f"PRAGMA synchronous={synchronous}")
-    apply_migrations(
-        lambda sql, params: connection.execute(sql, params or ()),
-        lambda sql: connection.execute(sql).fetchall(),
-        MIGRATIONS,
-        "?",
-    )
+    apply_migrations(ConnectionTransaction(connection, SQLITE), MIGRATIONS)
     return connection
 
 

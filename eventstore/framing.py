@@ -9,10 +9,10 @@ them into one bytes value. Both builders must agree byte for byte (a test holds 
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
-from .protocol import Dialect
+from .dialect import Dialect
 from .records import AgentEvent, EventFilter, quote_json
 from .store import STATUS_CHANGE, BaseEventStore, filter_sql, status_target_sql
 
@@ -70,26 +70,23 @@ def _frame_sql(dialect: Dialect, fixed: Collection[str] = ()) -> str:
     JSON comes in as a parameter, quoted once in Python, in both branches.
     """
     plain = _printf(dialect, fixed, quote=None)
-    quoted = _printf(
-        dialect, fixed, "json_quote({})" if dialect == "sqlite" else "to_json({}::text)"
-    )
+    quoted = _printf(dialect, fixed, dialect.json_quote)
     return f"CASE WHEN plain_names THEN {plain} ELSE {quoted} END"
 
 
-def _printf(dialect: Dialect, fixed: Collection[str], quote: str | None) -> str:
-    """The frame's printf/format call. ``quote`` is the SQL that quotes an unpinned name
-    (``{}`` stands for its column); with None, the names are written as stored, between the
-    template's quotes."""
-    number, text = ("%d", "%s") if dialect == "sqlite" else ("%s", "%s")
+def _printf(dialect: Dialect, fixed: Collection[str], quote: Callable[[str], str] | None) -> str:
+    """The frame's printf/format call. ``quote`` makes the SQL that quotes an unpinned name
+    from its column; with None, the names are written as stored, between the template's
+    quotes."""
+    number, text = dialect.integer_slot, "%s"
     as_stored = f'"{text}"' if quote is None else text
     slots = {c: text if c in fixed else as_stored for c in _NAMES}
-    template = _FRAME_TEMPLATE.format(n=number, s=text, **slots).replace("'", "''")
-    value = "{}" if quote is None else quote
-    names = ["CAST(? AS TEXT)" if c in fixed else value.format(c) for c in _NAMES]
+    template = _FRAME_TEMPLATE.format(n=number, s=text, **slots)
+    unpinned = quote or (lambda column: column)
+    names = ["CAST(? AS TEXT)" if c in fixed else unpinned(c) for c in _NAMES]
     arguments = ["id", "event_type", "id", *names, "sequence", "visibility", "payload"]
     arguments += ["created_at", "prev_hash", "hash"]
-    function = "printf" if dialect == "sqlite" else "format"
-    return f"{function}('{template}', {', '.join(arguments)})"
+    return dialect.format_call(template, arguments)
 
 
 def _fixed_values(flt: EventFilter) -> dict[str, str]:
@@ -105,8 +102,7 @@ def _fixed_values(flt: EventFilter) -> dict[str, str]:
 
 def _status_key_sql(dialect: Dialect) -> str:
     """For a status change, ``<its id in 20 digits><its target status>``; NULL otherwise."""
-    padded = "printf('%020d', id)" if dialect == "sqlite" else "lpad(id::text, 20, '0')"
-    key = f"{padded} || ({status_target_sql(dialect)})"
+    key = f"{dialect.zero_padded('id', 20)} || ({status_target_sql(dialect)})"
     return f"CASE WHEN event_type = '{STATUS_CHANGE}' THEN {key} END"
 
 
@@ -116,16 +112,12 @@ def _page_sql(dialect: Dialect, where: str, fixed: Collection[str] = ()) -> str:
     Joining in the database hands Python one string per page instead of a row per event, so the
     reader thread holds the GIL once per page (a row per event would make it trade the GIL with
     the event loop on every row), and pages framed on several readers build in parallel (with
-    SQLite's memory statistics off: see ``sqlite_library``). SQLite's
-    ``group_concat`` follows the order of the subquery it reads (it cannot take an ORDER BY
-    before 3.44); PostgreSQL is told the order. The last status is the highest status key
+    SQLite's memory statistics off: see ``sqlite_library``). The subquery is in id order, which
+    the join follows (``Dialect.concat_bytes``). The last status is the highest status key
     (``_status_key_sql``), with the id cut off again. The frames come back as bytes
     (UTF-8, as stored), ready to send, with no decoding to ``str`` and back.
     """
-    if dialect == "sqlite":
-        frames = "CAST(group_concat(f, '') AS BLOB)"
-    else:
-        frames = "convert_to(string_agg(f, '' ORDER BY id), 'UTF8')"
+    frames = dialect.concat_bytes("f", order_by="id")
     return (
         f"SELECT {frames}, max(id), count(*), substr(max(s), 21) FROM ("
         f"SELECT id, {_frame_sql(dialect, fixed)} AS f, {_status_key_sql(dialect)} AS s "

@@ -9,15 +9,13 @@ they follow their projection's schema and are refilled from the log when it chan
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+
+from .protocol import Transaction
 
 __all__ = ["Migration", "apply_migrations"]
-
-Execute = Callable[[str, Sequence[Any] | None], object]
-FetchAll = Callable[[str], list[tuple[Any, ...]]]
 
 _TABLE = (
     "CREATE TABLE IF NOT EXISTS schema_migrations "
@@ -32,21 +30,18 @@ class Migration:
     statements: tuple[str, ...]
 
 
-def apply_migrations(
-    execute: Execute, fetchall: FetchAll, migrations: Sequence[Migration], placeholder: str
-) -> list[int]:
+def apply_migrations(tx: Transaction, migrations: Sequence[Migration]) -> list[int]:
     """Apply the migrations not yet recorded; returns the versions applied now."""
-    execute(_TABLE, None)
-    done = {int(row[0]) for row in fetchall("SELECT version FROM schema_migrations")}
+    tx.execute(_TABLE)
+    done = {int(row[0]) for row in tx.fetchall("SELECT version FROM schema_migrations")}
     applied = []
     for migration in sorted(migrations, key=lambda m: m.version):
         if migration.version in done:
             continue
         for statement in migration.statements:
-            execute(statement, None)
-        marks = ", ".join(placeholder for _ in range(3))
-        execute(
-            f"INSERT INTO schema_migrations (version, name, applied_at) VALUES ({marks})",
+            tx.execute(statement)
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
             (migration.version, migration.name, datetime.now(UTC).isoformat()),
         )
         applied.append(migration.version)

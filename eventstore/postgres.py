@@ -25,11 +25,12 @@ from psycopg import sql as pgsql
 from psycopg_pool import AsyncConnectionPool
 
 from .appending import Head
+from .connection_writer import ConnectionWriter
+from .dialect import POSTGRESQL, Dialect
 from .errors import StoreError, StoreUnavailable, translate_driver_error
 from .leadership import Leadership, PostgresAdvisoryLock
 from .migrations import Migration, apply_migrations
-from .projection_schemas import prepare_projection_tables
-from .protocol import Dialect, Projection, Row
+from .protocol import Projection, Row
 from .records import GENESIS_HASH
 from .store import PARALLEL_READS, STATUS_CHANGES_MIGRATION, BaseEventStore, StoreOptions
 
@@ -96,40 +97,17 @@ MIGRATIONS = (
 )
 
 
-def _pg(sql: str) -> str:
-    """Our SQL uses ``?`` placeholders everywhere; psycopg wants ``%s`` (and ``%%`` for ``%``)."""
-    return sql.replace("%", "%%").replace("?", "%s")
-
-
 def advisory_key(*parts: str) -> int:
     """A stable signed 64-bit key for an advisory lock named by ``parts``."""
     digest = hashlib.sha256("/".join(parts).encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
-class _PgTransaction:
-    dialect: Dialect = "postgresql"
-
-    def __init__(self, connection: psycopg.Connection[Any]) -> None:
-        self._connection = connection
-
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
-        self._connection.execute(_pg(sql), params)
-
-    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        with self._connection.cursor() as cursor:
-            cursor.executemany(_pg(sql), rows)
-
-    def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
-        row: Row | None = self._connection.execute(_pg(sql), params).fetchone()
-        return row
-
-    def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        return self._connection.execute(_pg(sql), params).fetchall()
-
-
-class _PgWriter:
+class _PgWriter(ConnectionWriter[psycopg.Connection[Any]]):
     """The writer side: every method runs on the store's writer thread."""
+
+    dialect = POSTGRESQL
+    label = "PostgreSQL"
 
     def __init__(
         self,
@@ -139,101 +117,57 @@ class _PgWriter:
         *,
         replace_stale_tables: bool,
     ) -> None:
+        super().__init__(projections, replace_stale_tables=replace_stale_tables)
         self._url = url
-        self._projections = projections
-        self._replace_stale_tables = replace_stale_tables
-        self.stale_projections: list[str] = []
         self._channel = channel
-        self._connection: psycopg.Connection[Any] | None = None
 
-    def connect(self) -> None:
-        self._connection = psycopg.connect(self._url, autocommit=True)
-        self._create_schema(self._connection)
+    def _connect(self) -> psycopg.Connection[Any]:
+        return psycopg.connect(self._url, autocommit=True)
 
     def _create_schema(self, connection: psycopg.Connection[Any]) -> None:
         with connection.transaction():
-            connection.execute(
-                "SELECT pg_advisory_xact_lock(%s)", (advisory_key("runtrack", "schema"),)
-            )
+            tx = self._transaction(connection)
+            tx.execute("SELECT pg_advisory_xact_lock(?)", (advisory_key("runtrack", "schema"),))
             # A write takes the log's row lock first and the events table second; a migration
             # locks the events table. Taking the row lock before any migration keeps that order
             # (the other order can deadlock against a write group in flight).
-            (log_exists,) = connection.execute(
-                "SELECT to_regclass('log_head') IS NOT NULL"
-            ).fetchone() or (False,)
+            (log_exists,) = tx.fetchone("SELECT to_regclass('log_head') IS NOT NULL") or (False,)
             if log_exists:
-                connection.execute("SELECT last_id FROM log_head FOR UPDATE")
-            apply_migrations(
-                lambda sql, params: connection.execute(_as_query(sql), params),
-                lambda sql: connection.execute(_as_query(sql)).fetchall(),
-                MIGRATIONS,
-                "%s",
-            )
+                tx.execute("SELECT last_id FROM log_head FOR UPDATE")
+            apply_migrations(tx, MIGRATIONS)
             # Wait for any write unit in flight (a rebuild may be refilling the tables and
             # recording their fingerprint): reading the fingerprint before it commits would
             # drop what it just wrote.
-            connection.execute("SELECT last_id FROM log_head FOR UPDATE")
-            self.stale_projections = prepare_projection_tables(
-                lambda sql, params: connection.execute(_as_query(sql), params),
-                lambda sql, params: connection.execute(_as_query(sql), params).fetchall(),
-                self._projections,
-                "postgresql",
-                "%s",
-                replace_stale=self._replace_stale_tables,
-            )
+            tx.execute("SELECT last_id FROM log_head FOR UPDATE")
+            self._prepare_projection_tables(tx)
 
-    def begin(self) -> tuple[_PgTransaction, Head]:
-        connection = self._open()
+    def _begin(self, connection: psycopg.Connection[Any]) -> Head:
         connection.execute("BEGIN")
         row = connection.execute(
             "SELECT last_id, last_hash, last_created_at FROM log_head FOR UPDATE"
         ).fetchone()
         if row is None:
             raise StoreUnavailable("log_head is missing: the schema was tampered with")
-        return _PgTransaction(connection), Head(int(row[0]), str(row[1]), str(row[2]))
-
-    def savepoint(self) -> None:
-        self._open().execute("SAVEPOINT unit")
-
-    def release_savepoint(self) -> None:
-        self._open().execute("RELEASE SAVEPOINT unit")
-
-    def rollback_to_savepoint(self) -> None:
-        connection = self._open()
-        connection.execute("ROLLBACK TO SAVEPOINT unit")
-        connection.execute("RELEASE SAVEPOINT unit")
+        return Head(int(row[0]), str(row[1]), str(row[2]))
 
     def commit(self, head: Head) -> None:
+        """The head is recorded, and every server woken, in the same transaction."""
         connection = self._open()
         connection.execute(
             "UPDATE log_head SET last_id = %s, last_hash = %s, last_created_at = %s",
             (head.id, head.hash, head.created_at),
         )
         connection.execute("SELECT pg_notify(%s, %s)", (self._channel, str(head.id)))
-        connection.execute("COMMIT")
+        super().commit(head)
 
-    def rollback(self) -> None:
-        connection = self._open()
-        if connection.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-            connection.execute("ROLLBACK")
+    def _in_transaction(self, connection: psycopg.Connection[Any]) -> bool:
+        return connection.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
 
-    def close(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
+    def _is_closed(self, connection: psycopg.Connection[Any]) -> bool:
+        return connection.closed
 
     def translate(self, exc: BaseException) -> StoreError | None:
         return translate_error(exc)
-
-    def _open(self) -> psycopg.Connection[Any]:
-        if self._connection is None or self._connection.closed:
-            raise StoreUnavailable("the PostgreSQL writer is closed")
-        return self._connection
-
-
-def _as_query(statement: str) -> pgsql.Composed | pgsql.SQL:
-    """DDL is sent as-is (no placeholders to expand, ``%`` kept literally)."""
-    return pgsql.SQL(statement)
 
 
 def translate_error(exc: BaseException) -> StoreError | None:
@@ -250,7 +184,7 @@ def translate_error(exc: BaseException) -> StoreError | None:
 class PostgresEventStore(BaseEventStore):
     """The event store on PostgreSQL, shared by any number of servers."""
 
-    dialect: Dialect = "postgresql"
+    dialect: Dialect = POSTGRESQL
 
     def __init__(
         self,
@@ -312,7 +246,7 @@ class PostgresEventStore(BaseEventStore):
             raise StoreUnavailable("the event store is not open")
         try:
             async with self._pool.connection() as connection:
-                cursor = await connection.execute(_pg(sql), params)
+                cursor = await connection.execute(self.dialect.driver_sql(sql), params)
                 rows: list[Row] = await cursor.fetchall()
                 return rows
         except psycopg.Error as exc:

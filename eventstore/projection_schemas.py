@@ -15,22 +15,19 @@ dropped; changing those needs a migration.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
-from .protocol import Dialect, Projection, Transaction
+from .dialect import Dialect
+from .protocol import Projection, Transaction
 
 __all__ = ["prepare_projection_tables", "record_fingerprint", "schema_fingerprint"]
-
-Execute = Callable[[str, Sequence[Any] | None], object]
-FetchAll = Callable[[str, Sequence[Any]], list[tuple[Any, ...]]]
 
 _TABLE = (
     "CREATE TABLE IF NOT EXISTS projection_schemas "
     "(name TEXT PRIMARY KEY, fingerprint TEXT NOT NULL)"
 )
 _RECORD = (
-    "INSERT INTO projection_schemas (name, fingerprint) VALUES ({mark}, {mark}) "
+    "INSERT INTO projection_schemas (name, fingerprint) VALUES (?, ?) "
     "ON CONFLICT (name) DO UPDATE SET fingerprint = excluded.fingerprint"
 )
 
@@ -44,38 +41,32 @@ def schema_fingerprint(projection: Projection, dialect: Dialect) -> str:
 
 
 def prepare_projection_tables(
-    execute: Execute,
-    fetchall: FetchAll,
-    projections: Sequence[Projection],
-    dialect: Dialect,
-    mark: str,
-    *,
-    replace_stale: bool,
+    tx: Transaction, projections: Sequence[Projection], *, replace_stale: bool
 ) -> list[str]:
     """Create every projection's tables; return the names of those that must be refilled.
 
     Without ``replace_stale`` a stale projection's tables are left as they are (a CLI that only
     reads, or manages keys, must not empty a read model it will not refill).
     """
-    execute(_TABLE, None)
-    log_is_empty = not fetchall("SELECT 1 FROM events LIMIT 1", ())
+    tx.execute(_TABLE)
+    log_is_empty = tx.fetchone("SELECT 1 FROM events LIMIT 1") is None
     stale = []
     for projection in projections:
-        fingerprint = schema_fingerprint(projection, dialect)
-        recorded = fetchall(
-            f"SELECT fingerprint FROM projection_schemas WHERE name = {mark}", (projection.name,)
+        fingerprint = schema_fingerprint(projection, tx.dialect)
+        recorded = tx.fetchone(
+            "SELECT fingerprint FROM projection_schemas WHERE name = ?", (projection.name,)
         )
-        if recorded and recorded[0][0] == fingerprint:
-            _create(execute, projection, dialect)
+        if recorded is not None and recorded[0] == fingerprint:
+            _create(tx, projection)
             continue
         if not replace_stale and not log_is_empty:
             stale.append(projection.name)
             continue
         for table in getattr(projection, "derived_tables", ()):
-            execute(f"DROP TABLE IF EXISTS {table}", None)
-        _create(execute, projection, dialect)
+            tx.execute(f"DROP TABLE IF EXISTS {table}")
+        _create(tx, projection)
         if log_is_empty:
-            execute(_RECORD.format(mark=mark), (projection.name, fingerprint))
+            tx.execute(_RECORD, (projection.name, fingerprint))
         else:
             stale.append(projection.name)
     return stale
@@ -84,9 +75,9 @@ def prepare_projection_tables(
 def record_fingerprint(tx: Transaction, projection: Projection) -> None:
     """Say the projection's tables now hold the fold of the log under its current schema."""
     fingerprint = schema_fingerprint(projection, tx.dialect)
-    tx.execute(_RECORD.format(mark="?"), (projection.name, fingerprint))
+    tx.execute(_RECORD, (projection.name, fingerprint))
 
 
-def _create(execute: Execute, projection: Projection, dialect: Dialect) -> None:
-    for statement in projection.schema(dialect):
-        execute(statement, None)
+def _create(tx: Transaction, projection: Projection) -> None:
+    for statement in projection.schema(tx.dialect):
+        tx.execute(statement)

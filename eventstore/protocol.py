@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from .dialect import Dialect
 from .records import AgentEvent, EventFilter, EventPage, NewEvent
 
 if TYPE_CHECKING:
@@ -27,7 +28,6 @@ __all__ = [
 
 T = TypeVar("T")
 Row = tuple[Any, ...]
-Dialect = Literal["sqlite", "postgresql"]
 
 
 class Transaction(Protocol):

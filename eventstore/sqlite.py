@@ -21,11 +21,12 @@ from typing import Any, Literal, Unpack, cast
 import aiosqlite
 
 from .appending import Head
+from .connection_writer import ConnectionWriter
+from .dialect import SQLITE, Dialect
 from .errors import StoreError, StoreUnavailable, translate_driver_error
 from .leadership import FileLock, Leadership
 from .migrations import Migration, apply_migrations
-from .projection_schemas import prepare_projection_tables
-from .protocol import Dialect, Projection, Row
+from .protocol import Projection, Row
 from .records import GENESIS_HASH
 from .sqlite_library import memory_statistics_disabled
 from .store import PARALLEL_READS, STATUS_CHANGES_MIGRATION, BaseEventStore, StoreOptions
@@ -87,30 +88,11 @@ MIGRATIONS = (
 BUSY_TIMEOUT_MS = 10_000
 
 
-class _SQLiteTransaction:
-    """The ``Transaction`` protocol over the writer's sqlite3 connection."""
-
-    dialect: Dialect = "sqlite"
-
-    def __init__(self, connection: sqlite3.Connection) -> None:
-        self._connection = connection
-
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
-        self._connection.execute(sql, params)
-
-    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        self._connection.executemany(sql, rows)
-
-    def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
-        row: Row | None = self._connection.execute(sql, params).fetchone()
-        return row
-
-    def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        return self._connection.execute(sql, params).fetchall()
-
-
-class _SQLiteWriter:
+class _SQLiteWriter(ConnectionWriter[sqlite3.Connection]):
     """The writer side: every method runs on the store's writer thread."""
+
+    dialect = SQLITE
+    label = "SQLite"
 
     def __init__(
         self,
@@ -120,14 +102,11 @@ class _SQLiteWriter:
         *,
         replace_stale_tables: bool,
     ) -> None:
+        super().__init__(projections, replace_stale_tables=replace_stale_tables)
         self._path = path
         self._synchronous = synchronous
-        self._projections = projections
-        self._replace_stale_tables = replace_stale_tables
-        self._connection: sqlite3.Connection | None = None
-        self.stale_projections: list[str] = []
 
-    def connect(self) -> None:
+    def _connect(self) -> sqlite3.Connection:
         connection = sqlite3.connect(
             self._path,
             isolation_level=None,
@@ -137,37 +116,21 @@ class _SQLiteWriter:
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute(f"PRAGMA synchronous={self._synchronous}")
         connection.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-        self._connection = connection
-        self._create_schema(connection)
+        return connection
 
     def _create_schema(self, connection: sqlite3.Connection) -> None:
         connection.execute("BEGIN IMMEDIATE")
         try:
-            apply_migrations(
-                lambda sql, params: connection.execute(sql, params or ()),
-                lambda sql: connection.execute(sql).fetchall(),
-                MIGRATIONS,
-                "?",
-            )
-            self.stale_projections = prepare_projection_tables(
-                lambda sql, params: connection.execute(sql, params or ()),
-                lambda sql, params: connection.execute(sql, params).fetchall(),
-                self._projections,
-                "sqlite",
-                "?",
-                replace_stale=self._replace_stale_tables,
-            )
+            tx = self._transaction(connection)
+            apply_migrations(tx, MIGRATIONS)
+            self._prepare_projection_tables(tx)
             connection.execute("COMMIT")
         except BaseException:
             connection.execute("ROLLBACK")
             raise
 
-    def begin(self) -> tuple[_SQLiteTransaction, Head]:
-        connection = self._open()
+    def _begin(self, connection: sqlite3.Connection) -> Head:
         connection.execute("BEGIN IMMEDIATE")
-        return _SQLiteTransaction(connection), self._read_head(connection)
-
-    def _read_head(self, connection: sqlite3.Connection) -> Head:
         row = connection.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
         head_id = int(row[0]) if row else 0
         if head_id == 0:
@@ -182,37 +145,11 @@ class _SQLiteWriter:
             )
         return Head(head_id, last[0], last[1])
 
-    def savepoint(self) -> None:
-        self._open().execute("SAVEPOINT unit")
-
-    def release_savepoint(self) -> None:
-        self._open().execute("RELEASE unit")
-
-    def rollback_to_savepoint(self) -> None:
-        connection = self._open()
-        connection.execute("ROLLBACK TO unit")
-        connection.execute("RELEASE unit")
-
-    def commit(self, head: Head) -> None:
-        self._open().execute("COMMIT")
-
-    def rollback(self) -> None:
-        connection = self._open()
-        if connection.in_transaction:
-            connection.execute("ROLLBACK")
-
-    def close(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
+    def _in_transaction(self, connection: sqlite3.Connection) -> bool:
+        return connection.in_transaction
 
     def translate(self, exc: BaseException) -> StoreError | None:
         return translate_error(exc)
-
-    def _open(self) -> sqlite3.Connection:
-        if self._connection is None:
-            raise StoreUnavailable("the SQLite writer is closed")
-        return self._connection
 
 
 def translate_error(exc: BaseException) -> StoreError | None:
@@ -225,7 +162,7 @@ def translate_error(exc: BaseException) -> StoreError | None:
 class SQLiteEventStore(BaseEventStore):
     """The event store on one SQLite file (the default backend)."""
 
-    dialect: Dialect = "sqlite"
+    dialect: Dialect = SQLITE
 
     def __init__(
         self,

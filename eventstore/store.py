@@ -16,11 +16,12 @@ from typing import Any, Self, TypedDict, TypeVar
 
 from .appending import EVENT_COLUMNS, AppendUnit, WriteContext, prepare_append
 from .chain import verify_link
+from .dialect import Dialect
 from .errors import InvalidCursor, StoreUnavailable, UnknownRun
 from .leadership import Leadership
 from .migrations import Migration
 from .payloads import EventType
-from .protocol import Dialect, Projection, Row, VerifyReport
+from .protocol import Projection, Row, VerifyReport
 from .records import GENESIS_HASH, AgentEvent, EventFilter, EventPage, NewEvent, Visibility
 from .tail import Broadcaster, subscribe
 from .writer import GroupCommitWriter, WriterBackend
@@ -423,7 +424,7 @@ def _broken(count: int, head_id: int, head_hash: str, bad_id: int, reason: str) 
 
 def status_target_sql(dialect: Dialect) -> str:
     """The status a status change's payload moves to, in SQL."""
-    return "json_extract(payload, '$.to')" if dialect == "sqlite" else "payload::json ->> 'to'"
+    return dialect.json_text("payload", "to")
 
 
 def filter_sql(flt: EventFilter) -> tuple[str, list[Any]]:

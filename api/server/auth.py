@@ -118,7 +118,7 @@ class KeyRing:
 
     async def setup(self) -> None:
         def create_tables(context: WriteContext) -> None:
-            for statement in (SCHEMA, *_KEEP_ROWS[context.tx.dialect], CHANGES_SCHEMA):
+            for statement in (SCHEMA, *_KEEP_ROWS[context.tx.dialect.name], CHANGES_SCHEMA):
                 context.tx.execute(statement)
             context.tx.execute(_SEED_CHANGES)
 

@@ -110,7 +110,7 @@ async def test_the_claim_query_searches_the_lane_index_by_organization(runs: Run
     plan = await runs.store.transact(lambda context: _claim_plan(context, "org-0"))
     shown = "\n".join(plan)
     assert _searches_lane_index(plan, "o"), shown
-    if runs.store.dialect == "sqlite":
+    if runs.store.dialect.name == "sqlite":
         assert _searches_lane_index(plan, "a"), shown
     assert "Seq Scan" not in shown, shown  # PostgreSQL reads every alias through an index
     assert "SCAN " not in shown, shown  # and so does SQLite
@@ -132,7 +132,7 @@ def _searches_lane_index(plan: list[str], alias: str) -> bool:
 def _claim_plan(context: WriteContext, organization_id: str) -> list[str]:
     sql, params = claim_query(organization_id, None, None)
     tx = context.tx
-    if tx.dialect == "sqlite":
+    if tx.dialect.name == "sqlite":
         return [str(row[-1]) for row in tx.fetchall(f"EXPLAIN QUERY PLAN {sql}", params)]
     tx.execute("ANALYZE runs", ())
     tx.execute("SET LOCAL enable_seqscan = off", ())  # too few rows for the planner to care

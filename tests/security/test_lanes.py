@@ -206,7 +206,7 @@ def _make_old(context: WriteContext) -> None:
 def _lane_index_columns(context: WriteContext) -> str:
     """The column list of the lane index, as the database states its definition."""
     tx = context.tx
-    if tx.dialect == "sqlite":
+    if tx.dialect.name == "sqlite":
         row = tx.fetchone("SELECT sql FROM sqlite_master WHERE name = 'runs_by_lane'", ())
     else:
         row = tx.fetchone(
