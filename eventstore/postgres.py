@@ -31,7 +31,7 @@ from .migrations import Migration, apply_migrations
 from .projection_schemas import prepare_projection_tables
 from .protocol import Dialect, Projection, Row
 from .records import GENESIS_HASH
-from .store import PARALLEL_READS, STATUS_CHANGES_MIGRATION, BaseEventStore, StoreOptions
+from .store import PARALLEL_READS, STATUS_CHANGES_MIGRATION, EventStore, StoreOptions
 
 __all__ = ["PostgresEventStore"]
 
@@ -247,7 +247,7 @@ def translate_error(exc: BaseException) -> StoreError | None:
     )
 
 
-class PostgresEventStore(BaseEventStore):
+class PostgresEventStore(EventStore):
     """The event store on PostgreSQL, shared by any number of servers."""
 
     dialect: Dialect = "postgresql"

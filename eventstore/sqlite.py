@@ -28,7 +28,7 @@ from .projection_schemas import prepare_projection_tables
 from .protocol import Dialect, Projection, Row
 from .records import GENESIS_HASH
 from .sqlite_library import memory_statistics_disabled
-from .store import PARALLEL_READS, STATUS_CHANGES_MIGRATION, BaseEventStore, StoreOptions
+from .store import PARALLEL_READS, STATUS_CHANGES_MIGRATION, EventStore, StoreOptions
 
 __all__ = ["SQLiteEventStore"]
 
@@ -222,7 +222,7 @@ def translate_error(exc: BaseException) -> StoreError | None:
     )
 
 
-class SQLiteEventStore(BaseEventStore):
+class SQLiteEventStore(EventStore):
     """The event store on one SQLite file (the default backend)."""
 
     dialect: Dialect = "sqlite"
