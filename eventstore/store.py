@@ -70,8 +70,8 @@ class StoreOptions(TypedDict, total=False):
 class EventStore(abc.ABC):
     """The append-only log of AgentEvents. Every backend passes the same contract suite.
 
-    Use it as ``async with store:`` (or ``await store.open()`` then ``aclose()``); every member
-    below but the constructor needs an open store.
+    Use it as ``async with store:`` (or ``await store.open()`` then ``aclose()``): writes,
+    reads and the live tail need an open store.
     """
 
     dialect: Dialect
