@@ -39,14 +39,8 @@ from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate, event
 
 from bench._machine import PeakRss, describe_machine
-from eventstore import EventFilter, NewEvent, SQLiteEventStore, open_store
-from eventstore.appending import INSERT_EVENT
-from eventstore.connection_writer import ConnectionTransaction
-from eventstore.dialect import SQLITE
-from eventstore.migrations import apply_migrations
+from eventstore import INSERT_EVENT, EventFilter, EventStore, NewEvent, SQLiteEventStore, open_store
 from eventstore.scratch_schema import scratch_schema
-from eventstore.sqlite import MIGRATIONS
-from eventstore.store import BaseEventStore
 
 Synchronous = Literal["FULL", "NORMAL"]
 BATCH = 10_000  # rows per transaction for the ceiling
@@ -133,12 +127,18 @@ def row(event_id: int, runs: int) -> tuple[object, ...]:
 
 
 def connect_plain(path: Path, synchronous: Synchronous = "FULL") -> sqlite3.Connection:
-    """A plain sqlite3 connection to a file with the store's schema, set up as the store does."""
+    """A plain sqlite3 connection to a file whose schema the store made, set up as the store
+    sets up its own."""
+    asyncio.run(_create_schema(path))
     connection = sqlite3.connect(path, isolation_level=None)
     connection.execute("PRAGMA journal_mode=WAL")
     connection.execute(f"PRAGMA synchronous={synchronous}")
-    apply_migrations(ConnectionTransaction(connection, SQLITE), MIGRATIONS)
     return connection
+
+
+async def _create_schema(path: Path) -> None:
+    async with SQLiteEventStore(path):
+        pass
 
 
 def insert_batches(connection: sqlite3.Connection, first: int, count: int, runs: int) -> None:
@@ -169,13 +169,13 @@ def ceiling(path: Path, sizes: Sizes) -> Result:
 MESSAGE = NewEvent("message_created", {"role": "user", "content": "hello"})
 
 
-async def create_runs(store: BaseEventStore, tasks: int) -> None:
+async def create_runs(store: EventStore, tasks: int) -> None:
     for n in range(tasks):
         created = NewEvent("run_created", {"agent_id": "bench"})
         await store.append("org", f"run-{n}", [created], conversation_id="conv")
 
 
-async def append_concurrently(store: BaseEventStore, tasks: int, each: int) -> None:
+async def append_concurrently(store: EventStore, tasks: int, each: int) -> None:
     async def appender(n: int) -> None:
         for _ in range(each):
             await store.append("org", f"run-{n}", [MESSAGE])

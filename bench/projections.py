@@ -23,9 +23,7 @@ import time
 from pathlib import Path
 
 from bench._machine import describe_machine
-from eventstore import NewEvent, SQLiteEventStore
-from eventstore.appending import INSERT_EVENT
-from eventstore.payloads import RunStatus
+from eventstore import INSERT_EVENT, NewEvent, RunStatus, SQLiteEventStore
 from projections import RunCommands, RunFilter, RunProjection, RunQueries, RunState, rebuild
 from projections.readmodel import state_to_row
 

@@ -1,8 +1,24 @@
-"""The log: AgentEvent, the EventStore protocol, its backends, the live tail and the hash chain."""
+"""The log: AgentEvent, the EventStore, its backends, the live tail and the hash chain.
+
+Code outside ``eventstore`` imports from here only; the modules behind it are free to move.
+"""
 
 from __future__ import annotations
 
-from .appending import AppendRequest, Head, PreparedEvent, WriteContext, prepare_append
+from .appending import (
+    CONTROL_CHARACTER,
+    EVENT_COLUMNS,
+    IDENTIFIER_PATTERN,
+    INSERT_EVENT,
+    AppendRequest,
+    Head,
+    PreparedEvent,
+    WriteContext,
+    event_columns,
+    format_timestamp,
+    prepare_append,
+)
+from .callback_url import check_callback_url
 from .chain import canonical_json, event_hash
 from .errors import (
     ConcurrencyConflict,
@@ -15,13 +31,41 @@ from .errors import (
     UnknownRun,
 )
 from .factory import open_store
-from .payloads import CheckpointKind, EventType, RunStatus
-from .protocol import Dialect, EventStore, Projection, Transaction, VerifyReport
+from .framing import FramePage, encode_event, id_block, page_end, read_frames
+from .leadership import Leadership
+from .payloads import (
+    CUSTOM_TYPE_PATTERN,
+    MAX_INTEGER,
+    PAYLOAD_MODELS,
+    SERVER_WRITTEN_TYPES,
+    STATUS_FOR_STOP_REASON,
+    CheckpointKind,
+    EventType,
+    RunStatus,
+    StopReason,
+    describe_validation_error,
+    normalise_payload,
+    validation_error_list,
+)
+from .projection_schemas import record_fingerprint, schema_fingerprint
+from .protocol import Dialect, Projection, Row, Transaction, VerifyReport
 from .records import GENESIS_HASH, AgentEvent, EventFilter, EventPage, NewEvent, Visibility
 from .sqlite import SQLiteEventStore
+from .sqlite_library import disable_memory_statistics
+from .store import PARALLEL_READS, EventStore
 
 __all__ = [
+    "CONTROL_CHARACTER",
+    "CUSTOM_TYPE_PATTERN",
+    "EVENT_COLUMNS",
     "GENESIS_HASH",
+    "IDENTIFIER_PATTERN",
+    "INSERT_EVENT",
+    "MAX_INTEGER",
+    "PARALLEL_READS",
+    "PAYLOAD_MODELS",
+    "SERVER_WRITTEN_TYPES",
+    "STATUS_FOR_STOP_REASON",
     "AgentEvent",
     "AppendRequest",
     "CheckpointKind",
@@ -31,16 +75,20 @@ __all__ = [
     "EventPage",
     "EventStore",
     "EventType",
+    "FramePage",
     "Head",
     "IdempotencyMismatch",
     "InvalidCursor",
     "InvalidEvent",
+    "Leadership",
     "NewEvent",
     "PreparedEvent",
     "Projection",
     "RefusedByProjection",
+    "Row",
     "RunStatus",
     "SQLiteEventStore",
+    "StopReason",
     "StoreError",
     "StoreUnavailable",
     "Transaction",
@@ -49,7 +97,20 @@ __all__ = [
     "Visibility",
     "WriteContext",
     "canonical_json",
+    "check_callback_url",
+    "describe_validation_error",
+    "disable_memory_statistics",
+    "encode_event",
+    "event_columns",
     "event_hash",
+    "format_timestamp",
+    "id_block",
+    "normalise_payload",
     "open_store",
+    "page_end",
     "prepare_append",
+    "read_frames",
+    "record_fingerprint",
+    "schema_fingerprint",
+    "validation_error_list",
 ]

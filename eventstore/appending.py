@@ -23,13 +23,17 @@ from .protocol import Projection, Transaction
 from .records import AgentEvent, NewEvent, Visibility, plain_names
 
 __all__ = [
+    "CONTROL_CHARACTER",
     "EVENT_COLUMNS",
+    "IDENTIFIER_PATTERN",
     "INSERT_EVENT",
     "AppendRequest",
     "AppendUnit",
     "Head",
     "PreparedEvent",
     "WriteContext",
+    "event_columns",
+    "format_timestamp",
     "prepare_append",
 ]
 

@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from .records import GENESIS_HASH, AgentEvent
+from .records import AgentEvent
 
 __all__ = ["ChainBreak", "canonical_json", "event_hash", "verify_link"]
 
@@ -90,7 +90,3 @@ def verify_link(event: AgentEvent, expected_prev_hash: str | None) -> ChainBreak
             event.id, "hash does not match the event's content: the event was modified"
         )
     return None
-
-
-def first_prev_hash() -> str:
-    return GENESIS_HASH

@@ -7,14 +7,14 @@ from typing import Any
 
 from .protocol import Projection
 from .sqlite import SQLiteEventStore
-from .store import BaseEventStore
+from .store import EventStore
 
 __all__ = ["open_store"]
 
 
 def open_store(
     database: str, *, projections: Sequence[Projection] = (), **options: Any
-) -> BaseEventStore:
+) -> EventStore:
     """Build (not yet open) the store for ``database``; use it as ``async with open_store(...)``."""
     if database.startswith(("postgresql://", "postgres://")):
         from .postgres import PostgresEventStore

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from .dialect import Dialect
 from .records import AgentEvent, EventFilter, quote_json
-from .store import STATUS_CHANGE, BaseEventStore, filter_sql, status_target_sql
+from .store import STATUS_CHANGE, EventStore, filter_sql, status_target_sql
 
 __all__ = ["FramePage", "encode_event", "id_block", "page_end", "read_frames"]
 
@@ -127,12 +127,12 @@ def _page_sql(dialect: Dialect, where: str, fixed: Collection[str] = ()) -> str:
 
 
 async def read_frames(
-    store: BaseEventStore, flt: EventFilter, *, after: int, limit: int, upto: int | None = None
+    store: EventStore, flt: EventFilter, *, after: int, limit: int, upto: int | None = None
 ) -> FramePage:
     """The frames of up to ``limit`` events in ``(after, upto]`` that ``flt`` matches, in id
     order; ``upto`` is the head of the log unless given (a committed position, as ``page_end``).
 
-    Positions follow ``BaseEventStore.read``: a full page ends at its last event, a short one at
+    Positions follow ``EventStore.read``: a full page ends at its last event, a short one at
     ``upto`` (the scan reached it).
     """
     where, params = filter_sql(flt)
@@ -151,9 +151,7 @@ async def read_frames(
     return FramePage(chunk, position, count, status)
 
 
-async def page_end(
-    store: BaseEventStore, flt: EventFilter, *, after: int, upto: int, size: int
-) -> int:
+async def page_end(store: EventStore, flt: EventFilter, *, after: int, upto: int, size: int) -> int:
     """Where the page of ``size`` events after ``after`` that ``flt`` matches ends: its last
     event, or ``upto`` when fewer events match up to there.
 

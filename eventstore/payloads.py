@@ -29,6 +29,7 @@ from .records import Visibility
 
 __all__ = [
     "CUSTOM_PREFIX",
+    "CUSTOM_TYPE_PATTERN",
     "DEFAULT_VISIBILITY",
     "INTEGRAL",
     "MAX_INTEGER",
@@ -39,7 +40,9 @@ __all__ = [
     "EventType",
     "RunStatus",
     "StopReason",
+    "describe_validation_error",
     "normalise_payload",
+    "validation_error_list",
 ]
 
 CUSTOM_PREFIX = "custom."

@@ -32,7 +32,7 @@ from .leadership import Leadership, PostgresAdvisoryLock
 from .migrations import Migration, apply_migrations
 from .protocol import Projection, Row
 from .records import GENESIS_HASH
-from .store import PARALLEL_READS, STATUS_CHANGES_MIGRATION, BaseEventStore, StoreOptions
+from .store import PARALLEL_READS, STATUS_CHANGES_MIGRATION, EventStore, StoreOptions
 
 __all__ = ["PostgresEventStore"]
 
@@ -181,7 +181,7 @@ def translate_error(exc: BaseException) -> StoreError | None:
     )
 
 
-class PostgresEventStore(BaseEventStore):
+class PostgresEventStore(EventStore):
     """The event store on PostgreSQL, shared by any number of servers."""
 
     dialect: Dialect = POSTGRESQL

@@ -35,8 +35,7 @@ _RECORD = (
 def schema_fingerprint(projection: Projection, dialect: Dialect) -> str:
     """The schema's statements and the projection's ``version`` (bumped when the fold changes
     what the tables hold without changing their shape)."""
-    version = getattr(projection, "version", 0)
-    statements = "\n".join([f"version {version}", *projection.schema(dialect)])
+    statements = "\n".join([f"version {projection.version}", *projection.schema(dialect)])
     return hashlib.sha256(statements.encode("utf-8")).hexdigest()[:32]
 
 
@@ -62,7 +61,7 @@ def prepare_projection_tables(
         if not replace_stale and not log_is_empty:
             stale.append(projection.name)
             continue
-        for table in getattr(projection, "derived_tables", ()):
+        for table in projection.derived_tables:
             tx.execute(f"DROP TABLE IF EXISTS {table}")
         _create(tx, projection)
         if log_is_empty:

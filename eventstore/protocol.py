@@ -7,26 +7,22 @@ it folds, with one code path for SQLite and PostgreSQL. Reads are asynchronous.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Callable, Sequence
+import abc
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 from .dialect import Dialect
-from .records import AgentEvent, EventFilter, EventPage, NewEvent
-
-if TYPE_CHECKING:
-    from .appending import WriteContext
+from .records import AgentEvent
 
 __all__ = [
     "Dialect",
-    "EventStore",
     "Projection",
     "Row",
     "Transaction",
     "VerifyReport",
 ]
 
-T = TypeVar("T")
 Row = tuple[Any, ...]
 
 
@@ -44,72 +40,46 @@ class Transaction(Protocol):
     def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]: ...
 
 
-class Projection(Protocol):
+class Projection(abc.ABC):
     """A read model kept in the same transaction as the events it is built from.
 
     ``apply`` runs on the writer thread, inside the append's transaction, before the events are
     inserted: raising a ``StoreError`` refuses that append alone (nothing of it is written).
-    A projection that sets ``refuses_before_writing = True`` promises to raise only before its
-    first write; the writer then skips the per-append savepoint (a measurable cost).
+    A projection subclasses this class and overrides the attributes whose default does not fit.
     """
 
     name: str
+    """Unique among a store's projections: keys the schema fingerprint it was filled under."""
 
-    def schema(self, dialect: Dialect) -> Sequence[str]: ...
+    refuses_before_writing: bool = False
+    """True promises that ``apply`` raises only before its first write; the writer then skips
+    the per-append savepoint (a measurable cost)."""
 
-    def apply(self, tx: Transaction, events: Sequence[AgentEvent]) -> None: ...
+    version: int = 0
+    """Bumped when the fold changes what the tables hold without changing their shape: the
+    tables are then refilled from the log (see ``projection_schemas``)."""
+
+    derived_tables: Sequence[str] = ()
+    """Tables filled from the log alone: dropped and refilled when the schema changes. Tables
+    not listed (kept beside the log, such as heartbeats) are never dropped."""
+
+    @abc.abstractmethod
+    def schema(self, dialect: Dialect) -> Sequence[str]:
+        """The statements that create the tables (idempotent: run at every open)."""
+
+    @abc.abstractmethod
+    def apply(self, tx: Transaction, events: Sequence[AgentEvent]) -> None:
+        """Fold ``events`` (in id order, not yet inserted) into the tables through ``tx``."""
 
 
 @dataclass(frozen=True)
 class VerifyReport:
+    """What ``EventStore.verify`` found: how many events it checked, up to which head, and the
+    first break in the chain (``ok`` false) if there is one."""
+
     ok: bool
     events: int
     head_id: int
     head_hash: str
     first_bad_event_id: int | None = None
     reason: str | None = None
-
-
-class EventStore(Protocol):
-    """The append-only log of AgentEvents. Every backend passes the same contract suite."""
-
-    dialect: Dialect
-
-    async def append(
-        self,
-        organization_id: str,
-        run_id: str,
-        events: Sequence[NewEvent],
-        *,
-        expected_sequence: int | None = None,
-        idempotency_key: str | None = None,
-        conversation_id: str | None = None,
-    ) -> list[AgentEvent]: ...
-
-    async def transact(self, unit: Callable[[WriteContext], T]) -> T: ...
-
-    async def read(self, filter: EventFilter, *, after: int = 0, limit: int = 500) -> EventPage: ...
-
-    async def read_run(
-        self,
-        organization_id: str | None,
-        run_id: str,
-        *,
-        after_sequence: int = 0,
-        limit: int = 500,
-        filter: EventFilter | None = None,
-    ) -> list[AgentEvent]: ...
-
-    async def head(self) -> int: ...
-
-    def subscribe(
-        self, filter: EventFilter, *, after: int = 0, idle_timeout: float | None = None
-    ) -> AsyncGenerator[EventPage, None]: ...
-
-    async def verify(
-        self, *, run_id: str | None = None, organization_id: str | None = None
-    ) -> VerifyReport: ...
-
-    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]: ...
-
-    async def aclose(self) -> None: ...

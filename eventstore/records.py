@@ -11,7 +11,6 @@ import enum
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 __all__ = [
@@ -107,10 +106,6 @@ class AgentEvent:
             decoded = json.loads(self.payload_json)
             self.__dict__["_payload"] = decoded
         return decoded
-
-    @property
-    def created_at_datetime(self) -> datetime:
-        return datetime.fromisoformat(self.created_at)
 
     @property
     def visibility_level(self) -> Visibility:

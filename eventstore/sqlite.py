@@ -29,7 +29,7 @@ from .migrations import Migration, apply_migrations
 from .protocol import Projection, Row
 from .records import GENESIS_HASH
 from .sqlite_library import memory_statistics_disabled
-from .store import PARALLEL_READS, STATUS_CHANGES_MIGRATION, BaseEventStore, StoreOptions
+from .store import PARALLEL_READS, STATUS_CHANGES_MIGRATION, EventStore, StoreOptions
 
 __all__ = ["SQLiteEventStore"]
 
@@ -159,7 +159,7 @@ def translate_error(exc: BaseException) -> StoreError | None:
     )
 
 
-class SQLiteEventStore(BaseEventStore):
+class SQLiteEventStore(EventStore):
     """The event store on one SQLite file (the default backend)."""
 
     dialect: Dialect = SQLITE

@@ -1,13 +1,14 @@
-"""The parts of an event store every backend shares.
+"""The event store: the one type the rest of the code holds, and what every backend shares.
 
-A backend subclasses ``BaseEventStore`` and supplies its writer backend (the synchronous side
-that runs group transactions on the writer thread), its asynchronous readers and its head query.
-Everything else (the append path, reads, the live tail, verification) is written once here, so
-the contract suite proves the same code on every backend.
+A backend subclasses ``EventStore`` and supplies its abstract hooks: its writer backend (the
+synchronous side that runs group transactions on the writer thread), its asynchronous readers,
+its head query and its leadership lock. Everything else (the append path, reads, the live tail,
+verification) is written once here, so the contract suite proves the same code on every backend.
 """
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import logging
@@ -30,7 +31,7 @@ __all__ = [
     "PARALLEL_READS",
     "STATUS_CHANGE",
     "STATUS_CHANGES_MIGRATION",
-    "BaseEventStore",
+    "EventStore",
     "StoreOptions",
     "status_target_sql",
 ]
@@ -56,7 +57,7 @@ logger = logging.getLogger("runtrack.store")
 
 
 class StoreOptions(TypedDict, total=False):
-    """Options every backend takes and hands to ``BaseEventStore``."""
+    """Options every backend takes and hands to ``EventStore``."""
 
     projections: Sequence[Projection]
     poll_interval: float
@@ -67,8 +68,15 @@ class StoreOptions(TypedDict, total=False):
     replace_stale_tables: bool
 
 
-class BaseEventStore:
+class EventStore(abc.ABC):
+    """The append-only log of AgentEvents. Every backend passes the same contract suite.
+
+    Use it as ``async with store:`` (or ``await store.open()`` then ``aclose()``): writes,
+    reads and the live tail need an open store.
+    """
+
     dialect: Dialect
+    """Which SQL the database speaks, for the callers that write their own (projections)."""
 
     def __init__(
         self,
@@ -82,6 +90,7 @@ class BaseEventStore:
         replace_stale_tables: bool = False,
     ) -> None:
         self.projections = tuple(projections)
+        """The read models folded in every append's transaction, in the order given."""
         self._replace_stale_tables = replace_stale_tables
         self._fanout_linger = fanout_linger
         self._fanout_budget = fanout_budget
@@ -100,30 +109,34 @@ class BaseEventStore:
 
     # -- backend hooks -------------------------------------------------------------------------
 
+    @abc.abstractmethod
     def _writer_backend(self) -> WriterBackend:
-        raise NotImplementedError
+        """The synchronous side the writer thread drives (connects when the writer starts)."""
 
+    @abc.abstractmethod
     async def _open_readers(self) -> None:
-        raise NotImplementedError
+        """Open the connections ``fetchall`` reads on."""
 
+    @abc.abstractmethod
     async def _close_readers(self) -> None:
-        raise NotImplementedError
+        """Close what ``_open_readers`` opened; called once, at ``aclose``."""
 
+    @abc.abstractmethod
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         """Run a read query on a reader connection (never waits behind the writer)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def _recorded_head(self) -> int:
         """The highest id ever committed, as the database records it."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def leadership(self, name: str, *, interval: float = 1.0) -> Leadership:
         """A (not yet started) contest for ``name``: at most one holder per database at a time."""
-        raise NotImplementedError
 
     # -- life cycle ----------------------------------------------------------------------------
 
     async def open(self) -> Self:
+        """Start the writer (creating or migrating the schema), the readers and the live tail."""
         backend = self._writer_backend()
         self._writer = GroupCommitWriter(
             backend, projections=self.projections, on_commit=self._on_commit
@@ -141,6 +154,7 @@ class BaseEventStore:
         return self
 
     async def aclose(self) -> None:
+        """End live subscriptions, finish the writer's queued work, close every connection."""
         if self._broadcaster is not None:
             self._broadcaster.close()
         for task in [self._poller, *self._background]:
@@ -170,6 +184,13 @@ class BaseEventStore:
         idempotency_key: str | None = None,
         conversation_id: str | None = None,
     ) -> list[AgentEvent]:
+        """Append ``events`` to ``run_id`` atomically; the stored events, in order.
+
+        ``expected_sequence`` makes it conditional on the run's last sequence (else
+        ``ConcurrencyConflict``); a retry under the same ``idempotency_key`` returns the events
+        the first attempt stored instead of writing again (a different append under that key is
+        ``IdempotencyMismatch``).
+        """
         request = prepare_append(
             organization_id,
             run_id,
@@ -199,6 +220,7 @@ class BaseEventStore:
     # -- reading -------------------------------------------------------------------------------
 
     async def head(self) -> int:
+        """The highest committed event id (0 for an empty log)."""
         row = await self.fetchall("SELECT MAX(id) FROM events")
         return int(row[0][0] or 0)
 
@@ -243,6 +265,8 @@ class BaseEventStore:
         limit: int = 500,
         filter: EventFilter | None = None,
     ) -> list[AgentEvent]:
+        """``run_id``'s events after ``after_sequence`` in sequence order, those ``filter``'s
+        visibility lets through (``organization_id`` None: whichever organization owns it)."""
         flt = filter or EventFilter()
         flt = EventFilter(organization_id, run_id, None, flt.visibility)
         where, params = filter_sql(flt)
@@ -298,6 +322,7 @@ class BaseEventStore:
 
     @property
     def subscriber_count(self) -> int:
+        """How many subscriptions the live tail is feeding now."""
         return self._tail().subscriber_count
 
     def _tail(self) -> Broadcaster:

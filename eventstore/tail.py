@@ -115,12 +115,6 @@ class Broadcaster:
                     return
                 self._append_fresh(events)  # a publish may have run while we read
 
-    async def publish_or_catch_up(
-        self, events: list[AgentEvent], previous_head: int, read_after: ReadAfter
-    ) -> None:
-        if not self.publish(events, previous_head):
-            await self.catch_up(read_after, events[-1].id)
-
     def since(self, cursor: int, flt: EventFilter, limit: int = 1000) -> EventPage:
         """Buffered events after ``cursor`` that ``flt`` matches, at most ``limit`` of them.
 

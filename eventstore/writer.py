@@ -223,7 +223,7 @@ def _appends_need_savepoints(projections: Sequence[Projection]) -> bool:
     projection, or a single one that does all its checks before its first write."""
     if not projections:
         return False
-    return len(projections) > 1 or not getattr(projections[0], "refuses_before_writing", False)
+    return len(projections) > 1 or not projections[0].refuses_before_writing
 
 
 def _as_store_error(backend: WriterBackend, exc: Exception) -> BaseException:

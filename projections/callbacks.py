@@ -15,8 +15,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from eventstore import EventType, NewEvent, WriteContext, prepare_append
-from eventstore.store import BaseEventStore
+from eventstore import EventStore, EventType, NewEvent, WriteContext, prepare_append
 
 from .readmodel import RUN_COLUMNS, load_state, state_from_row
 from .state import RunState
@@ -114,7 +113,7 @@ SELECT {RUN_COLUMNS} FROM (
 
 
 async def due_deliveries(
-    store: BaseEventStore,
+    store: EventStore,
     policy: CallbackPolicy,
     now: datetime,
     *,
@@ -140,7 +139,7 @@ async def due_deliveries(
 
 
 async def record_attempt(
-    store: BaseEventStore,
+    store: EventStore,
     delivery: Delivery,
     policy: CallbackPolicy,
     *,

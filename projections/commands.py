@@ -17,16 +17,19 @@ from datetime import UTC, datetime
 from typing import Any
 
 from eventstore import (
+    EVENT_COLUMNS,
     AgentEvent,
+    EventStore,
     EventType,
     NewEvent,
+    RunStatus,
     UnknownRun,
     WriteContext,
+    event_columns,
+    format_timestamp,
+    normalise_payload,
     prepare_append,
 )
-from eventstore.appending import EVENT_COLUMNS, event_columns, format_timestamp
-from eventstore.payloads import RunStatus, normalise_payload
-from eventstore.store import BaseEventStore
 
 from .errors import ResumeRefused, RunTerminal
 from .lifecycle import ACTIVE, CLAIMABLE, TERMINAL
@@ -61,7 +64,7 @@ class Claim:
 
 
 class RunCommands:
-    def __init__(self, store: BaseEventStore) -> None:
+    def __init__(self, store: EventStore) -> None:
         self._store = store
 
     async def create(

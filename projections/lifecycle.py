@@ -6,7 +6,7 @@ a list of statuses. ``docs/lifecycle.md`` draws the table.
 
 from __future__ import annotations
 
-from eventstore.payloads import STATUS_FOR_STOP_REASON, CheckpointKind, RunStatus, StopReason
+from eventstore import STATUS_FOR_STOP_REASON, CheckpointKind, RunStatus, StopReason
 
 from .errors import IllegalTransition
 

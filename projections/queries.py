@@ -12,10 +12,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from eventstore import AgentEvent, EventType, InvalidCursor, UnknownRun, Visibility
-from eventstore.appending import EVENT_COLUMNS, event_columns
-from eventstore.payloads import RunStatus
-from eventstore.store import BaseEventStore
+from eventstore import (
+    EVENT_COLUMNS,
+    AgentEvent,
+    EventStore,
+    EventType,
+    InvalidCursor,
+    RunStatus,
+    UnknownRun,
+    Visibility,
+    event_columns,
+)
 
 from .lifecycle import ACTIVE
 from .readmodel import RUN_COLUMNS, metadata_value, state_from_row
@@ -105,7 +112,7 @@ def decode_cursor(cursor: str) -> int:
 
 
 class RunQueries:
-    def __init__(self, store: BaseEventStore) -> None:
+    def __init__(self, store: EventStore) -> None:
         self._store = store
 
     async def get(self, organization_id: str, run_id: str) -> RunState:

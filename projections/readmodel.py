@@ -16,9 +16,17 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from eventstore import AgentEvent, EventType, RefusedByProjection, Transaction, canonical_json
-from eventstore.payloads import RunStatus
-from eventstore.protocol import Dialect, Row
+from eventstore import (
+    AgentEvent,
+    Dialect,
+    EventType,
+    Projection,
+    RefusedByProjection,
+    Row,
+    RunStatus,
+    Transaction,
+    canonical_json,
+)
 
 from .errors import LaneBusy
 from .lifecycle import ACTIVE
@@ -155,7 +163,7 @@ def metadata_value(value: Any) -> str:
     return value if isinstance(value, str) else canonical_json(value)
 
 
-class RunProjection:
+class RunProjection(Projection):
     """Folds each append into ``runs`` (and its side tables) inside the append's transaction.
 
     All checks (transition table, lane, duplicate tool results) run before the first write, so

@@ -12,10 +12,15 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 
-from eventstore import AgentEvent, EventFilter, EventType, WriteContext
-from eventstore.appending import EVENT_COLUMNS
-from eventstore.projection_schemas import record_fingerprint
-from eventstore.store import BaseEventStore
+from eventstore import (
+    EVENT_COLUMNS,
+    AgentEvent,
+    EventFilter,
+    EventStore,
+    EventType,
+    WriteContext,
+    record_fingerprint,
+)
 
 from .readmodel import (
     READ_MODEL_TABLES,
@@ -59,7 +64,7 @@ class _Fold:
         self.events += 1
 
 
-async def rebuild(store: BaseEventStore) -> RebuildReport:
+async def rebuild(store: EventStore) -> RebuildReport:
     """Drop and re-fold every read-model table from the log."""
     started = time.perf_counter()
     folded = await _fold_log(store)
@@ -77,7 +82,7 @@ async def rebuild(store: BaseEventStore) -> RebuildReport:
     return RebuildReport(folded.events, len(folded.states), time.perf_counter() - started)
 
 
-async def check(store: BaseEventStore) -> RebuildReport:
+async def check(store: EventStore) -> RebuildReport:
     """Rebuild into memory and report every difference with the live tables (writes nothing)."""
     started = time.perf_counter()
     folded = await _fold_log(store)
@@ -91,7 +96,7 @@ async def check(store: BaseEventStore) -> RebuildReport:
     return report
 
 
-async def _fold_log(store: BaseEventStore) -> _Fold:
+async def _fold_log(store: EventStore) -> _Fold:
     """Fold the log up to the head seen at start, reading each next page while folding one."""
     folded = _Fold()
     head = await store.head()
@@ -112,7 +117,7 @@ async def _fold_log(store: BaseEventStore) -> _Fold:
             return folded
 
 
-async def _catch_up(store: BaseEventStore, folded: _Fold, run_id: str, until: int) -> None:
+async def _catch_up(store: EventStore, folded: _Fold, run_id: str, until: int) -> None:
     """Fold a run's events committed after the log fold stopped, up to the live row's position."""
     state = folded.states.get(run_id)
     if state is not None and state.last_event_id >= until:
@@ -126,7 +131,7 @@ async def _catch_up(store: BaseEventStore, folded: _Fold, run_id: str, until: in
             folded.tool_results[(run_id, event.payload["tool_call_id"])] = event.id
 
 
-async def _live_runs(store: BaseEventStore) -> dict[str, RunState]:
+async def _live_runs(store: EventStore) -> dict[str, RunState]:
     live: dict[str, RunState] = {}
     last = ""
     while True:
@@ -167,7 +172,7 @@ def _compare_runs(folded: _Fold, live: dict[str, RunState]) -> list[str]:
 
 
 async def _compare_side_tables(
-    store: BaseEventStore, folded: _Fold, live: dict[str, RunState]
+    store: EventStore, folded: _Fold, live: dict[str, RunState]
 ) -> list[str]:
     differences = []
     metadata = {(r[0], r[2]): r[3] for s in folded.states.values() for r in metadata_rows(s)}

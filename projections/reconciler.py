@@ -20,10 +20,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from eventstore import EventType, NewEvent, WriteContext, prepare_append
-from eventstore.appending import format_timestamp
-from eventstore.payloads import RunStatus
-from eventstore.store import BaseEventStore
+from eventstore import (
+    EventStore,
+    EventType,
+    NewEvent,
+    RunStatus,
+    WriteContext,
+    format_timestamp,
+    prepare_append,
+)
 
 from .lifecycle import ACTIVE, TERMINAL
 from .readmodel import RUN_COLUMNS, state_from_row
@@ -55,7 +60,7 @@ class ReconcileReport:
 
 
 async def reconcile(
-    store: BaseEventStore, thresholds: Thresholds, *, now: datetime | None = None
+    store: EventStore, thresholds: Thresholds, *, now: datetime | None = None
 ) -> ReconcileReport:
     """One pass over every organization's live runs."""
     moment = now or datetime.now(UTC)

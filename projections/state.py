@@ -12,8 +12,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
-from eventstore import AgentEvent, ConcurrencyConflict, EventType
-from eventstore.payloads import RunStatus
+from eventstore import AgentEvent, ConcurrencyConflict, EventType, RunStatus
 
 from .errors import RunTerminal
 from .lifecycle import TERMINAL, check_transition, resume_available

@@ -17,12 +17,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from eventstore import open_store
+from eventstore import EventStore, disable_memory_statistics, open_store
 from eventstore.scratch_schema import scratch_schema
-from eventstore.sqlite_library import disable_memory_statistics
-from eventstore.store import BaseEventStore
 
-StoreFactory = Callable[..., BaseEventStore]
+StoreFactory = Callable[..., EventStore]
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -89,7 +87,7 @@ def database_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -
 def store_factory(database_url: str) -> StoreFactory:
     """Builds (unopened) stores of the current backend, all on the test's database."""
 
-    def build(**options: Any) -> BaseEventStore:
+    def build(**options: Any) -> EventStore:
         return open_store(database_url, **options)
 
     return build

@@ -26,8 +26,7 @@ from api.server.routes import ops, runs, streams
 from api.server.services import Services
 from api.server.settings import Settings, demo_callback_url
 from api.server.sse import RAW_SEND, QuietDrops, StreamGate
-from eventstore import StoreError, open_store
-from eventstore.store import BaseEventStore
+from eventstore import EventStore, StoreError, open_store
 from projections import RunCommands, RunProjection, RunQueries, rebuild
 
 __all__ = ["create_app"]
@@ -128,7 +127,7 @@ async def _started(stack: AsyncExitStack, starting: Awaitable[C]) -> C:
     return started
 
 
-async def _open_store(settings: Settings, stack: AsyncExitStack) -> BaseEventStore:
+async def _open_store(settings: Settings, stack: AsyncExitStack) -> EventStore:
     store = open_store(
         settings.database,
         projections=[RunProjection()],
@@ -143,7 +142,7 @@ async def _open_store(settings: Settings, stack: AsyncExitStack) -> BaseEventSto
 
 
 async def _start_keys(
-    app: Starlette, store: BaseEventStore, settings: Settings, stack: AsyncExitStack
+    app: Starlette, store: EventStore, settings: Settings, stack: AsyncExitStack
 ) -> None:
     app.state.keys = KeyRing(store, cache_seconds=settings.key_cache_seconds)
     await app.state.keys.setup()
@@ -155,7 +154,7 @@ async def _start_keys(
     _announce_metrics(settings)
 
 
-async def _refill_stale_read_models(store: BaseEventStore) -> None:
+async def _refill_stale_read_models(store: EventStore) -> None:
     """Before serving: a read model whose schema changed was recreated empty; fold the log."""
     if not store.stale_projections:
         return

@@ -28,9 +28,7 @@ from starlette.requests import Request
 
 from api.server.errors import ApiError
 from api.server.settings import is_loopback
-from eventstore import Visibility, WriteContext
-from eventstore.appending import format_timestamp
-from eventstore.store import BaseEventStore
+from eventstore import EventStore, Visibility, WriteContext, format_timestamp
 
 __all__ = ["DEFAULT_ORGANIZATION", "KeyRing", "Principal", "Role", "cap", "require"]
 
@@ -109,7 +107,7 @@ class KeyRing:
     ``cache_seconds`` only bounds how long an entry lives should the counter go unread.
     """
 
-    def __init__(self, store: BaseEventStore, *, cache_seconds: float = 30.0) -> None:
+    def __init__(self, store: EventStore, *, cache_seconds: float = 30.0) -> None:
         self._store = store
         self._cache_seconds = cache_seconds
         self._cache: dict[str, tuple[float, Principal]] = {}

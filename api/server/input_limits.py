@@ -11,8 +11,7 @@ import re
 from typing import Any
 
 from api.server.errors import ApiError
-from eventstore.appending import CONTROL_CHARACTER
-from eventstore.payloads import MAX_INTEGER
+from eventstore import CONTROL_CHARACTER, MAX_INTEGER
 
 __all__ = [
     "MAX_EVENTS_PER_APPEND",

@@ -26,9 +26,13 @@ from api.server.input_limits import (
     MAX_PAGE_SIZE,
     advertised,
 )
-from eventstore import RunStatus
-from eventstore.appending import IDENTIFIER_PATTERN
-from eventstore.payloads import CUSTOM_TYPE_PATTERN, PAYLOAD_MODELS, SERVER_WRITTEN_TYPES
+from eventstore import (
+    CUSTOM_TYPE_PATTERN,
+    IDENTIFIER_PATTERN,
+    PAYLOAD_MODELS,
+    SERVER_WRITTEN_TYPES,
+    RunStatus,
+)
 from projections.queries import CURSOR_PATTERN
 
 __all__ = ["openapi_document"]

@@ -16,9 +16,7 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
 from api.server.tasks import cancel_and_wait
-from eventstore import EventFilter
-from eventstore.framing import FramePage, page_end, read_frames
-from eventstore.store import BaseEventStore
+from eventstore import EventFilter, EventStore, FramePage, page_end, read_frames
 
 __all__ = ["AHEAD", "PAGE", "READER_TASK", "Replay"]
 
@@ -39,7 +37,7 @@ _Item = FramePage | Exception | None
 class Replay:
     """What to replay: the events ``filter`` matches after ``cursor``."""
 
-    store: BaseEventStore
+    store: EventStore
     filter: EventFilter
     cursor: int
     pages_framed: int = field(default=0, init=False)
@@ -100,7 +98,7 @@ class Replay:
 class _Plan:
     """The replay's next pages, as id ranges ``(after, upto]`` each holding one page."""
 
-    def __init__(self, store: BaseEventStore, flt: EventFilter, cursor: int) -> None:
+    def __init__(self, store: EventStore, flt: EventFilter, cursor: int) -> None:
         self._store = store
         self._filter = flt
         self._start = cursor

@@ -19,7 +19,7 @@ from api.server.gc_tuning import tune_collector
 from api.server.log_redaction import redact_server_logs
 from api.server.settings import Settings, callback_networks, listen_address
 from api.server.transport.protocol import ConnectionLimits, ServerConfig
-from eventstore.sqlite_library import disable_memory_statistics
+from eventstore import disable_memory_statistics
 
 __all__ = ["check_settings", "serve", "server_config", "worker_app"]
 

@@ -20,8 +20,7 @@ from api.server.callbacks.dispatch import Dispatcher
 from api.server.callbacks.sender import CallbackSender
 from api.server.settings import Settings, callback_networks
 from api.server.tasks import cancel_and_wait
-from eventstore.leadership import Leadership
-from eventstore.store import BaseEventStore
+from eventstore import EventStore, Leadership
 from projections.callbacks import CallbackPolicy, Delivery, record_attempt
 from projections.reconciler import Thresholds, reconcile
 
@@ -31,7 +30,7 @@ logger = logging.getLogger("runtrack.services")
 
 
 class Services:
-    def __init__(self, store: BaseEventStore, leadership: Leadership, settings: Settings) -> None:
+    def __init__(self, store: EventStore, leadership: Leadership, settings: Settings) -> None:
         self._store = store
         self._leadership = leadership
         self._settings = settings

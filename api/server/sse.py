@@ -39,9 +39,15 @@ from api.server.input_limits import bounded_int
 from api.server.metrics import Metrics
 from api.server.replay import Replay
 from api.server.tasks import cancel_and_wait
-from eventstore import EventFilter, EventPage, EventType, Visibility
-from eventstore.framing import encode_event, id_block
-from eventstore.store import BaseEventStore
+from eventstore import (
+    EventFilter,
+    EventPage,
+    EventStore,
+    EventType,
+    Visibility,
+    encode_event,
+    id_block,
+)
 from projections import TERMINAL, RunState
 
 __all__ = [
@@ -285,7 +291,7 @@ def _last_status(page: EventPage) -> str | None:
 
 
 async def frames(
-    store: BaseEventStore, channel: Channel, *, retry_ms: int, heartbeat: float
+    store: EventStore, channel: Channel, *, retry_ms: int, heartbeat: float
 ) -> AsyncGenerator[bytes, None]:
     """The stream's bytes: the prelude, a replay framed by the database, then the live tail.
 
@@ -318,7 +324,7 @@ async def frames(
 
 
 async def _end_of_run(
-    store: BaseEventStore, channel: Channel, seen: str | None, position: int
+    store: EventStore, channel: Channel, seen: str | None, position: int
 ) -> bytes | None:
     """The ``end`` event, when a run channel that has sent up to ``position`` is at the run's
     end: the run's latest status change is at or before ``position``, to a terminal status.
@@ -416,7 +422,7 @@ class _Stream(EventSourceResponse):
 
 
 def open_stream(
-    request: Request, store: BaseEventStore, channel: Channel, principal: Principal
+    request: Request, store: EventStore, channel: Channel, principal: Principal
 ) -> Response:
     state = request.app.state
     settings = state.settings

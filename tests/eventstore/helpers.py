@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from eventstore import AgentEvent, NewEvent
-from eventstore.store import BaseEventStore
+from eventstore import AgentEvent, EventStore, NewEvent
 
 ORG = "org-test"
 
@@ -23,12 +22,12 @@ def custom(n: int, **extra: Any) -> NewEvent:
 
 
 async def new_run(
-    store: BaseEventStore, run_id: str, conversation_id: str = "conv-1", org: str = ORG
+    store: EventStore, run_id: str, conversation_id: str = "conv-1", org: str = ORG
 ) -> list[AgentEvent]:
     return await store.append(org, run_id, [created()], conversation_id=conversation_id)
 
 
-async def all_events(store: BaseEventStore) -> list[AgentEvent]:
+async def all_events(store: EventStore) -> list[AgentEvent]:
     from eventstore import EventFilter
 
     events: list[AgentEvent] = []

@@ -13,19 +13,20 @@ import pytest
 from eventstore import (
     AgentEvent,
     ConcurrencyConflict,
+    Dialect,
     EventFilter,
+    EventStore,
     IdempotencyMismatch,
     InvalidCursor,
     InvalidEvent,
     NewEvent,
+    Projection,
     RefusedByProjection,
     StoreUnavailable,
     Transaction,
     UnknownRun,
     Visibility,
 )
-from eventstore.protocol import Dialect
-from eventstore.store import BaseEventStore
 from tests.conftest import StoreFactory
 
 from .helpers import ORG, all_events, custom, message, new_run
@@ -34,7 +35,7 @@ from .raw_database import RawDatabase, make_log
 pytestmark = pytest.mark.anyio
 
 
-async def test_append_assigns_dense_ids_and_per_run_sequences(store: BaseEventStore) -> None:
+async def test_append_assigns_dense_ids_and_per_run_sequences(store: EventStore) -> None:
     await new_run(store, "run-a")
     await new_run(store, "run-b")
     await store.append(ORG, "run-a", [message("1"), message("2")])
@@ -52,7 +53,7 @@ async def test_append_assigns_dense_ids_and_per_run_sequences(store: BaseEventSt
 
 
 async def test_concurrent_appenders_keep_sequences_gapless_and_unique(
-    store: BaseEventStore,
+    store: EventStore,
 ) -> None:
     runs = [f"run-{i}" for i in range(8)]
     for run in runs:
@@ -71,7 +72,7 @@ async def test_concurrent_appenders_keep_sequences_gapless_and_unique(
         assert sequences == list(range(1, 102))
 
 
-async def test_same_expected_sequence_lets_exactly_one_appender_win(store: BaseEventStore) -> None:
+async def test_same_expected_sequence_lets_exactly_one_appender_win(store: EventStore) -> None:
     await new_run(store, "run-a")
     results = await asyncio.gather(
         *(store.append(ORG, "run-a", [custom(i)], expected_sequence=1) for i in range(20)),
@@ -86,7 +87,7 @@ async def test_same_expected_sequence_lets_exactly_one_appender_win(store: BaseE
     assert len(await store.read_run(ORG, "run-a")) == 2
 
 
-async def test_stale_expected_sequence_writes_nothing(store: BaseEventStore) -> None:
+async def test_stale_expected_sequence_writes_nothing(store: EventStore) -> None:
     await new_run(store, "run-a")
     await store.append(ORG, "run-a", [message()])
     with pytest.raises(ConcurrencyConflict) as caught:
@@ -99,7 +100,7 @@ async def test_stale_expected_sequence_writes_nothing(store: BaseEventStore) -> 
     assert await store.head() == 2
 
 
-async def test_idempotent_retry_returns_the_original_events(store: BaseEventStore) -> None:
+async def test_idempotent_retry_returns_the_original_events(store: EventStore) -> None:
     await new_run(store, "run-a")
     first = await store.append(ORG, "run-a", [message("once")], idempotency_key="k-1")
     await store.append(ORG, "run-a", [message("later")])
@@ -110,7 +111,7 @@ async def test_idempotent_retry_returns_the_original_events(store: BaseEventStor
     assert contents == ["once", "later"]
 
 
-async def test_concurrent_retries_with_one_key_write_once(store: BaseEventStore) -> None:
+async def test_concurrent_retries_with_one_key_write_once(store: EventStore) -> None:
     await new_run(store, "run-a")
     results = await asyncio.gather(
         *(store.append(ORG, "run-a", [message("x")], idempotency_key="k") for _ in range(10))
@@ -119,7 +120,7 @@ async def test_concurrent_retries_with_one_key_write_once(store: BaseEventStore)
     assert len(await store.read_run(ORG, "run-a")) == 2
 
 
-async def test_idempotency_key_with_different_content_is_refused(store: BaseEventStore) -> None:
+async def test_idempotency_key_with_different_content_is_refused(store: EventStore) -> None:
     await new_run(store, "run-a")
     await new_run(store, "run-b")
     await store.append(ORG, "run-a", [message("x")], idempotency_key="k")
@@ -130,7 +131,7 @@ async def test_idempotency_key_with_different_content_is_refused(store: BaseEven
     assert await store.head() == 3
 
 
-async def test_invalid_event_mid_batch_writes_nothing(store: BaseEventStore) -> None:
+async def test_invalid_event_mid_batch_writes_nothing(store: EventStore) -> None:
     await new_run(store, "run-a")
     bad = NewEvent("message_created", {"role": "robot", "content": "x"})
     with pytest.raises(InvalidEvent, match="role"):
@@ -138,7 +139,7 @@ async def test_invalid_event_mid_batch_writes_nothing(store: BaseEventStore) -> 
     assert await store.head() == 1
 
 
-class RefuseMarked:
+class RefuseMarked(Projection):
     """A projection that refuses any append containing a payload marked ``refuse``."""
 
     name = "refuse-marked"
@@ -178,7 +179,7 @@ async def test_failure_mid_batch_fails_that_append_alone(store_factory: StoreFac
         ]  # the refused append's rows were rolled back
 
 
-async def test_unknown_and_foreign_runs_are_unknown(store: BaseEventStore) -> None:
+async def test_unknown_and_foreign_runs_are_unknown(store: EventStore) -> None:
     await new_run(store, "run-a", org="org-1")
     with pytest.raises(UnknownRun):
         await store.append("org-2", "run-a", [message()])
@@ -187,7 +188,7 @@ async def test_unknown_and_foreign_runs_are_unknown(store: BaseEventStore) -> No
     assert await store.read_run("org-2", "run-a") == []
 
 
-async def test_run_creation_rules(store: BaseEventStore) -> None:
+async def test_run_creation_rules(store: EventStore) -> None:
     with pytest.raises(InvalidEvent, match="conversation_id"):
         await store.append(ORG, "run-a", [NewEvent("run_created", {"agent_id": "a"})])
     await new_run(store, "run-a")
@@ -213,7 +214,7 @@ async def test_run_creation_rules(store: BaseEventStore) -> None:
     ],
 )
 async def test_bad_events_are_refused_with_a_reason(
-    store: BaseEventStore, event: NewEvent, complaint: str
+    store: EventStore, event: NewEvent, complaint: str
 ) -> None:
     await new_run(store, "run-a")
     with pytest.raises(InvalidEvent, match=complaint):
@@ -221,7 +222,7 @@ async def test_bad_events_are_refused_with_a_reason(
     assert await store.head() == 1
 
 
-async def test_default_visibility_and_filtering(store: BaseEventStore) -> None:
+async def test_default_visibility_and_filtering(store: EventStore) -> None:
     await new_run(store, "run-a")
     await store.append(
         ORG,
@@ -248,7 +249,7 @@ async def test_default_visibility_and_filtering(store: BaseEventStore) -> None:
     assert "checkpoint_created" not in [e.event_type for e in operator]
 
 
-async def test_reads_by_conversation_and_by_run_sequence(store: BaseEventStore) -> None:
+async def test_reads_by_conversation_and_by_run_sequence(store: EventStore) -> None:
     await new_run(store, "run-a", conversation_id="conv-1")
     await new_run(store, "run-b", conversation_id="conv-2")
     await store.append(ORG, "run-a", [message("a2"), message("a3")])
@@ -260,7 +261,7 @@ async def test_reads_by_conversation_and_by_run_sequence(store: BaseEventStore) 
     assert [e.payload["content"] for e in tail] == ["a2"]
 
 
-async def test_negative_cursor_is_refused(store: BaseEventStore) -> None:
+async def test_negative_cursor_is_refused(store: EventStore) -> None:
     with pytest.raises(InvalidCursor):
         await store.read(EventFilter(), after=-1)
 
@@ -276,7 +277,7 @@ async def test_ids_are_never_reused_after_refusals_and_reopen(store_factory: Sto
         assert [e.id for e in await all_events(store)] == [1, 2, 3]
 
 
-async def test_hash_chain_links_every_event(store: BaseEventStore) -> None:
+async def test_hash_chain_links_every_event(store: EventStore) -> None:
     await new_run(store, "run-a")
     await store.append(ORG, "run-a", [message(), message()])
     events = await all_events(store)
@@ -288,7 +289,7 @@ async def test_hash_chain_links_every_event(store: BaseEventStore) -> None:
     assert (await store.verify(run_id="run-a")).ok
 
 
-async def test_subscribe_replays_then_follows_live(store: BaseEventStore) -> None:
+async def test_subscribe_replays_then_follows_live(store: EventStore) -> None:
     await new_run(store, "run-a")
     stream = store.subscribe(EventFilter(ORG), after=0)
     first = await anext(stream)
@@ -301,9 +302,7 @@ async def test_subscribe_replays_then_follows_live(store: BaseEventStore) -> Non
     assert store.subscriber_count == 0
 
 
-async def _collect(
-    store: BaseEventStore, flt: EventFilter, after: int, until: int
-) -> list[AgentEvent]:
+async def _collect(store: EventStore, flt: EventFilter, after: int, until: int) -> list[AgentEvent]:
     received: list[AgentEvent] = []
     async for page in store.subscribe(flt, after=after):
         received.extend(page.events)
@@ -313,7 +312,7 @@ async def _collect(
 
 
 async def test_subscribers_starting_during_concurrent_appends_see_each_event_once(
-    store: BaseEventStore,
+    store: EventStore,
 ) -> None:
     """64 appenders write while 8 subscribers join at random cursors: exactly-once, in order."""
     runs = [f"run-{i}" for i in range(16)]
@@ -341,7 +340,7 @@ async def test_subscribers_starting_during_concurrent_appends_see_each_event_onc
         assert [e.id for e in received] == list(range(cursor + 1, total + 1))
 
 
-async def test_filtered_subscriber_gets_only_its_run(store: BaseEventStore) -> None:
+async def test_filtered_subscriber_gets_only_its_run(store: EventStore) -> None:
     await new_run(store, "run-a")
     await new_run(store, "run-b")
     collector = asyncio.ensure_future(
@@ -386,7 +385,7 @@ async def test_closing_the_store_ends_subscriptions(store_factory: StoreFactory)
         await waiting
 
 
-async def test_an_idle_subscription_ticks_without_moving(store: BaseEventStore) -> None:
+async def test_an_idle_subscription_ticks_without_moving(store: EventStore) -> None:
     await new_run(store, "run-a")
     stream = store.subscribe(EventFilter(ORG), after=1, idle_timeout=0.01)
     tick = await anext(stream)
@@ -427,7 +426,7 @@ async def test_acknowledged_appends_survive_sigkill(
     assert report.ok, report
 
 
-async def test_verify_while_appends_continue_is_not_fooled(store: BaseEventStore) -> None:
+async def test_verify_while_appends_continue_is_not_fooled(store: EventStore) -> None:
     """Regression: verify read the head after walking, so a concurrent append looked missing."""
     await new_run(store, "run-a")
     stop = asyncio.Event()

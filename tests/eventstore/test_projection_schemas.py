@@ -6,10 +6,15 @@ from collections.abc import Sequence
 
 import pytest
 
-from eventstore import AgentEvent, Transaction, WriteContext
-from eventstore.projection_schemas import record_fingerprint
-from eventstore.protocol import Dialect
-from eventstore.store import BaseEventStore
+from eventstore import (
+    AgentEvent,
+    Dialect,
+    EventStore,
+    Projection,
+    Transaction,
+    WriteContext,
+    record_fingerprint,
+)
 from tests.conftest import StoreFactory
 
 from .helpers import custom, new_run
@@ -17,7 +22,7 @@ from .helpers import custom, new_run
 pytestmark = pytest.mark.anyio
 
 
-class Counts:
+class Counts(Projection):
     """Events per run (derived from the log), and notes kept beside it (not derived)."""
 
     name = "counts"
@@ -43,7 +48,7 @@ class Counts:
             )
 
 
-async def counts(store: BaseEventStore) -> dict[str, int]:
+async def counts(store: EventStore) -> dict[str, int]:
     rows = await store.fetchall("SELECT run_id, n FROM counts")
     return {str(run): int(n) for run, n in rows}
 

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from eventstore.store import BaseEventStore
+from eventstore import EventStore
 from projections import RunCommands, RunProjection, RunQueries
 from tests.conftest import StoreFactory
 
@@ -14,7 +14,7 @@ ORG = "org-test"
 
 @dataclass
 class Runs:
-    store: BaseEventStore
+    store: EventStore
     commands: RunCommands
     queries: RunQueries
 

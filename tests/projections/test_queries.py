@@ -6,8 +6,7 @@ import asyncio
 
 import pytest
 
-from eventstore import InvalidCursor, NewEvent, UnknownRun
-from eventstore.appending import WriteContext
+from eventstore import InvalidCursor, NewEvent, UnknownRun, WriteContext
 from projections import DURATION_BOUNDS_MS, RunFilter, RunStatus
 
 from .conftest import ORG, Runs

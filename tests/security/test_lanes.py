@@ -11,9 +11,7 @@ import httpx
 import pytest
 
 from api.server.auth import Role
-from eventstore import WriteContext, open_store
-from eventstore.projection_schemas import schema_fingerprint
-from eventstore.protocol import Dialect
+from eventstore import Dialect, WriteContext, open_store, schema_fingerprint
 from projections import RunCommands, RunProjection, RunStatus
 from projections.readmodel import SCHEMA
 from tests.api.conftest import ServerFactory

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 
 from api.server.callbacks.network import lookups_settled
 from api.server.tasks import cancel_and_wait
-from eventstore.store import BaseEventStore
+from eventstore import EventStore
 from projections.callbacks import CallbackPolicy, Delivery, due_deliveries
 
 __all__ = ["Dispatcher"]
@@ -40,7 +40,7 @@ UNRECORDED_PAUSE = (1.0, 300.0)
 class Dispatcher:
     def __init__(
         self,
-        store: BaseEventStore,
+        store: EventStore,
         policy: CallbackPolicy,
         attempt: Callable[[Delivery], Awaitable[None]],
         *,

@@ -17,7 +17,7 @@ import httpx
 
 from api.server.callbacks.addresses import AddressPolicy
 from api.server.callbacks.network import GuardedBackend, RefusedAddress, UnresolvableHost
-from eventstore.callback_url import check_callback_url
+from eventstore import check_callback_url
 
 __all__ = ["ERRORS", "MAX_RESPONSE_BYTES", "CallbackSender", "Outcome"]
 

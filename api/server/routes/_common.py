@@ -13,9 +13,13 @@ from starlette.responses import JSONResponse, Response
 from api.server.errors import ApiError
 from api.server.input_limits import MAX_INTEGER, MAX_PAGE_SIZE, bounded_int
 from api.server.json_input import decode_json
-from eventstore import AgentEvent, EventFilter
-from eventstore.payloads import describe_validation_error, validation_error_list
-from eventstore.store import BaseEventStore
+from eventstore import (
+    AgentEvent,
+    EventFilter,
+    EventStore,
+    describe_validation_error,
+    validation_error_list,
+)
 from projections import RunCommands, RunQueries
 
 __all__ = [
@@ -33,8 +37,8 @@ __all__ = [
 M = TypeVar("M", bound=BaseModel)
 
 
-def store(request: Request) -> BaseEventStore:
-    found: BaseEventStore = request.app.state.store
+def store(request: Request) -> EventStore:
+    found: EventStore = request.app.state.store
     return found
 
 

@@ -11,8 +11,7 @@ import anyio
 import pytest
 
 from api.server.replay import AHEAD, PAGE, Replay
-from eventstore import EventFilter, NewEvent
-from eventstore.framing import encode_event
+from eventstore import EventFilter, NewEvent, encode_event
 from tests.conftest import StoreFactory
 from tests.waiting import eventually
 

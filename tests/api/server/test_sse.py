@@ -15,8 +15,7 @@ from httpx_sse import aconnect_sse
 
 from api.server.auth import Role
 from api.server.replay import AHEAD, PAGE, READER_TASK
-from eventstore import NewEvent
-from eventstore.store import PARALLEL_READS
+from eventstore import PARALLEL_READS, NewEvent
 from projections import RunProjection
 from tests.api.conftest import LiveServer, ServerFactory
 from tests.conftest import StoreFactory
