@@ -39,8 +39,15 @@ from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate, event
 
 from bench._machine import PeakRss, describe_machine
-from eventstore import INSERT_EVENT, EventFilter, EventStore, NewEvent, SQLiteEventStore, open_store
-from eventstore.scratch_schema import scratch_schema
+from eventstore import (
+    INSERT_EVENT,
+    EventFilter,
+    EventStore,
+    NewEvent,
+    SQLiteEventStore,
+    open_store,
+    scratch_schema,
+)
 
 Synchronous = Literal["FULL", "NORMAL"]
 BATCH = 10_000  # rows per transaction for the ceiling

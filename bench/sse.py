@@ -38,8 +38,7 @@ from typing import Any, TypeVar
 import httpx
 
 from bench.sse_clients import raise_file_limit, run
-from eventstore import NewEvent, SQLiteEventStore
-from eventstore.scratch_schema import create_scratch_schema, drop_scratch_schema
+from eventstore import NewEvent, SQLiteEventStore, create_scratch_schema, drop_scratch_schema
 from projections import RunProjection
 
 T = TypeVar("T")

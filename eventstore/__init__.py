@@ -50,6 +50,12 @@ from .payloads import (
 from .projection_schemas import record_fingerprint, schema_fingerprint
 from .protocol import Dialect, Projection, Row, Transaction, VerifyReport
 from .records import GENESIS_HASH, AgentEvent, EventFilter, EventPage, NewEvent, Visibility
+from .scratch_schema import (
+    ScratchSchema,
+    create_scratch_schema,
+    drop_scratch_schema,
+    scratch_schema,
+)
 from .sqlite import SQLiteEventStore
 from .sqlite_library import disable_memory_statistics
 from .store import PARALLEL_READS, EventStore
@@ -88,6 +94,7 @@ __all__ = [
     "Row",
     "RunStatus",
     "SQLiteEventStore",
+    "ScratchSchema",
     "StopReason",
     "StoreError",
     "StoreUnavailable",
@@ -98,8 +105,10 @@ __all__ = [
     "WriteContext",
     "canonical_json",
     "check_callback_url",
+    "create_scratch_schema",
     "describe_validation_error",
     "disable_memory_statistics",
+    "drop_scratch_schema",
     "encode_event",
     "event_columns",
     "event_hash",
@@ -112,5 +121,6 @@ __all__ = [
     "read_frames",
     "record_fingerprint",
     "schema_fingerprint",
+    "scratch_schema",
     "validation_error_list",
 ]

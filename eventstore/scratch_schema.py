@@ -14,9 +14,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from urllib.parse import quote
 
-import psycopg
-from psycopg import sql
-
 __all__ = ["ScratchSchema", "create_scratch_schema", "drop_scratch_schema", "scratch_schema"]
 
 
@@ -57,5 +54,8 @@ def scratch_schema(base_url: str, prefix: str = "scratch_") -> Iterator[ScratchS
 
 
 def _execute(url: str, statement: str, name: str) -> None:
+    import psycopg  # here, so that importing eventstore does not load the PostgreSQL driver
+    from psycopg import sql
+
     with psycopg.connect(url, autocommit=True) as connection:
         connection.execute(sql.SQL(statement).format(sql.Identifier(name)))

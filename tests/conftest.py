@@ -17,8 +17,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from eventstore import EventStore, disable_memory_statistics, open_store
-from eventstore.scratch_schema import scratch_schema
+from eventstore import EventStore, disable_memory_statistics, open_store, scratch_schema
 
 StoreFactory = Callable[..., EventStore]
 
