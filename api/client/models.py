@@ -1,39 +1,40 @@
-"""The HTTP schema: pydantic models for request bodies and responses, and their mappers.
+"""The wire format: pydantic models of request bodies and responses, defined once.
 
-Shapes that clients rely on are fixed by DESIGN.md; fields may be added, never renamed.
+The server validates bodies with them and builds ``/openapi.json`` from them; the client parses
+answers with them. Shapes that clients rely on are fixed by docs/api.md; fields may be added,
+never renamed. Nothing here imports the server or the store (``tests/api/client/test_imports.py``).
 """
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from api.server.input_limits import MAX_EVENTS_PER_APPEND, MAX_ID_CHARS, MAX_INTEGER
-from eventstore import AgentEvent, NewEvent, Visibility
-from eventstore.appending import IDENTIFIER_PATTERN
-from eventstore.callback_url import CALLBACK_URL_PATTERN
-from eventstore.payloads import (
+from api.client.contract import (
+    CALLBACK_URL_PATTERN,
     EVENT_TYPE_PATTERN,
+    IDENTIFIER_PATTERN,
     INTEGRAL,
+    MAX_EVENTS_PER_APPEND,
+    MAX_ID_CHARS,
+    MAX_INTEGER,
     SERVER_WRITTEN_TYPES,
-    require_http_url,
 )
-from projections import RunState, seen_at
 
 _IDENTIFIER: dict[str, Any] = {"pattern": IDENTIFIER_PATTERN}
 """Identifiers are checked by the store (eventstore/appending.py); the schema says what it takes."""
 
 __all__ = [
     "AppendEventsBody",
+    "CancelBody",
     "ClaimBody",
     "CreateRunBody",
     "EventBody",
     "HeartbeatBody",
     "Run",
-    "event_json",
-    "run_json",
+    "StoredEvent",
+    "ToolResultBody",
 ]
 
 
@@ -63,11 +64,6 @@ class CreateRunBody(_Body):
         default=None, min_length=1, max_length=MAX_ID_CHARS, json_schema_extra=_IDENTIFIER
     )
 
-    @field_validator("callback_url")
-    @classmethod
-    def _http_only(cls, value: str | None) -> str | None:
-        return require_http_url(value)
-
 
 class EventBody(_Body):
     event_type: str = Field(
@@ -83,9 +79,6 @@ class EventBody(_Body):
         if value in SERVER_WRITTEN_TYPES:
             raise ValueError(f"{value} events are written by the server only, never appended")
         return value
-
-    def to_new_event(self) -> NewEvent:
-        return NewEvent(self.event_type, self.payload, self.visibility)
 
 
 class AppendEventsBody(_Body):
@@ -140,6 +133,7 @@ class Run(BaseModel):
     last_event_id: int
     last_sequence: int
     updated_at: str
+    status_changed_at: str
     stop_reason: str | None
     detail: str | None
     error: str | None
@@ -165,6 +159,10 @@ class Run(BaseModel):
     callback_status_code: int | None
     callback_error: str | None
     callback_attempts: int
+    callback_pending: bool
+    """A terminal run whose callback has neither succeeded nor given up yet."""
+    callback_delivery_id: str | None
+    """Stable per terminal episode: receivers dedupe on it (``X-Runtrack-Delivery``)."""
     metadata: dict[str, Any]
     terminal: bool
 
@@ -181,20 +179,3 @@ class StoredEvent(BaseModel):
     created_at: str
     prev_hash: str
     hash: str
-
-
-def run_json(state: RunState, visibility: Visibility) -> dict[str, Any]:
-    """A run as a reader capped at ``visibility`` sees it: the summary whole, the content
-    (journal, detail, error, checkpoint, tools, callback error) from events it may see."""
-    state = seen_at(state, visibility)
-    data = dataclasses.asdict(state)
-    del data["content_views"]
-    data["status"] = state.status.value
-    data["tools_used"] = list(state.tools_used)
-    data["child_run_ids"] = list(state.child_run_ids)
-    data["terminal"] = state.terminal
-    return {"id": state.run_id, **data}
-
-
-def event_json(event: AgentEvent) -> dict[str, Any]:
-    return event.to_dict()

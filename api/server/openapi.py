@@ -9,6 +9,12 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from pydantic.json_schema import models_json_schema
 
+from api.client.contract import (
+    CUSTOM_TYPE_PATTERN,
+    IDENTIFIER_PATTERN,
+    SERVER_WRITTEN_TYPES,
+    VISIBILITIES,
+)
 from api.client.models import (
     AppendEventsBody,
     CancelBody,
@@ -27,8 +33,7 @@ from api.server.input_limits import (
     advertised,
 )
 from eventstore import RunStatus
-from eventstore.appending import IDENTIFIER_PATTERN
-from eventstore.payloads import CUSTOM_TYPE_PATTERN, PAYLOAD_MODELS, SERVER_WRITTEN_TYPES
+from eventstore.payloads import PAYLOAD_MODELS
 from projections.queries import CURSOR_PATTERN
 
 __all__ = ["openapi_document"]
@@ -61,7 +66,7 @@ class _Op:
 _CURSOR = {"type": "integer", "minimum": 0, "maximum": MAX_INTEGER}
 _VISIBILITY = {
     "type": "string",
-    "enum": ["user", "operator", "internal"],
+    "enum": list(VISIBILITIES),
     "description": "Highest visibility wanted (default operator), capped by the key's role",
 }
 
