@@ -28,13 +28,21 @@ _IDENTIFIER: dict[str, Any] = {"pattern": IDENTIFIER_PATTERN}
 __all__ = [
     "AppendEventsBody",
     "CancelBody",
+    "Claim",
     "ClaimBody",
     "CreateRunBody",
+    "DurationBucket",
+    "Error",
+    "ErrorDetail",
     "EventBody",
+    "EventList",
     "HeartbeatBody",
     "Run",
+    "RunList",
+    "RunStats",
     "StoredEvent",
     "ToolResultBody",
+    "ToolResultRecorded",
 ]
 
 
@@ -179,3 +187,57 @@ class StoredEvent(BaseModel):
     created_at: str
     prev_hash: str
     hash: str
+
+
+class RunList(BaseModel):
+    """A page of runs; ``next_cursor`` goes back as ``after``, ``prev_cursor`` as ``before``."""
+
+    items: list[Run]
+    next_cursor: str | None = None
+    prev_cursor: str | None = None
+
+
+class EventList(BaseModel):
+    """A page of the log in id order; ``head`` is the log's last id when the page was read."""
+
+    items: list[StoredEvent]
+    next_cursor: str | None = None
+    position: int
+    head: int
+
+
+class Claim(BaseModel):
+    """A claimed run with what a worker resumes from: its latest checkpoint and tool results."""
+
+    run: Run
+    checkpoint: StoredEvent | None
+    tool_results: list[StoredEvent]
+
+
+class ToolResultRecorded(BaseModel):
+    event: StoredEvent
+    replayed: bool
+
+
+class DurationBucket(BaseModel):
+    below_ms: int | None
+    """The bucket's upper bound; ``None`` for the last, unbounded one."""
+    count: int
+
+
+class RunStats(BaseModel):
+    total: int
+    by_status: dict[str, int]
+    durations: list[DurationBucket]
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    details: dict[str, Any]
+
+
+class Error(BaseModel):
+    """Every error answer: ``{"error": {"code", "message", "details"}}``."""
+
+    error: ErrorDetail

@@ -8,7 +8,7 @@ import httpx
 import pytest
 from pydantic import BaseModel
 
-from api.client.models import Run, StoredEvent
+from api.client.models import Claim, Error, EventList, Run, RunList, RunStats, StoredEvent
 
 pytestmark = pytest.mark.anyio
 
@@ -40,10 +40,21 @@ async def test_runs_and_events_are_the_wire_models(client: httpx.AsyncClient) ->
     page = await ok(await client.get(f"/v1/runs/{run_id}/events"))
     conversation = created["conversation_id"]
     panel = await ok(await client.get(f"/v1/conversations/{conversation}/agent-status"))
+    stats = await ok(await client.get("/v1/runs/stats"))
+    missing = await client.get("/v1/runs/run-none")
     for run in (created, claimed["run"], ended, *listed["items"], panel["run"]):
         assert_is(Run, run)
     for event in page["items"]:
         assert_is(StoredEvent, event)
+    for model, answer in [
+        (RunList, listed),
+        (EventList, page),
+        (Claim, claimed),
+        (RunStats, stats),
+        (Error, missing.json()),
+    ]:
+        assert_is(model, answer)
+    assert missing.status_code == 404
     assert ended["checkpoint_id"] == "c1"
     assert ended["tools_used"] == ["search"]
     assert [e["event_type"] for e in page["items"]][-1] == "run_status_changed"
