@@ -46,13 +46,14 @@ async def test_runs_and_events_are_the_wire_models(client: httpx.AsyncClient) ->
         assert_is(Run, run)
     for event in page["items"]:
         assert_is(StoredEvent, event)
-    for model, answer in [
+    answers: list[tuple[type[BaseModel], Any]] = [
         (RunList, listed),
         (EventList, page),
         (Claim, claimed),
         (RunStats, stats),
         (Error, missing.json()),
-    ]:
+    ]
+    for model, answer in answers:
         assert_is(model, answer)
     assert missing.status_code == 404
     assert ended["checkpoint_id"] == "c1"
