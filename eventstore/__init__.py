@@ -8,7 +8,6 @@ from __future__ import annotations
 from .appending import (
     CONTROL_CHARACTER,
     EVENT_COLUMNS,
-    IDENTIFIER_PATTERN,
     INSERT_EVENT,
     AppendRequest,
     Head,
@@ -34,7 +33,6 @@ from .factory import open_store
 from .framing import FramePage, encode_event, id_block, page_end, read_frames
 from .leadership import Leadership
 from .payloads import (
-    CUSTOM_TYPE_PATTERN,
     MAX_INTEGER,
     PAYLOAD_MODELS,
     SERVER_WRITTEN_TYPES,
@@ -45,6 +43,7 @@ from .payloads import (
     StopReason,
     describe_validation_error,
     normalise_payload,
+    require_http_url,
     validation_error_list,
 )
 from .projection_schemas import record_fingerprint, schema_fingerprint
@@ -62,10 +61,8 @@ from .store import PARALLEL_READS, EventStore
 
 __all__ = [
     "CONTROL_CHARACTER",
-    "CUSTOM_TYPE_PATTERN",
     "EVENT_COLUMNS",
     "GENESIS_HASH",
-    "IDENTIFIER_PATTERN",
     "INSERT_EVENT",
     "MAX_INTEGER",
     "PARALLEL_READS",
@@ -120,6 +117,7 @@ __all__ = [
     "prepare_append",
     "read_frames",
     "record_fingerprint",
+    "require_http_url",
     "schema_fingerprint",
     "scratch_schema",
     "validation_error_list",

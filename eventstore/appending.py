@@ -25,7 +25,6 @@ from .records import AgentEvent, NewEvent, Visibility, plain_names
 __all__ = [
     "CONTROL_CHARACTER",
     "EVENT_COLUMNS",
-    "IDENTIFIER_PATTERN",
     "INSERT_EVENT",
     "AppendRequest",
     "AppendUnit",
@@ -39,8 +38,6 @@ __all__ = [
 
 MAX_EVENTS_PER_APPEND = 5000
 MAX_ID_LENGTH = 200
-IDENTIFIER_PATTERN = "^[^\\x00-\\x1f\\x7f-\\x9f]*$"
-"""What an identifier may hold, as a JSON Schema pattern: anything but control characters."""
 CONTROL_CHARACTER = re.compile("[\\x00-\\x1f\\x7f-\\x9f]")
 EVENT_COLUMNS = (
     "id, organization_id, run_id, conversation_id, sequence, event_type, visibility, payload, "

@@ -2,6 +2,8 @@
 
 Checked when a run is created (so a bad URL is a 422 naming the problem, never a delivery that
 fails forever) and again before each delivery (a log written by an older version may hold one).
+The API advertises ``CALLBACK_URL_PATTERN`` (``api/client/contract.py``) for it:
+``tests/eventstore/test_callback_url.py`` holds that every URL the pattern matches passes here.
 """
 
 from __future__ import annotations
@@ -10,22 +12,10 @@ import ipaddress
 import re
 from urllib.parse import SplitResult, urlsplit
 
-__all__ = ["CALLBACK_URL_PATTERN", "check_callback_url"]
+__all__ = ["check_callback_url"]
 
-_LABEL = "[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
-_PORT = "0*([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
-_TOP_LABEL = "[A-Za-z_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
-"""A last label that starts with a letter: never read as a number, so the name is no address."""
 _OCTET = "(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
 _QUAD = f"{_OCTET}(\\.{_OCTET}){{3}}"
-CALLBACK_URL_PATTERN = (
-    f"^[Hh][Tt][Tt][Pp][Ss]?://([A-Za-z0-9._~%!$&'()*+,;=:-]*@)?"
-    f"(({_LABEL}\\.)*{_TOP_LABEL}\\.?|{_QUAD})"
-    f"(:({_PORT})?)?([/?#][!-~]*)?$"
-)
-"""What ``/openapi.json`` promises of a callback URL: the URLs ``check_callback_url`` takes,
-less bracketed IPv6 literals and names whose last label starts with a digit (which it also
-takes), so that a client generating URLs from the schema never meets a refusal."""
 
 _NUMBER = re.compile(r"^([0-9]+|0[xX][0-9A-Fa-f]*)$")
 """A label that URL parsers read as a number, making the whole host an IPv4 address."""

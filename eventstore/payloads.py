@@ -29,7 +29,6 @@ from .records import Visibility
 
 __all__ = [
     "CUSTOM_PREFIX",
-    "CUSTOM_TYPE_PATTERN",
     "DEFAULT_VISIBILITY",
     "INTEGRAL",
     "MAX_INTEGER",
@@ -312,11 +311,6 @@ CUSTOM_DEFAULT_VISIBILITY = Visibility.OPERATOR
 
 MAX_EVENT_TYPE_LENGTH = 200
 _CONTROL_CHARACTER = re.compile("[\\x00-\\x1f\\x7f-\\x9f]")
-CUSTOM_TYPE_PATTERN = "^custom\\.[^\\x00-\\x1f\\x7f-\\x9f]+$"
-_CLIENT_TYPES = "|".join(t for t in EventType if t not in SERVER_WRITTEN_TYPES)
-EVENT_TYPE_PATTERN = "^(" + _CLIENT_TYPES + "|" + CUSTOM_TYPE_PATTERN[1:-1] + ")$"
-"""The event types an append through the API accepts: a core type the server does not keep to
-itself, or ``custom.`` and no control characters."""
 
 
 def require_http_url(value: str | None) -> str | None:

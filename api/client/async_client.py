@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 from httpx_sse import aconnect_sse
 
-from api.client.models import Run, StoredEvent
+from api.client.models import EventList, Run, RunList, StoredEvent
 
 __all__ = ["RuntrackClient", "RuntrackError"]
 
@@ -72,7 +72,8 @@ class RuntrackClient:
     async def list_runs(self, **filters: Any) -> tuple[list[Run], str | None]:
         """One page of runs and the cursor of the next (pass it back as ``after``)."""
         page = await self._json("GET", "/v1/runs", params=httpx.QueryParams(_params(filters)))
-        return [Run.model_validate(item) for item in page["items"]], page["next_cursor"]
+        runs = RunList.model_validate(page)
+        return runs.items, runs.next_cursor
 
     async def claim(self, worker_id: str, **filters: Any) -> dict[str, Any] | None:
         """The claimed run with its checkpoint and tool results, or None when nothing waits."""
@@ -125,7 +126,8 @@ class RuntrackClient:
             "/v1/events",
             params=httpx.QueryParams({"after_event_id": after_event_id, "limit": limit}),
         )
-        return [StoredEvent.model_validate(e) for e in page["items"]], int(page["position"])
+        events = EventList.model_validate(page)
+        return events.items, events.position
 
     async def head(self) -> int:
         """The id of the last event in the log."""

@@ -1,39 +1,48 @@
-"""The HTTP schema: pydantic models for request bodies and responses, and their mappers.
+"""The wire format: pydantic models of request bodies and responses, defined once.
 
-Shapes that clients rely on are fixed by docs/design.md; fields may be added, never renamed.
+The server validates bodies with them and builds ``/openapi.json`` from them; the client parses
+answers with them. Shapes that clients rely on are fixed by docs/api.md; fields may be added,
+never renamed. Nothing here imports the server or the store (``tests/api/client/test_imports.py``).
 """
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from api.server.input_limits import MAX_EVENTS_PER_APPEND, MAX_ID_CHARS, MAX_INTEGER
-from eventstore import AgentEvent, NewEvent, Visibility
-from eventstore.appending import IDENTIFIER_PATTERN
-from eventstore.callback_url import CALLBACK_URL_PATTERN
-from eventstore.payloads import (
+from api.client.contract import (
+    CALLBACK_URL_PATTERN,
     EVENT_TYPE_PATTERN,
+    IDENTIFIER_PATTERN,
     INTEGRAL,
+    MAX_EVENTS_PER_APPEND,
+    MAX_ID_CHARS,
+    MAX_INTEGER,
     SERVER_WRITTEN_TYPES,
-    require_http_url,
 )
-from projections import RunState, seen_at
 
 _IDENTIFIER: dict[str, Any] = {"pattern": IDENTIFIER_PATTERN}
 """Identifiers are checked by the store (eventstore/appending.py); the schema says what it takes."""
 
 __all__ = [
     "AppendEventsBody",
+    "CancelBody",
+    "Claim",
     "ClaimBody",
     "CreateRunBody",
+    "DurationBucket",
+    "Error",
+    "ErrorDetail",
     "EventBody",
+    "EventList",
     "HeartbeatBody",
     "Run",
-    "event_json",
-    "run_json",
+    "RunList",
+    "RunStats",
+    "StoredEvent",
+    "ToolResultBody",
+    "ToolResultRecorded",
 ]
 
 
@@ -63,11 +72,6 @@ class CreateRunBody(_Body):
         default=None, min_length=1, max_length=MAX_ID_CHARS, json_schema_extra=_IDENTIFIER
     )
 
-    @field_validator("callback_url")
-    @classmethod
-    def _http_only(cls, value: str | None) -> str | None:
-        return require_http_url(value)
-
 
 class EventBody(_Body):
     event_type: str = Field(
@@ -83,9 +87,6 @@ class EventBody(_Body):
         if value in SERVER_WRITTEN_TYPES:
             raise ValueError(f"{value} events are written by the server only, never appended")
         return value
-
-    def to_new_event(self) -> NewEvent:
-        return NewEvent(self.event_type, self.payload, self.visibility)
 
 
 class AppendEventsBody(_Body):
@@ -141,6 +142,7 @@ class Run(BaseModel):
     last_event_id: int
     last_sequence: int
     updated_at: str
+    status_changed_at: str
     stop_reason: str | None
     detail: str | None
     error: str | None
@@ -166,6 +168,10 @@ class Run(BaseModel):
     callback_status_code: int | None
     callback_error: str | None
     callback_attempts: int
+    callback_pending: bool
+    """A terminal run whose callback has neither succeeded nor given up yet."""
+    callback_delivery_id: str | None
+    """Stable per terminal episode: receivers dedupe on it (``X-Runtrack-Delivery``)."""
     metadata: dict[str, Any]
     terminal: bool
 
@@ -184,18 +190,55 @@ class StoredEvent(BaseModel):
     hash: str
 
 
-def run_json(state: RunState, visibility: Visibility) -> dict[str, Any]:
-    """A run as a reader capped at ``visibility`` sees it: the summary whole, the content
-    (journal, detail, error, checkpoint, tools, callback error) from events it may see."""
-    state = seen_at(state, visibility)
-    data = dataclasses.asdict(state)
-    del data["content_views"]
-    data["status"] = state.status.value
-    data["tools_used"] = list(state.tools_used)
-    data["child_run_ids"] = list(state.child_run_ids)
-    data["terminal"] = state.terminal
-    return {"id": state.run_id, **data}
+class RunList(BaseModel):
+    """A page of runs; ``next_cursor`` goes back as ``after``, ``prev_cursor`` as ``before``."""
+
+    items: list[Run]
+    next_cursor: str | None = None
+    prev_cursor: str | None = None
 
 
-def event_json(event: AgentEvent) -> dict[str, Any]:
-    return event.to_dict()
+class EventList(BaseModel):
+    """A page of the log in id order; ``head`` is the log's last id when the page was read."""
+
+    items: list[StoredEvent]
+    next_cursor: str | None = None
+    position: int
+    head: int
+
+
+class Claim(BaseModel):
+    """A claimed run with what a worker resumes from: its latest checkpoint and tool results."""
+
+    run: Run
+    checkpoint: StoredEvent | None
+    tool_results: list[StoredEvent]
+
+
+class ToolResultRecorded(BaseModel):
+    event: StoredEvent
+    replayed: bool
+
+
+class DurationBucket(BaseModel):
+    below_ms: int | None
+    """The bucket's upper bound; ``None`` for the last, unbounded one."""
+    count: int
+
+
+class RunStats(BaseModel):
+    total: int
+    by_status: dict[str, int]
+    durations: list[DurationBucket]
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    details: dict[str, Any]
+
+
+class Error(BaseModel):
+    """Every error answer: ``{"error": {"code", "message", "details"}}``."""
+
+    error: ErrorDetail

@@ -1,8 +1,8 @@
-"""The input limits of the HTTP API, defined once: the routes enforce them, ``/openapi.json``
-advertises them (``x-runtrack-limits``), docs/api.md and docs/security.md explain them.
+"""The input limits of the HTTP API: the routes enforce them, ``/openapi.json`` advertises them
+(``x-runtrack-limits``), docs/api.md and docs/security.md explain them.
 
-They are part of the API contract rather than settings (a client may rely on them), except the
-body size, which an operator sets with ``runtrack serve --max-body-bytes``.
+The limits themselves are wire constants, defined in ``api/client/contract.py`` so that a
+client reads them without the server; this module re-exports them beside their checks.
 """
 
 from __future__ import annotations
@@ -10,8 +10,17 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from api.client.contract import (
+    MAX_EVENTS_PER_APPEND,
+    MAX_ID_CHARS,
+    MAX_INTEGER,
+    MAX_JSON_DEPTH,
+    MAX_METADATA_FILTERS,
+    MAX_PAGE_SIZE,
+    MAX_TEXT_CHARS,
+)
 from api.server.errors import ApiError
-from eventstore import CONTROL_CHARACTER, MAX_INTEGER
+from eventstore import CONTROL_CHARACTER
 
 __all__ = [
     "MAX_EVENTS_PER_APPEND",
@@ -26,17 +35,6 @@ __all__ = [
     "identifier",
 ]
 
-MAX_JSON_DEPTH = 64
-"""Levels of objects and arrays in a request body, the body itself being level 1: far above
-what real payloads nest, far below the depth at which the decoder or serializer recurses out."""
-MAX_EVENTS_PER_APPEND = 1000
-MAX_METADATA_FILTERS = 32
-"""``metadata=key=value`` filters in one listing: each is a sub-select of the query."""
-MAX_PAGE_SIZE = 1000
-MAX_ID_CHARS = 200
-"""Identifiers a client chooses: agent, conversation, worker, tool call, idempotency key."""
-MAX_TEXT_CHARS = 4000
-"""Short free text: a cancel reason, a tool error."""
 _INTEGER = re.compile(r"[+-]?[0-9]{1,20}")
 
 

@@ -9,15 +9,27 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from pydantic.json_schema import models_json_schema
 
+from api.client.contract import (
+    CUSTOM_TYPE_PATTERN,
+    IDENTIFIER_PATTERN,
+    SERVER_WRITTEN_TYPES,
+    VISIBILITIES,
+)
 from api.client.models import (
     AppendEventsBody,
     CancelBody,
+    Claim,
     ClaimBody,
     CreateRunBody,
+    Error,
+    EventList,
     HeartbeatBody,
     Run,
+    RunList,
+    RunStats,
     StoredEvent,
     ToolResultBody,
+    ToolResultRecorded,
 )
 from api.server.input_limits import (
     MAX_ID_CHARS,
@@ -26,13 +38,7 @@ from api.server.input_limits import (
     MAX_PAGE_SIZE,
     advertised,
 )
-from eventstore import (
-    CUSTOM_TYPE_PATTERN,
-    IDENTIFIER_PATTERN,
-    PAYLOAD_MODELS,
-    SERVER_WRITTEN_TYPES,
-    RunStatus,
-)
+from eventstore import PAYLOAD_MODELS, RunStatus
 from projections.queries import CURSOR_PATTERN
 
 __all__ = ["openapi_document"]
@@ -65,7 +71,7 @@ class _Op:
 _CURSOR = {"type": "integer", "minimum": 0, "maximum": MAX_INTEGER}
 _VISIBILITY = {
     "type": "string",
-    "enum": ["user", "operator", "internal"],
+    "enum": list(VISIBILITIES),
     "description": "Highest visibility wanted (default operator), capped by the key's role",
 }
 
@@ -214,6 +220,9 @@ OPERATIONS = (
 )
 
 
+_RESPONSES = (Run, StoredEvent, RunList, EventList, Claim, ToolResultRecorded, RunStats, Error)
+
+
 @cache
 def openapi_document(max_body_bytes: int) -> dict[str, Any]:
     """The document; ``max_body_bytes`` is the server's setting, advertised with the limits."""
@@ -227,10 +236,10 @@ def openapi_document(max_body_bytes: int) -> dict[str, Any]:
             CancelBody,
             ToolResultBody,
         )
-    ] + [(Run, "serialization"), (StoredEvent, "serialization")]
+    ] + [(model, "serialization") for model in _RESPONSES]
     models += [(model, "validation") for model in PAYLOAD_MODELS.values()]
     _, definitions = models_json_schema(models, ref_template=_REF)
-    schemas = {**definitions.get("$defs", {}), **_extra_schemas()}
+    schemas = definitions.get("$defs", {})
     schemas["EventBody"] = _event_body(schemas["EventBody"])
     paths: dict[str, dict[str, Any]] = {}
     for op in OPERATIONS:
@@ -357,79 +366,3 @@ def _path_names(path: str) -> list[str]:
 
 def _ref_or_object(name: str | None) -> dict[str, Any]:
     return {"type": "object"} if name is None else {"$ref": _REF.format(model=name)}
-
-
-def _extra_schemas() -> dict[str, Any]:
-    return {
-        "Error": {
-            "type": "object",
-            "required": ["error"],
-            "properties": {
-                "error": {
-                    "type": "object",
-                    "required": ["code", "message", "details"],
-                    "properties": {
-                        "code": {"type": "string"},
-                        "message": {"type": "string"},
-                        "details": {"type": "object"},
-                    },
-                }
-            },
-        },
-        "Claim": {
-            "type": "object",
-            "required": ["run", "checkpoint", "tool_results"],
-            "properties": {
-                "run": {"$ref": _REF.format(model="Run")},
-                "checkpoint": {
-                    "anyOf": [{"$ref": _REF.format(model="StoredEvent")}, {"type": "null"}]
-                },
-                "tool_results": {
-                    "type": "array",
-                    "items": {"$ref": _REF.format(model="StoredEvent")},
-                },
-            },
-        },
-        "ToolResultRecorded": {
-            "type": "object",
-            "required": ["event", "replayed"],
-            "properties": {
-                "event": {"$ref": _REF.format(model="StoredEvent")},
-                "replayed": {"type": "boolean"},
-            },
-        },
-        "RunList": {
-            "type": "object",
-            "properties": {
-                "items": {"type": "array", "items": {"$ref": _REF.format(model="Run")}},
-                "next_cursor": {"type": ["string", "null"]},
-            },
-        },
-        "RunStats": {
-            "type": "object",
-            "required": ["total", "by_status", "durations"],
-            "properties": {
-                "total": {"type": "integer"},
-                "by_status": {"type": "object", "additionalProperties": {"type": "integer"}},
-                "durations": {
-                    "type": "array",
-                    "items": {
-                        "type": "object",
-                        "properties": {
-                            "below_ms": {"type": ["integer", "null"]},
-                            "count": {"type": "integer"},
-                        },
-                    },
-                },
-            },
-        },
-        "EventList": {
-            "type": "object",
-            "properties": {
-                "items": {"type": "array", "items": {"$ref": _REF.format(model="StoredEvent")}},
-                "next_cursor": {"type": ["string", "null"]},
-                "position": {"type": "integer"},
-                "head": {"type": "integer"},
-            },
-        },
-    }

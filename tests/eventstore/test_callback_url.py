@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from eventstore.callback_url import CALLBACK_URL_PATTERN, check_callback_url
+from api.client.contract import CALLBACK_URL_PATTERN
+from eventstore.callback_url import check_callback_url
 
 PATTERN = re.compile(CALLBACK_URL_PATTERN)
 

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from api.cli.main import settings_from
+from api.cli.local_verbs import settings_from
 from api.server.auth import Role
 from api.server.callbacks.addresses import AddressPolicy, is_public, parse_networks
 from api.server.callbacks.sender import CallbackSender

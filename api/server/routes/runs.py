@@ -12,11 +12,8 @@ from api.client.models import (
     AppendEventsBody,
     CancelBody,
     ClaimBody,
-    CreateRunBody,
     HeartbeatBody,
     ToolResultBody,
-    event_json,
-    run_json,
 )
 from api.server.auth import Role, cap, require
 from api.server.errors import ApiError
@@ -35,6 +32,7 @@ from api.server.routes._common import (
 )
 from api.server.routes.streams import run_stream
 from api.server.sse import resolve_visibility
+from api.server.wire import CreateRunBody, event_json, new_event, run_json
 from eventstore import EventFilter, Visibility
 from projections import DURATION_BOUNDS_MS, RunFilter, RunStatus
 
@@ -173,7 +171,7 @@ async def append_events(request: Request) -> Response:
         events, run = await commands(request).append_and_get(
             principal.organization_id,
             request.path_params["run_id"],
-            [event.to_new_event() for event in body.events],
+            [new_event(event) for event in body.events],
             expected_sequence=body.expected_sequence,
             idempotency_key=body.idempotency_key,
         )

@@ -8,13 +8,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from api.client.models import run_json
 from api.server.auth import Principal, Role, cap, require
 from api.server.input_limits import bounded_int, identifier
 from api.server.routes._common import event_page, json_response, queries, store, wants_stream
 from api.server.sse import Channel, open_stream, resolve_cursor, resolve_visibility
+from api.server.wire import run_json
 from eventstore import EventFilter, UnknownRun
-from projections import RunFilter, RunState, seen_at
+from projections import ACTIVE, TERMINAL, RunFilter, RunState, RunStatus, seen_at
 
 __all__ = ["conversation_status", "routes", "run_stream"]
 
@@ -104,42 +104,45 @@ def _current_run(runs: list[RunState]) -> RunState | None:
     return runs[0] if runs else None
 
 
+S = RunStatus
 _LABELS = {
-    "queued": "Queued",
-    "waiting_on_lane": "Waiting for another run in this conversation",
-    "running": "Running",
-    "waiting_on_tool": "Waiting on a tool",
-    "waiting_on_child": "Waiting on a child run",
-    "waiting_on_human": "Waiting for your input",
-    "resuming": "Resuming",
-    "completed": "Completed",
-    "failed": "Run failed",
-    "cancelled": "Run cancelled",
-    "timed_out": "Run timed out",
+    S.QUEUED: "Queued",
+    S.WAITING_ON_LANE: "Waiting for another run in this conversation",
+    S.RUNNING: "Running",
+    S.WAITING_ON_TOOL: "Waiting on a tool",
+    S.WAITING_ON_CHILD: "Waiting on a child run",
+    S.WAITING_ON_HUMAN: "Waiting for your input",
+    S.RESUMING: "Resuming",
+    S.COMPLETED: "Completed",
+    S.FAILED: "Run failed",
+    S.CANCELLED: "Run cancelled",
+    S.TIMED_OUT: "Run timed out",
 }
+_HANDED_OFF = TERMINAL - {S.COMPLETED}
+"""Ended runs the panel shows a recovery handoff for."""
+_CANCELLABLE = ACTIVE - {S.RESUMING}
+"""Runs the panel offers to cancel: those holding their lane, less one waiting for a worker."""
 
 
 def panel(run: RunState) -> dict[str, Any]:
     """What the status panel shows; the recovery handoff on failed, timed_out and cancelled.
 
     Give it the run as the caller sees it (``seen_at``): the handoff shows the journal and error."""
-    status = run.status.value
     handoff = None
-    if status in ("failed", "timed_out", "cancelled"):
+    if run.status in _HANDED_OFF:
         journal = run.journal or {}
         handoff = {
-            "label": _LABELS[status],
+            "label": _LABELS[run.status],
             "error": run.error,
             "journal": journal or None,
             "handoff_next_action": journal.get("handoff_next_action"),
-            "can_resume": run.resume_available and status != "cancelled",
+            "can_resume": run.resume_available and run.status is not S.CANCELLED,
         }
     return {
-        "status": status,
-        "label": _LABELS[status] + (" (cancel requested)" if run.cancel_requested else ""),
+        "status": run.status.value,
+        "label": _LABELS[run.status] + (" (cancel requested)" if run.cancel_requested else ""),
         "detail": run.detail,
-        "can_cancel": status in ("running", "waiting_on_tool", "waiting_on_child")
-        and not run.cancel_requested,
+        "can_cancel": run.status in _CANCELLABLE and not run.cancel_requested,
         "cancel_requested": run.cancel_requested,
         "recovery": handoff,
     }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 
-from api.cli.main import serve, settings_from
+from api.cli.local_verbs import serve, settings_from
 from api.server.settings import Settings
 
 

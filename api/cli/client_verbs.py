@@ -1,4 +1,7 @@
-"""The client verbs of ``runtrack``: they talk to a server through ``RuntrackClient``.
+"""The client verbs of ``runtrack``: they talk to a server through ``RuntrackClient`` only.
+
+They import nothing of the server or the store (``tests/api/cli/test_imports.py``), so a verb
+such as ``runtrack get runs`` starts as light as the client.
 
 Output: a table on a terminal, plain tab-separated lines otherwise (or with ``--no-ux``), and
 JSON with ``-o json``. Exit codes: 0 success, 1 a run failed / verification failed, 2 usage or
@@ -29,7 +32,6 @@ from api.client.models import Run
 __all__ = ["Connection", "events_app", "get_app", "register"]
 
 T = TypeVar("T")
-TERMINAL = {"completed", "failed", "cancelled", "timed_out"}
 COLUMNS = ("id", "agent_id", "status", "elapsed", "stop_reason", "total_tokens")
 
 get_app = typer.Typer(no_args_is_help=True, help="Show runs.")
