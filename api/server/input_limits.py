@@ -2,7 +2,7 @@
 (``x-runtrack-limits``), docs/api.md and docs/security.md explain them.
 
 The limits themselves are wire constants, defined in ``api/client/contract.py`` so that a
-client reads them without the server; this module re-exports them beside their checks.
+client reads them without the server; this module holds their checks.
 """
 
 from __future__ import annotations
@@ -17,19 +17,11 @@ from api.client.contract import (
     MAX_JSON_DEPTH,
     MAX_METADATA_FILTERS,
     MAX_PAGE_SIZE,
-    MAX_TEXT_CHARS,
 )
 from api.server.errors import ApiError
 from eventstore import CONTROL_CHARACTER
 
 __all__ = [
-    "MAX_EVENTS_PER_APPEND",
-    "MAX_ID_CHARS",
-    "MAX_INTEGER",
-    "MAX_JSON_DEPTH",
-    "MAX_METADATA_FILTERS",
-    "MAX_PAGE_SIZE",
-    "MAX_TEXT_CHARS",
     "advertised",
     "bounded_int",
     "identifier",

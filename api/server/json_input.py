@@ -12,8 +12,8 @@ import math
 import re
 from typing import Any
 
+from api.client.contract import MAX_JSON_DEPTH
 from api.server.errors import ApiError
-from api.server.input_limits import MAX_JSON_DEPTH
 
 __all__ = ["decode_json"]
 

@@ -12,6 +12,10 @@ from pydantic.json_schema import models_json_schema
 from api.client.contract import (
     CUSTOM_TYPE_PATTERN,
     IDENTIFIER_PATTERN,
+    MAX_ID_CHARS,
+    MAX_INTEGER,
+    MAX_METADATA_FILTERS,
+    MAX_PAGE_SIZE,
     SERVER_WRITTEN_TYPES,
     VISIBILITIES,
 )
@@ -31,13 +35,7 @@ from api.client.models import (
     ToolResultBody,
     ToolResultRecorded,
 )
-from api.server.input_limits import (
-    MAX_ID_CHARS,
-    MAX_INTEGER,
-    MAX_METADATA_FILTERS,
-    MAX_PAGE_SIZE,
-    advertised,
-)
+from api.server.input_limits import advertised
 from eventstore import PAYLOAD_MODELS, RunStatus
 from projections.queries import CURSOR_PATTERN
 

@@ -10,8 +10,9 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from api.client.contract import MAX_INTEGER, MAX_PAGE_SIZE
 from api.server.errors import ApiError
-from api.server.input_limits import MAX_INTEGER, MAX_PAGE_SIZE, bounded_int
+from api.server.input_limits import bounded_int
 from api.server.json_input import decode_json
 from eventstore import (
     AgentEvent,

@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from api.client.contract import MAX_METADATA_FILTERS, MAX_PAGE_SIZE
 from api.client.models import (
     AppendEventsBody,
     CancelBody,
@@ -17,7 +18,6 @@ from api.client.models import (
 )
 from api.server.auth import Role, cap, require
 from api.server.errors import ApiError
-from api.server.input_limits import MAX_METADATA_FILTERS, MAX_PAGE_SIZE
 from api.server.rate_limits import rate_limits
 from api.server.routes._common import (
     bool_param,
