@@ -9,7 +9,6 @@ the contract suite proves the same code on every backend.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import Any, Self, TypedDict, TypeVar
@@ -23,6 +22,7 @@ from .payloads import EventType
 from .protocol import Dialect, Projection, Row, VerifyReport
 from .records import GENESIS_HASH, AgentEvent, EventFilter, EventPage, NewEvent, Visibility
 from .tail import Broadcaster, subscribe
+from .tasks import cancel_and_wait
 from .writer import GroupCommitWriter, WriterBackend
 
 __all__ = [
@@ -142,11 +142,7 @@ class BaseEventStore:
     async def aclose(self) -> None:
         if self._broadcaster is not None:
             self._broadcaster.close()
-        for task in [self._poller, *self._background]:
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        await cancel_and_wait(task for task in [self._poller, *self._background] if task)
         if self._writer is not None:
             await self._writer.aclose()
         await self._close_readers()

@@ -15,10 +15,10 @@ from collections import deque
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
-from api.server.tasks import cancel_and_wait
 from eventstore import EventFilter
 from eventstore.framing import FramePage, page_end, read_frames
 from eventstore.store import BaseEventStore
+from eventstore.tasks import cancel_and_wait
 
 __all__ = ["AHEAD", "PAGE", "READER_TASK", "Replay"]
 

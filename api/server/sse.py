@@ -38,10 +38,10 @@ from api.server.errors import ApiError
 from api.server.input_limits import bounded_int
 from api.server.metrics import Metrics
 from api.server.replay import Replay
-from api.server.tasks import cancel_and_wait
 from eventstore import EventFilter, EventPage, EventType, Visibility
 from eventstore.framing import encode_event, id_block
 from eventstore.store import BaseEventStore
+from eventstore.tasks import cancel_and_wait
 from projections import TERMINAL, RunState
 
 __all__ = [

@@ -1,4 +1,4 @@
-"""Stopping background tasks: every task is waited for, even when one had already failed."""
+"""Stopping tasks: every task is waited for, even when one had already failed."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import logging
 import anyio
 import pytest
 
-from api.server.tasks import cancel_and_wait
+from eventstore.tasks import cancel_and_wait
 
 pytestmark = pytest.mark.anyio
 
