@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from eventstore import EventFilter
 from eventstore.framing import FramePage, page_end, read_frames
 from eventstore.store import BaseEventStore
-from eventstore.tasks import cancel_and_wait
+from eventstore.tasks import cancel_and_wait, stop_requested
 
 __all__ = ["AHEAD", "PAGE", "READER_TASK", "Replay"]
 
@@ -71,6 +71,8 @@ class Replay:
                 while len(framing) < self.store.parallel_reads:
                     if framing and credits.locked():
                         break  # take what is framed first rather than wait for a credit
+                    if stop_requested():  # a cancel a read swallowed: no credit will come
+                        raise asyncio.CancelledError
                     await credits.acquire()
                     if (span := await plan.next()) is None:
                         credits.release()

@@ -388,15 +388,7 @@ async def test_a_replay_from_the_log_spans_pages_then_follows_live(
 async def test_leaving_in_the_middle_of_a_replay_stops_its_reading(
     store_factory: StoreFactory,
     server_factory: ServerFactory,
-    backend: str,
-    request: pytest.FixtureRequest,
 ) -> None:
-    if backend == "postgresql":
-        # The same known flake as test_replay's cancelled-replay test: now and then a
-        # cancelled PostgreSQL read takes the whole 15 s stop to end (stop note, 2026-12-01).
-        request.applymarker(
-            pytest.mark.xfail(reason="a cancelled PostgreSQL read sometimes waits out the stop")
-        )
     async with store_factory(projections=[RunProjection()]) as store:
         await store.append(
             "default", "run-old", [NewEvent("run_created", {"agent_id": "a"})], conversation_id="c"
