@@ -58,6 +58,7 @@ from .scratch_schema import (
 from .sqlite import SQLiteEventStore
 from .sqlite_library import disable_memory_statistics
 from .store import PARALLEL_READS, EventStore
+from .tasks import cancel_and_wait, stop_requested
 
 __all__ = [
     "CONTROL_CHARACTER",
@@ -100,6 +101,7 @@ __all__ = [
     "VerifyReport",
     "Visibility",
     "WriteContext",
+    "cancel_and_wait",
     "canonical_json",
     "check_callback_url",
     "create_scratch_schema",
@@ -120,5 +122,6 @@ __all__ = [
     "require_http_url",
     "schema_fingerprint",
     "scratch_schema",
+    "stop_requested",
     "validation_error_list",
 ]

@@ -15,6 +15,8 @@ import logging
 import os
 from typing import Any, Protocol
 
+from .tasks import cancel_and_wait
+
 __all__ = ["FileLock", "Leadership", "PostgresAdvisoryLock"]
 
 logger = logging.getLogger("runtrack.leadership")
@@ -50,9 +52,7 @@ class Leadership:
 
     async def aclose(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait([self._task])
         self._leader.clear()
         with contextlib.suppress(Exception):
             await self._lock.release()

@@ -14,7 +14,6 @@ thread (the same synchronous ``Transaction`` protocol as SQLite); readers use an
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 from collections.abc import Sequence
@@ -33,6 +32,7 @@ from .migrations import Migration, apply_migrations
 from .protocol import Projection, Row
 from .records import GENESIS_HASH
 from .store import PARALLEL_READS, STATUS_CHANGES_MIGRATION, EventStore, StoreOptions
+from .tasks import cancel_and_wait
 
 __all__ = ["PostgresEventStore"]
 
@@ -221,9 +221,7 @@ class PostgresEventStore(EventStore):
 
     async def aclose(self) -> None:
         if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
+            await cancel_and_wait([self._listener])
         await super().aclose()
 
     async def _open_readers(self) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import abc
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import Any, Self, TypedDict, TypeVar
@@ -25,6 +24,7 @@ from .payloads import EventType
 from .protocol import Projection, Row, VerifyReport
 from .records import GENESIS_HASH, AgentEvent, EventFilter, EventPage, NewEvent, Visibility
 from .tail import Broadcaster, subscribe
+from .tasks import cancel_and_wait
 from .writer import GroupCommitWriter, WriterBackend
 
 __all__ = [
@@ -157,11 +157,7 @@ class EventStore(abc.ABC):
         """End live subscriptions, finish the writer's queued work, close every connection."""
         if self._broadcaster is not None:
             self._broadcaster.close()
-        for task in [self._poller, *self._background]:
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        await cancel_and_wait(task for task in [self._poller, *self._background] if task)
         if self._writer is not None:
             await self._writer.aclose()
         await self._close_readers()

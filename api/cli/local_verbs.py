@@ -128,9 +128,9 @@ def serve(
     callback_concurrency_per_organization: Annotated[
         int, typer.Option(envvar="RUNTRACK_CALLBACK_CONCURRENCY_PER_ORGANIZATION", min=1)
     ] = 8,
-    workers: Annotated[
+    processes: Annotated[
         int,
-        typer.Option(envvar="RUNTRACK_WORKERS", min=1, help="server processes (PostgreSQL only)"),
+        typer.Option(envvar="RUNTRACK_PROCESSES", min=1, help="server processes (PostgreSQL only)"),
     ] = 1,
     access_log: Annotated[
         bool, typer.Option("--access-log", envvar="RUNTRACK_ACCESS_LOG", help="log every request")

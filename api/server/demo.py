@@ -19,8 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from api.server.tasks import cancel_and_wait
-from eventstore import NewEvent, StoreError
+from eventstore import NewEvent, StoreError, cancel_and_wait
 from projections import RunCommands, RunState
 
 __all__ = ["Demo", "demo_routes"]

@@ -2,7 +2,7 @@
 
 Each API key (open mode counts as one key) has a bucket per limit, refilled at ``rate`` tokens a
 second up to one second's worth; a request takes one token or is answered 429 with the seconds
-until the next token in ``Retry-After``. Buckets live in the server process: with ``--workers N``
+until the next token in ``Retry-After``. Buckets live in the server process: with ``--processes N``
 (or N servers on one database) a key may go N times as fast, which the documented defaults allow.
 """
 

@@ -15,8 +15,15 @@ from collections import deque
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
-from api.server.tasks import cancel_and_wait
-from eventstore import EventFilter, EventStore, FramePage, page_end, read_frames
+from eventstore import (
+    EventFilter,
+    EventStore,
+    FramePage,
+    cancel_and_wait,
+    page_end,
+    read_frames,
+    stop_requested,
+)
 
 __all__ = ["AHEAD", "PAGE", "READER_TASK", "Replay"]
 
@@ -70,6 +77,8 @@ class Replay:
                 while len(framing) < self.store.parallel_reads:
                     if framing and credits.locked():
                         break  # take what is framed first rather than wait for a credit
+                    if stop_requested():  # a cancel a read swallowed: no credit will come
+                        raise asyncio.CancelledError
                     await credits.acquire()
                     if (span := await plan.next()) is None:
                         credits.release()

@@ -22,7 +22,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from api.server.auth import KeyRing
 from api.server.errors import error_response
-from api.server.tasks import cancel_and_wait
+from eventstore import cancel_and_wait
 
 __all__ = ["KeyWatch", "OpenStreams"]
 

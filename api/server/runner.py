@@ -1,4 +1,4 @@
-"""Running the app under uvicorn: one process, or several workers sharing the port."""
+"""Running the app under uvicorn: one process, or several processes sharing the port."""
 
 from __future__ import annotations
 
@@ -21,22 +21,22 @@ from api.server.settings import Settings, callback_networks, listen_address
 from api.server.transport.protocol import ConnectionLimits, ServerConfig
 from eventstore import disable_memory_statistics
 
-__all__ = ["check_settings", "serve", "server_config", "worker_app"]
+__all__ = ["check_settings", "child_app", "serve", "server_config"]
 
 SHUTDOWN_GRACE_SECONDS = 5
-_WORKER_SETTINGS = "RUNTRACK_WORKER_SETTINGS"
-"""How the settings reach worker processes, which uvicorn starts afresh (``spawn``)."""
+_CHILD_SETTINGS = "RUNTRACK_CHILD_SETTINGS"
+"""How the settings reach the child processes, which uvicorn starts afresh (``spawn``)."""
 
 
 def serve(settings: Settings) -> None:
     """Serve until SIGINT/SIGTERM; open streams are drained (sse-starlette) within the grace.
 
-    Raises ValueError for settings that cannot be served (``--workers`` on SQLite).
+    Raises ValueError for settings that cannot be served (``--processes`` on SQLite).
     """
     check_settings(settings)
     _configure_logging()
-    if settings.workers > 1:
-        _serve_workers(settings)
+    if settings.processes > 1:
+        _serve_processes(settings)
         return
     config = server_config(_process_app(settings), settings)
     sockets = _sockets(config, settings)
@@ -56,24 +56,24 @@ def _sockets(config: uvicorn.Config, settings: Settings) -> list[socket.socket] 
     return [config.bind_socket(), metrics]
 
 
-def _serve_workers(settings: Settings) -> None:
-    """uvicorn's supervisor over N worker processes; a worker that fails to start (a refused
+def _serve_processes(settings: Settings) -> None:
+    """uvicorn's supervisor over N child processes; a child that fails to start (a refused
     bind, no keys on a public address) makes the whole server exit with uvicorn's code 3."""
-    os.environ[_WORKER_SETTINGS] = json.dumps(dataclasses.asdict(settings))
+    os.environ[_CHILD_SETTINGS] = json.dumps(dataclasses.asdict(settings))
     config = server_config(
-        "api.server.runner:worker_app", settings, factory=True, workers=settings.workers
+        "api.server.runner:child_app", settings, factory=True, workers=settings.processes
     )
     supervisor = Multiprocess(config, sockets=_sockets(config, settings) or [config.bind_socket()])
     supervisor.run()
-    if any(worker.exitcode == STARTUP_FAILURE for worker in supervisor.processes):
+    if any(child.exitcode == STARTUP_FAILURE for child in supervisor.processes):
         raise SystemExit(STARTUP_FAILURE)
 
 
-def worker_app() -> Starlette:
-    """The app of one worker process (``--workers``), from the settings its parent left."""
+def child_app() -> Starlette:
+    """The app of one child process (``--processes``), from the settings its parent left."""
     _configure_logging()
-    redact_server_logs()  # the worker's uvicorn configured its logging before loading the app
-    return _process_app(Settings(**json.loads(os.environ[_WORKER_SETTINGS])))
+    redact_server_logs()  # the child's uvicorn configured its logging before loading the app
+    return _process_app(Settings(**json.loads(os.environ[_CHILD_SETTINGS])))
 
 
 def _process_app(settings: Settings) -> Starlette:
@@ -94,15 +94,15 @@ def check_settings(settings: Settings) -> None:
             "--key-poll-seconds must be between 0.05 and 1: a revocation must reach every "
             "server within a second"
         )
-    if settings.workers <= 1:
+    if settings.processes <= 1:
         return
     if not settings.database.startswith(("postgresql://", "postgres://")):
         raise ValueError(
-            "--workers needs PostgreSQL (--database postgresql://…): on SQLite one process "
+            "--processes needs PostgreSQL (--database postgresql://…): on SQLite one process "
             "writes and streams, and several would contend for the file's write lock"
         )
     if settings.demo:
-        raise ValueError("--demo runs in one process: drop --workers")
+        raise ValueError("--demo runs in one process: drop --processes")
 
 
 def _check_metrics(settings: Settings) -> None:

@@ -19,8 +19,7 @@ from api.server.callbacks.addresses import AddressPolicy
 from api.server.callbacks.dispatch import Dispatcher
 from api.server.callbacks.sender import CallbackSender
 from api.server.settings import Settings, callback_networks
-from api.server.tasks import cancel_and_wait
-from eventstore import EventStore, Leadership
+from eventstore import EventStore, Leadership, cancel_and_wait
 from projections.callbacks import CallbackPolicy, Delivery, record_attempt
 from projections.reconciler import Thresholds, reconcile
 

@@ -87,7 +87,7 @@ class Settings:
     """Attempts in flight at once, over all organizations."""
     callback_concurrency_per_organization: int = 8
     """Attempts in flight at once for one organization: its slow receivers hold no more."""
-    workers: int = 1
+    processes: int = 1
     """Server processes sharing the port (PostgreSQL only): each has its own event loop and
     live tail, so streams and requests spread over several cores."""
     access_log: bool = False

@@ -8,10 +8,10 @@ so the client's ``Last-Event-ID`` moves past what it may not see. Idle streams g
 status; reconnecting at or past that point while the run is still terminal gets ``204``, which
 tells ``EventSource`` to stop.
 
-``EventSourceResponse`` (sse-starlette) does the sending, the disconnect watch and the shutdown
-drain; we feed it pre-encoded bytes. Send timeouts are ours (see ``StreamGate``). Its
-keep-alive ping is off: our heartbeat comes from the subscription's idle ticks, so it is sent
-only when nothing else is.
+``EventSourceResponse`` (sse-starlette) sends the response's start and end and does the
+disconnect watch and the shutdown drain; the body chunks, pre-encoded bytes, we send ourselves,
+and their timeouts are ours (see ``_Stream`` and ``StreamGate``). Its keep-alive ping is off:
+our heartbeat comes from the subscription's idle ticks, so it is sent only when nothing else is.
 """
 
 from __future__ import annotations
@@ -31,20 +31,20 @@ import anyio
 from sse_starlette.sse import EventSourceResponse
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from api.server.auth import Principal
 from api.server.errors import ApiError
 from api.server.input_limits import bounded_int
 from api.server.metrics import Metrics
 from api.server.replay import Replay
-from api.server.tasks import cancel_and_wait
 from eventstore import (
     EventFilter,
     EventPage,
     EventStore,
     EventType,
     Visibility,
+    cancel_and_wait,
     encode_event,
     id_block,
 )
@@ -82,10 +82,10 @@ class Channel:
 class StreamGate:
     """Counts open streams, refuses new ones past the cap, and drops the stalled ones.
 
-    sse-starlette bounds each send with its own cancel scope and timer, which at thousands of
-    streams takes a large share of the server's loop (docs/benchmarks.md). Instead each
-    stream notes when its pending send began, and one watchdog, running while any stream is
-    open, drops those whose send has been pending longer than ``send_timeout``.
+    A cancel scope and a timer around every send would cost more than the send itself at
+    thousands of streams (docs/benchmarks.md, "Send timeouts"). Instead each stream notes when
+    its pending send began, and one watchdog, running while any stream is open, drops those
+    whose send has been pending longer than ``send_timeout``.
     """
 
     def __init__(
@@ -350,6 +350,7 @@ def _end(run_id: str, status: str, cursor: int) -> bytes:
     return f"event: end\ndata: {end}\n\n".encode()
 
 
+_NOTHING: tuple[bytes, ...] = ()
 _DROPPED: ContextVar[bool] = ContextVar("runtrack_dropped_stream", default=False)
 _UNFINISHED = "ASGI callable returned without completing response"
 
@@ -367,36 +368,48 @@ class QuietDrops(logging.Filter):
 
 
 class _Stream(EventSourceResponse):
-    """An EventSourceResponse that releases its slot and lets the gate drop it when stalled."""
+    """An EventSourceResponse whose body chunks we send ourselves, timed by the gate.
+
+    sse-starlette sends the response start, watches for the client's disconnect and for the
+    server's shutdown, and sends the response end; the chunks between are ours. It is handed
+    an iterator that sends each chunk and yields nothing, so no chunk passes through its
+    per-send timeout (a cancel scope, and a timer, around every write) and no private method
+    of it is replaced: the watchdog's timing cannot vanish with a release that lacks one.
+    """
 
     def __init__(
         self,
         gate: StreamGate,
         metrics: Metrics,
         principal: Principal,
-        *args: object,
+        chunks: AsyncGenerator[bytes, None],
         **kwargs: object,
     ) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        super().__init__(self._send_all(chunks), **kwargs)  # type: ignore[arg-type]
         self._gate = gate
         self._principal = principal
         self._metrics = metrics
         self._sending_since: float | None = None
         self._scope = anyio.CancelScope()
-        self._raw_send: Send | None = None
+        self._send: Send | None = None
 
-    async def _send_with_timeout(self, send: Send, message: Message) -> None:
-        """Replaces sse-starlette's per-send timeout scope: the gate's watchdog times sends.
+    async def _send_all(self, chunks: AsyncGenerator[bytes, None]) -> AsyncGenerator[bytes, None]:
+        """Sends every chunk, each timed for the watchdog; yields nothing (see the class)."""
+        async with aclosing(chunks):
+            async for chunk in chunks:
+                await self._send_chunk(chunk)
+        for nothing in _NOTHING:  # an async generator, as sse-starlette iterates one
+            yield nothing
 
-        Body chunks go straight to the server's ``send`` when the app left it (``RAW_SEND``):
-        Starlette's middleware wrappers only watch for the response start, which still goes
-        through them, and at thousands of streams their two calls per chunk are a measurable
-        part of the sending (docs/benchmarks.md).
-        """
+    async def _send_chunk(self, chunk: bytes) -> None:
+        """One body chunk, straight to the server's ``send`` when the app left it
+        (``RAW_SEND``): Starlette's middleware wrappers only watch for the response start,
+        which goes through them, and their two calls per chunk would cost a share of every
+        stream's sending."""
+        assert self._send is not None, "a chunk is sent only while the response runs"
         self._sending_since = time.monotonic()
-        body = message["type"] == "http.response.body"
         try:
-            await (self._raw_send if body and self._raw_send else send)(message)
+            await self._send({"type": "http.response.body", "body": chunk, "more_body": True})
         finally:
             self._sending_since = None
 
@@ -407,7 +420,7 @@ class _Stream(EventSourceResponse):
         self._scope.cancel()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        self._raw_send = RAW_SEND.get()
+        self._send = RAW_SEND.get() or send
         self._gate.watch(self)
         try:
             with self._scope:

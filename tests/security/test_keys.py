@@ -197,7 +197,7 @@ async def test_a_stream_opened_in_open_mode_ends_when_the_first_key_is_created(
 
 async def answers_on_fresh_connections(url: str, token: str) -> set[int]:
     """The statuses of ``GET /v1/runs`` over 60 new connections, ten at a time, so that every
-    worker process behind the port is asked (as in tests/e2e/test_workers.py)."""
+    process behind the port is asked (as in tests/e2e/test_processes.py)."""
     headers = {"Authorization": f"Bearer {token}"}
     no_reuse = httpx.Limits(max_keepalive_connections=0)
     statuses: set[int] = set()
@@ -218,12 +218,12 @@ async def test_a_revocation_reaches_every_process_of_every_server(
 ) -> None:
     token = await create_key(postgres_schema_url, "user")
     spare = await create_key(postgres_schema_url, "user")
-    workers = await server_process("--workers", "2", database=postgres_schema_url)
+    several = await server_process("--processes", "2", database=postgres_schema_url)
     try:
         single = await server_process(database=postgres_schema_url)
-        await revoke_on_both(workers, single, token, spare)
-    finally:  # SIGTERM: the supervisor stops its workers (a SIGKILL would orphan them)
-        await workers.signal(signal.SIGTERM)
+        await revoke_on_both(several, single, token, spare)
+    finally:  # SIGTERM: the supervisor stops its children (a SIGKILL would orphan them)
+        await several.signal(signal.SIGTERM)
 
 
 async def revoke_on_both(a: ServerProcess, b: ServerProcess, token: str, spare: str) -> None:

@@ -231,17 +231,17 @@ async def test_a_stream_outlives_the_header_deadline(tmp_path: Path) -> None:
                     break
 
 
-async def test_serve_with_workers_applies_the_header_deadline(
+async def test_serve_with_processes_applies_the_header_deadline(
     server_process: ProcessFactory, postgres_schema_url: str
 ) -> None:
     server = await server_process(
-        "--workers", "2", "--header-timeout", "0.5", database=postgres_schema_url
+        "--processes", "2", "--header-timeout", "0.5", database=postgres_schema_url
     )
     try:
-        for _ in range(4):  # fresh connections land on either worker
+        for _ in range(4):  # fresh connections land on either process
             assert await closed_by_server(server.port, PARTIAL_REQUEST) == b""
     finally:
-        await server.signal(signal.SIGTERM)  # the workers too (a SIGKILL would orphan them)
+        await server.signal(signal.SIGTERM)  # the children too (a SIGKILL would orphan them)
 
 
 def test_the_openapi_document_declares_the_limits() -> None:

@@ -24,8 +24,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from api.server.callbacks.network import lookups_settled
-from api.server.tasks import cancel_and_wait
-from eventstore import EventStore
+from eventstore import EventStore, cancel_and_wait
 from projections.callbacks import CallbackPolicy, Delivery, due_deliveries
 
 __all__ = ["Dispatcher"]

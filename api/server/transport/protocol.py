@@ -46,7 +46,7 @@ resets the connection, and the client may lose the answer before it reads it."""
 
 class ServerConfig(uvicorn.Config):
     """uvicorn's config, carrying the connection limits to every protocol instance (also into
-    ``--workers`` processes, which receive the config pickled)."""
+    ``--processes`` children, which receive the config pickled)."""
 
     def __init__(self, app: Any, *, limits: ConnectionLimits, **options: Any) -> None:
         super().__init__(app, http=LimitedHttpProtocol, **options)

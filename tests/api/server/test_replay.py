@@ -75,19 +75,11 @@ async def test_a_consumer_that_stops_taking_pages_stops_the_reads(
 async def test_a_stream_cancelled_like_sse_starlette_stops_its_reads_cleanly(
     store_factory: StoreFactory,
     caplog: pytest.LogCaptureFixture,
-    backend: str,
-    request: pytest.FixtureRequest,
 ) -> None:
     """A client leaving mid-replay: sse-starlette cancels the stream's anyio scope, which
     cancels the task again on every loop turn. The reads in flight are cancelled once, so the
-    database connections they hold survive (psycopg closes one cancelled twice)."""
-    if backend == "postgresql":
-        # Known flake, from before issue 14 (4 in 30 runs at 33c9612, with psycopg 3.3.9):
-        # now and then a cancelled read takes the whole 15 s stop to end. Kept running and
-        # reported until it is fixed; see the stop note of 2026-12-01.
-        request.applymarker(
-            pytest.mark.xfail(reason="a cancelled PostgreSQL read sometimes waits out the stop")
-        )
+    database connections they hold survive (psycopg closes one cancelled twice). A cancel
+    that a wait for a pooled connection swallowed still stops the reader (stop_requested)."""
     await fill(store_factory, PAGE * 8)
     async with store_factory(readers=4) as store:
         for _ in range(5):

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 from httpx_sse import aconnect_sse
+from starlette.types import Message
 
 from api.server.auth import Role
 from api.server.replay import AHEAD, PAGE, READER_TASK
@@ -263,6 +264,49 @@ async def test_a_stalled_client_is_dropped_without_blocking_others(
     assert uvicorn_log.errors == []  # a deliberate drop is not reported as an app error
 
 
+async def test_the_watchdog_drops_a_stream_whose_chunk_is_never_taken(
+    server_factory: ServerFactory,
+) -> None:
+    """The app called directly, with an ASGI ``send`` that takes the response start but never
+    returns from a body chunk: only the gate's watchdog can end the stream (nothing times a
+    chunk's send otherwise), so without it the call would never return."""
+    live = await server_factory(send_timeout=0.2)
+    port = int(live.url.rsplit(":", 1)[1])
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/v1/events",
+        "raw_path": b"/v1/events",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", f"127.0.0.1:{port}".encode()), (b"accept", b"text/event-stream")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", port),
+        "state": {},
+    }
+    started, never = asyncio.Event(), asyncio.Event()
+
+    async def receive() -> Message:
+        await never.wait()  # the client never leaves
+        return {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            started.set()
+        elif message.get("more_body"):
+            await never.wait()  # the client never reads
+
+    await asyncio.wait_for(live.app(scope, receive, send), 10)
+    assert started.is_set()
+    assert live.app.state.streams.open == 0
+    async with live.client() as client:
+        metrics = (await client.get("/metrics")).text
+    assert "runtrack_dropped_slow_clients_total 1.0" in metrics
+
+
 class Records(logging.Handler):
     def __init__(self) -> None:
         super().__init__()
@@ -343,15 +387,7 @@ async def test_a_replay_from_the_log_spans_pages_then_follows_live(
 async def test_leaving_in_the_middle_of_a_replay_stops_its_reading(
     store_factory: StoreFactory,
     server_factory: ServerFactory,
-    backend: str,
-    request: pytest.FixtureRequest,
 ) -> None:
-    if backend == "postgresql":
-        # The same known flake as test_replay's cancelled-replay test: now and then a
-        # cancelled PostgreSQL read takes the whole 15 s stop to end (stop note, 2026-12-01).
-        request.applymarker(
-            pytest.mark.xfail(reason="a cancelled PostgreSQL read sometimes waits out the stop")
-        )
     async with store_factory(projections=[RunProjection()]) as store:
         await store.append(
             "default", "run-old", [NewEvent("run_created", {"agent_id": "a"})], conversation_id="c"

@@ -39,3 +39,15 @@ async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any]]) -> None:
     if waited.cancelled_caught:
         unfinished = [task.get_name() for task in stopping if not task.done()]
         logger.warning("still stopping after %s s: %s", STOP_SECONDS, ", ".join(unfinished))
+
+
+def stop_requested() -> bool:
+    """Whether the running task has been cancelled, even if the CancelledError never reached it.
+
+    On Python 3.11 ``asyncio.wait_for`` returns its result instead of raising when the wait
+    ends in the same loop turn as the cancel, and psycopg_pool waits for a free connection with
+    it: the task goes on as if never cancelled, and ``cancel_and_wait`` cancels it only once.
+    A task that would next wait for work nobody wants any more checks this first.
+    """
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0

@@ -1,4 +1,4 @@
-"""``runtrack serve --workers 2``: several processes behind one port, on one PostgreSQL database."""
+"""``runtrack serve --processes 2``: several processes behind one port, on one PostgreSQL DB."""
 
 from __future__ import annotations
 
@@ -18,15 +18,15 @@ STREAMS = 6
 EVENTS = 30
 
 
-async def answered_by_both_workers(url: str) -> bool:
-    """Fresh connections land on either worker; only one of them is the services' leader."""
+async def answered_by_both_processes(url: str) -> bool:
+    """Fresh connections land on either process; only one of them is the services' leader."""
 
     async def leader() -> bool:
         async with httpx.AsyncClient(base_url=url) as client:
             return bool((await client.get("/readyz")).json()["leader"])
 
     leaders: set[bool] = set()
-    for _ in range(20):  # ten connections at a time, so that both workers are asked to accept
+    for _ in range(20):  # ten connections at a time, so that both processes are asked to accept
         leaders.update(await asyncio.gather(*(leader() for _ in range(10))))
         if leaders == {True, False}:
             return True
@@ -50,11 +50,11 @@ async def read_ids(url: str, run_id: str, ready: asyncio.Event, opened: list[int
     return ids
 
 
-async def test_every_stream_gets_every_event_whichever_worker_serves_it(
+async def test_every_stream_gets_every_event_whichever_process_serves_it(
     server_process: ProcessFactory, postgres_schema_url: str
 ) -> None:
-    server = await server_process("--workers", "2", database=postgres_schema_url)
-    assert await answered_by_both_workers(server.url)
+    server = await server_process("--processes", "2", database=postgres_schema_url)
+    assert await answered_by_both_processes(server.url)
     async with httpx.AsyncClient(base_url=server.url) as client:
         run_id = (await client.post("/v1/runs", json={"agent_id": "x"})).json()["id"]
     ready, opened = asyncio.Event(), list[int]()
@@ -75,10 +75,10 @@ async def test_every_stream_gets_every_event_whichever_worker_serves_it(
     assert "Finished server process" in log
 
 
-async def test_a_worker_that_cannot_start_fails_the_server(postgres_schema_url: str) -> None:
-    """A public address with no API keys: each worker refuses to start, and so does serve."""
+async def test_a_process_that_cannot_start_fails_the_server(postgres_schema_url: str) -> None:
+    """A public address with no API keys: each process refuses to start, and so does serve."""
     process = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "api", "serve", "--workers", "2", "--host", "0.0.0.0"),
+        *(sys.executable, "-m", "api", "serve", "--processes", "2", "--host", "0.0.0.0"),
         *("--port", str(free_port()), "--database", postgres_schema_url),
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
@@ -88,8 +88,8 @@ async def test_a_worker_that_cannot_start_fails_the_server(postgres_schema_url: 
     assert b"without API keys" in err
 
 
-async def test_workers_are_refused_on_sqlite(server_process: ProcessFactory) -> None:
+async def test_processes_are_refused_on_sqlite(server_process: ProcessFactory) -> None:
     server = await server_process()
-    code, _, err = await run_cli(server, "serve", "--workers", "2", "--database", server.database)
+    code, _, err = await run_cli(server, "serve", "--processes", "2", "--database", server.database)
     assert code == 2
-    assert "--workers needs PostgreSQL" in err
+    assert "--processes needs PostgreSQL" in err

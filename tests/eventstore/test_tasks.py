@@ -1,14 +1,15 @@
-"""Stopping background tasks: every task is waited for, even when one had already failed."""
+"""Stopping tasks: every task is waited for, even when one had already failed."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 import anyio
 import pytest
 
-from api.server.tasks import cancel_and_wait
+from eventstore.tasks import cancel_and_wait, stop_requested
 
 pytestmark = pytest.mark.anyio
 
@@ -76,3 +77,21 @@ async def test_a_caller_in_a_cancelled_anyio_scope_cancels_the_tasks_once() -> N
     assert stopped.is_set()
     assert cleaned_up.is_set()
     assert cancels == 1
+
+
+async def test_a_cancel_the_task_never_saw_is_still_a_stop_request() -> None:
+    """As when ``asyncio.wait_for`` (Python 3.11) returns its result instead of raising: the
+    task goes on, and ``stop_requested`` is how it learns it should not."""
+    started = asyncio.Event()
+
+    async def swallow_the_cancel() -> tuple[bool, bool]:
+        before = stop_requested()
+        started.set()
+        with contextlib.suppress(asyncio.CancelledError):  # what the library did
+            await asyncio.Event().wait()
+        return before, stop_requested()
+
+    task = asyncio.create_task(swallow_the_cancel())
+    await started.wait()
+    task.cancel()
+    assert await task == (False, True)
