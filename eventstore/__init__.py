@@ -19,6 +19,7 @@ from .appending import (
 )
 from .callback_url import check_callback_url
 from .chain import canonical_json, event_hash
+from .dialect import Dialect
 from .errors import (
     ConcurrencyConflict,
     IdempotencyMismatch,
@@ -47,7 +48,7 @@ from .payloads import (
     validation_error_list,
 )
 from .projection_schemas import record_fingerprint, schema_fingerprint
-from .protocol import Dialect, Projection, Row, Transaction, VerifyReport
+from .protocol import Projection, Row, Transaction, VerifyReport
 from .records import GENESIS_HASH, AgentEvent, EventFilter, EventPage, NewEvent, Visibility
 from .scratch_schema import (
     ScratchSchema,

@@ -52,6 +52,11 @@ class Dialect(ABC):
         """The aggregate joining ``expression`` over a group in ``order_by`` order, as bytes
         (UTF-8) rather than text, so that the driver hands over the bytes without decoding."""
 
+    @abstractmethod
+    def refuse_deletes(self, table: str, message: str) -> list[str]:
+        """The statements (idempotent) that make the database refuse to delete any row of
+        ``table``, with ``message``: for rows whose removal would weaken a guarantee."""
+
 
 def _template_literal(template: str) -> str:
     return "'" + template.replace("'", "''") + "'"
@@ -81,6 +86,12 @@ class _SQLite(Dialect):
         ORDER BY before 3.44): the caller's subquery must be ordered by ``order_by``."""
         return f"CAST(group_concat({expression}, '') AS BLOB)"
 
+    def refuse_deletes(self, table: str, message: str) -> list[str]:
+        return [
+            f"""CREATE TRIGGER IF NOT EXISTS {table}_never_deleted BEFORE DELETE ON {table}
+            BEGIN SELECT RAISE(ABORT, {_template_literal(message)}); END"""
+        ]
+
 
 class _PostgreSQL(Dialect):
     name: DialectName = "postgresql"
@@ -104,6 +115,18 @@ class _PostgreSQL(Dialect):
 
     def concat_bytes(self, expression: str, order_by: str) -> str:
         return f"convert_to(string_agg({expression}, '' ORDER BY {order_by}), 'UTF8')"
+
+    def refuse_deletes(self, table: str, message: str) -> list[str]:
+        """DELETE row by row, and TRUNCATE, which skips row triggers."""
+        function = f"{table}_never_deleted"
+        return [
+            f"""CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN RAISE EXCEPTION {_template_literal(message)}; END $$""",
+            f"""CREATE OR REPLACE TRIGGER {function} BEFORE DELETE ON {table}
+            FOR EACH ROW EXECUTE FUNCTION {function}()""",
+            f"""CREATE OR REPLACE TRIGGER {table}_never_truncated BEFORE TRUNCATE ON {table}
+            FOR EACH STATEMENT EXECUTE FUNCTION {function}()""",
+        ]
 
 
 SQLITE: Final[Dialect] = _SQLite()

@@ -16,7 +16,6 @@ from .dialect import Dialect
 from .records import AgentEvent
 
 __all__ = [
-    "Dialect",
     "Projection",
     "Row",
     "Transaction",

@@ -74,3 +74,33 @@ def test_every_cited_document_and_module_is_in_the_repository() -> None:
 )
 def test_a_citation_of_a_missing_file_is_found(text: str, missing: list[str]) -> None:
     assert unresolved(text, DOCS / "api.md") == missing
+
+
+def architecture_tree() -> str:
+    """The first code block of docs/architecture.md after its package table: the tree."""
+    text = (DOCS / "architecture.md").read_text()
+    start = text.index("```\neventstore/")
+    return text[start : text.index("```", start + 3)]
+
+
+def test_the_architecture_tree_names_every_module() -> None:
+    tree = architecture_tree()
+    modules = [
+        path
+        for package in ("eventstore", "projections", "api")
+        for path in sorted((ROOT / package).rglob("*.py"))
+        if path.name != "__init__.py"
+    ]
+    named = set(re.findall(r"[\w]+\.py", tree))
+    missing = [str(p.relative_to(ROOT)) for p in modules if p.name not in named]
+    assert missing == []
+
+
+def test_the_architecture_tree_names_no_module_that_is_gone() -> None:
+    existing = {
+        path.name
+        for package in ("eventstore", "projections", "api")
+        for path in (ROOT / package).rglob("*.py")
+    }
+    gone = sorted(set(re.findall(r"[\w]+\.py", architecture_tree())) - existing)
+    assert gone == []

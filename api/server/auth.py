@@ -39,21 +39,7 @@ SCHEMA = """CREATE TABLE IF NOT EXISTS api_keys (
     secret_hash TEXT NOT NULL, name TEXT, created_at TEXT NOT NULL, revoked_at TEXT)"""
 CHANGES_SCHEMA = """CREATE TABLE IF NOT EXISTS api_key_changes (
     id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL)"""
-_KEEP_ROWS = {
-    "sqlite": (
-        """CREATE TRIGGER IF NOT EXISTS api_keys_never_deleted BEFORE DELETE ON api_keys
-        BEGIN SELECT RAISE(ABORT, 'API keys are never deleted: revoke them instead'); END""",
-    ),
-    "postgresql": (
-        """CREATE OR REPLACE FUNCTION api_keys_never_deleted() RETURNS trigger
-        LANGUAGE plpgsql AS $$
-        BEGIN RAISE EXCEPTION 'API keys are never deleted: revoke them instead'; END $$""",
-        """CREATE OR REPLACE TRIGGER api_keys_never_deleted BEFORE DELETE ON api_keys
-        FOR EACH ROW EXECUTE FUNCTION api_keys_never_deleted()""",
-        """CREATE OR REPLACE TRIGGER api_keys_never_truncated BEFORE TRUNCATE ON api_keys
-        FOR EACH STATEMENT EXECUTE FUNCTION api_keys_never_deleted()""",
-    ),
-}
+_NEVER_DELETED = "API keys are never deleted: revoke them instead"
 """A revoked key's row is what keeps its database closed (open mode is for a database that never
 had a key), so the database refuses to delete one."""
 _SEED_CHANGES = "INSERT INTO api_key_changes (id, version) VALUES (1, 0) ON CONFLICT DO NOTHING"
@@ -116,7 +102,8 @@ class KeyRing:
 
     async def setup(self) -> None:
         def create_tables(context: WriteContext) -> None:
-            for statement in (SCHEMA, *_KEEP_ROWS[context.tx.dialect.name], CHANGES_SCHEMA):
+            keep_rows = context.tx.dialect.refuse_deletes("api_keys", _NEVER_DELETED)
+            for statement in (SCHEMA, *keep_rows, CHANGES_SCHEMA):
                 context.tx.execute(statement)
             context.tx.execute(_SEED_CHANGES)
 

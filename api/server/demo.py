@@ -19,13 +19,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from api.server.auth import DEFAULT_ORGANIZATION
 from eventstore import NewEvent, StoreError, cancel_and_wait
 from projections import RunCommands, RunState
 
 __all__ = ["Demo", "demo_routes"]
 
 logger = logging.getLogger("runtrack.demo")
-ORG = "default"
+ORG = DEFAULT_ORGANIZATION
+"""The demo plays in open mode's organization, which the dashboard shows without a key."""
 AGENTS = ("researcher", "coder", "reviewer")
 CONVERSATIONS = ("conv-support", "conv-release", "conv-research")
 TOOLS = ("web_search", "read_file", "run_tests", "summarise")
