@@ -1,7 +1,7 @@
 """HTTP single-event appends under wrk, against a bare Starlette route on the same stack.
 
-    python -m bench.http_append [--seconds S] [--rounds N] [--connections C]
-                                [--base TREE] [--profile SECONDS]
+    python -m bench.http_append [--quick] [--seconds S] [--rounds N] [--connections C]
+                                [--base TREE] [--profile SECONDS] [--no-bare]
 
 Each round runs, one after the other: ``runtrack serve`` from this tree, the same from
 ``--base`` (another checkout, e.g. a worktree of main) when given, and the bare route. Each
@@ -11,8 +11,10 @@ rate), 32 runs, and wrk posting one ``custom.tick`` event per request over ``--c
 keep-alive connections, round-robin over the runs. The bare route (``bare`` below) runs under
 uvicorn with the server's own protocol and connection limits, reads and decodes the same body
 and answers 201 with JSON. ``--profile`` records the first runtrack server with py-spy for
-that many seconds (a flame graph in the temporary folder's ``profile.txt``, printed as the
-top frames). The last line is ``key=value`` figures: requests/s of each and their ratios.
+that many seconds (py-spy's collapsed stacks, kept in ``PROFILE_COPY``, printed as the top
+frames). Needs ``wrk`` (apt) and, for ``--profile``, py-spy (the ``bench`` extra). The last
+line is ``http_append:`` and ``key=value`` figures: the median requests/s of each and their
+ratios (``runtrack/bare`` is issue 16's target, ``runtrack/base`` a before/after).
 """
 
 from __future__ import annotations
@@ -317,7 +319,10 @@ def main() -> None:
     parser.add_argument("--base", type=Path, help="a second checkout to compare against")
     parser.add_argument("--profile", type=float, default=0, help="py-spy the first server")
     parser.add_argument("--no-bare", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="one round of 3 s")
     args = parser.parse_args()
+    if args.quick:
+        args.rounds, args.seconds = 1, 3
     figures = Figures()
     with tempfile.TemporaryDirectory(prefix="bench-http-append-") as name:
         folder = Path(name)
@@ -345,7 +350,7 @@ def print_summary(figures: Figures) -> None:
         parts.append(f"runtrack/bare={ours / figures.median('bare'):.2f}")
         if "base" in figures.rates:
             parts.append(f"base/bare={figures.median('base') / figures.median('bare'):.2f}")
-    print(" ".join(parts))
+    print("http_append: " + " ".join(parts))
 
 
 if __name__ == "__main__":
