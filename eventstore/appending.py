@@ -8,13 +8,14 @@ speaks the ``Transaction`` protocol, so SQLite and PostgreSQL share this code.
 
 from __future__ import annotations
 
+import abc
 import hashlib
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any, NamedTuple
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from .chain import canonical_json, event_hash
 from .errors import ConcurrencyConflict, IdempotencyMismatch, InvalidEvent, UnknownRun
@@ -29,6 +30,7 @@ __all__ = [
     "AppendRequest",
     "AppendUnit",
     "Head",
+    "PlainAppend",
     "PreparedEvent",
     "WriteContext",
     "event_columns",
@@ -85,11 +87,24 @@ class AppendRequest:
         return hashlib.sha256(body.encode("utf-8")).hexdigest()
 
 
+R = TypeVar("R", covariant=True)
+
+
 @dataclass(frozen=True)
-class AppendUnit:
-    """The write unit of a plain append; the writer recognises it to batch a group's appends."""
+class PlainAppend(abc.ABC, Generic[R]):
+    """A write unit that appends ``request`` and otherwise only reads, and fails only before
+    its append or by it: the writer reads its run's head with the group's and gives it no
+    savepoint of its own (when the projections allow, see ``writer``)."""
 
     request: AppendRequest
+
+    @abc.abstractmethod
+    def __call__(self, context: WriteContext) -> R: ...
+
+
+@dataclass(frozen=True)
+class AppendUnit(PlainAppend[list[AgentEvent]]):
+    """The write unit of a plain append."""
 
     def __call__(self, context: WriteContext) -> list[AgentEvent]:
         return context.append(self.request)
@@ -215,6 +230,13 @@ class WriteContext:
             projection.apply(self.tx, events)
         self._remember(request, stream, events)
         return events
+
+    def run_sequence(self, run_id: str) -> int:
+        """The run's last sequence in this transaction (0: no such run), read under the write
+        lock: what a cached state of the run must have reached to be current."""
+        if run_id not in self._streams:
+            self.preload([run_id])
+        return self._streams[run_id].last_sequence
 
     def preload(self, run_ids: Sequence[str]) -> None:
         """Read the heads of many runs in one query (the writer calls this for each group)."""

@@ -70,6 +70,19 @@ class Projection(abc.ABC):
     def apply(self, tx: Transaction, events: Sequence[AgentEvent]) -> None:
         """Fold ``events`` (in id order, not yet inserted) into the tables through ``tx``."""
 
+    def committed(self) -> None:
+        """The transaction of every ``apply`` since the last call committed (writer thread).
+
+        A projection that keeps state in memory beside its tables (a cache) makes what it
+        remembered of those applies permanent here."""
+        return
+
+    def rolled_back(self) -> None:
+        """Some of the applies since the last ``committed`` were undone (a unit's savepoint or
+        the whole transaction): a projection that keeps state in memory forgets what they
+        taught it, since it cannot tell which of them survived."""
+        return
+
 
 @dataclass(frozen=True)
 class VerifyReport:

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from .appending import AppendUnit, Head, WriteContext
+from .appending import Head, PlainAppend, WriteContext
 from .errors import StoreError, StoreUnavailable
 from .protocol import Projection, Transaction
 from .records import AgentEvent
@@ -172,20 +172,28 @@ class GroupCommitWriter:
                 context, outcomes = self._apply(tx, head, units, isolated=False)
             except _FlushFailed:
                 backend.rollback()
+                self._rolled_back()
                 tx, head = backend.begin()
                 context, outcomes = self._apply(tx, head, units, isolated=True)
             backend.commit(context.head)
         except BaseException:
             with contextlib.suppress(Exception):
                 backend.rollback()
+            self._rolled_back()
             raise
+        for projection in self._projections:
+            projection.committed()
         return _GroupResult(outcomes, context.committed, head.id)
+
+    def _rolled_back(self) -> None:
+        for projection in self._projections:
+            projection.rolled_back()
 
     def _apply(
         self, tx: Transaction, head: Head, units: list[Unit], *, isolated: bool
     ) -> tuple[WriteContext, list[tuple[bool, Any]]]:
         context = WriteContext(tx, head, self._projections)
-        context.preload([u.request.run_id for u in units if isinstance(u, AppendUnit)])
+        context.preload([u.request.run_id for u in units if isinstance(u, PlainAppend)])
         outcomes = [self._run_unit(context, unit, isolated) for unit in units]
         if not isolated:
             try:
@@ -197,7 +205,7 @@ class GroupCommitWriter:
     def _run_unit(self, context: WriteContext, unit: Unit, isolated: bool) -> tuple[bool, Any]:
         """Run one unit; only units that may write SQL themselves need a savepoint."""
         backend = self._backend
-        guarded = isolated or self._appends_need_savepoints or not isinstance(unit, AppendUnit)
+        guarded = isolated or self._appends_need_savepoints or not isinstance(unit, PlainAppend)
         mark = context.mark()
         if guarded:
             backend.savepoint()
@@ -209,6 +217,7 @@ class GroupCommitWriter:
             if guarded:
                 backend.rollback_to_savepoint()
             context.reset(mark)
+            self._rolled_back()
             return False, _as_store_error(backend, exc)
         if guarded:
             backend.release_savepoint()

@@ -19,9 +19,11 @@ from typing import Any
 from eventstore import (
     EVENT_COLUMNS,
     AgentEvent,
+    AppendRequest,
     EventStore,
     EventType,
     NewEvent,
+    PlainAppend,
     RunStatus,
     UnknownRun,
     WriteContext,
@@ -33,8 +35,8 @@ from eventstore import (
 
 from .errors import ResumeRefused, RunTerminal
 from .lifecycle import ACTIVE, CLAIMABLE, TERMINAL
-from .readmodel import load_state
-from .state import RunState, evolve
+from .readmodel import RunProjection, load_state
+from .state import RunState
 
 __all__ = ["Claim", "RunCommands", "claim_query", "new_run_id"]
 
@@ -112,7 +114,7 @@ class RunCommands:
         lane = lane_key or f"conversation:{conversation_id}"
 
         def unit(context: WriteContext) -> RunState:
-            existed = load_state(context.tx, run_id) is not None
+            existed = _current(context, run_id) is not None
             context.append(request)  # a matching retry returns the first attempt's events
             if not existed and _lane_holder(context, organization_id, lane, run_id) is not None:
                 _change(
@@ -155,6 +157,16 @@ class RunCommands:
         idempotency_key: str | None = None,
     ) -> tuple[list[AgentEvent], RunState]:
         """``append``, and the run as it is after it (read in the same transaction)."""
+        if not any(e.event_type == EventType.RUN_STATUS_CHANGED for e in events):
+            # Nothing to fill in: prepared here, once, and appended as a plain unit.
+            request = prepare_append(
+                organization_id,
+                run_id,
+                events,
+                expected_sequence=expected_sequence,
+                idempotency_key=idempotency_key,
+            )
+            return await self._store.transact(_AppendAndGet(request))
         as_sent = None
         if idempotency_key is not None:  # a retry must match what was sent, before ``from``
             as_sent = prepare_append(organization_id, run_id, events).fingerprint()
@@ -171,13 +183,7 @@ class RunCommands:
             if as_sent is not None:
                 request = dataclasses.replace(request, sent_fingerprint=as_sent)
             appended = context.append(request)
-            if appended and appended[0].id > state.last_event_id:
-                # Fresh events: the projection folded them into this same state; folding them
-                # again here is cheaper than reading the row it just wrote.
-                for event in appended:
-                    state = evolve(state, event)
-                return appended, state
-            return appended, _state(context, organization_id, run_id)  # an idempotent replay
+            return appended, _state(context, organization_id, run_id)
 
         return await self._store.transact(unit)
 
@@ -312,11 +318,33 @@ class RunCommands:
         return await self._store.transact(unit)
 
 
+@dataclass(frozen=True)
+class _AppendAndGet(PlainAppend[tuple[list[AgentEvent], RunState]]):
+    """A plain append that answers with the run after it: it checks the run exists for the
+    caller's organization, appends, and only reads (from the writer's cache, on a hot run)."""
+
+    request: AppendRequest
+
+    def __call__(self, context: WriteContext) -> tuple[list[AgentEvent], RunState]:
+        organization_id, run_id = self.request.organization_id, self.request.run_id
+        _state(context, organization_id, run_id)
+        appended = context.append(self.request)
+        return appended, _state(context, organization_id, run_id)
+
+
 def _state(context: WriteContext, organization_id: str, run_id: str) -> RunState:
-    state = load_state(context.tx, run_id)
+    state = _current(context, run_id)
     if state is None or state.organization_id != organization_id:
         raise UnknownRun(f"run {run_id} not found", run_id=run_id)
     return state
+
+
+def _current(context: WriteContext, run_id: str) -> RunState | None:
+    """The run in this transaction: the writer's cached state when it is current."""
+    for projection in context.projections:
+        if isinstance(projection, RunProjection):
+            return projection.state(context.tx, run_id, context.run_sequence(run_id))
+    return load_state(context.tx, run_id)
 
 
 def _with_from(status: RunStatus, events: Sequence[NewEvent]) -> list[NewEvent]:

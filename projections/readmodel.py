@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -33,6 +34,7 @@ from .lifecycle import ACTIVE
 from .state import RunState, evolve
 
 __all__ = [
+    "CACHED_RUNS",
     "READ_MODEL_TABLES",
     "RUN_COLUMNS",
     "RunProjection",
@@ -95,6 +97,9 @@ SCHEMA: tuple[str, ...] = (
 
 READ_MODEL_TABLES = ("runs", "run_metadata", "tool_results")
 """The tables rebuilt from the log (``run_liveness`` is not derived from it)."""
+
+CACHED_RUNS = 4096
+"""Runs whose state the writer keeps in memory (least recently appended to dropped first)."""
 
 _ACTIVE_LABELS = tuple(sorted(status.value for status in ACTIVE))
 _INSERT = f"INSERT INTO runs ({RUN_COLUMNS}) VALUES ({', '.join('?' for _ in _FIELDS)})"
@@ -168,6 +173,14 @@ class RunProjection(Projection):
 
     All checks (transition table, lane, duplicate tool results) run before the first write, so
     a refused append has written nothing and needs no savepoint of its own.
+
+    The states of recently appended-to runs are kept in memory (write-through), so an append
+    to a hot run folds over the state it left instead of reading the row back. An entry is
+    used only when its ``last_sequence`` is the run's sequence read under the write lock:
+    another process (a second server, a CLI on the same file) that appended in between moved
+    that sequence, and the row is read again. Entries written since the last commit are
+    dropped when anything rolls back, so a state the database forgot is never folded over.
+    One instance per store: the cache belongs to that store's writer thread.
     """
 
     name = "runs"
@@ -177,15 +190,52 @@ class RunProjection(Projection):
     derived_tables = READ_MODEL_TABLES
     """Dropped and refilled from the log when the schema changes (eventstore/projection_schemas)."""
 
+    def __init__(self, cache_size: int = CACHED_RUNS) -> None:
+        self._cache: OrderedDict[str, RunState] = OrderedDict()
+        self._uncommitted: set[str] = set()
+        self._cache_size = cache_size
+
     def schema(self, dialect: Dialect) -> Sequence[str]:
         return SCHEMA
+
+    def state(self, tx: Transaction, run_id: str, sequence: int) -> RunState | None:
+        """The run as it is in ``tx``, given its last sequence there (read under the lock)."""
+        cached = self._cache.get(run_id)
+        if cached is not None and cached.last_sequence == sequence:
+            self._cache.move_to_end(run_id)
+            return cached
+        state = load_state(tx, run_id)
+        if state is not None:
+            self._remember(state)
+        return state
+
+    def committed(self) -> None:
+        self._uncommitted.clear()
+
+    def rolled_back(self) -> None:
+        for run_id in self._uncommitted:
+            self._cache.pop(run_id, None)
+        self._uncommitted.clear()
+
+    def forget(self) -> None:
+        """Drop every cached state (the tables were refilled)."""
+        self._cache.clear()
+        self._uncommitted.clear()
+
+    def _remember(self, state: RunState) -> None:
+        self._cache[state.run_id] = state
+        self._cache.move_to_end(state.run_id)
+        self._uncommitted.add(state.run_id)
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
 
     def apply(self, tx: Transaction, events: Sequence[AgentEvent]) -> None:
         for run_events in _by_run(events):
             self._apply_run(tx, run_events)
 
     def _apply_run(self, tx: Transaction, events: list[AgentEvent]) -> None:
-        before = load_state(tx, events[0].run_id)
+        first = events[0]
+        before = self.state(tx, first.run_id, first.sequence - 1)
         state = before
         tool_calls: list[tuple[str, int]] = []
         for event in events:
@@ -197,6 +247,7 @@ class RunProjection(Projection):
         assert state is not None
         _check_new_tool_results(tx, state.run_id, tool_calls)
         self._write(tx, before, state, tool_calls)
+        self._remember(state)
 
     def _write(
         self,

@@ -76,6 +76,9 @@ async def rebuild(store: EventStore) -> RebuildReport:
         ):
             folded.apply(AgentEvent.from_row(row))
         _write_tables(context, folded)
+        for projection in context.projections:
+            if isinstance(projection, RunProjection):
+                projection.forget()
         record_fingerprint(context.tx, RunProjection())
 
     await store.transact(replace_tables)
