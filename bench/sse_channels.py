@@ -41,7 +41,7 @@ from bench._servers import (
     stream_limits,
     tell,
 )
-from bench.sse_clients import Tally, conversation_id, run_id
+from bench.sse_clients import LINE_LIMIT, Tally, conversation_id, run_id
 from eventstore import NewEvent, SQLiteEventStore
 from projections import RunProjection
 
@@ -85,6 +85,7 @@ async def spawn(*args: str) -> asyncio.subprocess.Process:
         cwd=ROOT,
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
+        limit=LINE_LIMIT,
     )
 
 
@@ -137,9 +138,10 @@ class Channels:
 def spans(runs: int) -> list[tuple[int, int, int]]:
     """(first conversation, conversations, firehoses) of each client process."""
     share, hoses = -(-runs // CLIENTS), FIREHOSES // CLIENTS
+    firsts = [min(runs, n * share) for n in range(CLIENTS)]
     return [
         (first, min(share, runs - first), hoses + (FIREHOSES % CLIENTS if n == 0 else 0))
-        for n, first in enumerate(range(0, runs, share))
+        for n, first in enumerate(firsts)
     ]
 
 

@@ -61,6 +61,8 @@ BUCKETS = 600_000
 OPENING = 200
 """Streams being opened at once (the server's listen backlog is 2048)."""
 OPEN_TIMEOUT = 10.0
+LINE_LIMIT = 1 << 24
+"""The longest JSON line between the processes (what each of 10,000 runs was sent, twice)."""
 
 
 RUN_PREFIX = "ch-"
@@ -294,7 +296,7 @@ async def open_streams(
 
 async def stdin_line() -> str:
     loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
+    reader = asyncio.StreamReader(limit=LINE_LIMIT)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     return (await reader.readline()).decode()
 
