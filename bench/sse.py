@@ -95,7 +95,7 @@ class Mode:
     ceiling_rounds: int
 
 
-QUICK = Mode(2, (1000,), 5.0, 5.0, 3.0, (2000,), 5.0, 1)
+QUICK = Mode(2, (1000,), 5.0, 5.0, 3.0, (2000,), 4.0, 1)
 FULL = Mode(3, (1000, 5000, 10_000), 10.0, 20.0, 5.0, (2000, 10_000), 20.0, 3)
 SCENARIOS = ("replay", "fanout", "channels", "http")
 
