@@ -200,6 +200,7 @@ async def load_while_metering(
 
 
 async def channels(folder: Path, runs: int, seconds: float, drain: float) -> Channels:
+    """One count on a fresh database and server, so that no count inherits another's log."""
     database = folder / f"channels{runs}.db"
     token, head = await prepare(database, runs)
     requested = runs + FIREHOSES
@@ -212,9 +213,9 @@ async def channels(folder: Path, runs: int, seconds: float, drain: float) -> Cha
         clients, opened = await open_clients(server, token, head, runs, deadline)
         idle = rss_mb(server.pid)
         load, peak, cpu = await load_while_metering(server, clients, token, runs, seconds)
-        expect = json.dumps({k: load[k] for k in ("counts", "last", "sent", "head")})
+        wanted = {k: load[k] for k in ("counts", "last", "sent", "head")}
         for client in clients:
-            await tell(client, expect[:-1] + f', "drain": {drain}}}\n')
+            await tell(client, json.dumps({**wanted, "drain": drain}) + "\n")
         results = await asyncio.gather(*(read_json(c, drain + 30) for c in clients))
     finally:
         for client in clients:
