@@ -17,10 +17,14 @@ $(STAMP): pyproject.toml | $(BIN)/python
 install: $(STAMP)
 
 # Browser tests drive Debian's Chromium (never a downloaded build); the live CLI view runs in tmux.
+# bench/sse.py drives its HTTP append ceiling with wrk (without it, with a slower Python client).
 system-deps:
 	@{ command -v chromium && command -v tmux; } >/dev/null 2>&1 || \
 		{ apt-get update -qq && apt-get install -y -qq chromium tmux >/dev/null; } || \
 		echo "warning: could not install chromium/tmux: their tests are skipped (failed under CI)"
+	@command -v wrk >/dev/null 2>&1 || \
+		{ apt-get update -qq && apt-get install -y -qq wrk >/dev/null; } || \
+		echo "warning: could not install wrk: bench/sse.py's http/bare uses its Python client"
 
 run: install
 	$(BIN)/runtrack serve --demo

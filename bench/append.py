@@ -9,6 +9,9 @@ Cases, measured in one run on the same machine and the store's own schema:
                  awaiting each acknowledgement (synchronous=FULL, and NORMAL at 256 tasks)
   eventsourcing  the eventsourcing library on SQLite (its defaults: WAL, synchronous=FULL),
                  one ``Application.save`` per event
+  growth         (full mode, or --growth N) store 256 on a fresh file until the log holds N events
+                 (default 20M in full mode): the rate of the first hundredth ("empty log"), then
+                 of each fifth; the target is the last fifth within 20 % of the empty log's rate
   scan / replay  a plain sqlite3 ``SELECT * FROM events ORDER BY id`` against the store reading
                  the whole log in pages of 1,000; RSS growth is measured during the replay
 All runs share one organization and one conversation on both sides. Every append case first
@@ -31,7 +34,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -71,10 +74,19 @@ class Sizes:
     eventsourcing: int  # events for eventsourcing (one fsync per event)
     warmup: int  # untimed events before each append case
     replay: int  # events in the replay log
+    growth: int = 0  # events the growth case grows the log to (0: no growth case)
 
 
 QUICK = Sizes(appends=50_000, single=2_000, eventsourcing=1_500, warmup=500, replay=100_000)
-FULL = Sizes(appends=200_000, single=10_000, eventsourcing=5_000, warmup=1_000, replay=1_000_000)
+FULL = Sizes(
+    appends=200_000,
+    single=10_000,
+    eventsourcing=5_000,
+    warmup=1_000,
+    replay=1_000_000,
+    growth=20_000_000,
+)
+GROWTH_TASKS = 256
 
 
 @dataclass(frozen=True)
@@ -200,6 +212,22 @@ async def store_case(path: Path, tasks: int, events: int, warmup: int, sync: Syn
                 await append_concurrently(store, tasks, each)
                 watch.lap(each * tasks)
     return watch.result(each * tasks * LAPS)
+
+
+async def growth_case(path: Path, events: int, warmup: int) -> tuple[Result, Result]:
+    """The log grown to ``events`` by store 256: (its first hundredth, the five fifths)."""
+    async with SQLiteEventStore(path) as store:
+        await create_runs(store, GROWTH_TASKS)
+        await append_concurrently(store, GROWTH_TASKS, max(1, warmup // GROWTH_TASKS))
+        first = max(20, events // 100 // GROWTH_TASKS)
+        with timed() as start:
+            await append_concurrently(store, GROWTH_TASKS, first)
+        each = max(1, (events - first * GROWTH_TASKS) // GROWTH_TASKS // LAPS)
+        with timed() as watch:
+            for _ in range(LAPS):
+                await append_concurrently(store, GROWTH_TASKS, each)
+                watch.lap(each * GROWTH_TASKS)
+    return start.result(first * GROWTH_TASKS), watch.result(each * GROWTH_TASKS * LAPS)
 
 
 # -- (c) eventsourcing -------------------------------------------------------------------------
@@ -333,6 +361,37 @@ def postgres_cases(base: str, sizes: Sizes, results: dict[str, Result]) -> None:
 # -- running and reporting ---------------------------------------------------------------------
 
 
+def growth_results(root: Path, sizes: Sizes) -> dict[str, Result]:
+    if not sizes.growth:
+        return {}
+    path = root / "growth.db"
+    empty, grown = asyncio.run(growth_case(path, sizes.growth, sizes.warmup))
+    return {"growth empty": empty, "growth": grown}
+
+
+def growth_only(sizes: Sizes) -> None:
+    """The growth case alone: it takes long at 20M events, and needs no other case."""
+    print(describe_machine(), flush=True)
+    with in_data_folder() as folder:
+        results = growth_results(folder, sizes)
+    print("\n".join(table(results)))
+    print("\n".join(growth_lines(results, sizes)))
+    print(f"append:{growth_field(results)}")
+
+
+@contextlib.contextmanager
+def in_data_folder() -> Iterator[Path]:
+    """A temporary folder under bench/.data (the disk, not a RAM-backed /tmp)."""
+    data = Path(__file__).parent / ".data"
+    data.mkdir(exist_ok=True)
+    try:
+        with tempfile.TemporaryDirectory(dir=data) as folder:
+            yield Path(folder)
+    finally:
+        with contextlib.suppress(OSError):
+            data.rmdir()  # only if empty: nothing else of ours is left behind
+
+
 def append_cases(root: Path, sizes: Sizes) -> dict[str, Result]:
     results = {"ceiling": ceiling(root / "ceiling.db", sizes)}
     cases: tuple[tuple[int, Synchronous], ...] = ((1, "FULL"), (16, "FULL"), (256, "FULL"))
@@ -360,6 +419,8 @@ LABELS = {
     "store 16": "store, 16 tasks",
     "store 256": "store, 256 tasks",
     "store 256 NORMAL": "store, 256 tasks, synchronous=NORMAL",
+    "growth empty": "growth: store 256, first hundredth",
+    "growth": "growth: store 256, the rest",
     "eventsourcing": "eventsourcing, one save per event",
     "scan": "scan: plain sqlite3 SELECT",
     "replay": "replay: store pages of 1,000",
@@ -371,6 +432,8 @@ LABELS = {
 def reference(name: str) -> str:
     if name in ("scan", "replay"):
         return "scan"
+    if name.startswith("growth"):
+        return "growth empty"
     return "pg eventsourcing" if name.startswith("pg ") else "ceiling"
 
 
@@ -398,9 +461,28 @@ def trend(results: dict[str, Result]) -> list[str]:
     return lines
 
 
+def growth_lines(results: dict[str, Result], sizes: Sizes) -> list[str]:
+    if "growth" not in results:
+        return []
+    empty, grown = results["growth empty"].rate, results["growth"]
+    fifths = " ".join(f"{lap / 1000:,.1f}k" for lap in grown.laps)
+    return [
+        f"  growth to {sizes.growth:,} events (store 256, synchronous=FULL): empty log "
+        f"{empty / 1000:,.1f}k events/s, each fifth {fifths}",
+        f"  last fifth / empty log: {grown.laps[-1] / empty:.2f} (target >= 0.8)",
+    ]
+
+
+def growth_field(results: dict[str, Result]) -> str:
+    if "growth" not in results:
+        return ""
+    return f" growth_last/empty={results['growth'].laps[-1] / results['growth empty'].rate:.2f}"
+
+
 def report(results: dict[str, Result], memory: Memory, sizes: Sizes) -> None:
     print("\n".join(table(results)))
     print("\n".join(trend(results)))
+    print("\n".join(growth_lines(results, sizes)))
     store256 = results["store 256"].rate
     normal = results["store 256 NORMAL"].rate / store256
     print(f"  synchronous=NORMAL / FULL at 256 tasks: {normal:.2f}x")
@@ -415,6 +497,7 @@ def report(results: dict[str, Result], memory: Memory, sizes: Sizes) -> None:
         f"append: store256/ceiling={store256 / results['ceiling'].rate:.3f} "
         f"store256/eventsourcing={store256 / results['eventsourcing'].rate:.2f} "
         f"replay/ceiling={results['replay'].rate / results['scan'].rate:.3f}"
+        f"{growth_field(results)}"
     )
 
 
@@ -422,18 +505,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, under 30 s")
     parser.add_argument("--postgres", default=os.environ.get("RUNTRACK_BENCH_POSTGRES"))
+    parser.add_argument(
+        "--growth", type=int, help="grow a log to this many events (full mode: 20,000,000; 0: skip)"
+    )
+    parser.add_argument("--only-growth", action="store_true", help="run the growth case alone")
     args = parser.parse_args()
     sizes = QUICK if args.quick else FULL
+    if args.growth is not None:
+        sizes = replace(sizes, growth=args.growth)
+    if args.only_growth:
+        growth_only(sizes)
+        return
     print(describe_machine(), flush=True)
-    data = Path(__file__).parent / ".data"
-    data.mkdir(exist_ok=True)
-    try:
-        with tempfile.TemporaryDirectory(dir=data) as folder:
-            results = append_cases(Path(folder), sizes)
-            replayed, memory = replay_cases(Path(folder), sizes)
-    finally:
-        with contextlib.suppress(OSError):
-            data.rmdir()  # only if empty: nothing else of ours is left behind
+    with in_data_folder() as folder:
+        results = append_cases(folder, sizes)
+        replayed, memory = replay_cases(folder, sizes)
+        results |= growth_results(folder, sizes)
     results |= replayed
     if args.postgres:
         postgres_cases(args.postgres, sizes, results)

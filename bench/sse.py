@@ -7,14 +7,22 @@
   fan-out   a separate client process (bench/sse_clients.py) holding 1,000 streams (full mode:
             also 5,000 and 10,000) while ~1,000 events/s are appended over HTTP; append→receive
             latency over every reception, server RSS, CPU of each process
-  append    HTTP appends: single events (32 connections), batches of 100 (8 connections)
+  channels  a stream per conversation (2,000; full mode: also 10,000) + 10 firehose streams,
+            1,000 single-event appends/s offered to random runs by raw-socket appender processes
+            (bench/sse_channels.py), with an API key; latency, completeness, RSS, CPU
+  http      HTTP appends: single events (32 connections) against runtrack and against a bare
+            Starlette route on the same stack (``http/bare``), by wrk when installed (else by
+            bench/http_load.py); batches of 100 (8 connections)
+``--only channels,http`` runs some of them; ``--streams 2000,10000`` sets the channels' counts.
 With PostgreSQL (--postgres URL, or RUNTRACK_BENCH_POSTGRES): the fan-out again with the streams
 on server A and the appends through server B, in a fresh schema dropped afterwards.
 
 The last line's fanout_p99_ms, streams and rss_mb are those of the most streams held within
 the target (p99 < 250 ms while ~1,000 events/s are appended, every event delivered), or of the
 fewest streams when no count met it; the table shows every count. The CPU columns (100% = one
-core) say which process was the limit.
+core) say which process was the limit. Its channels_p99_ms, channels_rate and channels_streams
+are those of the most conversation streams run (the target is at 10,000), channels_p99_ms the
+worse of the conversation and the firehose streams' p99.
 """
 
 from __future__ import annotations
@@ -25,7 +33,6 @@ import contextlib
 import json
 import os
 import platform
-import socket
 import sys
 import tempfile
 import time
@@ -37,12 +44,34 @@ from typing import Any, TypeVar
 
 import httpx
 
+from bench._servers import (
+    FAST_APPENDS,
+    MANY_STREAMS,
+    ROOT,
+    Child,
+    CpuMeter,
+    free_port,
+    peak_rss,
+    read_json,
+    rss_mb,
+    runtrack,
+    stop_process,
+    tell,
+)
+from bench.sse_channels import (
+    FIREHOSES,
+    Ceiling,
+    Channels,
+    ceiling,
+    ceiling_table,
+    channels,
+    channels_table,
+)
 from bench.sse_clients import raise_file_limit, run
 from eventstore import NewEvent, SQLiteEventStore, create_scratch_schema, drop_scratch_schema
 from projections import RunProjection
 
 T = TypeVar("T")
-ROOT = Path(__file__).resolve().parents[1]
 REPLAY_EVENTS = 200_000
 TICK_RATE = 1000
 """Events per second appended during a fan-out."""
@@ -61,115 +90,14 @@ class Mode:
     fanout_seconds: float
     drain_seconds: float
     append_seconds: float
+    channel_counts: tuple[int, ...]
+    channels_seconds: float
+    ceiling_rounds: int
 
 
-QUICK = Mode(2, (1000,), 5.0, 5.0, 3.0)
-FULL = Mode(3, (1000, 5000, 10_000), 10.0, 20.0, 5.0)
-
-
-# -- processes -----------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def proc_status_kb(pid: int, name: str) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith(f"{name}:"):
-                return int(line.split()[1])
-    return 0
-
-
-def rss_mb(pid: int) -> float:
-    return proc_status_kb(pid, "VmRSS") / 1024
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process (all its threads), from /proc/<pid>/stat."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-@dataclass
-class Child:
-    """A child process serving HTTP on 127.0.0.1:``port``; its stderr goes to ``log``."""
-
-    argv: list[str]
-    port: int
-    log: Path
-    process: asyncio.subprocess.Process | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    async def start(self) -> Child:
-        with self.log.open("wb") as log:
-            self.process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                *self.argv,
-                cwd=ROOT,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=log,
-            )
-        await self._ready()
-        return self
-
-    async def _ready(self) -> None:
-        until = time.monotonic() + 30
-        async with httpx.AsyncClient(base_url=self.url, timeout=2) as client:
-            for _ in range(1000):
-                if self.process is None or self.process.returncode is not None:
-                    break
-                with contextlib.suppress(httpx.TransportError):
-                    if (await client.get("/readyz")).status_code == 200:
-                        return
-                if time.monotonic() > until:
-                    break
-                await asyncio.sleep(0.05)
-        tail = self.log.read_text(errors="replace")[-2000:]
-        raise RuntimeError(f"{' '.join(self.argv[:2])} did not start:\n{tail}")
-
-    async def stop(self) -> None:
-        await stop_process(self.process)
-
-
-async def stop_process(process: asyncio.subprocess.Process | None) -> None:
-    if process is None or process.returncode is not None:
-        return
-    process.terminate()
-    try:
-        await asyncio.wait_for(process.wait(), 5)
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-
-
-MANY_STREAMS = ["--max-streams-per-organization", "20000", "--max-streams-per-key", "20000"]
-"""The fan-out holds up to 10,000 streams of one key (open mode) in one organization."""
-FAST_APPENDS = ["--append-rate", "1000000"]
-"""The fan-out appends ~TICK_RATE requests/s and the append scenario as many as it can, from one
-key: far above the per-key default (500/s)."""
-
-
-def runtrack(database: str, log: Path, *raised: str) -> Child:
-    """``runtrack serve`` with the default limits, but for those ``raised`` for a scenario."""
-    port = free_port()
-    argv = ["api", "serve", "--database", database, "--port", str(port)]
-    argv += ["--heartbeat-seconds", "60", "--max-streams", "20000", *raised]
-    return Child(argv, port, log)
+QUICK = Mode(2, (1000,), 5.0, 5.0, 3.0, (2000,), 4.0, 1)
+FULL = Mode(3, (1000, 5000, 10_000), 10.0, 20.0, 5.0, (2000, 10_000), 20.0, 3)
+SCENARIOS = ("replay", "fanout", "channels", "http")
 
 
 # -- a raw keep-alive HTTP/1.1 connection (httpx would measure itself at these rates) ------------
@@ -351,15 +279,6 @@ async def send_ticks(connection: Connection, path: str, pacer: Pacer) -> None:
         pacer.done(int(reply["events"][-1]["id"]))
 
 
-async def peak_rss(pids: list[int], seconds: float) -> float:
-    """The highest summed RSS of ``pids`` seen every 0.25 s for ``seconds``."""
-    peak = 0.0
-    for _ in range(int(seconds / 0.25) + 1):
-        peak = max(peak, sum(rss_mb(pid) for pid in pids))
-        await asyncio.sleep(0.25)
-    return peak
-
-
 async def paced_ticks(port: int, run_id: str, seconds: float) -> Pacer:
     """~TICK_RATE single-event appends per second for ``seconds``, over TICKERS connections."""
     connections = [await Connection.open(port) for _ in range(TICKERS)]
@@ -372,30 +291,6 @@ async def paced_ticks(port: int, run_id: str, seconds: float) -> Pacer:
         for connection in connections:
             connection.close()
     return pacer
-
-
-@dataclass
-class CpuMeter:
-    """CPU used by some processes (and this one) since ``start``, in % of one core."""
-
-    pids: dict[str, int]
-    before: dict[str, float]
-    started: float
-
-    @classmethod
-    def start(cls, pids: dict[str, int]) -> CpuMeter:
-        meter = cls(pids, {}, time.perf_counter())
-        meter.before = meter.read()
-        return meter
-
-    def read(self) -> dict[str, float]:
-        used = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
-        return {**used, "bench": time.process_time()}
-
-    def percent(self) -> dict[str, float]:
-        elapsed = time.perf_counter() - self.started
-        now = self.read()
-        return {name: 100 * (now[name] - self.before[name]) / elapsed for name in now}
 
 
 @dataclass(frozen=True)
@@ -449,23 +344,6 @@ async def spawn_clients(
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
     )
-
-
-async def read_json(process: asyncio.subprocess.Process, seconds: float) -> dict[str, Any]:
-    """The client process's next JSON line, waiting at most ``seconds``."""
-    assert process.stdout is not None
-    async with asyncio.timeout(seconds):
-        line = await process.stdout.readline()
-    if not line:
-        raise RuntimeError(f"the client process exited ({await process.wait()})")
-    message: dict[str, Any] = json.loads(line)
-    return message
-
-
-async def tell(process: asyncio.subprocess.Process, line: str) -> None:
-    assert process.stdin is not None
-    process.stdin.write(line.encode())
-    await process.stdin.drain()
 
 
 async def fanout(label: str, streamer: Child, appender: Child, streams: int, mode: Mode) -> Fanout:
@@ -544,72 +422,44 @@ async def cross_server(folder: Path, base: str, mode: Mode) -> Fanout:
         await asyncio.to_thread(drop_scratch_schema, schema)
 
 
-# -- (c) HTTP appends ----------------------------------------------------------------------------
-
-
-async def append_loop(port: int, run_id: str, batch: int, until: float) -> int:
-    """Back-to-back appends of ``batch`` events until ``until``; the events appended."""
-    events = [{"event_type": "custom.tick", "payload": {"n": n}} for n in range(batch)]
-    body = json.dumps({"events": events}).encode()
-    path = f"/v1/runs/{run_id}/events"
-    connection = await Connection.open(port)
-    appended = 0
-    try:
-        for _ in range(10_000_000):
-            if time.perf_counter() >= until:
-                break
-            status, reply = await connection.post(path, body)
-            if status != 201:
-                raise RuntimeError(f"POST {path}: {status} {reply[:300]!r}")
-            appended += batch
-    finally:
-        connection.close()
-    return appended
-
-
-async def append_rate(port: int, clients: int, batch: int, seconds: float) -> float:
-    """Events/s appended by ``clients`` connections, each on a run of its own."""
-    runs = await asyncio.gather(*(create_run(port, f"append{n}") for n in range(clients)))
-    started = time.perf_counter()
-    until = started + seconds
-    async with asyncio.timeout(seconds + 60):
-        counts = await asyncio.gather(*(append_loop(port, r, batch, until) for r, _ in runs))
-    return sum(counts) / (time.perf_counter() - started)
-
-
-async def append_rates(folder: Path, seconds: float) -> tuple[float, float]:
-    server = runtrack(str(folder / "append.db"), folder / "append.log", *FAST_APPENDS)
-    try:
-        await server.start()
-        single = await append_rate(server.port, 32, 1, seconds)
-        batched = await append_rate(server.port, 8, 100, seconds)
-    finally:
-        await server.stop()
-    return single, batched
-
-
 # -- the run and its report ----------------------------------------------------------------------
 
 
 @dataclass
 class Report:
-    replay: Replay
-    fanouts: list[Fanout]
-    single_ev_s: float
-    batch_ev_s: float
+    replay: Replay | None = None
+    fanouts: list[Fanout] = field(default_factory=list)
+    channels: list[Channels] = field(default_factory=list)
+    ceiling: Ceiling | None = None
     cross: Fanout | None = None
 
 
-async def measure(mode: Mode, postgres: str | None, files: int) -> Report:
+async def measure(mode: Mode, postgres: str | None, files: int, only: set[str]) -> Report:
+    report = Report()
     with tempfile.TemporaryDirectory(prefix="bench-sse-") as name:
         folder = Path(name)
-        replayed = await step("replay", replay(folder, mode.replay_rounds))
-        fanned = await step("fan-out", fanouts(folder, mode, files))
-        single, batched = await step("HTTP appends", append_rates(folder, mode.append_seconds))
-        report = Report(replayed, fanned, single, batched)
-        if postgres:
+        if "replay" in only:
+            report.replay = await step("replay", replay(folder, mode.replay_rounds))
+        if "fanout" in only:
+            report.fanouts = await step("fan-out", fanouts(folder, mode, files))
+        if "channels" in only:
+            report.channels = await step("channels", channel_runs(folder, mode, files))
+        if "http" in only:
+            ceiling_run = ceiling(folder, mode.append_seconds, mode.ceiling_rounds)
+            report.ceiling = await step("HTTP appends", ceiling_run)
+        if postgres and "fanout" in only:
             report.cross = await step("cross-server", cross_server(folder, postgres, mode))
     return report
+
+
+async def channel_runs(folder: Path, mode: Mode, files: int) -> list[Channels]:
+    results = []
+    for streams in mode.channel_counts:
+        if streams + FIREHOSES + 1000 > files:
+            print(f"  (skipping {streams:,} channels: the open-files limit is {files:,})")
+            break
+        results.append(await channels(folder, streams, mode.channels_seconds, mode.drain_seconds))
+    return results
 
 
 async def step(name: str, work: Awaitable[T]) -> T:
@@ -678,14 +528,6 @@ def fanout_table(results: list[Fanout]) -> list[str]:
     return lines
 
 
-def append_table(report: Report) -> list[str]:
-    return [
-        "HTTP appends: POST /v1/runs/{id}/events, keep-alive connections, a run per connection",
-        f"  {'single events, 32 connections':<44}{report.single_ev_s:>12,.0f} events/s",
-        f"  {'batches of 100, 8 connections':<44}{report.batch_ev_s:>12,.0f} events/s",
-    ]
-
-
 def within_target(fanouts: list[Fanout]) -> Fanout:
     """The most streams held within the fan-out target; the fewest if no count met it."""
     met = [f for f in fanouts if f.meets_target]
@@ -693,17 +535,38 @@ def within_target(fanouts: list[Fanout]) -> Fanout:
 
 
 def summary_line(report: Report) -> str:
-    shown = within_target(report.fanouts)
-    return (
-        f"sse: replay/ceiling={report.replay.ratio:.2f} fanout_p99_ms={shown.p99_ms:.0f} "
-        f"streams={shown.opened} rss_mb={shown.rss_peak_mb:.0f} "
-        f"http_append_ev_s={report.single_ev_s:.0f}"
-    )
+    fields = []
+    if report.replay is not None:
+        fields.append(f"replay/ceiling={report.replay.ratio:.2f}")
+    if report.fanouts:
+        shown = within_target(report.fanouts)
+        fields.append(
+            f"fanout_p99_ms={shown.p99_ms:.0f} streams={shown.opened} "
+            f"rss_mb={shown.rss_peak_mb:.0f}"
+        )
+    if report.channels:
+        most = max(report.channels, key=lambda c: c.streams)
+        fields.append(
+            f"channels_p99_ms={most.p99_ms:.0f} channels_rate={most.rate:.0f} "
+            f"channels_streams={most.streams}"
+        )
+    if report.ceiling is not None:
+        fields.append(
+            f"http_append_ev_s={report.ceiling.runtrack:.0f} http/bare={report.ceiling.ratio:.2f}"
+        )
+    return "sse: " + " ".join(fields)
 
 
 def print_report(report: Report) -> None:
-    lines = [*replay_table(report.replay), "", *fanout_table(report.fanouts), ""]
-    lines += append_table(report)
+    lines = []
+    if report.replay is not None:
+        lines += [*replay_table(report.replay), ""]
+    if report.fanouts:
+        lines += [*fanout_table(report.fanouts), ""]
+    if report.channels:
+        lines += [*channels_table(report.channels), ""]
+    if report.ceiling is not None:
+        lines += ceiling_table(report.ceiling)
     if report.cross is not None:
         cross = report.cross
         lines += ["", "across two servers on PostgreSQL (streams on A, appends through B)"]
@@ -717,11 +580,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="SSE replay, fan-out and HTTP append costs")
     parser.add_argument("--quick", action="store_true", help="1,000 streams, short; under 60 s")
     parser.add_argument("--postgres", default=os.environ.get("RUNTRACK_BENCH_POSTGRES"))
+    parser.add_argument("--only", default=",".join(SCENARIOS), help="e.g. channels,http")
+    parser.add_argument("--streams", help="the channels' stream counts, e.g. 2000,10000")
     args = parser.parse_args()
+    only = set(args.only.split(","))
+    if not only <= set(SCENARIOS):
+        parser.error(f"--only takes some of {', '.join(SCENARIOS)}")
+    mode = QUICK if args.quick else FULL
+    if args.streams:
+        mode = replace(mode, channel_counts=tuple(int(n) for n in args.streams.split(",")))
     files = raise_file_limit()
     print(header(files), flush=True)
-    report = run(measure(QUICK if args.quick else FULL, args.postgres, files))
-    print_report(report)
+    print_report(run(measure(mode, args.postgres, files, only)))
 
 
 if __name__ == "__main__":

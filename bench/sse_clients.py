@@ -8,6 +8,12 @@
         line ``{"opened", "refused"}``, then read ``stop LAST_ID DRAIN_SECONDS`` on stdin, wait
         (at most DRAIN_SECONDS) until every stream has received LAST_ID, and print one JSON line
         of results; the process gives up after DEADLINE_SECONDS whatever happens
+    python -m bench.sse_clients channels URL TOKEN AFTER_ID FIRST COUNT FIREHOSES OPEN DEADLINE
+        open a stream on each conversation ch-conv-FIRST … ch-conv-(FIRST+COUNT-1) and FIREHOSES
+        firehose streams, with the key TOKEN; print ``{"opened", "refused"}``, read one JSON line
+        of what was appended (ticks and last id per run, and in all), wait until every stream
+        has exactly its ticks, and print the counts and both latency histograms (sparse, so
+        that several processes' can be merged)
 
 Frames are read without a JSON parse (one client process cannot parse a million events a
 second): every stream counts its ticks and keeps its last id; on 100 streams spread
@@ -55,6 +61,20 @@ BUCKETS = 600_000
 OPENING = 200
 """Streams being opened at once (the server's listen backlog is 2048)."""
 OPEN_TIMEOUT = 10.0
+LINE_LIMIT = 1 << 24
+"""The longest JSON line between the processes (what each of 10,000 runs was sent, twice)."""
+
+
+RUN_PREFIX = "ch-"
+"""The channels scenario's run ``ch-<n>`` lives in conversation ``ch-conv-<n>``."""
+
+
+def run_id(index: int) -> str:
+    return f"{RUN_PREFIX}{index}"
+
+
+def conversation_id(index: int) -> str:
+    return f"{RUN_PREFIX}conv-{index}"
 
 
 def raise_file_limit() -> int:
@@ -129,6 +149,19 @@ class Tally:
         self.samples += 1
         self.worst_ms = max(self.worst_ms, latency_ms)
 
+    def sparse(self) -> dict[int, int]:
+        """The histogram's non-empty buckets, to be merged across processes (``merged``)."""
+        return {index: count for index, count in enumerate(self.histogram) if count}
+
+    @classmethod
+    def merged(cls, sparse: list[dict[str, int]]) -> Tally:
+        tally = cls()
+        for buckets in sparse:
+            for index, count in buckets.items():
+                tally.histogram[int(index)] += count
+                tally.samples += count
+        return tally
+
     def quantile_ms(self, q: float) -> float:
         wanted, seen = q * self.samples, 0
         for index, count in enumerate(self.histogram):
@@ -153,6 +186,7 @@ class SseStream(asyncio.Protocol):
         self.body = b""
         self.in_body = False
         self.last_id = 0
+        self.ticks = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -197,7 +231,9 @@ class SseStream(asyncio.Protocol):
         last = frames.rfind(b"\nid: ") + 1  # 0 when the only id line starts the chunk
         if last or frames.startswith(b"id: "):
             self.last_id = int(frames[last + 4 : frames.index(b"\n", last)])
-        self.tally.received += frames.count(SENT_AT_KEY)
+        ticks = frames.count(SENT_AT_KEY)
+        self.ticks += ticks
+        self.tally.received += ticks
         if not self.sampled:
             return
         for part in frames.split(SENT_AT_KEY)[1:]:
@@ -233,15 +269,19 @@ async def open_stream(
     return None
 
 
+def stream_request(host: str, port: int, path: str, token: str = "") -> bytes:
+    auth = f"Authorization: Bearer {token}\r\n" if token else ""
+    return (
+        f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n{auth}Accept: text/event-stream\r\n\r\n"
+    ).encode()
+
+
 async def open_streams(
     url: str, count: int, after: int, tally: Tally, until: float
 ) -> list[SseStream]:
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
-    request = (
-        f"GET /v1/events?after_event_id={after} HTTP/1.1\r\nHost: {host}:{port}\r\n"
-        "Accept: text/event-stream\r\n\r\n"
-    ).encode()
+    request = stream_request(host, port, f"/v1/events?after_event_id={after}")
     gate = asyncio.Semaphore(OPENING)
     every = max(1, count // SAMPLED_STREAMS)
 
@@ -256,7 +296,7 @@ async def open_streams(
 
 async def stdin_line() -> str:
     loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
+    reader = asyncio.StreamReader(limit=LINE_LIMIT)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     return (await reader.readline()).decode()
 
@@ -302,12 +342,114 @@ def summary(tally: Tally, opened: int, complete: int, waited: float) -> dict[str
     }
 
 
+# -- the channels clients: a stream per conversation, and a few firehose streams ------------------
+
+
+@dataclass
+class Channels:
+    """This process's streams: conversation ``first + i`` is ``conversations[i]``."""
+
+    first: int
+    conversations: list[SseStream | None]
+    firehoses: list[SseStream | None]
+    conversation_tally: Tally
+    firehose_tally: Tally
+
+    def opened(self) -> list[SseStream]:
+        return [s for s in (*self.conversations, *self.firehoses) if s is not None]
+
+
+async def open_channels(
+    url: str, token: str, after: int, span: tuple[int, int], firehoses: int, until: float
+) -> Channels:
+    """Every stream of this process is sampled: conversation streams receive a few events each."""
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    gate = asyncio.Semaphore(OPENING)
+
+    async def one(path: str, tally: Tally) -> SseStream | None:
+        request = stream_request(host, port, f"{path}?after_event_id={after}", token)
+        async with gate:
+            return await open_stream(host, port, request, tally, until, sampled=True)
+
+    first, count = span
+    conversation, firehose = Tally(), Tally()
+    paths = [f"/v1/conversations/{conversation_id(first + i)}/agent-events" for i in range(count)]
+    opened = await asyncio.gather(
+        *(one(path, conversation) for path in paths),
+        *(one("/v1/events", firehose) for _ in range(firehoses)),
+    )
+    return Channels(first, list(opened[:count]), list(opened[count:]), conversation, firehose)
+
+
+def channels_complete(channels: Channels, expect: dict[str, Any]) -> int:
+    """Streams that received exactly what was appended to them, up to their last event."""
+    counts, last = expect["counts"], expect["last"]
+    complete = 0
+    for i, stream in enumerate(channels.conversations):
+        index = channels.first + i
+        if stream is not None and stream.ticks == counts[index] and stream.last_id >= last[index]:
+            complete += 1
+    sent, head = expect["sent"], expect["head"]
+    for stream in channels.firehoses:
+        if stream is not None and stream.ticks == sent and stream.last_id >= head:
+            complete += 1
+    return complete
+
+
+async def drain_channels(channels: Channels, expect: dict[str, Any]) -> tuple[int, float]:
+    started = time.perf_counter()
+    opened = len(channels.opened())
+    complete = 0
+    for _ in range(int(expect["drain"] / 0.05) + 1):
+        complete = channels_complete(channels, expect)
+        if complete == opened or time.perf_counter() - started > expect["drain"]:
+            break
+        await asyncio.sleep(0.05)
+    return complete, time.perf_counter() - started
+
+
+async def channels(args: list[str]) -> None:
+    """``channels URL TOKEN AFTER FIRST COUNT FIREHOSES OPEN_SECONDS DEADLINE``; then one JSON
+    line on stdin: ``{"counts", "last", "sent", "head", "drain"}`` (counts and last by run)."""
+    url, token = args[0], args[1]
+    after, first, count, firehoses = (int(a) for a in args[2:6])
+    opening, deadline = float(args[6]), float(args[7])
+    loop = asyncio.get_running_loop()
+    held: Channels | None = None
+    try:
+        async with asyncio.timeout(deadline):
+            span = (first, count)
+            held = await open_channels(url, token, after, span, firehoses, loop.time() + opening)
+            opened = len(held.opened())
+            say({"opened": opened, "refused": count + firehoses - opened})
+            expect = json.loads(await stdin_line())
+            complete, waited = await drain_channels(held, expect)
+            say(channels_summary(held, complete, waited))
+    finally:
+        for stream in held.opened() if held is not None else []:
+            stream.close()
+
+
+def channels_summary(held: Channels, complete: int, waited: float) -> dict[str, Any]:
+    tallies = {"conversation": held.conversation_tally, "firehose": held.firehose_tally}
+    return {
+        "opened": len(held.opened()),
+        "complete": complete,
+        "drain_s": waited,
+        "received": {name: tally.received for name, tally in tallies.items()},
+        "histograms": {name: tally.sparse() for name, tally in tallies.items()},
+        "max_ms": max(tally.worst_ms for tally in tallies.values()),
+    }
+
+
 def say(message: dict[str, Any]) -> None:
     print(json.dumps(message), flush=True)
 
 
 COMMANDS: dict[str, Callable[[list[str]], None]] = {
     "ceiling": lambda args: ceiling(args[0], int(args[1])),
+    "channels": lambda args: run(channels(args)),
     "fanout": lambda args: run(
         fanout(args[0], int(args[1]), int(args[2]), float(args[3]), float(args[4]))
     ),
