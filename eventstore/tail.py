@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import operator
+from collections import Counter
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 
@@ -96,22 +97,21 @@ class _Index:
     def drop_oldest(self, count: int) -> int:
         """Drops the ``count`` oldest events from the buffer and their lanes; the last id dropped.
 
-        Only the lanes of the dropped events can hold ids that low, so a trim costs the events
-        it drops, not the number of channels; an emptied lane is forgotten.
+        The dropped events are the oldest of every lane too, so each lane loses as many events
+        as were dropped from it, counted without a search: a trim costs the events it drops,
+        not the number of channels. An emptied lane is forgotten.
         """
         dropped = self.events[:count]
         del self.events[:count]
-        floor = dropped[-1].id
         for kind, name_of in _NAMED_BY:
             lanes = self._lanes[kind]
-            for name in set(map(name_of, dropped)):
+            for name, gone in Counter(map(name_of, dropped)).items():
                 lane = lanes[name]
-                cut = bisect.bisect_right(lane, floor, key=_ID)
-                if cut == len(lane):
+                if gone == len(lane):
                     del lanes[name]
                 else:
-                    del lane[:cut]
-        return floor
+                    del lane[:gone]
+        return dropped[-1].id
 
     def take_touched(self) -> list[ChannelKey]:
         """The channels events were added to since the last call (the firehose if any)."""
@@ -124,9 +124,10 @@ class _Index:
             touched.append(_FIREHOSE)
         return touched
 
-    def lane_count(self) -> int:
-        """How many channels have events in the buffer (the firehose not counted)."""
-        return sum(len(lanes) for lanes in self._lanes.values())
+    def size(self) -> tuple[int, int]:
+        """How many lanes there are, and how many events they hold together."""
+        lanes = [lane for by_name in self._lanes.values() for lane in by_name.values()]
+        return len(lanes), sum(map(len, lanes))
 
 
 @dataclass(eq=False)
@@ -174,9 +175,10 @@ class Broadcaster:
         return sum(len(waiters) for waiters in self._waiters.values())
 
     @property
-    def indexed_channels(self) -> int:
-        """Channels with events in the buffer: bounded by the buffer, however many come and go."""
-        return self._index.lane_count()
+    def index_size(self) -> tuple[int, int]:
+        """The channels with events in the buffer, and the events their lanes hold (three per
+        buffered event): bounded by the buffer, however many channels come and go."""
+        return self._index.size()
 
     def covers(self, cursor: int) -> bool:
         return cursor >= self._covered_after

@@ -164,6 +164,18 @@ def assert_as_a_full_scan(broadcaster: Broadcaster, log: Log, flt: EventFilter, 
             assert page.position in (expected[-1].id, head)
 
 
+def assert_index_holds_the_buffer(broadcaster: Broadcaster, log: Log) -> None:
+    """The lanes hold the buffered events and nothing older (trimmed with the buffer)."""
+    floor = next(c for c in range(broadcaster.last_id + 1) if broadcaster.covers(c))
+    buffered = log.events[floor : broadcaster.last_id]
+    channels = {(kind, name) for e in buffered for kind, name in enumerate(names_of(e))}
+    assert broadcaster.index_size == (len(channels), 3 * len(buffered))
+
+
+def names_of(event: AgentEvent) -> tuple[str, str, str]:
+    return event.run_id, event.conversation_id, event.organization_id
+
+
 async def follow(
     capacity: int, before: list[Names], script: list[Step], checks: list[tuple[EventFilter, int]]
 ) -> None:
@@ -181,6 +193,7 @@ async def follow(
                 await broadcaster.catch_up(log.read_after, fresh[-1].id)
         for flt, limit in checks:
             assert_as_a_full_scan(broadcaster, log, flt, limit)
+        assert_index_holds_the_buffer(broadcaster, log)
     broadcaster.close()
 
 
@@ -208,7 +221,7 @@ async def test_a_quiet_channel_is_told_the_head_and_its_lanes_go_with_the_buffer
     assert broadcaster.publish([busy(n) for n in range(52, 502)], 51)
     assert not broadcaster.covers(1)
     assert broadcaster.covers(401)  # trimmed to 402..501
-    assert broadcaster.indexed_channels == 2 * 100 + 1  # a run and a conversation each, one org
+    assert broadcaster.index_size == (2 * 100 + 1, 3 * 100)  # a run, a conversation, one org
     broadcaster.close()
 
 
