@@ -210,6 +210,16 @@ def test_indexed_pages_equal_a_full_scan_across_trims_catch_ups_and_levels(
     asyncio.run(follow(capacity, before, script, checks))
 
 
+async def test_a_publish_wakes_each_kind_of_channel_it_touches_and_no_other() -> None:
+    broadcaster = Broadcaster(0)
+    touched = [("run", "run-1"), ("conversation", "conv-1"), ("organization", "org"), ("all",)]
+    woken = [broadcaster.register(channel) for channel in touched]
+    others = [broadcaster.register(("run", "conv-1")), broadcaster.register(("run", "other"))]
+    assert broadcaster.publish([tick(1)], 0)
+    assert [w.event.is_set() for w in woken + others] == [True] * 4 + [False] * 2
+    broadcaster.close()
+
+
 async def test_a_quiet_channel_is_told_the_head_and_its_lanes_go_with_the_buffer() -> None:
     broadcaster = Broadcaster(0, capacity=100)
     quiet = EventFilter("org", conversation_id="quiet")
