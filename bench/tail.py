@@ -24,8 +24,7 @@ import time
 from dataclasses import dataclass, field
 
 from bench._machine import describe_machine
-from eventstore import AgentEvent, EventFilter, Visibility
-from eventstore.tail import Broadcaster
+from eventstore import AgentEvent, Broadcaster, EventFilter, Visibility
 
 ORG = "org-bench"
 VISIBILITIES = ("user",) * 6 + ("operator",) * 3 + ("internal",)
