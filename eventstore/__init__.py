@@ -60,6 +60,7 @@ from .scratch_schema import (
 from .sqlite import SQLiteEventStore
 from .sqlite_library import disable_memory_statistics
 from .store import PARALLEL_READS, EventStore
+from .tail import Broadcaster
 from .tasks import cancel_and_wait, stop_requested
 
 __all__ = [
@@ -74,6 +75,7 @@ __all__ = [
     "STATUS_FOR_STOP_REASON",
     "AgentEvent",
     "AppendRequest",
+    "Broadcaster",
     "CheckpointKind",
     "ConcurrencyConflict",
     "Dialect",

@@ -1,8 +1,10 @@
 """The live tail: one in-memory fan-out per store, never a poller per subscriber.
 
 The writer publishes each committed group here (in commit order). The broadcaster keeps the most
-recent events in a buffer indexed by id and wakes only the subscribers whose channel (run,
-conversation, organization, firehose) an event touches. A subscriber always works from its own
+recent events in a buffer in id order, with each channel's (run, conversation, organization)
+events beside it, and wakes only the subscribers whose channel an event touches (the firehose is
+every channel). A woken subscriber reads only its channel's events after its cursor, so a wake
+costs what the stream receives, not the buffer's size. A subscriber always works from its own
 cursor: it reads the buffer when the buffer still covers its cursor, and the database otherwise.
 Because ids are commit-ordered and the cursor only moves forward, the hand-off from replay to
 live can neither skip nor repeat an event, whatever the interleaving.
@@ -16,7 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
+import operator
+from collections import Counter
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 
 from .records import AgentEvent, EventFilter, EventPage
@@ -24,6 +28,7 @@ from .records import AgentEvent, EventFilter, EventPage
 __all__ = ["Broadcaster", "ChannelKey", "subscribe"]
 
 ChannelKey = tuple[str, ...]
+_FIREHOSE: ChannelKey = ("all",)
 WAKE_BATCH = 256
 """Subscribers woken per turn of the event loop (see ``Broadcaster._wake_batch``)."""
 MEMO_PAGES = 64
@@ -40,14 +45,89 @@ def channel_of(flt: EventFilter) -> ChannelKey:
         return ("conversation", flt.conversation_id)
     if flt.organization_id is not None:
         return ("organization", flt.organization_id)
-    return ("all",)
+    return _FIREHOSE
 
 
-def _channels_of(event: AgentEvent) -> Iterable[ChannelKey]:
-    yield ("run", event.run_id)
-    yield ("conversation", event.conversation_id)
-    yield ("organization", event.organization_id)
-    yield ("all",)
+_ID = operator.attrgetter("id")
+_NAMED_BY: tuple[tuple[str, Callable[[AgentEvent], str]], ...] = (
+    ("run", operator.attrgetter("run_id")),
+    ("conversation", operator.attrgetter("conversation_id")),
+    ("organization", operator.attrgetter("organization_id")),
+)
+"""The channel kinds that have lanes, and the field of an event that names its channel."""
+_NO_EVENTS: list[AgentEvent] = []
+
+
+class _Index:
+    """The buffer, in id order, and per channel the buffered events on it (its lane).
+
+    A stream can match only events of its channel (``channel_of``), so reading its lane after
+    its cursor costs the events it may receive: a quiet conversation's wake reads its one new
+    event, not the thousands the others had since. The firehose's lane is the buffer itself.
+    Lanes are keyed by kind, then name, so that indexing an event builds no key tuples.
+    """
+
+    def __init__(self) -> None:
+        self.events: list[AgentEvent] = []
+        self._lanes: dict[str, dict[str, list[AgentEvent]]] = {kind: {} for kind, _ in _NAMED_BY}
+        self._touched: dict[str, set[str]] = {kind: set() for kind, _ in _NAMED_BY}
+
+    def add(self, events: list[AgentEvent]) -> None:
+        """Appends ``events`` (ids above every buffered one) and notes their channels."""
+        self.events.extend(events)
+        for kind, name_of in _NAMED_BY:
+            lanes = self._lanes[kind]
+            for event in events:
+                name = name_of(event)
+                lane = lanes.get(name)
+                if lane is None:
+                    lanes[name] = [event]
+                else:
+                    lane.append(event)
+            self._touched[kind].update(map(name_of, events))
+
+    def after(self, channel: ChannelKey, cursor: int) -> list[AgentEvent]:
+        """The buffered events of ``channel`` with ids above ``cursor``, in id order."""
+        if channel == _FIREHOSE:
+            lane = self.events
+        else:
+            lane = self._lanes[channel[0]].get(channel[1], _NO_EVENTS)
+        return lane[bisect.bisect_right(lane, cursor, key=_ID) :]
+
+    def drop_oldest(self, count: int) -> int:
+        """Drops the ``count`` oldest events from the buffer and their lanes; the last id dropped.
+
+        The dropped events are the oldest of every lane too, so each lane loses as many events
+        as were dropped from it, counted without a search: a trim costs the events it drops,
+        not the number of channels. An emptied lane is forgotten.
+        """
+        dropped = self.events[:count]
+        del self.events[:count]
+        for kind, name_of in _NAMED_BY:
+            lanes = self._lanes[kind]
+            for name, gone in Counter(map(name_of, dropped)).items():
+                lane = lanes[name]
+                if gone == len(lane):
+                    del lanes[name]
+                else:
+                    del lane[:gone]
+        return dropped[-1].id
+
+    def take_touched(self) -> list[ChannelKey]:
+        """The channels events were added to since the last call (the firehose if any)."""
+        touched: list[ChannelKey] = [
+            (kind, name) for kind, names in self._touched.items() for name in names
+        ]
+        for names in self._touched.values():
+            names.clear()
+        if touched:
+            touched.append(_FIREHOSE)
+        return touched
+
+    def size(self) -> tuple[int, int]:
+        """How many lanes there are, and how many events they hold together."""
+        lanes = [lane for by_name in self._lanes.values() for lane in by_name.values()]
+        return len(lanes), sum(map(len, lanes))
 
 
 @dataclass(eq=False)
@@ -67,8 +147,7 @@ class Broadcaster:
         linger: float = 0.0,
         wake_budget: float | None = None,
     ) -> None:
-        self._ids: list[int] = []
-        self._events: list[AgentEvent] = []
+        self._index = _Index()
         self._covered_after = head  # every committed event with id > this is in the buffer
         self._last_id = head
         self._capacity = capacity
@@ -78,7 +157,6 @@ class Broadcaster:
         self._linger = linger
         self._window = linger
         self._wake_budget = wake_budget
-        self._touched: set[ChannelKey] = set()
         self._timer: asyncio.TimerHandle | None = None
         self._last_wake = float("-inf")
         self._pages: dict[tuple[int, EventFilter, int], EventPage] = {}
@@ -95,6 +173,12 @@ class Broadcaster:
     @property
     def subscriber_count(self) -> int:
         return sum(len(waiters) for waiters in self._waiters.values())
+
+    @property
+    def index_size(self) -> tuple[int, int]:
+        """The channels with events in the buffer, and the events their lanes hold (three per
+        buffered event): bounded by the buffer, however many channels come and go."""
+        return self._index.size()
 
     def covers(self, cursor: int) -> bool:
         return cursor >= self._covered_after
@@ -118,7 +202,8 @@ class Broadcaster:
     def since(self, cursor: int, flt: EventFilter, limit: int = 1000) -> EventPage:
         """Buffered events after ``cursor`` that ``flt`` matches, at most ``limit`` of them.
 
-        The position is the buffer's end, or the last event's id when ``limit`` cut the page.
+        The position is the buffer's end, or the last event's id when ``limit`` cut the page: a
+        stream whose channel has nothing new learns the head and moves its cursor there.
         Pages are shared: a thousand streams on one channel, woken together at one cursor, get
         the same page object (filtered once, encoded once by the SSE layer); treat it as
         read-only. The memo keeps at most ``MEMO_PAGES`` pages of at most ``limit`` events, and
@@ -133,7 +218,13 @@ class Broadcaster:
         return page
 
     def _page(self, cursor: int, flt: EventFilter, limit: int) -> EventPage:
-        rest = self._events[bisect.bisect_right(self._ids, cursor) :]
+        """Looks only at the events of ``flt``'s channel after ``cursor``: those are the only
+        ones it can match, so a quiet stream's wake costs its own events, not the buffer's.
+
+        When nothing cuts the page, its position is the head: no event between the cursor and
+        the head lies on the channel other than those scanned, so moving there skips nothing.
+        """
+        rest = self._index.after(channel_of(flt), cursor)
         if len(rest) <= limit:  # the live case: a wake's worth of events
             return EventPage([e for e in rest if flt.matches(e)], max(cursor, self._last_id))
         matched: list[AgentEvent] = []
@@ -176,20 +267,17 @@ class Broadcaster:
 
     def _append(self, events: list[AgentEvent]) -> None:
         self._pages.clear()
-        self._ids.extend(e.id for e in events)
-        self._events.extend(events)
+        self._index.add(events)
         self._last_id = events[-1].id
         self._trim()
-        self._wake(events)
+        self._wake()
 
     def _trim(self) -> None:
-        excess = len(self._events) - self._capacity
+        excess = len(self._index.events) - self._capacity
         if excess > self._capacity // 4:  # trim in chunks: deleting a list prefix is O(n)
-            self._covered_after = self._ids[excess - 1]
-            del self._ids[:excess]
-            del self._events[:excess]
+            self._covered_after = self._index.drop_oldest(excess)
 
-    def _wake(self, events: list[AgentEvent]) -> None:
+    def _wake(self) -> None:
         """Wake the touched channels, at most once per ``linger`` seconds.
 
         The first publish after a quiet spell wakes at once; later ones within the window are
@@ -202,8 +290,6 @@ class Broadcaster:
         keep the loop busy with nothing else, starving the appends that feed them; a window of
         ``woken / budget`` seconds leaves the rest of the loop's time to everything else.
         """
-        for event in events:
-            self._touched.update(_channels_of(event))
         if self._timer is not None:
             return
         loop = asyncio.get_running_loop()
@@ -216,7 +302,7 @@ class Broadcaster:
     def _flush_wakes(self) -> None:
         self._timer = None
         self._last_wake = asyncio.get_running_loop().time()
-        touched, self._touched = self._touched, set()
+        touched = self._index.take_touched()
         pending = [w for channel in touched for w in self._waiters.get(channel, ())]
         if self._wake_budget:
             self._window = max(self._linger, len(pending) / self._wake_budget)

@@ -1,10 +1,16 @@
-"""The broadcaster's wake-ups: coalesced under load, and a window that grows with subscribers."""
+"""The broadcaster: wake-ups coalesced under load, a window that grows with subscribers, and
+the channel index, which must answer every page as a scan of the whole log would."""
 
 from __future__ import annotations
 
-import pytest
+import asyncio
+from dataclasses import replace
 
-from eventstore import AgentEvent, EventFilter
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from eventstore import AgentEvent, EventFilter, EventPage, Visibility
 from eventstore.tail import MEMO_PAGES, WAKE_BATCH, Broadcaster
 
 pytestmark = pytest.mark.anyio
@@ -85,3 +91,150 @@ async def test_live_pages_are_bounded_and_shared_without_holding_memory() -> Non
     assert broadcaster.publish([tick(2501)], 2500)
     assert broadcaster.since(0, everything, 1000) is not first  # the memo ends with the wake
     broadcaster.close()
+
+
+# The channel index: ``since`` must answer exactly what a scan of every committed event answers.
+
+RUNS, CONVERSATIONS, ORGANIZATIONS = ("r1", "r2", "r3"), ("c1", "c2"), ("o1", "o2")
+LEVELS = tuple(Visibility)
+Names = tuple[str, str, str, Visibility]
+
+names = st.tuples(
+    st.sampled_from(RUNS),
+    st.sampled_from(CONVERSATIONS),
+    st.sampled_from(ORGANIZATIONS),
+    st.sampled_from(LEVELS),
+)
+filters = st.builds(
+    EventFilter,
+    organization_id=st.none() | st.sampled_from(ORGANIZATIONS),
+    run_id=st.none() | st.sampled_from(RUNS),
+    conversation_id=st.none() | st.sampled_from(CONVERSATIONS),
+    visibility=st.sampled_from(LEVELS),
+)
+Step = tuple[str, list[Names]]
+steps: st.SearchStrategy[Step] = st.one_of(
+    st.tuples(st.just("publish"), st.lists(names, min_size=1, max_size=6)),
+    st.tuples(st.just("foreign"), st.lists(names, min_size=1, max_size=6)),
+    st.tuples(st.just("catch_up"), st.just([])),
+)
+
+
+class Log:
+    """The committed events, as the database holds them: what the broadcaster must agree with."""
+
+    def __init__(self, committed: list[Names]) -> None:
+        self.events: list[AgentEvent] = []
+        self.commit(committed)
+
+    def commit(self, batch: list[Names]) -> list[AgentEvent]:
+        start = len(self.events) + 1
+        fresh = [named(start + n, *names) for n, names in enumerate(batch)]
+        self.events.extend(fresh)
+        return fresh
+
+    async def read_after(self, after: int, limit: int) -> list[AgentEvent]:
+        return self.events[after : after + limit]
+
+
+def named(event_id: int, run: str, conversation: str, org: str, level: Visibility) -> AgentEvent:
+    return replace(
+        tick(event_id),
+        run_id=run,
+        conversation_id=conversation,
+        organization_id=org,
+        visibility=level.label,
+    )
+
+
+def assert_as_a_full_scan(broadcaster: Broadcaster, log: Log, flt: EventFilter, limit: int) -> None:
+    """For every cursor the buffer covers, the page holds the first ``limit`` events a full
+    scan matches; its position is the head when it holds them all, else its last event (a page
+    of exactly ``limit`` may say either: both skip nothing)."""
+    head = broadcaster.last_id
+    for cursor in (c for c in range(head + 1) if broadcaster.covers(c)):
+        expected = [e for e in log.events[cursor:head] if flt.matches(e)]
+        page = broadcaster.since(cursor, flt, limit)
+        assert page.events == expected[:limit]
+        if len(expected) < limit:
+            assert page.position == head
+        elif len(expected) > limit:
+            assert page.position == expected[limit - 1].id
+        else:
+            assert page.position in (expected[-1].id, head)
+
+
+def assert_index_holds_the_buffer(broadcaster: Broadcaster, log: Log) -> None:
+    """The lanes hold the buffered events and nothing older (trimmed with the buffer)."""
+    floor = next(c for c in range(broadcaster.last_id + 1) if broadcaster.covers(c))
+    buffered = log.events[floor : broadcaster.last_id]
+    channels = {(kind, name) for e in buffered for kind, name in enumerate(names_of(e))}
+    assert broadcaster.index_size == (len(channels), 3 * len(buffered))
+
+
+def names_of(event: AgentEvent) -> tuple[str, str, str]:
+    return event.run_id, event.conversation_id, event.organization_id
+
+
+async def follow(
+    capacity: int, before: list[Names], script: list[Step], checks: list[tuple[EventFilter, int]]
+) -> None:
+    log = Log(before)
+    broadcaster = Broadcaster(len(log.events), capacity=capacity)
+    for action, batch in script:
+        if action == "catch_up":
+            await broadcaster.catch_up(log.read_after)
+        elif action == "foreign":  # another process commits; only its notification comes later
+            log.commit(batch)
+        else:
+            previous_head = len(log.events)
+            fresh = log.commit(batch)
+            if not broadcaster.publish(fresh, previous_head):  # as the store does on a gap
+                await broadcaster.catch_up(log.read_after, fresh[-1].id)
+        for flt, limit in checks:
+            assert_as_a_full_scan(broadcaster, log, flt, limit)
+        assert_index_holds_the_buffer(broadcaster, log)
+    broadcaster.close()
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    capacity=st.sampled_from([4, 8, 13]),
+    before=st.lists(names, max_size=5),
+    script=st.lists(steps, min_size=1, max_size=14),
+    checks=st.lists(st.tuples(filters, st.sampled_from([1, 2, 1000])), min_size=1, max_size=4),
+)
+def test_indexed_pages_equal_a_full_scan_across_trims_catch_ups_and_levels(
+    capacity: int, before: list[Names], script: list[Step], checks: list[tuple[EventFilter, int]]
+) -> None:
+    asyncio.run(follow(capacity, before, script, checks))
+
+
+async def test_a_publish_wakes_each_kind_of_channel_it_touches_and_no_other() -> None:
+    broadcaster = Broadcaster(0)
+    touched = [("run", "run-1"), ("conversation", "conv-1"), ("organization", "org"), ("all",)]
+    woken = [broadcaster.register(channel) for channel in touched]
+    others = [broadcaster.register(("run", "conv-1")), broadcaster.register(("run", "other"))]
+    assert broadcaster.publish([tick(1)], 0)
+    assert [w.event.is_set() for w in woken + others] == [True] * 4 + [False] * 2
+    broadcaster.close()
+
+
+async def test_a_quiet_channel_is_told_the_head_and_its_lanes_go_with_the_buffer() -> None:
+    broadcaster = Broadcaster(0, capacity=100)
+    quiet = EventFilter("org", conversation_id="quiet")
+    assert broadcaster.publish([replace(tick(1), conversation_id="quiet")], 0)
+    assert broadcaster.publish([busy(n) for n in range(2, 52)], 1)
+    assert broadcaster.since(1, quiet) == EventPage([], 51)  # nothing of its own: the head
+    assert [e.id for e in broadcaster.since(0, quiet).events] == [1]
+
+    assert broadcaster.publish([busy(n) for n in range(52, 502)], 51)
+    assert not broadcaster.covers(1)
+    assert broadcaster.covers(401)  # trimmed to 402..501
+    assert broadcaster.index_size == (2 * 100 + 1, 3 * 100)  # a run, a conversation, one org
+    broadcaster.close()
+
+
+def busy(event_id: int) -> AgentEvent:
+    """An event on a run and conversation of its own."""
+    return replace(tick(event_id), run_id=f"run-{event_id}", conversation_id=f"c-{event_id}")
