@@ -13,6 +13,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 __all__ = [
     "GENESIS_HASH",
     "AgentEvent",
@@ -20,6 +22,7 @@ __all__ = [
     "EventPage",
     "NewEvent",
     "Visibility",
+    "decode_json",
     "plain_names",
     "quote_json",
 ]
@@ -103,7 +106,7 @@ class AgentEvent:
         """The payload, decoded once (a plain cache: Python 3.11's ``cached_property`` locks)."""
         decoded: dict[str, Any] | None = self.__dict__.get("_payload")
         if decoded is None:
-            decoded = json.loads(self.payload_json)
+            decoded = decode_json(self.payload_json)
             self.__dict__["_payload"] = decoded
         return decoded
 
@@ -126,6 +129,21 @@ class AgentEvent:
     def to_dict(self) -> dict[str, Any]:
         decoded: dict[str, Any] = json.loads(self.to_json())
         return decoded
+
+
+_decode = msgspec.json.Decoder().decode
+_reference_loads = json.loads
+
+
+def decode_json(text: str | bytes) -> Any:
+    """``json.loads``, several times faster: msgspec reads every value of our canonical text
+    as ``json`` does (integers of any size exactly, floats correctly rounded); what it refuses
+    (``NaN``, ``1e400``, a lone surrogate escape) goes to ``json.loads``, which decides as
+    before."""
+    try:
+        return _decode(text)
+    except msgspec.DecodeError:
+        return _reference_loads(text)
 
 
 quote_json: Callable[[str], str] = json.encoder.encode_basestring
