@@ -353,7 +353,7 @@ class WriteContext:
                 prev_hash=prev_hash,
             )
             events.append(
-                AgentEvent(
+                AgentEvent.assigned(
                     event_id,
                     org,
                     run,

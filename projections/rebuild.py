@@ -9,7 +9,10 @@ compares each live row with the fold, folding further any run that moved on mean
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from eventstore import (
@@ -30,11 +33,12 @@ from .readmodel import (
     state_from_row,
     state_to_row,
 )
-from .state import RunState, evolve
+from .state import RunState, advance, evolve
 
 __all__ = ["RebuildReport", "check", "rebuild"]
 
 _PAGE = 5000
+_TOOL_FINISHED = EventType.TOOL_FINISHED.value
 
 
 @dataclass
@@ -57,8 +61,14 @@ class _Fold:
     events: int = 0
 
     def apply(self, event: AgentEvent) -> None:
-        self.states[event.run_id] = evolve(self.states.get(event.run_id), event)
-        if event.event_type == EventType.TOOL_FINISHED:
+        """Fold one event. The states are this fold's own (``check`` compares them, nothing
+        keeps them), so they are changed in place; a refused event ends the fold."""
+        state = self.states.get(event.run_id)
+        if state is None:
+            self.states[event.run_id] = evolve(None, event)
+        else:
+            advance(state, event)
+        if event.event_type == _TOOL_FINISHED:
             self.tool_results[(event.run_id, event.payload["tool_call_id"])] = event.id
         self.position = event.id
         self.events += 1
@@ -99,8 +109,28 @@ async def check(store: EventStore) -> RebuildReport:
     return report
 
 
+@contextlib.contextmanager
+def _no_cyclic_collections() -> Iterator[None]:
+    """The fold keeps every run's state alive, so each automatic full collection walks all of
+    them again while finding nothing to free (its share of a rebuild: docs/benchmarks.md).
+    Rebuilds run before the server serves, or from the command line.
+    Reference counting still frees everything; automatic collections resume afterwards."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 async def _fold_log(store: EventStore) -> _Fold:
     """Fold the log up to the head seen at start, reading each next page while folding one."""
+    with _no_cyclic_collections():
+        return await _fold_pages(store)
+
+
+async def _fold_pages(store: EventStore) -> _Fold:
     folded = _Fold()
     head = await store.head()
     pending = asyncio.ensure_future(store.read(EventFilter(), after=0, limit=_PAGE))

@@ -43,31 +43,41 @@ CONTENT_FIELDS = (
 _LISTS = ("tools_used", "child_run_ids")
 
 
+_EMPTY: dict[str, Any] = dict.fromkeys(CONTENT_FIELDS)
+_CAPS = tuple((cap.label, cap) for cap in CAPPED_LEVELS)
+assert [label for label, _ in _CAPS] == ["user", "operator"]  # reveal writes both by name
+_SEES: dict[str, tuple[bool, ...]] = {
+    level.label: tuple(level <= cap for cap in CAPPED_LEVELS) for level in Visibility
+}
+"""For each stored visibility label, whether each capped level may see such an event: the
+fold asks for every content event, and enum lookups and comparisons cost more than this."""
+
+
 def empty_views() -> Views:
-    empty: dict[str, Any] = dict.fromkeys(CONTENT_FIELDS) | {name: [] for name in _LISTS}
-    return {level.label: dict(empty) for level in CAPPED_LEVELS}
+    # every run starts with these (a rebuild builds one per run): fresh lists for each level
+    return {label: {**_EMPTY, "tools_used": [], "child_run_ids": []} for label, _ in _CAPS}
 
 
 def reveal(views: Views, event: AgentEvent, values: dict[str, Any], *, hide: bool) -> Views:
     """The views after ``event`` set ``values``: a level that may see the event takes them; a
     level below it keeps what it saw before, or (``hide``) sees None where the values are only
     meaningful as the newest event's (a status detail, a callback error)."""
-    level = event.visibility_level
+    user_sees, operator_sees = _SEES[event.visibility]
     below = dict.fromkeys(values) if hide else {}
     return {
-        cap.label: views[cap.label] | (values if level <= cap else below) for cap in CAPPED_LEVELS
+        "user": views["user"] | (values if user_sees else below),
+        "operator": views["operator"] | (values if operator_sees else below),
     }
 
 
 def add_item(views: Views, event: AgentEvent, field: str, item: str) -> Views:
     """``item`` (a tool name, a child run id) joins ``field`` of the levels that may see
     ``event``."""
-    level = event.visibility_level
     changed = dict(views)
-    for cap in CAPPED_LEVELS:
-        items = views[cap.label].get(field, [])
-        if level <= cap and item not in items:
-            changed[cap.label] = views[cap.label] | {field: [*items, item]}
+    for (label, _), sees in zip(_CAPS, _SEES[event.visibility], strict=True):
+        items = views[label].get(field, [])
+        if sees and item not in items:
+            changed[label] = views[label] | {field: [*items, item]}
     return changed
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 
 from eventstore import NewEvent, Visibility
@@ -37,6 +39,27 @@ async def test_rebuild_equals_the_live_tables(runs: Runs) -> None:
     assert [await runs.queries.get(ORG, run_id) for run_id in ids] == before
     assert len(await runs.queries.tool_results(ORG, ids[0])) == 1
     assert (await check(runs.store)).ok
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+async def test_rebuild_and_check_leave_automatic_collections_as_they_were(
+    runs: Runs, enabled: bool
+) -> None:
+    """The fold pauses the cyclic collector and leaves it as it found it."""
+    await populate(runs)
+    was = gc.isenabled()
+    try:
+        if enabled:
+            gc.enable()
+        else:
+            gc.disable()
+        await rebuild(runs.store)
+        assert gc.isenabled() is enabled
+        assert (await check(runs.store)).ok
+        assert gc.isenabled() is enabled
+    finally:
+        if was:
+            gc.enable()
 
 
 @pytest.mark.parametrize(
