@@ -8,6 +8,7 @@ record for an appended event, and the mappers from read-model and log records to
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 from pydantic import BaseModel, field_validator
@@ -16,7 +17,7 @@ from api.client import models
 from eventstore import AgentEvent, NewEvent, Visibility, require_http_url
 from projections import RunState, seen_at
 
-__all__ = ["CreateRunBody", "event_json", "new_event", "run_json", "shaped"]
+__all__ = ["CreateRunBody", "event_json", "field_names", "new_event", "run_json", "shaped"]
 
 
 class CreateRunBody(models.CreateRunBody):
@@ -32,11 +33,17 @@ def new_event(body: models.EventBody) -> NewEvent:
     return NewEvent(body.event_type, body.payload, body.visibility)
 
 
+@cache
+def field_names(model: type[BaseModel]) -> tuple[str, ...]:
+    """``model``'s fields in order, read once (``model_fields`` is a property: slower)."""
+    return tuple(model.model_fields)
+
+
 def shaped(model: type[BaseModel], **fields: Any) -> dict[str, Any]:
     """``model``'s answer as a dict, for hot paths: its fields are checked, not validated
     (``Model(...).model_dump()`` costs more than the route's own work there)."""
-    if fields.keys() != model.model_fields.keys():
-        raise TypeError(f"{model.__name__} takes {list(model.model_fields)}, not {list(fields)}")
+    if tuple(fields) != field_names(model):
+        raise TypeError(f"{model.__name__} takes {field_names(model)}, not {tuple(fields)}")
     return fields
 
 
