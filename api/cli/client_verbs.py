@@ -27,7 +27,7 @@ from rich.live import Live
 from rich.table import Table
 
 from api.client import RuntrackClient, RuntrackError
-from api.client.models import Run
+from api.client.models import AuditReport, Message, Run
 
 __all__ = ["Connection", "events_app", "get_app", "register"]
 
@@ -191,7 +191,7 @@ def get_run(
     """Show one run (optionally after waiting for it to end)."""
     connection = _connection(ctx)
 
-    async def fetch() -> tuple[Run, list[dict[str, Any]]]:
+    async def fetch() -> tuple[Run, list[Message]]:
         async with connection.client() as client:
             run = await (client.wait(run_id) if wait else client.get_run(run_id))
             return run, (await client.messages(run_id) if messages else [])
@@ -199,7 +199,7 @@ def get_run(
     run, found = run_async(fetch)
     show_runs([run], output, connection.plain)
     for message in found:
-        typer.echo(f"{message['role']}: {message['content']}")
+        typer.echo(f"{message.role}: {message.content}")
 
 
 def register(app: typer.Typer) -> None:
@@ -222,7 +222,7 @@ def send(
     """Create a run carrying MESSAGE for AGENT; wait for it and print its messages."""
     connection = _connection(ctx)
 
-    async def go() -> tuple[Run, list[dict[str, Any]]]:
+    async def go() -> tuple[Run, list[Message]]:
         async with connection.client() as client:
             run = await client.create_run(agent, message=message)
             typer.echo(f"Message sent. Run ID: {run.id}")
@@ -233,7 +233,7 @@ def send(
 
     run, found = run_async(go)
     for entry in found:
-        typer.echo(f"{entry['role']}: {entry['content']}")
+        typer.echo(f"{entry.role}: {entry.content}")
     if not no_wait and run.status != "completed":
         raise typer.Exit(1)
 
@@ -274,7 +274,7 @@ def track(
         typer.echo("error: give run ids or --agent", err=True)
         raise typer.Exit(2)
 
-    async def go() -> list[tuple[Run, list[dict[str, Any]]]]:
+    async def go() -> list[tuple[Run, list[Message]]]:
         async with connection.client() as client:
             ids = list(run_ids or [])
             if agent is not None:
@@ -285,19 +285,22 @@ def track(
     results = run_async(go)
     failed = [run for run, _ in results if run.status != "completed"]
     if output == "json":
-        tracked = [{"run": run.model_dump(), "messages": found} for run, found in results]
+        tracked = [
+            {"run": run.model_dump(), "messages": [m.model_dump() for m in found]}
+            for run, found in results
+        ]
         typer.echo(json.dumps(tracked, indent=2))
     else:
         for run, found in results:
             typer.echo(f"{run.id}\t{run.status}\t{run.stop_reason or '-'}")
             for message in found:
-                typer.echo(f"  {message['role']}: {message['content']}")
+                typer.echo(f"  {message.role}: {message.content}")
         typer.echo(f"{len(results) - len(failed)} completed, {len(failed)} not completed")
     if failed:
         raise typer.Exit(1)
 
 
-async def _finish(client: RuntrackClient, run_id: str) -> tuple[Run, list[dict[str, Any]]]:
+async def _finish(client: RuntrackClient, run_id: str) -> tuple[Run, list[Message]]:
     run = await client.wait(run_id)
     return run, await client.messages(run_id)
 
@@ -371,11 +374,11 @@ def verify(ctx: typer.Context, run_id: Annotated[str | None, typer.Option("--run
     """Verify the hash chain (or one run against it): exit 1 when it is broken."""
     connection = _connection(ctx)
 
-    async def go() -> dict[str, Any]:
+    async def go() -> AuditReport:
         async with connection.client() as client:
             return await client.verify(run_id)
 
     report = run_async(go)
-    typer.echo(json.dumps(report))
-    if not report["ok"]:
+    typer.echo(json.dumps(report.model_dump(exclude_unset=True)))
+    if not report.ok:
         raise typer.Exit(1)

@@ -21,7 +21,21 @@ from typing import Any
 import httpx
 from httpx_sse import aconnect_sse
 
-from api.client.models import EventList, Run, RunList, StoredEvent
+from api.client.models import (
+    Appended,
+    AuditReport,
+    Claim,
+    EventList,
+    Heartbeat,
+    Journal,
+    Message,
+    MessageList,
+    Ready,
+    Run,
+    RunList,
+    StoredEvent,
+    Usage,
+)
 
 __all__ = ["RuntrackClient", "RuntrackError"]
 
@@ -75,25 +89,20 @@ class RuntrackClient:
         runs = RunList.model_validate(page)
         return runs.items, runs.next_cursor
 
-    async def claim(self, worker_id: str, **filters: Any) -> dict[str, Any] | None:
+    async def claim(self, worker_id: str, **filters: Any) -> Claim | None:
         """The claimed run with its checkpoint and tool results, or None when nothing waits."""
-        claimed: dict[str, Any] | None = await self._json(
-            "POST", "/v1/runs/claim", {"worker_id": worker_id, **filters}
-        )
-        return claimed
+        claimed = await self._json("POST", "/v1/runs/claim", {"worker_id": worker_id, **filters})
+        return None if claimed is None else Claim.model_validate(claimed)
 
     async def append(
         self, run_id: str, events: Sequence[Mapping[str, Any]], **options: Any
-    ) -> dict[str, Any]:
+    ) -> Appended:
         body = {"events": list(events), **options}
-        result: dict[str, Any] = await self._json("POST", f"/v1/runs/{run_id}/events", body)
-        return result
+        return Appended.model_validate(await self._json("POST", f"/v1/runs/{run_id}/events", body))
 
-    async def heartbeat(self, run_id: str, worker_id: str | None = None) -> dict[str, Any]:
-        result: dict[str, Any] = await self._json(
-            "POST", f"/v1/runs/{run_id}/heartbeat", {"worker_id": worker_id}
-        )
-        return result
+    async def heartbeat(self, run_id: str, worker_id: str | None = None) -> Heartbeat:
+        beat = await self._json("POST", f"/v1/runs/{run_id}/heartbeat", {"worker_id": worker_id})
+        return Heartbeat.model_validate(beat)
 
     async def cancel(self, run_id: str, reason: str | None = None) -> Run:
         return Run.model_validate(
@@ -103,19 +112,15 @@ class RuntrackClient:
     async def resume(self, run_id: str) -> Run:
         return Run.model_validate(await self._json("POST", f"/v1/runs/{run_id}/resume"))
 
-    async def messages(self, run_id: str) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = (await self._json("GET", f"/v1/runs/{run_id}/messages"))[
-            "items"
-        ]
-        return items
+    async def messages(self, run_id: str) -> list[Message]:
+        found = MessageList.model_validate(await self._json("GET", f"/v1/runs/{run_id}/messages"))
+        return found.items
 
-    async def usage(self, run_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = await self._json("GET", f"/v1/runs/{run_id}/usage")
-        return result
+    async def usage(self, run_id: str) -> Usage:
+        return Usage.model_validate(await self._json("GET", f"/v1/runs/{run_id}/usage"))
 
-    async def journal(self, run_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = await self._json("GET", f"/v1/runs/{run_id}/journal")
-        return result
+    async def journal(self, run_id: str) -> Journal:
+        return Journal.model_validate(await self._json("GET", f"/v1/runs/{run_id}/journal"))
 
     async def events(
         self, after_event_id: int = 0, limit: int = 100
@@ -131,12 +136,14 @@ class RuntrackClient:
 
     async def head(self) -> int:
         """The id of the last event in the log."""
-        return int((await self._json("GET", "/readyz"))["head_id"])
+        return Ready.model_validate(await self._json("GET", "/readyz")).head_id
 
-    async def verify(self, run_id: str | None = None) -> dict[str, Any]:
+    async def verify(self, run_id: str | None = None) -> AuditReport:
+        """The chain check; ``model_fields_set`` holds what the server sent."""
         params = httpx.QueryParams({"run_id": run_id} if run_id else {})
-        result: dict[str, Any] = await self._json("GET", "/v1/audit/verify", params=params)
-        return result
+        return AuditReport.model_validate(
+            await self._json("GET", "/v1/audit/verify", params=params)
+        )
 
     # -- streams -------------------------------------------------------------------------------
 

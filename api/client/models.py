@@ -26,7 +26,11 @@ _IDENTIFIER: dict[str, Any] = {"pattern": IDENTIFIER_PATTERN}
 """Identifiers are checked by the store (eventstore/appending.py); the schema says what it takes."""
 
 __all__ = [
+    "AgentStatus",
     "AppendEventsBody",
+    "Appended",
+    "AppendedRun",
+    "AuditReport",
     "CancelBody",
     "Claim",
     "ClaimBody",
@@ -36,13 +40,28 @@ __all__ = [
     "ErrorDetail",
     "EventBody",
     "EventList",
+    "Health",
+    "Heartbeat",
     "HeartbeatBody",
+    "Journal",
+    "JournalEntry",
+    "JournalUpdate",
+    "Me",
+    "Message",
+    "MessageList",
+    "NotReady",
+    "Panel",
+    "Ready",
+    "Recovery",
     "Run",
     "RunList",
     "RunStats",
+    "Step",
     "StoredEvent",
     "ToolResultBody",
+    "ToolResultList",
     "ToolResultRecorded",
+    "Usage",
 ]
 
 
@@ -242,3 +261,154 @@ class Error(BaseModel):
     """Every error answer: ``{"error": {"code", "message", "details"}}``."""
 
     error: ErrorDetail
+
+
+class AppendedRun(BaseModel):
+    """What a worker checks after each append: whether to stop."""
+
+    status: str
+    cancel_requested: bool
+
+
+class Appended(BaseModel):
+    """The events an append wrote (or, for a retried idempotency key, wrote before)."""
+
+    events: list[StoredEvent]
+    run: AppendedRun
+
+
+class Heartbeat(BaseModel):
+    run_id: str
+    status: str
+    cancel_requested: bool
+
+
+class ToolResultList(BaseModel):
+    items: list[StoredEvent]
+
+
+class Message(BaseModel):
+    """A ``message_created`` event's payload, with where it stands in the log."""
+
+    id: int
+    sequence: int
+    created_at: str
+    role: str
+    content: str
+
+
+class MessageList(BaseModel):
+    items: list[Message]
+
+
+class Step(BaseModel):
+    """A ``step_completed`` event's payload, with the event it came from."""
+
+    event_id: int
+    created_at: str
+    model: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    duration_ms: float | None = None
+    ttft_ns: int | None = None
+
+
+class Usage(BaseModel):
+    """The run's token counters (whole) and the steps the key may see."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    num_steps: int
+    steps: list[Step]
+
+
+class JournalEntry(BaseModel):
+    """A ``journal_updated`` event's payload."""
+
+    objective: str | None = None
+    current_state: str | None = None
+    blockers: list[str] = Field(default_factory=list)
+    next_action: str | None = None
+    findings: list[str] = Field(default_factory=list)
+    handoff_next_action: str | None = None
+
+
+class _Stamp(BaseModel):
+    id: int
+    created_at: str
+
+
+class JournalUpdate(JournalEntry, _Stamp):
+    """One update, with its event's id and time first (the bases' fields come in reverse)."""
+
+
+class Journal(BaseModel):
+    current: JournalEntry | None
+    """The latest update the key may see."""
+    history: list[JournalUpdate]
+
+
+class Recovery(BaseModel):
+    """The handoff a failed, timed-out or cancelled run shows."""
+
+    label: str
+    error: str | None
+    journal: dict[str, Any] | None
+    handoff_next_action: str | None
+    can_resume: bool
+
+
+class Panel(BaseModel):
+    """What the conversation's status panel shows and offers."""
+
+    status: str
+    label: str
+    detail: str | None
+    can_cancel: bool
+    cancel_requested: bool
+    recovery: Recovery | None
+
+
+class AgentStatus(BaseModel):
+    """The conversation's current (or latest) run and its panel; both null for no run."""
+
+    conversation_id: str
+    run: Run | None
+    panel: Panel | None
+
+
+class Me(BaseModel):
+    key_id: str | None
+    """None in open mode, where no key is needed."""
+    organization_id: str
+    role: str
+    max_visibility: str
+
+
+class AuditReport(BaseModel):
+    """The chain check; ``first_bad_event_id`` and ``reason`` are sent only when ``ok`` is false."""
+
+    ok: bool
+    events: int
+    head_id: int
+    head_hash: str
+    first_bad_event_id: int | None = None
+    reason: str | None = None
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Ready(BaseModel):
+    status: str
+    head_id: int
+    leader: bool
+
+
+class NotReady(BaseModel):
+    """503 from ``/readyz``: the kind of failure only (its text may name hosts: it is logged)."""
+
+    status: str
+    reason: str

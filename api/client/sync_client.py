@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from api.client.async_client import RuntrackClient
-from api.client.models import Run, StoredEvent
+from api.client.models import Appended, AuditReport, Claim, Heartbeat, Message, Run, StoredEvent
 
 __all__ = ["SyncRuntrackClient"]
 
@@ -53,13 +53,13 @@ class SyncRuntrackClient:
     def list_runs(self, **filters: Any) -> tuple[list[Run], str | None]:
         return self._call(lambda: self._client.list_runs(**filters))
 
-    def claim(self, worker_id: str, **filters: Any) -> dict[str, Any] | None:
+    def claim(self, worker_id: str, **filters: Any) -> Claim | None:
         return self._call(lambda: self._client.claim(worker_id, **filters))
 
-    def append(self, run_id: str, events: list[dict[str, Any]], **options: Any) -> dict[str, Any]:
+    def append(self, run_id: str, events: list[dict[str, Any]], **options: Any) -> Appended:
         return self._call(lambda: self._client.append(run_id, events, **options))
 
-    def heartbeat(self, run_id: str, worker_id: str | None = None) -> dict[str, Any]:
+    def heartbeat(self, run_id: str, worker_id: str | None = None) -> Heartbeat:
         return self._call(lambda: self._client.heartbeat(run_id, worker_id))
 
     def cancel(self, run_id: str, reason: str | None = None) -> Run:
@@ -68,13 +68,13 @@ class SyncRuntrackClient:
     def resume(self, run_id: str) -> Run:
         return self._call(lambda: self._client.resume(run_id))
 
-    def messages(self, run_id: str) -> list[dict[str, Any]]:
+    def messages(self, run_id: str) -> list[Message]:
         return self._call(lambda: self._client.messages(run_id))
 
     def wait(self, run_id: str) -> Run:
         return self._call(lambda: self._client.wait(run_id))
 
-    def verify(self, run_id: str | None = None) -> dict[str, Any]:
+    def verify(self, run_id: str | None = None) -> AuditReport:
         return self._call(lambda: self._client.verify(run_id))
 
     def stream(self, **channel: Any) -> Iterator[StoredEvent]:

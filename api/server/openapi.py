@@ -13,33 +13,42 @@ from api.client.contract import (
     CUSTOM_TYPE_PATTERN,
     IDENTIFIER_PATTERN,
     MAX_ID_CHARS,
-    MAX_INTEGER,
-    MAX_METADATA_FILTERS,
-    MAX_PAGE_SIZE,
     SERVER_WRITTEN_TYPES,
-    VISIBILITIES,
 )
 from api.client.models import (
+    AgentStatus,
+    Appended,
     AppendEventsBody,
+    AuditReport,
     CancelBody,
     Claim,
     ClaimBody,
     CreateRunBody,
     Error,
     EventList,
+    Health,
+    Heartbeat,
     HeartbeatBody,
+    Journal,
+    Me,
+    MessageList,
+    NotReady,
+    Ready,
     Run,
     RunList,
     RunStats,
     StoredEvent,
     ToolResultBody,
+    ToolResultList,
     ToolResultRecorded,
+    Usage,
 )
+from api.server import query
 from api.server.input_limits import advertised
-from eventstore import PAYLOAD_MODELS, RunStatus
-from projections.queries import CURSOR_PATTERN
+from api.server.query import Documented
+from eventstore import PAYLOAD_MODELS
 
-__all__ = ["openapi_document"]
+__all__ = ["OPERATIONS", "openapi_document"]
 
 _REF = "#/components/schemas/{model}"
 _ERRORS = (400, 401, 403, 404, 409, 413, 422)
@@ -56,91 +65,37 @@ class _Op:
     summary: str
     body: type[BaseModel] | None = None
     ok: int = 200
-    returns: str | None = None
-    query: tuple[tuple[str, dict[str, Any]], ...] = ()
+    returns: type[BaseModel] | None = None
+    """The JSON answer's model; None for a route that only streams."""
+    query: tuple[Documented, ...] = ()
     sse: bool = False
     errors: tuple[int, ...] = field(default=_ERRORS)
-    also: tuple[tuple[int, str, str | None], ...] = ()
-    """Other success answers: (status, when, the schema of the body or None for no body)."""
+    also: tuple[tuple[int, str, type[BaseModel] | None], ...] = ()
+    """Other answers: (status, when, the body's model or None for no body)."""
     open: bool = False
     """Needs no key."""
 
-
-_CURSOR = {"type": "integer", "minimum": 0, "maximum": MAX_INTEGER}
-_VISIBILITY = {
-    "type": "string",
-    "enum": list(VISIBILITIES),
-    "description": "Highest visibility wanted (default operator), capped by the key's role",
-}
+    def answers(self) -> dict[int, type[BaseModel] | None]:
+        """The model of each status's JSON body (None: no JSON body)."""
+        found: dict[int, type[BaseModel] | None] = dict.fromkeys(self.errors, Error)
+        found.update({status: model for status, _, model in self.also})
+        return {**found, self.ok: self.returns}
 
 
-def _limit(default: int) -> dict[str, Any]:
-    return {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE, "default": default}
-
-
-_EVENT_QUERY: tuple[tuple[str, dict[str, Any]], ...] = (
-    ("after_event_id", _CURSOR),
-    ("limit", _limit(100)),
-    ("visibility", _VISIBILITY),
-)
-_STREAM_QUERY: tuple[tuple[str, dict[str, Any]], ...] = (
-    ("after_event_id", _CURSOR),
-    ("after_sequence", _CURSOR),
-    ("visibility", _VISIBILITY),
-)
-_TEXT = {"type": "string", "pattern": "^[^\\x00]*$"}
-"""Any text but NUL, which no path or query may hold (``api.server.app._has_nul``)."""
+_EVENT_QUERY = (query.AFTER_EVENT_ID, query.EVENT_LIMIT, query.VISIBILITY)
+_STREAM_QUERY = (query.AFTER_EVENT_ID, query.AFTER_SEQUENCE, query.VISIBILITY)
+_FILTER_QUERY = (query.STATUS, query.ACTIVE, *query.TEXT_FILTERS, query.METADATA)
+_LIST_QUERY = (*_FILTER_QUERY, query.RUN_LIMIT, query.ORDER, query.AFTER, query.BEFORE)
 _ID = {"type": "string", "minLength": 1, "maxLength": MAX_ID_CHARS, "pattern": IDENTIFIER_PATTERN}
-_LIST_CURSOR = {"type": "string", "pattern": CURSOR_PATTERN}
-_FILTER_QUERY: tuple[tuple[str, dict[str, Any]], ...] = (
-    (
-        "status",
-        {
-            "type": "array",
-            "items": {"type": "string", "enum": [s.value for s in RunStatus]},
-            "description": "Repeat, or separate with commas",
-        },
-    ),
-    ("active", {"type": "boolean"}),
-    ("agent_id", _TEXT),
-    ("conversation_id", _TEXT),
-    ("lane_key", _TEXT),
-    ("stop_reason", _TEXT),
-    ("created_after", _TEXT),
-    ("created_before", _TEXT),
-    (
-        "metadata",
-        {
-            "type": "array",
-            "maxItems": MAX_METADATA_FILTERS,
-            "items": {"type": "string", "pattern": "^[^=\\x00]+=[^\\x00]*$"},
-            "description": f"key=value, repeatable (at most {MAX_METADATA_FILTERS})",
-        },
-    ),
-)
-_LIST_QUERY = (
-    *_FILTER_QUERY,
-    ("limit", _limit(20)),
-    ("order", {"type": "string", "enum": ["asc", "desc"], "default": "desc"}),
-    ("after", {**_LIST_CURSOR, "description": "A next_cursor of an earlier page"}),
-    (
-        "before",
-        {
-            **_LIST_CURSOR,
-            "description": "A prev_cursor of an earlier page (with after: "
-            "the runs between the two)",
-        },
-    ),
-)
 
 OPERATIONS = (
-    _Op("post", "/v1/runs", "Create a run", CreateRunBody, 201, "Run", errors=_RATE_LIMITED),
-    _Op("get", "/v1/runs", "List runs", returns="RunList", query=_LIST_QUERY),
+    _Op("post", "/v1/runs", "Create a run", CreateRunBody, 201, Run, errors=_RATE_LIMITED),
+    _Op("get", "/v1/runs", "List runs", returns=RunList, query=_LIST_QUERY),
     _Op(
         "get",
         "/v1/runs/stats",
         "Counts of the runs the filters match: by status, finished ones by duration",
-        returns="RunStats",
+        returns=RunStats,
         query=_FILTER_QUERY,
     ),
     _Op(
@@ -148,56 +103,57 @@ OPERATIONS = (
         "/v1/runs/claim",
         "Claim the oldest claimable run (204 when none)",
         ClaimBody,
-        returns="Claim",
+        returns=Claim,
         also=((204, "No run is claimable", None),),
     ),
-    _Op("get", "/v1/runs/{run_id}", "Get a run", returns="Run"),
+    _Op("get", "/v1/runs/{run_id}", "Get a run", returns=Run),
     _Op(
         "post",
         "/v1/runs/{run_id}/events",
         "Append events",
         AppendEventsBody,
         201,
+        Appended,
         errors=_RATE_LIMITED,
     ),
     _Op(
         "get",
         "/v1/runs/{run_id}/events",
         "The run's events (JSON pages, or SSE)",
-        returns="EventList",
-        query=(*_EVENT_QUERY, ("after_sequence", _CURSOR)),
+        returns=EventList,
+        query=(*_EVENT_QUERY, query.AFTER_SEQUENCE),
         sse=True,
         errors=_STREAMED,
     ),
-    _Op("post", "/v1/runs/{run_id}/heartbeat", "Record liveness", HeartbeatBody),
-    _Op("post", "/v1/runs/{run_id}/cancel", "Request cancellation", CancelBody, returns="Run"),
-    _Op("post", "/v1/runs/{run_id}/resume", "Resume from the latest checkpoint", returns="Run"),
+    _Op("post", "/v1/runs/{run_id}/heartbeat", "Record liveness", HeartbeatBody, returns=Heartbeat),
+    _Op("post", "/v1/runs/{run_id}/cancel", "Request cancellation", CancelBody, returns=Run),
+    _Op("post", "/v1/runs/{run_id}/resume", "Resume from the latest checkpoint", returns=Run),
     _Op(
         "post",
         "/v1/runs/{run_id}/tool-results",
         "Record a tool result once (200 with replayed: true when it was recorded before)",
         ToolResultBody,
         201,
-        "ToolResultRecorded",
-        also=((200, "Recorded before: the first result, replayed", "ToolResultRecorded"),),
+        ToolResultRecorded,
+        also=((200, "Recorded before: the first result, replayed", ToolResultRecorded),),
         errors=_RATE_LIMITED,
     ),
-    _Op("get", "/v1/runs/{run_id}/tool-results", "Recorded tool results"),
-    _Op("get", "/v1/runs/{run_id}/messages", "The run's messages"),
-    _Op("get", "/v1/runs/{run_id}/usage", "Token usage and steps"),
-    _Op("get", "/v1/runs/{run_id}/journal", "The run journal"),
+    _Op("get", "/v1/runs/{run_id}/tool-results", "Recorded tool results", returns=ToolResultList),
+    _Op("get", "/v1/runs/{run_id}/messages", "The run's messages", returns=MessageList),
+    _Op("get", "/v1/runs/{run_id}/usage", "Token usage and steps", returns=Usage),
+    _Op("get", "/v1/runs/{run_id}/journal", "The run journal", returns=Journal),
     _Op(
         "get",
         "/v1/runs/{run_id}/state",
         "The run as of an event id",
-        returns="Run",
-        query=(("at_event_id", {**_CURSOR, "minimum": 1}),),
+        returns=Run,
+        query=(query.AT_EVENT_ID,),
     ),
     _Op(
         "get",
         "/v1/events",
         "The log (JSON pages, or the SSE firehose)",
-        returns="EventList",
+        returns=EventList,
         query=_EVENT_QUERY,
         sse=True,
         errors=_STREAMED,
@@ -206,19 +162,43 @@ OPERATIONS = (
         "get",
         "/v1/conversations/{conversation_id}/agent-events",
         "A conversation's SSE stream",
-        query=(*_STREAM_QUERY, ("run_id", _TEXT)),
+        query=(*_STREAM_QUERY, query.RUN_ID),
         sse=True,
         errors=_STREAMED,
     ),
-    _Op("get", "/v1/conversations/{conversation_id}/agent-status", "The status panel"),
-    _Op("get", "/v1/me", "The calling key: organization, role, highest visibility"),
-    _Op("get", "/v1/audit/verify", "Verify the hash chain", query=(("run_id", _TEXT),)),
-    _Op("get", "/healthz", "Liveness", errors=(), open=True),
-    _Op("get", "/readyz", "Readiness", errors=(503,), open=True),
+    _Op(
+        "get",
+        "/v1/conversations/{conversation_id}/agent-status",
+        "The status panel",
+        returns=AgentStatus,
+    ),
+    _Op("get", "/v1/me", "The calling key: organization, role, highest visibility", returns=Me),
+    _Op(
+        "get",
+        "/v1/audit/verify",
+        "Verify the hash chain",
+        returns=AuditReport,
+        query=(query.RUN_ID,),
+    ),
+    _Op("get", "/healthz", "Liveness", returns=Health, errors=(), open=True),
+    _Op(
+        "get",
+        "/readyz",
+        "Readiness",
+        returns=Ready,
+        also=((503, "The database did not answer a read", NotReady),),
+        errors=(),
+        open=True,
+    ),
 )
 
 
-_RESPONSES = (Run, StoredEvent, RunList, EventList, Claim, ToolResultRecorded, RunStats, Error)
+def _responses() -> list[type[BaseModel]]:
+    """Every answer's model, each once, in the order the operations name them."""
+    found: dict[type[BaseModel], None] = {StoredEvent: None, Error: None}
+    for op in OPERATIONS:
+        found |= {model: None for model in op.answers().values() if model is not None}
+    return list(found)
 
 
 @cache
@@ -234,7 +214,7 @@ def openapi_document(max_body_bytes: int) -> dict[str, Any]:
             CancelBody,
             ToolResultBody,
         )
-    ] + [(model, "serialization") for model in _RESPONSES]
+    ] + [(model, "serialization") for model in _responses()]
     models += [(model, "validation") for model in PAYLOAD_MODELS.values()]
     _, definitions = models_json_schema(models, ref_template=_REF)
     schemas = definitions.get("$defs", {})
@@ -267,10 +247,12 @@ def _operation(op: _Op) -> dict[str, Any]:
         {"name": name[1:-1], "in": "path", "required": True, "schema": _ID}
         for name in _path_names(op.path)
     ] + [
-        {"name": name, "in": "query", "required": False, "schema": schema}
-        for name, schema in op.query
+        {"name": param.name, "in": "query", "required": False, "schema": param.schema}
+        for param in op.query
     ]
-    content: dict[str, Any] = {"application/json": {"schema": _ref_or_object(op.returns)}}
+    content: dict[str, Any] = {}
+    if op.returns is not None:
+        content["application/json"] = {"schema": _ref(op.returns)}
     if op.sse:
         content["text/event-stream"] = _SSE
     responses: dict[str, Any] = {str(op.ok): {"description": "OK", "content": content}}
@@ -320,11 +302,10 @@ _SSE: dict[str, Any] = {
 }
 
 
-def _also(when: str, schema: str | None) -> dict[str, Any]:
-    if schema is None:
+def _also(when: str, model: type[BaseModel] | None) -> dict[str, Any]:
+    if model is None:
         return {"description": when}
-    content = {"application/json": {"schema": {"$ref": _REF.format(model=schema)}}}
-    return {"description": when, "content": content}
+    return {"description": when, "content": {"application/json": {"schema": _ref(model)}}}
 
 
 def _event_body(plain: dict[str, Any]) -> dict[str, Any]:
@@ -362,5 +343,5 @@ def _path_names(path: str) -> list[str]:
     return [part for part in path.split("/") if part.startswith("{")]
 
 
-def _ref_or_object(name: str | None) -> dict[str, Any]:
-    return {"type": "object"} if name is None else {"$ref": _REF.format(model=name)}
+def _ref(model: type[BaseModel]) -> dict[str, Any]:
+    return {"$ref": _REF.format(model=model.__name__)}

@@ -10,10 +10,11 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from api.client.contract import MAX_INTEGER, MAX_PAGE_SIZE
+from api.client.models import EventList
 from api.server.errors import ApiError
-from api.server.input_limits import bounded_int
 from api.server.json_input import decode_json
+from api.server.query import AFTER_EVENT_ID, EVENT_LIMIT
+from api.server.wire import field_names
 from eventstore import (
     AgentEvent,
     EventFilter,
@@ -24,10 +25,8 @@ from eventstore import (
 from projections import RunCommands, RunQueries
 
 __all__ = [
-    "bool_param",
     "commands",
     "event_page",
-    "int_param",
     "json_response",
     "queries",
     "read_body",
@@ -79,38 +78,18 @@ async def _bounded_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def int_param(
-    request: Request, name: str, default: int, *, low: int = 0, high: int = MAX_INTEGER
-) -> int:
-    """An integer query parameter within ``low..high`` (at most 2^63-1, what the databases hold)."""
-    raw = request.query_params.get(name)
-    return default if raw is None else bounded_int(raw, name, low=low, high=high)
-
-
-def bool_param(request: Request, name: str) -> bool | None:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return None
-    if raw.lower() in ("1", "true", "yes"):
-        return True
-    if raw.lower() in ("0", "false", "no"):
-        return False
-    raise ApiError(400, "invalid_parameter", f"{name} must be true or false; got {raw!r}")
-
-
 async def event_page(request: Request, flt: EventFilter) -> Response:
     """A JSON page of the log in id order; ``next_cursor`` goes back as ``after_event_id``.
 
     ``head`` is the log's last id when the page was read: a client that wants only what comes
     next (a live board) streams from it.
     """
-    after = int_param(request, "after_event_id", 0)
-    limit = int_param(request, "limit", 100, low=1, high=MAX_PAGE_SIZE)
+    after, limit = AFTER_EVENT_ID.value(request), EVENT_LIMIT.value(request)
     page = await store(request).read(flt, after=after, limit=limit)
     head = await store(request).head()
     cursor = str(page.position) if page.position < head else None
     more = {"next_cursor": cursor, "position": page.position, "head": head}
-    return events_response(page.events, more, 200, key="items")
+    return events_response(EventList, page.events, more, 200)
 
 
 def wants_stream(request: Request) -> bool:
@@ -124,10 +103,12 @@ def json_response(
 
 
 def events_response(
-    events: Sequence[AgentEvent], extra: dict[str, Any], status: int, *, key: str = "events"
+    model: type[BaseModel], events: Sequence[AgentEvent], extra: dict[str, Any], status: int
 ) -> Response:
-    """``{key: [...], **extra}``, with each event's public JSON written as it is kept
-    (``AgentEvent.to_json``) instead of decoded to a dict and encoded again."""
+    """``model``'s answer: ``events`` under its first field, ``extra`` its others (unchecked on
+    this hot path: ``tests/api/server/test_wire.py`` holds them to the model), each event's
+    public JSON written as it is kept (``AgentEvent.to_json``), not decoded and encoded again."""
+    key = field_names(model)[0]
     rest = "".join(f",{json.dumps(k)}:{compact_json(v)}" for k, v in extra.items())
     listed = ",".join(event.to_json() for event in events)
     body = f"{{{json.dumps(key)}:[{listed}]{rest}}}"

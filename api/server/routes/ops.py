@@ -10,9 +10,11 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from api.client.models import AuditReport, Health, Me, NotReady, Ready
 from api.server.auth import Role, require
 from api.server.metrics_access import admit_scraper
 from api.server.openapi import openapi_document
+from api.server.query import RUN_ID
 from api.server.routes._common import json_response, store
 
 __all__ = ["routes"]
@@ -21,7 +23,7 @@ logger = logging.getLogger("runtrack")
 
 
 async def healthz(request: Request) -> JSONResponse:
-    return json_response({"status": "ok"})
+    return json_response(Health(status="ok").model_dump(mode="json"))
 
 
 async def readyz(request: Request) -> JSONResponse:
@@ -32,9 +34,10 @@ async def readyz(request: Request) -> JSONResponse:
         # The probe takes no key: the answer names the kind of failure, the log its text
         # (which may name the database's host and user).
         logger.warning("not ready: the database did not answer a read", exc_info=True)
-        return json_response({"status": "unavailable", "reason": type(exc).__name__}, 503)
+        failed = NotReady(status="unavailable", reason=type(exc).__name__)
+        return json_response(failed.model_dump(mode="json"), 503)
     leader = request.app.state.leadership.is_leader
-    return json_response({"status": "ready", "head_id": head, "leader": leader})
+    return json_response(Ready(status="ready", head_id=head, leader=leader).model_dump(mode="json"))
 
 
 async def metrics(request: Request) -> Response:
@@ -56,14 +59,13 @@ async def openapi(request: Request) -> JSONResponse:
 async def me(request: Request) -> JSONResponse:
     """Who the key is: what a client (the dashboard's visibility switch) may offer."""
     principal = await require(request, Role.USER)
-    return json_response(
-        {
-            "key_id": principal.key_id,
-            "organization_id": principal.organization_id,
-            "role": principal.role.label,
-            "max_visibility": principal.role.max_visibility.label,
-        }
+    me = Me(
+        key_id=principal.key_id,
+        organization_id=principal.organization_id,
+        role=principal.role.label,
+        max_visibility=principal.role.max_visibility.label,
     )
+    return json_response(me.model_dump(mode="json"))
 
 
 async def audit_verify(request: Request) -> JSONResponse:
@@ -72,17 +74,14 @@ async def audit_verify(request: Request) -> JSONResponse:
     is named by its global id and kind, never by its organization, run or content."""
     principal = await require(request, Role.ADMIN)
     report = await store(request).verify(
-        run_id=request.query_params.get("run_id"), organization_id=principal.organization_id
+        run_id=RUN_ID.get(request), organization_id=principal.organization_id
     )
-    body: dict[str, object] = {
-        "ok": report.ok,
-        "events": report.events,
-        "head_id": report.head_id,
-        "head_hash": report.head_hash,
-    }
-    if not report.ok:
-        body.update(first_bad_event_id=report.first_bad_event_id, reason=report.reason)
-    return json_response(body)
+    answer = AuditReport(
+        ok=report.ok, events=report.events, head_id=report.head_id, head_hash=report.head_hash
+    )
+    if not report.ok:  # the break is named only when there is one
+        answer.first_bad_event_id, answer.reason = report.first_bad_event_id, report.reason
+    return json_response(answer.model_dump(mode="json", exclude_unset=True))
 
 
 STATIC = Path(__file__).parent.parent / "static"

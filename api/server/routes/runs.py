@@ -2,29 +2,37 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from api.client.contract import MAX_METADATA_FILTERS, MAX_PAGE_SIZE
 from api.client.models import (
+    Appended,
+    AppendedRun,
     AppendEventsBody,
     CancelBody,
+    Claim,
     ClaimBody,
+    DurationBucket,
+    Heartbeat,
     HeartbeatBody,
+    Journal,
+    Message,
+    MessageList,
+    RunList,
+    RunStats,
     ToolResultBody,
+    ToolResultList,
+    ToolResultRecorded,
+    Usage,
 )
+from api.server import query
 from api.server.auth import Role, cap, require
-from api.server.errors import ApiError
 from api.server.rate_limits import rate_limits
 from api.server.routes._common import (
-    bool_param,
     commands,
     event_page,
     events_response,
-    int_param,
     json_response,
     queries,
     read_body,
@@ -32,9 +40,16 @@ from api.server.routes._common import (
 )
 from api.server.routes.streams import run_stream
 from api.server.sse import resolve_visibility
-from api.server.wire import CreateRunBody, event_json, new_event, run_json
-from eventstore import EventFilter, Visibility
-from projections import DURATION_BOUNDS_MS, RunFilter, RunStatus
+from api.server.wire import (
+    CreateRunBody,
+    event_json,
+    field_names,
+    new_event,
+    run_json,
+    shaped,
+)
+from eventstore import AgentEvent, EventFilter, Visibility
+from projections import DURATION_BOUNDS_MS, RunFilter
 
 __all__ = ["routes"]
 
@@ -61,24 +76,18 @@ async def create_run(request: Request) -> JSONResponse:
 
 async def list_runs(request: Request) -> JSONResponse:
     principal = await require(request, Role.USER)
-    params = request.query_params
-    order = params.get("order", "desc")
-    if order not in ("asc", "desc"):
-        raise ApiError(400, "invalid_parameter", f"order must be asc or desc; got {order!r}")
+    order = query.ORDER.get(request)
     page = await queries(request).list_runs(
         principal.organization_id,
         _run_filter(request),
-        limit=int_param(request, "limit", 20, low=1, high=MAX_PAGE_SIZE),
+        limit=query.RUN_LIMIT.value(request),
         order=order,  # type: ignore[arg-type]
-        after=params.get("after"),
-        before=params.get("before"),
+        after=query.AFTER.get(request),
+        before=query.BEFORE.get(request),
     )
+    items = [run_json(run, cap(principal)) for run in page.items]
     return json_response(
-        {
-            "items": [run_json(run, cap(principal)) for run in page.items],
-            "next_cursor": page.next_cursor,
-            "prev_cursor": page.prev_cursor,
-        }
+        shaped(RunList, items=items, next_cursor=page.next_cursor, prev_cursor=page.prev_cursor)
     )
 
 
@@ -87,54 +96,26 @@ async def run_stats(request: Request) -> JSONResponse:
     principal = await require(request, Role.USER)
     stats = await queries(request).stats(principal.organization_id, _run_filter(request))
     bounds = [*DURATION_BOUNDS_MS, None]
-    return json_response(
-        {
-            "total": stats.total,
-            "by_status": stats.by_status,
-            "durations": [
-                {"below_ms": bound, "count": count}
-                for bound, count in zip(bounds, stats.durations, strict=True)
-            ],
-        }
-    )
+    durations = [
+        DurationBucket(below_ms=bound, count=count)
+        for bound, count in zip(bounds, stats.durations, strict=True)
+    ]
+    answer = RunStats(total=stats.total, by_status=stats.by_status, durations=durations)
+    return json_response(answer.model_dump(mode="json"))
 
 
 def _run_filter(request: Request) -> RunFilter:
-    params = request.query_params
-    statuses = {s for value in params.getlist("status") for s in value.split(",") if s}
-    try:
-        parsed = tuple(RunStatus(s) for s in sorted(statuses))
-    except ValueError as exc:
-        raise ApiError(400, "invalid_parameter", f"unknown status: {exc}") from None
     return RunFilter(
-        statuses=parsed,
-        active=bool_param(request, "active"),
-        agent_id=params.get("agent_id") or params.get("agent"),
-        conversation_id=params.get("conversation_id"),
-        lane_key=params.get("lane_key"),
-        stop_reason=params.get("stop_reason"),
-        created_after=params.get("created_after"),
-        created_before=params.get("created_before"),
-        metadata=_metadata_filters(params.getlist("metadata")),
+        statuses=query.STATUS.get(request),
+        active=query.ACTIVE.get(request),
+        agent_id=query.AGENT_ID.get(request) or request.query_params.get("agent"),
+        conversation_id=query.CONVERSATION_ID.get(request),
+        lane_key=query.LANE_KEY.get(request),
+        stop_reason=query.STOP_REASON.get(request),
+        created_after=query.CREATED_AFTER.get(request),
+        created_before=query.CREATED_BEFORE.get(request),
+        metadata=query.METADATA.get(request),
     )
-
-
-def _metadata_filters(raws: list[str]) -> tuple[tuple[str, str], ...]:
-    if len(raws) > MAX_METADATA_FILTERS:
-        raise ApiError(
-            400,
-            "too_many_filters",
-            f"at most {MAX_METADATA_FILTERS} metadata filters per query; got {len(raws)}",
-            limit=MAX_METADATA_FILTERS,
-        )
-    return tuple(dict.fromkeys(_metadata_pair(raw) for raw in raws))
-
-
-def _metadata_pair(raw: str) -> tuple[str, str]:
-    key, sep, value = raw.partition("=")
-    if not sep or not key:
-        raise ApiError(400, "invalid_parameter", f"metadata filters are key=value; got {raw!r}")
-    return key, value
 
 
 async def get_run(request: Request) -> JSONResponse:
@@ -153,12 +134,14 @@ async def claim_run(request: Request) -> Response:
         return Response(status_code=204)
     # The claimer is the run's worker: the run, its checkpoint and its tool results are whole,
     # because they are what the worker resumes from (docs/api.md, "What a role sees").
+    checkpoint = None if claim.checkpoint is None else event_json(claim.checkpoint)
     return json_response(
-        {
-            "run": run_json(claim.run, Visibility.INTERNAL),
-            "checkpoint": None if claim.checkpoint is None else event_json(claim.checkpoint),
-            "tool_results": [event_json(e) for e in claim.tool_results],
-        }
+        shaped(
+            Claim,
+            run=run_json(claim.run, Visibility.INTERNAL),
+            checkpoint=checkpoint,
+            tool_results=[event_json(e) for e in claim.tool_results],
+        )
     )
 
 
@@ -176,8 +159,12 @@ async def append_events(request: Request) -> Response:
             idempotency_key=body.idempotency_key,
         )
     metrics.events_appended.inc(len(events))
-    state = {"status": run.status.value, "cancel_requested": run.cancel_requested}
-    return events_response(events, {"run": state}, 201)
+    state = {_STATUS: run.status.value, _CANCEL_REQUESTED: run.cancel_requested}
+    return events_response(Appended, events, {"run": state}, 201)
+
+
+_STATUS, _CANCEL_REQUESTED = field_names(AppendedRun)
+"""``AppendedRun``'s fields, unpacked once: the append answers without a call per request."""
 
 
 async def run_events(request: Request) -> Response:
@@ -186,7 +173,7 @@ async def run_events(request: Request) -> Response:
     if wants_stream(request):
         return await run_stream(request, principal, run_id, conversation_id=None)
     await queries(request).get(principal.organization_id, run_id)
-    int_param(request, "after_sequence", 0)  # in range, though only a stream starts from it
+    query.AFTER_SEQUENCE.get(request)  # in range, though only a stream starts from it
     flt = EventFilter(
         principal.organization_id, run_id=run_id, visibility=resolve_visibility(request, principal)
     )
@@ -199,13 +186,10 @@ async def heartbeat(request: Request) -> JSONResponse:
     state = await commands(request).heartbeat(
         principal.organization_id, request.path_params["run_id"], worker_id=body.worker_id
     )
-    return json_response(
-        {
-            "run_id": state.run_id,
-            "status": state.status.value,
-            "cancel_requested": state.cancel_requested,
-        }
+    beat = Heartbeat(
+        run_id=state.run_id, status=state.status.value, cancel_requested=state.cancel_requested
     )
+    return json_response(beat.model_dump(mode="json"))
 
 
 async def cancel_run(request: Request) -> JSONResponse:
@@ -230,9 +214,8 @@ async def record_tool_result(request: Request) -> JSONResponse:
     event, replayed = await commands(request).record_tool_result(
         principal.organization_id, request.path_params["run_id"], body.model_dump()
     )
-    return json_response(
-        {"event": event_json(event), "replayed": replayed}, 200 if replayed else 201
-    )
+    answer = shaped(ToolResultRecorded, event=event_json(event), replayed=replayed)
+    return json_response(answer, 200 if replayed else 201)
 
 
 async def list_tool_results(request: Request) -> JSONResponse:
@@ -240,7 +223,7 @@ async def list_tool_results(request: Request) -> JSONResponse:
     events = await queries(request).tool_results(
         principal.organization_id, request.path_params["run_id"], cap(principal)
     )
-    return json_response({"items": [event_json(e) for e in events]})
+    return json_response(shaped(ToolResultList, items=[event_json(e) for e in events]))
 
 
 async def messages(request: Request) -> JSONResponse:
@@ -248,16 +231,14 @@ async def messages(request: Request) -> JSONResponse:
     events = await queries(request).messages(
         principal.organization_id, request.path_params["run_id"], cap(principal)
     )
-    return json_response({"items": [_message(e) for e in events]})
+    items = [_message(e) for e in events]
+    return json_response(MessageList(items=items).model_dump(mode="json"))
 
 
-def _message(event: Any) -> dict[str, Any]:
-    return {
-        "id": event.id,
-        "sequence": event.sequence,
-        "created_at": event.created_at,
-        **event.payload,
-    }
+def _message(event: AgentEvent) -> Message:
+    return Message(
+        id=event.id, sequence=event.sequence, created_at=event.created_at, **event.payload
+    )
 
 
 async def usage(request: Request) -> JSONResponse:
@@ -265,7 +246,7 @@ async def usage(request: Request) -> JSONResponse:
     found = await queries(request).usage(
         principal.organization_id, request.path_params["run_id"], cap(principal)
     )
-    return json_response(
+    answer = Usage.model_validate(
         {
             "prompt_tokens": found.prompt_tokens,
             "completion_tokens": found.completion_tokens,
@@ -274,6 +255,7 @@ async def usage(request: Request) -> JSONResponse:
             "steps": found.steps,
         }
     )
+    return json_response(answer.model_dump(mode="json"))
 
 
 async def journal(request: Request) -> JSONResponse:
@@ -283,14 +265,15 @@ async def journal(request: Request) -> JSONResponse:
     )
     current = events[-1].payload if events else None
     history = [{"id": e.id, "created_at": e.created_at, **e.payload} for e in events]
-    return json_response({"current": current, "history": history})
+    answer = Journal.model_validate({"current": current, "history": history})
+    return json_response(answer.model_dump(mode="json"))
 
 
 async def state_at(request: Request) -> JSONResponse:
     principal = await require(request, Role.USER)
     run_id = request.path_params["run_id"]
-    event_id = int_param(request, "at_event_id", -1, low=1)
-    if event_id < 0:
+    event_id = query.AT_EVENT_ID.get(request)
+    if event_id is None:
         state = await queries(request).get(principal.organization_id, run_id)
     else:
         state = await queries(request).state_at(principal.organization_id, run_id, event_id)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from api.client.models import AgentStatus, Panel, Recovery
+from api.server import query
 from api.server.auth import Principal, Role, cap, require
 from api.server.input_limits import bounded_int, identifier
 from api.server.routes._common import event_page, json_response, queries, store, wants_stream
@@ -58,7 +58,7 @@ async def _sequence_ids(request: Request, run: RunState) -> dict[int, int]:
 async def conversation_events(request: Request) -> Response:
     principal = await require(request, Role.USER)
     conversation_id = identifier(request.path_params["conversation_id"], "conversation_id")
-    run_id = request.query_params.get("run_id")
+    run_id = query.RUN_ID.get(request)
     if run_id:
         return await run_stream(request, principal, run_id, conversation_id=conversation_id)
     flt = EventFilter(
@@ -88,13 +88,14 @@ async def conversation_status(request: Request) -> JSONResponse:
     )
     current = _current_run(page.items)
     seen = None if current is None else seen_at(current, cap(principal))
-    return json_response(
+    answer = AgentStatus.model_validate(
         {
             "conversation_id": conversation_id,
             "run": None if seen is None else run_json(seen, cap(principal)),
             "panel": None if seen is None else panel(seen),
         }
     )
+    return json_response(answer.model_dump(mode="json"))
 
 
 def _current_run(runs: list[RunState]) -> RunState | None:
@@ -124,28 +125,28 @@ _CANCELLABLE = ACTIVE - {S.RESUMING}
 """Runs the panel offers to cancel: those holding their lane, less one waiting for a worker."""
 
 
-def panel(run: RunState) -> dict[str, Any]:
+def panel(run: RunState) -> Panel:
     """What the status panel shows; the recovery handoff on failed, timed_out and cancelled.
 
     Give it the run as the caller sees it (``seen_at``): the handoff shows the journal and error."""
     handoff = None
     if run.status in _HANDED_OFF:
         journal = run.journal or {}
-        handoff = {
-            "label": _LABELS[run.status],
-            "error": run.error,
-            "journal": journal or None,
-            "handoff_next_action": journal.get("handoff_next_action"),
-            "can_resume": run.resume_available and run.status is not S.CANCELLED,
-        }
-    return {
-        "status": run.status.value,
-        "label": _LABELS[run.status] + (" (cancel requested)" if run.cancel_requested else ""),
-        "detail": run.detail,
-        "can_cancel": run.status in _CANCELLABLE and not run.cancel_requested,
-        "cancel_requested": run.cancel_requested,
-        "recovery": handoff,
-    }
+        handoff = Recovery(
+            label=_LABELS[run.status],
+            error=run.error,
+            journal=journal or None,
+            handoff_next_action=journal.get("handoff_next_action"),
+            can_resume=run.resume_available and run.status is not S.CANCELLED,
+        )
+    return Panel(
+        status=run.status.value,
+        label=_LABELS[run.status] + (" (cancel requested)" if run.cancel_requested else ""),
+        detail=run.detail,
+        can_cancel=run.status in _CANCELLABLE and not run.cancel_requested,
+        cancel_requested=run.cancel_requested,
+        recovery=handoff,
+    )
 
 
 routes = [

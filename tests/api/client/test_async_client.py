@@ -19,10 +19,10 @@ async def test_the_worker_calls(server: LiveServer) -> None:
         assert (run.status, run.num_messages) == ("queued", 1)
         claimed = await client.claim("w1")
         assert claimed is not None
-        assert claimed["run"]["id"] == run.id
+        assert claimed.run.id == run.id
         assert await client.claim("w2") is None
         beat = await client.heartbeat(run.id, "w1")
-        assert beat["cancel_requested"] is False
+        assert beat.cancel_requested is False
         steps = [
             {
                 "event_type": "step_completed",
@@ -31,14 +31,14 @@ async def test_the_worker_calls(server: LiveServer) -> None:
             {"event_type": "message_created", "payload": {"role": "assistant", "content": "ok"}},
         ]
         appended = await client.append(run.id, steps)
-        assert [e["sequence"] for e in appended["events"]] == [4, 5]
-        assert (await client.usage(run.id))["total_tokens"] == 5
-        assert [m["content"] for m in await client.messages(run.id)] == ["hi", "ok"]
+        assert [e.sequence for e in appended.events] == [4, 5]
+        assert (await client.usage(run.id)).total_tokens == 5
+        assert [m.content for m in await client.messages(run.id)] == ["hi", "ok"]
         runs, cursor = await client.list_runs(agent_id="agent-1", status=["running"])
         assert ([r.id for r in runs], cursor) == ([run.id], None)
         events, position = await client.events(after_event_id=0, limit=2)
         assert ([e.id for e in events], position) == ([1, 2], 2)
-        assert (await client.verify())["ok"] is True
+        assert (await client.verify()).ok is True
 
 
 async def test_errors_carry_the_server_code(server: LiveServer) -> None:

@@ -21,7 +21,7 @@ def script(url: str) -> tuple[str, list[str], str]:
         kinds = [event.event_type for event in client.stream(run_id=run.id)]
         with pytest.raises(RuntrackError, match="run_not_found"):
             client.get_run("run-missing")
-        return client.wait(run.id).status, kinds, client.messages(run.id)[0]["content"]
+        return client.wait(run.id).status, kinds, client.messages(run.id)[0].content
 
 
 async def test_a_script_drives_a_run_synchronously(server: LiveServer) -> None:

@@ -25,4 +25,4 @@ async def test_the_demo_plays_runs_to_the_end_with_callbacks(server_factory: Ser
                 seen.add("callback")
             if seen == {"completed", "tool", "callback"}:
                 break
-        assert (await client.verify())["ok"] is True
+        assert (await client.verify()).ok is True
