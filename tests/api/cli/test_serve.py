@@ -16,3 +16,16 @@ def test_every_serve_option_is_a_setting_and_is_passed_on() -> None:
     values = {name: f"value-{name}" for name in options}
     settings = settings_from(values)
     assert {name: getattr(settings, name) for name in options} == values
+
+
+def test_every_serve_default_is_the_settings_default() -> None:
+    """The CLI writes its defaults itself (its help shows them without loading the server):
+    they must be the server's, or ``runtrack serve`` and ``Settings()`` would differ."""
+    defaults = {field.name: field.default for field in dataclasses.fields(Settings)}
+    options = inspect.signature(serve).parameters
+    differ = {
+        name: (option.default, defaults[name])
+        for name, option in options.items()
+        if name not in ("demo", "callback_allow_networks") and option.default != defaults[name]
+    }
+    assert differ == {}
