@@ -32,7 +32,7 @@ from .migrations import Migration, apply_migrations
 from .protocol import Projection, Row
 from .records import GENESIS_HASH
 from .store import PARALLEL_READS, STATUS_CHANGES_MIGRATION, EventStore, StoreOptions
-from .tasks import cancel_and_wait
+from .tasks import cancel_and_wait, stop_requested
 
 __all__ = ["PostgresEventStore"]
 
@@ -246,9 +246,11 @@ class PostgresEventStore(EventStore):
             async with self._pool.connection() as connection:
                 cursor = await connection.execute(self.dialect.driver_sql(sql), params)
                 rows: list[Row] = await cursor.fetchall()
-                return rows
         except psycopg.Error as exc:
             raise translate_error(exc) or StoreUnavailable(str(exc)) from exc
+        if stop_requested():  # the pool's wait for a connection swallowed our cancel
+            raise asyncio.CancelledError
+        return rows
 
     async def _recorded_head(self) -> int:
         rows = await self.fetchall("SELECT last_id FROM log_head")

@@ -47,7 +47,8 @@ def stop_requested() -> bool:
     On Python 3.11 ``asyncio.wait_for`` returns its result instead of raising when the wait
     ends in the same loop turn as the cancel, and psycopg_pool waits for a free connection with
     it: the task goes on as if never cancelled, and ``cancel_and_wait`` cancels it only once.
-    A task that would next wait for work nobody wants any more checks this first.
+    Every PostgreSQL read checks it once the pool has answered (``PostgresEventStore.fetchall``),
+    so no caller has to.
     """
     task = asyncio.current_task()
     return task is not None and task.cancelling() > 0

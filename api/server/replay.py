@@ -22,7 +22,6 @@ from eventstore import (
     cancel_and_wait,
     page_end,
     read_frames,
-    stop_requested,
 )
 
 __all__ = ["AHEAD", "PAGE", "READER_TASK", "Replay"]
@@ -77,8 +76,6 @@ class Replay:
                 while len(framing) < self.store.parallel_reads:
                     if framing and credits.locked():
                         break  # take what is framed first rather than wait for a credit
-                    if stop_requested():  # a cancel a read swallowed: no credit will come
-                        raise asyncio.CancelledError
                     await credits.acquire()
                     if (span := await plan.next()) is None:
                         credits.release()
