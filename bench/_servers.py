@@ -162,7 +162,7 @@ def profile_table(path: Path, top: int = 25) -> list[str]:
 
 
 def _function(frame: str) -> str:
-    """``name (path/file.py:line)`` as ``name (file.py)``: a function, whichever line."""
+    """A py-spy frame, ``name (its path:line)``, as ``name (file name)``: one per function."""
     name, _, where = frame.partition(" (")
     return f"{name} ({where.rsplit('/', 1)[-1].split(':')[0].rstrip(')')})" if where else name
 
