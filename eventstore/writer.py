@@ -64,6 +64,10 @@ class WriterBackend(Protocol):
         ...
 
 
+_IDLE_CHECK_SECONDS = 0.25
+"""How often an idle writer thread looks whether its event loop is gone."""
+
+
 class _FlushFailed(Exception):
     """The buffered writes of a group failed; the group is redone unit by unit."""
 
@@ -149,7 +153,7 @@ class GroupCommitWriter:
     def _take(self) -> tuple[list[_Pending], bool]:
         """Everything queued so far, up to ``max_group`` (waiting for a first unit), and
         whether ``aclose`` came after it."""
-        first = self._queue.get()
+        first = self._next()
         if first is None:
             return [], True
         group = [first]
@@ -162,6 +166,17 @@ class GroupCommitWriter:
                 return group, True
             group.append(pending)
         return group, False
+
+    def _next(self) -> _Pending | None:
+        """The next unit, waiting for it; None after the last, or once the event loop is
+        closed: a store never closed must not keep its process from exiting (the interpreter
+        joins this thread at exit)."""
+        while True:
+            try:
+                return self._queue.get(timeout=_IDLE_CHECK_SECONDS)
+            except queue.Empty:
+                if self._loop is None or self._loop.is_closed():
+                    return None
 
     def _commit(self, group: list[_Pending]) -> None:
         try:
