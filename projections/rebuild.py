@@ -60,31 +60,46 @@ class _Fold:
     position: int = 0
     events: int = 0
 
-    def apply(self, event: AgentEvent) -> None:
-        """Fold one event. The states are this fold's own (``check`` compares them, nothing
-        keeps them), so they are changed in place; a refused event ends the fold."""
-        state = self.states.get(event.run_id)
-        if state is None:
-            self.states[event.run_id] = evolve(None, event)
-        else:
-            advance(state, event)
-        if event.event_type == _TOOL_FINISHED:
-            self.tool_results[(event.run_id, event.payload["tool_call_id"])] = event.id
-        self.position = event.id
-        self.events += 1
+    def apply_page(self, events: list[AgentEvent]) -> None:
+        """Fold events in id order. The states are this fold's own (``check`` compares them,
+        nothing keeps them), so they are changed in place; a refused event ends the fold."""
+        if not events:
+            return
+        states, tool_results = self.states, self.tool_results
+        for event in events:
+            state = states.get(event.run_id)
+            if state is None:
+                states[event.run_id] = evolve(None, event)
+            else:
+                advance(state, event)
+            if event.event_type == _TOOL_FINISHED:
+                tool_results[(event.run_id, event.payload["tool_call_id"])] = event.id
+        self.position = events[-1].id
+        self.events += len(events)
+
+    def release(self) -> None:
+        """Let go of the states while collections are paused, so that the first collection
+        afterwards does not walk every state of the log."""
+        self.states = {}
+        self.tool_results = {}
 
 
 async def rebuild(store: EventStore) -> RebuildReport:
     """Drop and re-fold every read-model table from the log."""
+    with _no_cyclic_collections():
+        return await _rebuild(store)
+
+
+async def _rebuild(store: EventStore) -> RebuildReport:
     started = time.perf_counter()
-    folded = await _fold_log(store)
+    folded = await _fold_pages(store)
 
     def replace_tables(context: WriteContext) -> None:
         context.flush()
-        for row in context.tx.fetchall(
+        rows = context.tx.fetchall(
             f"SELECT {EVENT_COLUMNS} FROM events WHERE id > ? ORDER BY id", (folded.position,)
-        ):
-            folded.apply(AgentEvent.from_row(row))
+        )
+        folded.apply_page([AgentEvent.from_row(row) for row in rows])
         _write_tables(context, folded)
         for projection in context.projections:
             if isinstance(projection, RunProjection):
@@ -92,13 +107,20 @@ async def rebuild(store: EventStore) -> RebuildReport:
         record_fingerprint(context.tx, RunProjection())
 
     await store.transact(replace_tables)
-    return RebuildReport(folded.events, len(folded.states), time.perf_counter() - started)
+    report = RebuildReport(folded.events, len(folded.states), time.perf_counter() - started)
+    folded.release()  # the writer may hold ``replace_tables`` (and so the fold) a while longer
+    return report
 
 
 async def check(store: EventStore) -> RebuildReport:
     """Rebuild into memory and report every difference with the live tables (writes nothing)."""
+    with _no_cyclic_collections():
+        return await _check(store)
+
+
+async def _check(store: EventStore) -> RebuildReport:
     started = time.perf_counter()
-    folded = await _fold_log(store)
+    folded = await _fold_pages(store)
     live = await _live_runs(store)
     for run_id, row in live.items():
         await _catch_up(store, folded, run_id, row.last_event_id)
@@ -124,13 +146,8 @@ def _no_cyclic_collections() -> Iterator[None]:
             gc.enable()
 
 
-async def _fold_log(store: EventStore) -> _Fold:
-    """Fold the log up to the head seen at start, reading each next page while folding one."""
-    with _no_cyclic_collections():
-        return await _fold_pages(store)
-
-
 async def _fold_pages(store: EventStore) -> _Fold:
+    """Fold the log up to the head seen at start, reading each next page while folding one."""
     folded = _Fold()
     head = await store.head()
     pending = asyncio.ensure_future(store.read(EventFilter(), after=0, limit=_PAGE))
@@ -142,10 +159,10 @@ async def _fold_pages(store: EventStore) -> _Fold:
             pending = asyncio.ensure_future(
                 store.read(EventFilter(), after=page.position, limit=_PAGE)
             )
-        for event in page.events:
-            if event.id > head:
-                return folded
-            folded.apply(event)
+        if page.events[-1].id > head:
+            folded.apply_page([event for event in page.events if event.id <= head])
+            return folded
+        folded.apply_page(page.events)
         if page.position >= head:
             return folded
 
