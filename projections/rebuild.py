@@ -11,18 +11,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from eventstore import (
     EVENT_COLUMNS,
     AgentEvent,
-    EventFilter,
     EventStore,
     EventType,
+    Row,
     WriteContext,
     record_fingerprint,
+    refilled_events,
 )
 
 from .readmodel import (
@@ -60,13 +62,14 @@ class _Fold:
     position: int = 0
     events: int = 0
 
-    def apply_page(self, events: list[AgentEvent]) -> None:
-        """Fold events in id order. The states are this fold's own (``check`` compares them,
-        nothing keeps them), so they are changed in place; a refused event ends the fold."""
-        if not events:
+    def apply_rows(self, rows: Sequence[Row]) -> None:
+        """Fold events, given as rows in id order. The states are this fold's own (``check``
+        compares them, nothing keeps them), so they are changed in place, and the event is
+        one object refilled per row; a refused event ends the fold."""
+        if not rows:
             return
         states, tool_results = self.states, self.tool_results
-        for event in events:
+        for event in refilled_events(rows):
             state = states.get(event.run_id)
             if state is None:
                 states[event.run_id] = evolve(None, event)
@@ -74,8 +77,9 @@ class _Fold:
                 advance(state, event)
             if event.event_type == _TOOL_FINISHED:
                 tool_results[(event.run_id, event.payload["tool_call_id"])] = event.id
-        self.position = events[-1].id
-        self.events += len(events)
+        _check_not_kept(event)
+        self.position = int(rows[-1][0])
+        self.events += len(rows)
 
     def release(self) -> None:
         """Let go of the states while collections are paused, so that the first collection
@@ -96,10 +100,11 @@ async def _rebuild(store: EventStore) -> RebuildReport:
 
     def replace_tables(context: WriteContext) -> None:
         context.flush()
-        rows = context.tx.fetchall(
-            f"SELECT {EVENT_COLUMNS} FROM events WHERE id > ? ORDER BY id", (folded.position,)
+        folded.apply_rows(
+            context.tx.fetchall(
+                f"SELECT {EVENT_COLUMNS} FROM events WHERE id > ? ORDER BY id", (folded.position,)
+            )
         )
-        folded.apply_page([AgentEvent.from_row(row) for row in rows])
         _write_tables(context, folded)
         for projection in context.projections:
             if isinstance(projection, RunProjection):
@@ -131,6 +136,14 @@ async def _check(store: EventStore) -> RebuildReport:
     return report
 
 
+def _check_not_kept(event: AgentEvent) -> None:
+    """A handler that kept the event itself, not its values, would see it change under it:
+    refuse the fold rather than write what it made (``apply_rows``' name, this argument and
+    ``getrefcount``'s own are the only references a fold leaves)."""
+    if sys.getrefcount(event) > 3:
+        raise RuntimeError("the fold kept an event: a rebuild cannot refill it per row")
+
+
 @contextlib.contextmanager
 def _no_cyclic_collections() -> Iterator[None]:
     """The fold keeps every run's state alive, so each automatic full collection walks all of
@@ -150,21 +163,22 @@ async def _fold_pages(store: EventStore) -> _Fold:
     """Fold the log up to the head seen at start, reading each next page while folding one."""
     folded = _Fold()
     head = await store.head()
-    pending = asyncio.ensure_future(store.read(EventFilter(), after=0, limit=_PAGE))
+    pending = asyncio.ensure_future(store.fetchall(_PAGE_SQL, (0, _PAGE)))
     while True:
-        page = await pending
-        if not page.events or page.events[0].id > head:
+        rows = await pending
+        last = int(rows[-1][0]) if rows else head
+        if last < head:
+            pending = asyncio.ensure_future(store.fetchall(_PAGE_SQL, (last, _PAGE)))
+        if last > head:
+            folded.apply_rows([row for row in rows if int(row[0]) <= head])
             return folded
-        if page.position < head:
-            pending = asyncio.ensure_future(
-                store.read(EventFilter(), after=page.position, limit=_PAGE)
-            )
-        if page.events[-1].id > head:
-            folded.apply_page([event for event in page.events if event.id <= head])
+        folded.apply_rows(rows)
+        if last >= head:
             return folded
-        folded.apply_page(page.events)
-        if page.position >= head:
-            return folded
+
+
+_PAGE_SQL = f"SELECT {EVENT_COLUMNS} FROM events WHERE id > ? ORDER BY id LIMIT ?"
+"""A page of the log (the store's own unfiltered read, as rows: the fold refills one event)."""
 
 
 async def _catch_up(store: EventStore, folded: _Fold, run_id: str, until: int) -> None:
