@@ -40,6 +40,8 @@ from .state import RunState, advance, evolve
 __all__ = ["RebuildReport", "check", "rebuild"]
 
 _PAGE = 5000
+_LOG_PAGE = 20_000
+"""Events per read of the log: fewer, larger reads cost less per event (docs/benchmarks.md)."""
 _TOOL_FINISHED = EventType.TOOL_FINISHED.value
 
 
@@ -163,12 +165,12 @@ async def _fold_pages(store: EventStore) -> _Fold:
     """Fold the log up to the head seen at start, reading each next page while folding one."""
     folded = _Fold()
     head = await store.head()
-    pending = asyncio.ensure_future(store.fetchall(_PAGE_SQL, (0, _PAGE)))
+    pending = asyncio.ensure_future(store.fetchall(_PAGE_SQL, (0, _LOG_PAGE)))
     while True:
         rows = await pending
         last = int(rows[-1][0]) if rows else head
         if last < head:
-            pending = asyncio.ensure_future(store.fetchall(_PAGE_SQL, (last, _PAGE)))
+            pending = asyncio.ensure_future(store.fetchall(_PAGE_SQL, (last, _LOG_PAGE)))
         if last > head:
             folded.apply_rows([row for row in rows if int(row[0]) <= head])
             return folded
