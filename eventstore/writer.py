@@ -70,10 +70,8 @@ class _State(enum.Enum):
     CLOSED = "closed"
 
 
-@dataclass
-class _Pending:
-    unit: Unit
-    future: asyncio.Future[Any]
+_Pending = tuple[Unit, "asyncio.Future[Any]"]
+"""A queued unit and its caller's future (a tuple: one is built per append)."""
 
 
 @dataclass(frozen=True)
@@ -108,6 +106,7 @@ class GroupCommitWriter:
 
     async def start(self) -> None:
         await self._in_thread(self._backend.connect)
+        self._loop = asyncio.get_running_loop()
         self._task = asyncio.create_task(self._run(), name="runtrack-writer")
         self._state = _State.RUNNING
 
@@ -115,8 +114,8 @@ class GroupCommitWriter:
         """Run ``unit`` in the next group; returns once its transaction has committed."""
         if self._state is not _State.RUNNING:
             raise StoreUnavailable("the event store is closed")
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Pending(unit, future))
+        future: asyncio.Future[T] = self._loop.create_future()
+        self._queue.append((unit, future))
         self._wakeup.set()
         return await future
 
@@ -143,20 +142,20 @@ class GroupCommitWriter:
                 return
 
     async def _commit(self, group: list[_Pending]) -> None:
-        units = [pending.unit for pending in group]
+        units = [unit for unit, _ in group]
         try:
             result = await self._in_thread(self._run_group, units)
         except BaseException as exc:
             error = self._backend.translate(exc) or exc
-            for pending in group:
-                _settle(pending.future, False, error)
+            for _, future in group:
+                _settle(future, False, error)
             if not isinstance(exc, Exception):
                 raise
             return
         if result.committed and self._on_commit is not None:
             self._on_commit(result.committed, result.previous_head_id)
-        for pending, (ok, value) in zip(group, result.outcomes, strict=True):
-            _settle(pending.future, ok, value)
+        for (_, future), (ok, value) in zip(group, result.outcomes, strict=True):
+            _settle(future, ok, value)
 
     def _run_group(self, units: list[Unit]) -> _GroupResult:
         """On the writer thread: one transaction for the whole group, one commit.
