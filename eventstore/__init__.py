@@ -57,7 +57,7 @@ from .scratch_schema import (
     drop_scratch_schema,
     scratch_schema,
 )
-from .sqlite import SQLiteEventStore
+from .sqlite import WAL_AUTOCHECKPOINT_PAGES, SQLiteEventStore
 from .sqlite_library import disable_memory_statistics
 from .store import PARALLEL_READS, EventStore
 from .tail import Broadcaster
@@ -73,6 +73,7 @@ __all__ = [
     "PAYLOAD_MODELS",
     "SERVER_WRITTEN_TYPES",
     "STATUS_FOR_STOP_REASON",
+    "WAL_AUTOCHECKPOINT_PAGES",
     "AgentEvent",
     "AppendRequest",
     "Broadcaster",

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from eventstore import SQLiteEventStore, StoreUnavailable
+from eventstore import WAL_AUTOCHECKPOINT_PAGES, SQLiteEventStore, StoreUnavailable
 
 from .helpers import ORG, message
 from .raw_database import RawDatabase, make_log
@@ -31,3 +31,11 @@ async def test_synchronous_setting_is_applied(tmp_path: Path, synchronous: str) 
         mode = await store.fetchall("PRAGMA journal_mode")
     assert level == ({"FULL": 2, "NORMAL": 1}[synchronous],)
     assert mode == [("wal",)]
+
+
+async def test_the_writer_checkpoints_the_wal_rarely(tmp_path: Path) -> None:
+    """Rarer checkpoints copy each index page once for many commits (``sqlite.py``)."""
+    async with SQLiteEventStore(tmp_path / "log.db") as store:
+        pages = await store.transact(lambda c: c.tx.fetchone("PRAGMA wal_autocheckpoint"))
+    assert pages == (WAL_AUTOCHECKPOINT_PAGES,)
+    assert WAL_AUTOCHECKPOINT_PAGES > 1000  # SQLite's default
