@@ -134,10 +134,31 @@ def prepare_append(
         raise InvalidEvent("an append needs at least one event")
     if len(events) > MAX_EVENTS_PER_APPEND:
         raise InvalidEvent(f"an append holds at most {MAX_EVENTS_PER_APPEND} events")
-    prepared = tuple(_prepare_event(event) for event in events)
-    return AppendRequest(
-        organization_id, run_id, prepared, expected_sequence, idempotency_key, conversation_id
+    prepared = tuple([_prepare_event(event) for event in events])
+    return _frozen(
+        AppendRequest,
+        {
+            "organization_id": organization_id,
+            "run_id": run_id,
+            "events": prepared,
+            "expected_sequence": expected_sequence,
+            "idempotency_key": idempotency_key,
+            "conversation_id": conversation_id,
+            "sent_fingerprint": None,
+        },
     )
+
+
+F = TypeVar("F")
+
+
+def _frozen(cls: type[F], fields: dict[str, Any]) -> F:
+    """An instance of the frozen dataclass ``cls`` with exactly ``fields`` (every field, none
+    with a ``__post_init__``): its ``__init__`` without a ``object.__setattr__`` per field,
+    half the cost, and ``prepare_append`` builds two per append."""
+    instance = _new_event(cls)
+    _set_attribute(instance, "__dict__", fields)
+    return instance
 
 
 def _prepare_event(event: NewEvent) -> PreparedEvent:
@@ -153,7 +174,14 @@ def _prepare_event(event: NewEvent) -> PreparedEvent:
             visibility = Visibility.parse(event.visibility)
         except ValueError as exc:
             raise InvalidEvent(str(exc), event_type=event.event_type) from exc
-    return PreparedEvent(event.event_type, visibility.label, payload_json)
+    return _frozen(
+        PreparedEvent,
+        {
+            "event_type": event.event_type,
+            "visibility": visibility.label,
+            "payload_json": payload_json,
+        },
+    )
 
 
 def _normal_form(event: NewEvent) -> str:
@@ -210,6 +238,8 @@ _ESCAPED = json.encoder.ESCAPE
 _sha256 = hashlib.sha256
 _new_event = object.__new__
 _set_attribute = object.__setattr__
+_tuple_new = tuple.__new__
+"""Named tuples built without their ``__new__``'s Python frame (one of each per append)."""
 _MISSING = _Stream("", "", 0, 0, exists=False)
 
 
@@ -283,7 +313,9 @@ class WriteContext:
         self._flushed = len(self.committed)
 
     def mark(self) -> _Mark:
-        return _Mark(self.head, len(self.committed), len(self._stream_undo), len(self._key_undo))
+        return _tuple_new(
+            _Mark, (self.head, len(self.committed), len(self._stream_undo), len(self._key_undo))
+        )
 
     def reset(self, mark: _Mark) -> None:
         """Forget everything a unit did after ``mark`` (its savepoint was rolled back)."""
@@ -422,14 +454,15 @@ class WriteContext:
     def _remember(self, request: AppendRequest, stream: _Stream, events: list[AgentEvent]) -> None:
         last = events[-1]
         self._stream_undo.append((request.run_id, self._streams[request.run_id]))
-        self._streams[request.run_id] = _Stream(
-            stream.organization_id, stream.conversation_id, last.sequence, last.id, stream.exists
+        self._streams[request.run_id] = _tuple_new(
+            _Stream,
+            (stream.organization_id, stream.conversation_id, last.sequence, last.id, stream.exists),
         )
         if request.idempotency_key is not None:
             key = (request.organization_id, request.idempotency_key)
             self._keys[key] = (request.fingerprint(), events)
             self._key_undo.append(key)
-        self.head = Head(last.id, last.hash, last.created_at)
+        self.head = _tuple_new(Head, (last.id, last.hash, last.created_at))
         self.committed.extend(events)
 
     def _write_streams(self, pending: list[AgentEvent]) -> None:
