@@ -45,6 +45,7 @@ from bench._machine import PeakRss, describe_machine
 from eventstore import (
     INSERT_EVENT,
     WAL_AUTOCHECKPOINT_PAGES,
+    WRITER_CACHE_KIB,
     EventFilter,
     EventStore,
     NewEvent,
@@ -154,6 +155,7 @@ def connect_plain(path: Path, synchronous: Synchronous = "FULL") -> sqlite3.Conn
     connection.execute("PRAGMA journal_mode=WAL")
     connection.execute(f"PRAGMA synchronous={synchronous}")
     connection.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
+    connection.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}")
     return connection
 
 

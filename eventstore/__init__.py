@@ -57,7 +57,7 @@ from .scratch_schema import (
     drop_scratch_schema,
     scratch_schema,
 )
-from .sqlite import WAL_AUTOCHECKPOINT_PAGES, SQLiteEventStore
+from .sqlite import WAL_AUTOCHECKPOINT_PAGES, WRITER_CACHE_KIB, SQLiteEventStore
 from .sqlite_library import disable_memory_statistics
 from .store import PARALLEL_READS, EventStore
 from .tail import Broadcaster
@@ -74,6 +74,7 @@ __all__ = [
     "SERVER_WRITTEN_TYPES",
     "STATUS_FOR_STOP_REASON",
     "WAL_AUTOCHECKPOINT_PAGES",
+    "WRITER_CACHE_KIB",
     "AgentEvent",
     "AppendRequest",
     "Broadcaster",
