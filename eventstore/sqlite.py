@@ -90,7 +90,8 @@ WRITER_CACHE_KIB = 65_536
 """The writer's page cache (SQLite's default: 2 MB, about 500 pages). Each group touches a page
 of every run it appends to in the index by run, and the pages above them: with a large log and
 hundreds of runs at once, that outgrows 500 pages and every group reads them back from the
-file (docs/benchmarks.md). The cache holds only pages read, up to this bound."""
+file (docs/benchmarks.md, "Notes from the code"). The cache holds only pages read, up to
+this bound."""
 WAL_AUTOCHECKPOINT_PAGES = 10_000
 """The writer checkpoints the WAL once it holds this many pages (SQLite's default: 1,000).
 Under concurrent appends every event dirties a page of its run in the index by run, and the
