@@ -156,7 +156,7 @@ def _frozen(cls: type[F], fields: dict[str, Any]) -> F:
     """An instance of the frozen dataclass ``cls`` with exactly ``fields`` (every field, none
     with a ``__post_init__``): its ``__init__`` without a ``object.__setattr__`` per field,
     half the cost, and ``prepare_append`` builds two per append."""
-    instance = _new_event(cls)
+    instance = _new_instance(cls)
     _set_attribute(instance, "__dict__", fields)
     return instance
 
@@ -236,7 +236,7 @@ _quote = quote_json
 _ESCAPED = json.encoder.ESCAPE
 """What ``records.plain_names`` looks for: a name with none of these is written as stored."""
 _sha256 = hashlib.sha256
-_new_event = object.__new__
+_new_instance = object.__new__
 _set_attribute = object.__setattr__
 _tuple_new = tuple.__new__
 """Named tuples built without their ``__new__``'s Python frame (one of each per append)."""
@@ -387,7 +387,7 @@ class WriteContext:
         """The request's events with ids, sequences and hashes; their rows go to ``_rows``.
 
         The hashed text is ``chain.event_hash``'s, written here with the parts every event of
-        the request shares quoted once (tests/eventstore/test_canonical_json.py holds the two
+        the request shares quoted once (a test in tests/eventstore/test_contract.py holds the two
         equal); the row is built at the same time, so ``flush`` walks no event again.
         """
         org, run, conversation, now = (
@@ -413,7 +413,7 @@ class WriteContext:
                 f',"prev_hash":{_quote(prev_hash)}{run_part}{seq},"visibility":{_quote(visibility)}}}'
             )
             digest = _sha256(text.encode("utf-8")).hexdigest()
-            event = _new_event(AgentEvent)
+            event = _new_instance(AgentEvent)
             _set_attribute(
                 event,
                 "__dict__",
