@@ -142,9 +142,8 @@ async def claim_run(request: Request) -> Response:
             organization_id, body.worker_id, agent_id=body.agent_id, lane_key=body.lane_key
         )
 
-    claim = await claim_with_wait(
-        store(request), organization_id, attempt, body.wait_seconds, request.receive
-    )
+    key = (organization_id, body.agent_id, body.lane_key)
+    claim = await claim_with_wait(store(request), key, attempt, body.wait_seconds, request.receive)
     if claim is None:
         return Response(status_code=204)
     # The claimer is the run's worker: the run and what it resumes from are whole, because they

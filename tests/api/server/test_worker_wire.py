@@ -279,7 +279,7 @@ async def test_a_bad_metadata_patch_is_422_and_writes_nothing(
 
 
 async def waiting_on_human(client: httpx.AsyncClient, **body: Any) -> str:
-    run = (await create(client, **body))["id"]
+    run = str((await create(client, **body))["id"])
     claimed = await client.post("/v1/runs/claim", json={"worker_id": "w"})
     assert claimed.json()["run"]["id"] == run
     asked = await append(client, run, question(), status("waiting_on_human"))
@@ -319,7 +319,7 @@ async def test_bad_answers_are_refused_and_write_nothing(client: httpx.AsyncClie
 
 
 async def failed_resumable(client: httpx.AsyncClient, conversation_id: str) -> str:
-    run = (await create(client, conversation_id=conversation_id))["id"]
+    run = str((await create(client, conversation_id=conversation_id))["id"])
     claimed = await client.post("/v1/runs/claim", json={"worker_id": "w"})
     assert claimed.json()["run"]["id"] == run
     ended = await append(client, run, CHECKPOINT, status(stop_reason="error"))
@@ -354,3 +354,20 @@ async def test_resumes_on_a_busy_lane_wait_and_are_claimed_in_order(
     events = (await client.get(f"/v1/runs/{older}/events")).json()["items"]
     moves = [e["payload"]["to"] for e in events if e["event_type"] == "run_status_changed"]
     assert moves == ["running", "failed", "waiting_on_lane", "resuming", "running"]
+
+
+async def test_many_waiting_claims_take_each_new_run_once(server: LiveServer) -> None:
+    async with server.client() as client:
+        idle = waiters(server)
+        claims = [
+            asyncio.ensure_future(
+                client.post("/v1/runs/claim", json={"worker_id": f"w{n}", "wait_seconds": 2})
+            )
+            for n in range(5)
+        ]
+        await eventually(lambda: waiters(server) == idle + 5)
+        made = [(await create(client, conversation_id=f"c-{n}"))["id"] for n in range(2)]
+        answers = await asyncio.gather(*claims)
+    claimed = [a.json()["run"]["id"] for a in answers if a.status_code == 200]
+    assert sorted(claimed) == sorted(made)
+    assert [a.status_code for a in answers].count(204) == 3
