@@ -143,7 +143,8 @@ async def claim_run(request: Request) -> Response:
         )
 
     key = (organization_id, body.agent_id, body.lane_key)
-    claim = await claim_with_wait(store(request), key, attempt, body.wait_seconds, request.receive)
+    wait = min(body.wait_seconds, request.app.state.settings.max_claim_wait)
+    claim = await claim_with_wait(store(request), key, attempt, wait, request.receive)
     if claim is None:
         return Response(status_code=204)
     # The claimer is the run's worker: the run and what it resumes from are whole, because they

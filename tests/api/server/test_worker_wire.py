@@ -371,3 +371,13 @@ async def test_many_waiting_claims_take_each_new_run_once(server: LiveServer) ->
     claimed = [a.json()["run"]["id"] for a in answers if a.status_code == 200]
     assert sorted(claimed) == sorted(made)
     assert [a.status_code for a in answers].count(204) == 3
+
+
+async def test_the_server_caps_the_wait(server_factory: ServerFactory) -> None:
+    """With ``--max-claim-wait 0.2`` a claim asking 30 s answers within the 5 s client timeout."""
+    server = await server_factory(max_claim_wait=0.2)
+    async with server.client() as client:
+        answer = await client.post(
+            "/v1/runs/claim", json={"worker_id": "w", "wait_seconds": 30}, timeout=5
+        )
+    assert answer.status_code == 204
