@@ -51,7 +51,15 @@ from .payloads import (
 )
 from .projection_schemas import record_fingerprint, schema_fingerprint
 from .protocol import Projection, Row, Transaction, VerifyReport
-from .records import GENESIS_HASH, AgentEvent, EventFilter, EventPage, NewEvent, Visibility
+from .records import (
+    GENESIS_HASH,
+    AgentEvent,
+    EventFilter,
+    EventPage,
+    NewEvent,
+    Visibility,
+    refilled_events,
+)
 from .scratch_schema import (
     ScratchSchema,
     create_scratch_schema,
@@ -126,6 +134,7 @@ __all__ = [
     "prepare_append",
     "read_frames",
     "record_fingerprint",
+    "refilled_events",
     "require_http_url",
     "schema_fingerprint",
     "scratch_schema",
