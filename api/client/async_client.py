@@ -34,6 +34,7 @@ from api.client.models import (
     Run,
     RunList,
     StoredEvent,
+    ToolResultRecorded,
     Usage,
 )
 
@@ -104,6 +105,15 @@ class RuntrackClient:
         beat = await self._json("POST", f"/v1/runs/{run_id}/heartbeat", {"worker_id": worker_id})
         return Heartbeat.model_validate(beat)
 
+    async def record_tool_result(
+        self, run_id: str, tool_call_id: str, name: str, **outcome: Any
+    ) -> ToolResultRecorded:
+        """Record a tool call's ``tool_finished`` once (``status``, ``result`` or ``error``,
+        ``duration_ms``); a repeat answers the recorded one with ``replayed`` set."""
+        body = {"tool_call_id": tool_call_id, "name": name, **outcome}
+        path = f"/v1/runs/{run_id}/tool-results"
+        return ToolResultRecorded.model_validate(await self._json("POST", path, body))
+
     async def cancel(self, run_id: str, reason: str | None = None) -> Run:
         return Run.model_validate(
             await self._json("POST", f"/v1/runs/{run_id}/cancel", {"reason": reason})
@@ -130,6 +140,21 @@ class RuntrackClient:
             "GET",
             "/v1/events",
             params=httpx.QueryParams({"after_event_id": after_event_id, "limit": limit}),
+        )
+        events = EventList.model_validate(page)
+        return events.items, events.position
+
+    async def run_events(
+        self, run_id: str, after_event_id: int = 0, limit: int = 1000, visibility: str = "internal"
+    ) -> tuple[list[StoredEvent], int]:
+        """A page of one run's events (capped by the key's role) and the position to go on."""
+        params: dict[str, str | int] = {
+            "after_event_id": after_event_id,
+            "limit": limit,
+            "visibility": visibility,
+        }
+        page = await self._json(
+            "GET", f"/v1/runs/{run_id}/events", params=httpx.QueryParams(params)
         )
         events = EventList.model_validate(page)
         return events.items, events.position
