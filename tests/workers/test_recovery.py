@@ -102,3 +102,17 @@ async def test_sigterm_drains_and_the_given_up_run_finishes_on_another_worker(
         "running", "waiting_on_tool", "running", "waiting_on_tool", "failed",
         "resuming", "running", "waiting_on_tool", "running", "completed",
     ]  # fmt: skip
+
+
+async def test_sigterm_lets_a_run_end_within_the_grace_period(
+    client: RuntrackClient, workers: WorkerFactory, tmp_path: Path
+) -> None:
+    run = await client.create_run("agent")
+    worker = await workers("cancel")
+    await first_event(client, run.id, lambda e: e.event_type == "message_created")
+    worker.send_signal(signal.SIGTERM)
+    (tmp_path / "go").touch()
+    assert await worker.wait() == 0
+    done = await client.get_run(run.id)
+    assert (done.status, done.stop_reason) == ("completed", "end_turn")
+    assert lines(tmp_path, "reports") == ["not cancelled"]

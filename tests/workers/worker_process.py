@@ -82,6 +82,18 @@ class Scenarios:
         note(self.folder, "reports", "not cancelled")
         return None
 
+    async def ask(self, ctx: RunContext) -> None:
+        """Work, a question, more work: the answer comes back on the next attempt."""
+        plan = await ctx.tool("prepare", {"what": "release"}, self.prepare)
+        await ctx.checkpoint("tool_result", {"plan": plan})
+        answer = await ctx.ask_human("Ship it?", choices=["yes", "no"])
+        note(self.folder, "reports", f"answer {answer} on {self.worker_id}")
+        await ctx.message("assistant", f"{plan}: {answer}")
+
+    async def prepare(self, what: str) -> str:
+        note(self.folder, "calls", f"prepare {what} on {self.worker_id}")
+        return f"{what} planned"
+
     async def exclusive(self, ctx: RunContext) -> None:
         await ctx.tool("work", {"run": ctx.run_id}, self.work)
 
@@ -140,6 +152,7 @@ def main() -> None:
         "cancel": lambda ctx: scenarios.cancel(ctx, catch=False),
         "cancel_caught": lambda ctx: scenarios.cancel(ctx, catch=True),
         "exclusive": scenarios.exclusive,
+        "ask": scenarios.ask,
     }
     worker.serve(AGENT, handlers[args.scenario])
     asyncio.run(worker.run())
