@@ -40,6 +40,7 @@ logger = logging.getLogger("runtrack.worker")
 Handler = Callable[[RunContext], Awaitable[str | None]]
 """A handler: returns ``None`` (the run ends ``end_turn``) or a stop reason."""
 H = TypeVar("H", bound=Handler)
+END_ATTEMPTS = 5
 MAX_BACKOFF = 1.0
 """Seconds between claims at most, against a server whose claim does not wait."""
 
@@ -201,7 +202,7 @@ class Worker:
         try:
             outcome = await self._play(held, self._handlers[agent_id])
             beat.cancel()
-            await self._finish(held, outcome)
+            await self._finish_retrying(held, outcome)
         except Exception:
             logger.exception("run %s: the worker could not record its end", ctx.run_id)
         finally:
@@ -253,6 +254,18 @@ class Worker:
             if status in TERMINAL_STATUSES:
                 ctx.note_lost(status)
                 return
+
+    async def _finish_retrying(self, held: _Held, outcome: _Outcome) -> None:
+        """Record the end, through a few connection failures (a run left running without
+        heartbeats would only end when the reconciler times it out)."""
+        for attempt in range(END_ATTEMPTS):
+            try:
+                await self._finish(held, outcome)
+                return
+            except httpx.TransportError:
+                if attempt == END_ATTEMPTS - 1:
+                    raise
+                await asyncio.sleep(0.2 * 2**attempt)
 
     async def _finish(self, held: _Held, outcome: _Outcome) -> None:
         ctx = held.ctx
