@@ -107,9 +107,7 @@ async def phase(mode: str, args: argparse.Namespace, folder: Path) -> tuple[floa
     server: Child = await runtrack(str(database), folder / "server.log", *RAISED).start()
     try:
         async with RuntrackClient(server.url) as client:
-            await asyncio.gather(
-                *(client.create_run(AGENT, conversation_id=f"c-{n}") for n in range(args.runs))
-            )
+            await _create_runs(client, args.runs)
             cpu_before, began = cpu_seconds(server.pid), time.perf_counter()
             per_process = [args.workers // args.processes] * args.processes
             children = [
@@ -129,6 +127,13 @@ async def phase(mode: str, args: argparse.Namespace, folder: Path) -> tuple[floa
     finally:
         await server.stop()
     return args.runs / elapsed, 1000 * cpu / args.runs
+
+
+async def _create_runs(client: RuntrackClient, runs: int) -> None:
+    """The phase's runs, 20 requests at a time (the client's connection pool)."""
+    for start in range(0, runs, 20):
+        batch = range(start, min(start + 20, runs))
+        await asyncio.gather(*(client.create_run(AGENT, conversation_id=f"c-{n}") for n in batch))
 
 
 async def _until_done(url: str, runs: int) -> None:
