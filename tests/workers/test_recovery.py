@@ -116,3 +116,26 @@ async def test_sigterm_lets_a_run_end_within_the_grace_period(
     done = await client.get_run(run.id)
     assert (done.status, done.stop_reason) == ("completed", "end_turn")
     assert lines(tmp_path, "reports") == ["not cancelled"]
+
+
+async def test_a_stalled_worker_whose_run_timed_out_writes_nothing_more(
+    client: RuntrackClient, workers: WorkerFactory, tmp_path: Path
+) -> None:
+    """SIGSTOP past the heartbeat timeout: once it runs again, the run is no longer its own."""
+    run = await client.create_run("agent")
+    worker = await workers("cancel")
+    await first_event(client, run.id, lambda e: e.event_type == "message_created")
+    worker.send_signal(signal.SIGSTOP)
+    try:
+        timed_out = await client.wait(run.id)
+    finally:
+        worker.send_signal(signal.SIGCONT)
+    assert timed_out.status == "timed_out"
+    (tmp_path / "go").touch()
+    worker.send_signal(signal.SIGTERM)
+    assert await worker.wait() == 0
+    assert lines(tmp_path, "reports") == ["lost"]
+    events = await run_events(client, run.id)
+    assert events[-1].event_type == "run_status_changed"
+    assert events[-1].payload["to"] == "timed_out"
+    assert (await client.get_run(run.id)).last_event_id == timed_out.last_event_id

@@ -17,6 +17,7 @@ from typing import Any
 from api.client import (
     RunCancelled,
     RunContext,
+    RunLost,
     SyncRunContext,
     SyncWorker,
     ToolCallUnfinished,
@@ -79,6 +80,9 @@ class Scenarios:
             except RunCancelled:
                 note(self.folder, "reports", "cancelled again")
             return "end_turn"  # the handler tries to complete: cancel wins
+        except RunLost:
+            note(self.folder, "reports", "lost")
+            raise
         note(self.folder, "reports", "not cancelled")
         return None
 
