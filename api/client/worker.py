@@ -73,7 +73,7 @@ class Worker:
         concurrency: int = 4,
         worker_id: str | None = None,
         heartbeat_timeout: float = 300.0,
-        wait_seconds: float = 10.0,
+        wait_seconds: float = 5.0,
         grace: float = 30.0,
     ) -> None:
         if client is None and url is None:
