@@ -32,6 +32,8 @@ from api.client import RunContext, RuntrackClient, Worker
 from bench._servers import Child, cpu_seconds, runtrack
 
 AGENT = "bench-agent"
+WAIT = 5.0
+"""Both kinds of worker wait for work server-side, as a careful hand-written one would."""
 RAISED = ["--run-create-rate", "1000000", "--append-rate", "1000000"]
 
 
@@ -49,9 +51,8 @@ async def sdk_handler(ctx: RunContext) -> None:
 async def hand_worker(client: RuntrackClient, worker_id: str, stop: asyncio.Event) -> None:
     """The handler above, on the bare client: what a user writes without the SDK."""
     while not stop.is_set():
-        claim = await client.claim(worker_id, agent_id=AGENT)
+        claim = await client.claim(worker_id, agent_id=AGENT, wait_seconds=WAIT)
         if claim is None:
-            await asyncio.sleep(0.05)
             continue
         run_id = claim.run.id
         for n in range(3):
@@ -85,7 +86,9 @@ async def child(mode: str, url: str, count: int) -> None:
     async with RuntrackClient(url, timeout=60) as client:
         stop = asyncio.Event()
         if mode == "sdk":
-            workers = [Worker(client=client, concurrency=1, wait_seconds=5) for _ in range(count)]
+            workers = [
+                Worker(client=client, concurrency=1, wait_seconds=WAIT) for _ in range(count)
+            ]
             for worker in workers:
                 worker.serve(AGENT, sdk_handler)
             tasks = [asyncio.create_task(w.run(handle_signals=False)) for w in workers]

@@ -123,13 +123,17 @@ class EventType(enum.StrEnum):
     CHILD_RUN_STARTED = "child_run_started"
     CHILD_RUN_FINISHED = "child_run_finished"
     CALLBACK_ATTEMPTED = "callback_attempted"
+    HUMAN_INPUT_REQUESTED = "human_input_requested"
+    HUMAN_INPUT = "human_input"
+    METADATA_UPDATED = "metadata_updated"
 
 
 SERVER_WRITTEN_TYPES: frozenset[str] = frozenset(
-    {EventType.RUN_CREATED, EventType.CALLBACK_ATTEMPTED}
+    {EventType.RUN_CREATED, EventType.CALLBACK_ATTEMPTED, EventType.HUMAN_INPUT}
 )
-"""Event types only the server writes (``POST /v1/runs``, the callback deliverer): appended
-through the API they would let a client fake a run's start or a delivery's outcome."""
+"""Event types only the server writes (``POST /v1/runs``, the callback deliverer, ``POST
+/v1/runs/{id}/input``): appended through the API they would let a client fake a run's start, a
+delivery's outcome or a person's answer."""
 
 
 def _integral(value: Any) -> Any:
@@ -277,6 +281,34 @@ class CallbackAttempted(_Payload):
     """The last attempt of this delivery: it succeeded, or the retry limit is reached."""
 
 
+MAX_QUESTION_CHARS = 20_000
+"""A question to a person: long enough for a diff or a plan to approve."""
+IDENTIFIER = "^[^\\x00-\\x1f\\x7f-\\x9f]*$"
+"""What an identifier may hold: anything but control characters (api/client/contract.py)."""
+
+
+class HumanInputRequested(_Payload):
+    """A question to a person; the worker appends it with the move to ``waiting_on_human``."""
+
+    question_id: str = Field(min_length=1, max_length=200, pattern=IDENTIFIER)
+    question: str = Field(max_length=MAX_QUESTION_CHARS)
+    choices: list[Annotated[str, Field(max_length=MAX_QUESTION_CHARS)]] | None = None
+
+
+class HumanInput(_Payload):
+    """A person's answer (``POST /v1/runs/{id}/input``); ``answered_by`` is the key's id."""
+
+    question_id: str | None = Field(default=None, max_length=200, pattern=IDENTIFIER)
+    response: JsonValue
+    answered_by: str | None = None
+
+
+class MetadataUpdated(_Payload):
+    """A JSON merge patch (RFC 7386) of the run's metadata: null deletes, objects merge."""
+
+    patch: dict[str, JsonValue]
+
+
 PAYLOAD_MODELS: dict[str, type[_Payload]] = {
     EventType.RUN_CREATED: RunCreated,
     EventType.RUN_STATUS_CHANGED: RunStatusChanged,
@@ -290,6 +322,9 @@ PAYLOAD_MODELS: dict[str, type[_Payload]] = {
     EventType.CHILD_RUN_STARTED: ChildRunStarted,
     EventType.CHILD_RUN_FINISHED: ChildRunFinished,
     EventType.CALLBACK_ATTEMPTED: CallbackAttempted,
+    EventType.HUMAN_INPUT_REQUESTED: HumanInputRequested,
+    EventType.HUMAN_INPUT: HumanInput,
+    EventType.METADATA_UPDATED: MetadataUpdated,
 }
 
 _U, _O, _I = Visibility.USER, Visibility.OPERATOR, Visibility.INTERNAL
@@ -306,6 +341,9 @@ DEFAULT_VISIBILITY: dict[str, Visibility] = {
     EventType.CHILD_RUN_FINISHED: _O,
     EventType.CALLBACK_ATTEMPTED: _O,
     EventType.CHECKPOINT_CREATED: _I,
+    EventType.HUMAN_INPUT_REQUESTED: _U,
+    EventType.HUMAN_INPUT: _U,
+    EventType.METADATA_UPDATED: _U,
 }
 CUSTOM_DEFAULT_VISIBILITY = Visibility.OPERATOR
 

@@ -3,8 +3,16 @@ commands, queries and rebuild."""
 
 from __future__ import annotations
 
-from .commands import Claim, RunCommands, new_run_id
-from .errors import IllegalTransition, LaneBusy, ResumeRefused, RunTerminal
+from .commands import Claim, RunCommands, conversation_run, new_run_id
+from .errors import (
+    DuplicateQuestion,
+    IllegalTransition,
+    LaneBusy,
+    NotWaitingOnHuman,
+    QuestionMismatch,
+    ResumeRefused,
+    RunTerminal,
+)
 from .lifecycle import (
     ACTIVE,
     CLAIMABLE,
@@ -29,8 +37,11 @@ __all__ = [
     "TERMINAL",
     "TRANSITIONS",
     "Claim",
+    "DuplicateQuestion",
     "IllegalTransition",
     "LaneBusy",
+    "NotWaitingOnHuman",
+    "QuestionMismatch",
     "RebuildReport",
     "ResumeRefused",
     "RunCommands",
@@ -47,6 +58,7 @@ __all__ = [
     "allowed_targets",
     "check",
     "check_transition",
+    "conversation_run",
     "evolve",
     "fold",
     "new_run_id",

@@ -33,14 +33,28 @@ from eventstore import (
     prepare_append,
 )
 
-from .errors import ResumeRefused, RunTerminal
+from .errors import (
+    DuplicateQuestion,
+    NotWaitingOnHuman,
+    QuestionMismatch,
+    ResumeRefused,
+    RunTerminal,
+)
 from .lifecycle import ACTIVE, CLAIMABLE, TERMINAL
-from .readmodel import RunProjection, load_state
+from .readmodel import RUN_COLUMNS, RunProjection, load_state, state_from_row
 from .state import RunState
 
-__all__ = ["Claim", "RunCommands", "claim_query", "new_run_id"]
+__all__ = ["Claim", "RunCommands", "claim_query", "conversation_run", "new_run_id"]
 
 _ACTIVE = tuple(sorted(s.value for s in ACTIVE))
+_TERMINAL = tuple(sorted(s.value for s in TERMINAL))
+_COMMAND_TYPES = frozenset({EventType.RUN_STATUS_CHANGED, EventType.HUMAN_INPUT_REQUESTED})
+"""Appends that need a command unit: status changes get ``from``, questions are deduplicated."""
+_RESUME_EVENTS = (
+    EventType.HUMAN_INPUT.value,
+    EventType.HUMAN_INPUT_REQUESTED.value,
+    EventType.TOOL_STARTED.value,
+)
 _WAITING = (RunStatus.QUEUED.value, RunStatus.WAITING_ON_LANE.value)
 _UNHELD = frozenset({RunStatus.QUEUED, RunStatus.WAITING_ON_LANE, RunStatus.WAITING_ON_HUMAN})
 """Runs no worker holds: a cancel ends them at once."""
@@ -58,11 +72,15 @@ def _token(seed: str | None) -> str:
 
 @dataclass(frozen=True)
 class Claim:
-    """What a worker gets with a claimed run: the run, its latest checkpoint, its tool results."""
+    """What a worker gets with a claimed run: the run, its latest checkpoint, its tool results,
+    its questions and their answers, and the tool calls that started and never finished."""
 
     run: RunState
     checkpoint: AgentEvent | None
     tool_results: list[AgentEvent]
+    human_inputs: list[AgentEvent] = dataclasses.field(default_factory=list)
+    questions: list[AgentEvent] = dataclasses.field(default_factory=list)
+    tool_calls_started: list[AgentEvent] = dataclasses.field(default_factory=list)
 
 
 class RunCommands:
@@ -157,7 +175,7 @@ class RunCommands:
         idempotency_key: str | None = None,
     ) -> tuple[list[AgentEvent], RunState]:
         """``append``, and the run as it is after it (read in the same transaction)."""
-        if not any(e.event_type == EventType.RUN_STATUS_CHANGED for e in events):
+        if not any(e.event_type in _COMMAND_TYPES for e in events):
             # Nothing to fill in: prepared here, once, and appended as a plain unit.
             request = prepare_append(
                 organization_id,
@@ -173,17 +191,20 @@ class RunCommands:
 
         def unit(context: WriteContext) -> tuple[list[AgentEvent], RunState]:
             state = _state(context, organization_id, run_id)
-            request = prepare_append(
-                organization_id,
-                run_id,
-                _with_from(state.status, events),
-                expected_sequence=expected_sequence,
-                idempotency_key=idempotency_key,
-            )
-            if as_sent is not None:
-                request = dataclasses.replace(request, sent_fingerprint=as_sent)
-            appended = context.append(request)
-            return appended, _state(context, organization_id, run_id)
+            fresh, replayed = _new_questions(context, run_id, events)
+            appended: list[AgentEvent] = []
+            if fresh:
+                request = prepare_append(
+                    organization_id,
+                    run_id,
+                    _with_from(state.status, fresh),
+                    expected_sequence=expected_sequence,
+                    idempotency_key=idempotency_key,
+                )
+                if as_sent is not None:
+                    request = dataclasses.replace(request, sent_fingerprint=as_sent)
+                appended = context.append(request)
+            return _in_order(appended, replayed), _state(context, organization_id, run_id)
 
         return await self._store.transact(unit)
 
@@ -211,47 +232,73 @@ class RunCommands:
         self, organization_id: str, run_id: str, *, reason: str | None = None
     ) -> RunState:
         """Flag a live run for cancellation; a run no worker holds is cancelled at once."""
+        return await self._store.transact(
+            lambda context: _cancel(context, organization_id, run_id, reason)
+        )
 
-        def unit(context: WriteContext) -> RunState:
-            state = _state(context, organization_id, run_id)
-            if state.status in TERMINAL:
-                raise RunTerminal(
-                    f"run {run_id} is already {state.status.value}",
-                    run_id=run_id,
-                    current_status=state.status.value,
-                )
-            if not state.cancel_requested:
-                _append(
-                    context,
-                    organization_id,
-                    run_id,
-                    NewEvent(EventType.CANCEL_REQUESTED, {"reason": reason}),
-                )
-            if state.status in _UNHELD:
-                _change(
-                    context,
-                    organization_id,
-                    run_id,
-                    RunStatus.CANCELLED,
-                    stop_reason="cancelled",
-                    detail=reason or "cancelled before it started",
-                )
-            return _state(context, organization_id, run_id)
+    async def cancel_conversation(
+        self, organization_id: str, conversation_id: str, *, reason: str | None = None
+    ) -> RunState | None:
+        """Cancel the conversation's current run (``conversation_run``); None when it has no
+        run that has not ended. Found and cancelled in one unit: no run can slip in between."""
+
+        def unit(context: WriteContext) -> RunState | None:
+            rows = context.tx.fetchall(
+                f"SELECT {RUN_COLUMNS} FROM runs WHERE organization_id = ? "
+                f"AND conversation_id = ? AND status NOT IN ({_marks(_TERMINAL)})",
+                (organization_id, conversation_id, *_TERMINAL),
+            )
+            current = conversation_run([state_from_row(row) for row in rows])
+            if current is None:
+                return None
+            return _cancel(context, organization_id, current.run_id, reason)
 
         return await self._store.transact(unit)
 
     async def resume(self, organization_id: str, run_id: str) -> RunState:
-        """Move a failed or timed-out run to ``resuming``, when its checkpoint allows it."""
+        """Move a failed or timed-out run to ``resuming`` when its checkpoint allows it, or to
+        ``waiting_on_lane`` (the back of its lane's queue) while another run holds the lane."""
 
         def unit(context: WriteContext) -> RunState:
             state = _state(context, organization_id, run_id)
             _check_resumable(state)
-            _change(
+            holder = _lane_holder(context, organization_id, state.lane_key, run_id)
+            if holder is None:
+                to, detail = RunStatus.RESUMING, "resuming from the latest checkpoint"
+            else:
+                to, detail = RunStatus.WAITING_ON_LANE, f"resumed; waiting for run {holder}"
+            _change(context, organization_id, run_id, to, detail=detail)
+            return _state(context, organization_id, run_id)
+
+        return await self._store.transact(unit)
+
+    async def answer(
+        self,
+        organization_id: str,
+        run_id: str,
+        response: Any,
+        *,
+        question_id: str | None = None,
+        answered_by: str | None = None,
+    ) -> RunState:
+        """Record a person's answer and move the run on through its lane: ``queued`` when no
+        run holds the lane, else ``waiting_on_lane``. Read and written in one unit, so of two
+        racing answers only the first moves the run; the second finds it no longer waiting."""
+
+        def unit(context: WriteContext) -> RunState:
+            state = _state(context, organization_id, run_id)
+            answered = _answered_question(state, question_id)
+            payload = {"question_id": answered, "response": response, "answered_by": answered_by}
+            holder = _lane_holder(context, organization_id, state.lane_key, run_id)
+            to = RunStatus.QUEUED if holder is None else RunStatus.WAITING_ON_LANE
+            detail = "answered" if holder is None else f"answered; waiting for run {holder}"
+            change = {"from": state.status.value, "to": to.value, "detail": detail}
+            _append(
                 context,
                 organization_id,
                 run_id,
-                RunStatus.RESUMING,
-                detail="resuming from the latest checkpoint",
+                NewEvent(EventType.HUMAN_INPUT, payload),
+                NewEvent(EventType.RUN_STATUS_CHANGED, change),
             )
             return _state(context, organization_id, run_id)
 
@@ -283,6 +330,8 @@ class RunCommands:
             run_id = _claimable(context, organization_id, agent_id, lane_key)
             if run_id is None:
                 return None
+            if _state(context, organization_id, run_id).resume_pending:
+                _change(context, organization_id, run_id, RunStatus.RESUMING, detail="lane free")
             _change(
                 context,
                 organization_id,
@@ -412,7 +461,8 @@ def _claimable(
 def claim_query(
     organization_id: str, agent_id: str | None, lane_key: str | None
 ) -> tuple[str, list[str]]:
-    """The oldest claimable run whose lane is free and which is first in its lane's queue.
+    """The oldest claimable run whose lane is free and which is first in its lane's queue
+    (the order runs joined it: created, resumed into it, answered; ``lane_position``).
 
     A lane is ``(organization, lane_key)``: both subqueries match the candidate's organization,
     which ``runs_by_lane`` leads with, so each is an index search.
@@ -431,7 +481,7 @@ def claim_query(
         f"AND a.status IN ({_marks(_ACTIVE)}))) "
         "AND NOT EXISTS (SELECT 1 FROM runs o "
         "WHERE o.organization_id = r.organization_id AND o.lane_key = r.lane_key "
-        f"AND o.status IN ({_marks(_WAITING)}) AND o.created_event_id < r.created_event_id) "
+        f"AND o.status IN ({_marks(_WAITING)}) AND o.lane_position < r.lane_position) "
         "ORDER BY r.created_event_id LIMIT 1"
     )
     values = [organization_id, *claimable, *params, RunStatus.RESUMING.value, *_ACTIVE, *_WAITING]
@@ -502,7 +552,142 @@ def _claim_bundle(context: WriteContext, state: RunState) -> Claim:
         "WHERE t.run_id = ? ORDER BY e.id",
         (state.run_id,),
     )
-    return Claim(state, checkpoint, [AgentEvent.from_row(row) for row in rows])
+    results = [AgentEvent.from_row(row) for row in rows]
+    kept = context.tx.fetchall(
+        f"SELECT {EVENT_COLUMNS} FROM events WHERE run_id = ? "
+        f"AND event_type IN ({_marks(_RESUME_EVENTS)}) ORDER BY sequence",
+        (state.run_id, *_RESUME_EVENTS),
+    )
+    by_type: dict[str, list[AgentEvent]] = {name: [] for name in _RESUME_EVENTS}
+    for row in kept:
+        event = AgentEvent.from_row(row)
+        by_type[event.event_type].append(event)
+    finished = {event.payload["tool_call_id"] for event in results}
+    unfinished = [
+        event
+        for event in by_type[EventType.TOOL_STARTED]
+        if event.payload["tool_call_id"] not in finished
+    ]
+    return Claim(
+        state,
+        checkpoint,
+        results,
+        human_inputs=by_type[EventType.HUMAN_INPUT],
+        questions=by_type[EventType.HUMAN_INPUT_REQUESTED],
+        tool_calls_started=unfinished,
+    )
+
+
+def conversation_run(runs: Sequence[RunState]) -> RunState | None:
+    """A conversation's current run among ``runs``: the one holding a lane, else the one that
+    has waited longest (the oldest that has not ended). The status panel shows this run and the
+    conversation's cancel acts on it."""
+    live = [run for run in runs if not run.terminal]
+    holding = [run for run in live if run.status in ACTIVE]
+    candidates = holding or live
+    return min(candidates, key=lambda run: run.created_event_id) if candidates else None
+
+
+def _cancel(
+    context: WriteContext, organization_id: str, run_id: str, reason: str | None
+) -> RunState:
+    state = _state(context, organization_id, run_id)
+    if state.status in TERMINAL:
+        raise RunTerminal(
+            f"run {run_id} is already {state.status.value}",
+            run_id=run_id,
+            current_status=state.status.value,
+        )
+    if not state.cancel_requested:
+        _append(
+            context,
+            organization_id,
+            run_id,
+            NewEvent(EventType.CANCEL_REQUESTED, {"reason": reason}),
+        )
+    if state.status in _UNHELD:
+        _change(
+            context,
+            organization_id,
+            run_id,
+            RunStatus.CANCELLED,
+            stop_reason="cancelled",
+            detail=reason or "cancelled before it started",
+        )
+    return _state(context, organization_id, run_id)
+
+
+def _answered_question(state: RunState, question_id: str | None) -> str | None:
+    """The question an answer is for: the one named, which must be the open one if any."""
+    if state.status is not RunStatus.WAITING_ON_HUMAN:
+        raise NotWaitingOnHuman(
+            f"run {state.run_id} is {state.status.value}, not waiting on a human",
+            run_id=state.run_id,
+            current_status=state.status.value,
+        )
+    open_id = None if state.question is None else state.question["question_id"]
+    if question_id is not None and open_id is not None and question_id != open_id:
+        raise QuestionMismatch(
+            f"run {state.run_id} waits for an answer to {open_id}, not {question_id}",
+            run_id=state.run_id,
+            open_question_id=open_id,
+        )
+    return question_id or open_id
+
+
+def _new_questions(
+    context: WriteContext, run_id: str, events: Sequence[NewEvent]
+) -> tuple[list[NewEvent], list[AgentEvent]]:
+    """The events to append, without questions already asked in the same words; those are
+    replayed as the recorded event. A question id asked
+    again with other words is refused."""
+    if not any(e.event_type == EventType.HUMAN_INPUT_REQUESTED for e in events):
+        return list(events), []
+    recorded = _recorded_questions(context, run_id)
+    fresh: list[NewEvent] = []
+    replayed: list[AgentEvent] = []
+    batch: set[str] = set()
+    for event in events:
+        if event.event_type != EventType.HUMAN_INPUT_REQUESTED:
+            fresh.append(event)
+            continue
+        payload = normalise_payload(EventType.HUMAN_INPUT_REQUESTED, event.payload)
+        question_id = payload["question_id"]
+        known = recorded.get(question_id)
+        if question_id in batch or (known is not None and known.payload != payload):
+            raise DuplicateQuestion(
+                f"question {question_id} was already asked with another question",
+                run_id=run_id,
+                question_id=question_id,
+            )
+        batch.add(question_id)
+        if known is None:
+            fresh.append(event)
+        else:
+            replayed.append(known)
+    return fresh, replayed
+
+
+def _recorded_questions(context: WriteContext, run_id: str) -> dict[str, AgentEvent]:
+    context.flush()  # reads the events table: write the group's buffered events first
+    rows = context.tx.fetchall(
+        f"SELECT {EVENT_COLUMNS} FROM events WHERE run_id = ? AND event_type = ? ORDER BY sequence",
+        (run_id, EventType.HUMAN_INPUT_REQUESTED.value),
+    )
+    events = [AgentEvent.from_row(row) for row in rows]
+    return {event.payload["question_id"]: event for event in events}
+
+
+def _in_order(appended: list[AgentEvent], replayed: list[AgentEvent]) -> list[AgentEvent]:
+    """The answer's events in log order: those appended and the recorded questions replayed
+    (an idempotent retry may return a replayed question among its own events: once each)."""
+    if not replayed:
+        return appended
+    return sorted({event.id: event for event in [*replayed, *appended]}.values(), key=_event_id)
+
+
+def _event_id(event: AgentEvent) -> int:
+    return event.id
 
 
 def _recorded_tool_result(context: WriteContext, run_id: str, call_id: str) -> AgentEvent | None:

@@ -13,6 +13,7 @@ from .errors import IllegalTransition
 __all__ = [
     "ACTIVE",
     "CLAIMABLE",
+    "LANE_QUEUE",
     "RESUMABLE_CHECKPOINTS",
     "STATUS_FOR_STOP_REASON",
     "TERMINAL",
@@ -35,22 +36,30 @@ ACTIVE = frozenset({S.RUNNING, S.WAITING_ON_TOOL, S.WAITING_ON_CHILD, S.RESUMING
 CLAIMABLE = frozenset({S.QUEUED, S.WAITING_ON_LANE, S.RESUMING})
 """Runs a worker may claim (a resuming run already holds its lane and waits for a worker)."""
 
+LANE_QUEUE = frozenset({S.QUEUED, S.WAITING_ON_LANE})
+"""Runs waiting in their lane's queue, served in the order they joined it (``lane_position``)."""
+
 TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
     S.QUEUED: frozenset({S.WAITING_ON_LANE, S.RUNNING, S.CANCELLED, S.FAILED}),
-    S.WAITING_ON_LANE: frozenset({S.QUEUED, S.RUNNING, S.CANCELLED, S.FAILED}),
+    S.WAITING_ON_LANE: frozenset({S.QUEUED, S.RUNNING, S.RESUMING, S.CANCELLED, S.FAILED}),
     S.RUNNING: frozenset({S.WAITING_ON_TOOL, S.WAITING_ON_CHILD, S.WAITING_ON_HUMAN} | TERMINAL),
     S.WAITING_ON_TOOL: frozenset({S.RUNNING, S.WAITING_ON_HUMAN} | TERMINAL),
     S.WAITING_ON_CHILD: frozenset({S.RUNNING} | TERMINAL),
-    S.WAITING_ON_HUMAN: frozenset({S.QUEUED, S.RUNNING, S.COMPLETED, S.FAILED, S.CANCELLED}),
+    S.WAITING_ON_HUMAN: frozenset(
+        {S.QUEUED, S.WAITING_ON_LANE, S.RUNNING, S.COMPLETED, S.FAILED, S.CANCELLED}
+    ),
     S.RESUMING: frozenset(
         {S.RUNNING, S.WAITING_ON_TOOL, S.WAITING_ON_CHILD, S.WAITING_ON_HUMAN} | TERMINAL
     ),
     S.COMPLETED: frozenset(),
-    S.FAILED: frozenset({S.RESUMING}),
+    S.FAILED: frozenset({S.RESUMING, S.WAITING_ON_LANE}),
     S.CANCELLED: frozenset(),
-    S.TIMED_OUT: frozenset({S.RESUMING}),
+    S.TIMED_OUT: frozenset({S.RESUMING, S.WAITING_ON_LANE}),
 }
-"""Every allowed (from, to) pair. Failed/timed_out → resuming also needs ``resume_available``."""
+"""Every allowed (from, to) pair. Out of failed/timed_out (a resume) also needs
+``resume_available``; waiting_on_lane → resuming only for a resumed run (``resume_pending``)."""
+
+_RESUMES = frozenset({S.FAILED, S.TIMED_OUT})
 
 RESUMABLE_CHECKPOINTS = frozenset(
     {
@@ -71,14 +80,18 @@ def resume_available(status: RunStatus, checkpoint_kind: str | None) -> bool:
 def allowed_targets(current: RunStatus, *, can_resume: bool) -> list[RunStatus]:
     """The statuses ``current`` may move to now, in a stable order (for error messages)."""
     targets = TRANSITIONS[current]
-    if current in (S.FAILED, S.TIMED_OUT) and not can_resume:
+    if current in _RESUMES and not can_resume:
         targets = frozenset()
+    elif not can_resume:
+        targets = targets - {S.RESUMING}
     return [status for status in RunStatus if status in targets]
 
 
 def check_transition(current: RunStatus, target: RunStatus, *, can_resume: bool) -> None:
     """Raise IllegalTransition, naming the current status and the allowed targets, if refused."""
-    if target in TRANSITIONS[current] and (target is not S.RESUMING or can_resume):
+    if target in TRANSITIONS[current] and (
+        can_resume or (target is not S.RESUMING and current not in _RESUMES)
+    ):
         return
     allowed = allowed_targets(current, can_resume=can_resume)
     reason = _refusal_reason(current, target)
@@ -93,8 +106,10 @@ def check_transition(current: RunStatus, target: RunStatus, *, can_resume: bool)
 def _refusal_reason(current: RunStatus, target: RunStatus) -> str:
     if current is S.CANCELLED and target is S.RESUMING:
         return "a cancelled run never resumes"
-    if target is S.RESUMING and current in (S.FAILED, S.TIMED_OUT):
+    if current in _RESUMES and target in TRANSITIONS[current]:
         return "no resumable checkpoint (needs input, llm_response, tool_result or journal_update)"
+    if current is S.WAITING_ON_LANE and target is S.RESUMING:
+        return "only a resumed run waiting for its lane moves to resuming"
     if current in TERMINAL:
         return "the run has ended"
     return "not an allowed transition"

@@ -46,8 +46,12 @@ __all__ = [
 
 _FIELDS = [field.name for field in dataclasses.fields(RunState)]
 RUN_COLUMNS = ", ".join(_FIELDS)
-_JSON_FIELDS = frozenset({"tools_used", "child_run_ids", "journal", "metadata", "content_views"})
-_BOOL_FIELDS = frozenset({"cancel_requested", "resume_available", "callback_pending"})
+_JSON_FIELDS = frozenset(
+    {"tools_used", "child_run_ids", "journal", "metadata", "content_views", "question"}
+)
+_BOOL_FIELDS = frozenset(
+    {"cancel_requested", "resume_available", "callback_pending", "resume_pending"}
+)
 _NOT_NULL_TEXT = frozenset(
     {
         "run_id",
@@ -82,7 +86,7 @@ SCHEMA: tuple[str, ...] = (
     "CREATE INDEX IF NOT EXISTS runs_by_agent "
     "ON runs (organization_id, agent_id, status, created_event_id)",
     "CREATE INDEX IF NOT EXISTS runs_by_lane "
-    "ON runs (organization_id, lane_key, status, created_event_id)",
+    "ON runs (organization_id, lane_key, status, lane_position)",
     "CREATE INDEX IF NOT EXISTS runs_by_conversation ON runs (conversation_id, created_event_id)",
     """CREATE TABLE IF NOT EXISTS run_metadata (
         run_id TEXT NOT NULL, organization_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
@@ -185,7 +189,7 @@ class RunProjection(Projection):
 
     name = "runs"
     refuses_before_writing = True
-    version = 2
+    version = 3
     """Bump when the fold changes what the tables hold: they are then refilled from the log."""
     derived_tables = READ_MODEL_TABLES
     """Dropped and refilled from the log when the schema changes (eventstore/projection_schemas)."""
@@ -260,7 +264,9 @@ class RunProjection(Projection):
             tx.execute(_INSERT, state_to_row(state))
         else:
             _update(tx, before, state)
-        if before is None and state.metadata:
+        if before is not None and before.metadata != state.metadata:
+            tx.execute("DELETE FROM run_metadata WHERE run_id = ?", (state.run_id,))
+        if state.metadata and (before is None or before.metadata != state.metadata):
             tx.executemany(
                 "INSERT INTO run_metadata (run_id, organization_id, key, value) "
                 "VALUES (?, ?, ?, ?)",

@@ -12,10 +12,11 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
-from eventstore import AgentEvent, ConcurrencyConflict, EventType, RunStatus
+from eventstore import AgentEvent, ConcurrencyConflict, EventType, InvalidEvent, RunStatus
 
 from .errors import RunTerminal
-from .lifecycle import TERMINAL, check_transition, resume_available
+from .lifecycle import LANE_QUEUE, TERMINAL, check_transition, resume_available
+from .merge_patch import merge_patch
 from .views import Views, add_item, empty_views, reveal
 
 __all__ = ["RunState", "advance", "evolve", "fold"]
@@ -70,6 +71,13 @@ class RunState:
     metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
     content_views: Views = dataclasses.field(default_factory=empty_views)
     """The content fields as each capped visibility level sees them (``views.py``)."""
+    question: dict[str, Any] | None = None
+    """The open question to a person (a ``human_input_requested`` payload), until answered."""
+    lane_position: int = 0
+    """The id of the event that put the run in its lane's queue (its creation, a resume into
+    ``waiting_on_lane``, an answer): the lane serves its waiting runs in this order."""
+    resume_pending: bool = False
+    """A resumed run waiting for its lane: it goes through ``resuming`` when claimed."""
 
     @property
     def terminal(self) -> bool:
@@ -131,6 +139,7 @@ def _created(event: AgentEvent) -> RunState:
         status_changed_at=event.created_at,
         callback_url=payload.get("callback_url"),
         metadata=dict(payload.get("metadata") or {}),
+        lane_position=event.id,
     )
 
 
@@ -145,11 +154,18 @@ def _status_changed(state: RunState, event: AgentEvent) -> None:
             run_id=state.run_id,
             current_status=state.status.value,
         )
-    check_transition(state.status, target, can_resume=state.resume_available)
+    resumes = state.resume_pending if state.status is RunStatus.WAITING_ON_LANE else None
+    check_transition(
+        state.status, target, can_resume=state.resume_available if resumes is None else resumes
+    )
+    if target in LANE_QUEUE and state.status not in LANE_QUEUE:
+        state.lane_position = event.id  # joins the back of its lane's queue
+    resumed = state.status in (RunStatus.FAILED, RunStatus.TIMED_OUT)
     state.status = target
     state.status_changed_at = event.created_at
     state.detail = payload.get("detail")
-    if target is RunStatus.RESUMING:
+    state.resume_pending = resumed and target is RunStatus.WAITING_ON_LANE
+    if target is RunStatus.RESUMING or resumed:
         _resumed(state)
     elif target in TERMINAL:
         _ended(state, event)
@@ -268,6 +284,30 @@ def _callback(state: RunState, event: AgentEvent) -> None:
         state.callback_pending = False
 
 
+def _question(state: RunState, event: AgentEvent) -> None:
+    _require_live(state, event)
+    state.question = dict(event.payload)
+    state.content_views = reveal(
+        state.content_views, event, {"question": state.question}, hide=False
+    )
+
+
+def _answer(state: RunState, event: AgentEvent) -> None:
+    _require_live(state, event)
+    state.question = None
+    state.content_views = reveal(state.content_views, event, {"question": None}, hide=False)
+
+
+def _metadata(state: RunState, event: AgentEvent) -> None:
+    """Metadata is the run's summary, which every role reads: only a ``user`` event changes it."""
+    if event.visibility != "user":
+        raise InvalidEvent(
+            f"metadata_updated must have visibility user, not {event.visibility}",
+            event_type=event.event_type,
+        )
+    state.metadata = merge_patch(state.metadata, event.payload["patch"])
+
+
 def _passive(state: RunState, event: AgentEvent) -> None:
     """Custom events only move the run's position in the log."""
 
@@ -298,4 +338,7 @@ _HANDLERS: dict[str, Callable[[RunState, AgentEvent], None]] = {
     EventType.CHILD_RUN_STARTED: _child_started,
     EventType.CHILD_RUN_FINISHED: _child_finished,
     EventType.CALLBACK_ATTEMPTED: _callback,
+    EventType.HUMAN_INPUT_REQUESTED: _question,
+    EventType.HUMAN_INPUT: _answer,
+    EventType.METADATA_UPDATED: _metadata,
 }

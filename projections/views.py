@@ -1,7 +1,7 @@
 """What a reader capped at a visibility level may see of a run's content.
 
 A run's *content* (journal, status detail and error, checkpoint, tool names, child run ids,
-callback error)
+callback error, the open question to a person)
 comes from events of some visibility; a key sees it only if it could receive that event on a
 stream. The fold keeps, beside the full values, one view per capped level (``user``,
 ``operator``) holding the values of the newest events that level may see, so a read answers a
@@ -39,6 +39,7 @@ CONTENT_FIELDS = (
     "tools_used",
     "child_run_ids",
     "callback_error",
+    "question",
 )
 _LISTS = ("tools_used", "child_run_ids")
 

@@ -104,3 +104,20 @@ def test_the_architecture_tree_names_no_module_that_is_gone() -> None:
     }
     gone = sorted(set(re.findall(r"[\w]+\.py", architecture_tree())) - existing)
     assert gone == []
+
+
+def test_the_lifecycle_table_is_the_transition_table() -> None:
+    """docs/lifecycle.md draws ``TRANSITIONS``: each row's targets, its conditions aside."""
+    from projections import TRANSITIONS
+
+    text = (ROOT / "docs" / "lifecycle.md").read_text()
+    drawn: dict[str, set[str]] = {}
+    for line in text.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) != 2 or cells[0] in ("from", "---") or not line.startswith("|"):
+            continue
+        targets = re.sub(r"\([^)]*\)", "", cells[1])
+        names = {t.strip() for t in targets.split(",") if t.strip() and t.strip() != "nothing"}
+        for status in cells[0].split(","):
+            drawn[status.strip()] = names
+    assert drawn == {s.value: {t.value for t in targets} for s, targets in TRANSITIONS.items()}

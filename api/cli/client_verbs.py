@@ -18,7 +18,7 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeGuard, TypeVar
 
 import httpx
 import typer
@@ -198,8 +198,25 @@ def get_run(
 
     run, found = run_async(fetch)
     show_runs([run], output, connection.plain)
+    if output != "json":
+        for line in run_details(run):
+            typer.echo(line)
     for message in found:
         typer.echo(f"{message.role}: {message.content}")
+
+
+def run_details(run: Run) -> list[str]:
+    """What one run shows below its row: metadata, progress, the question it waits on."""
+    lines = []
+    if run.metadata:
+        lines.append(f"metadata: {json.dumps(run.metadata, sort_keys=True)}")
+    progress, total = run.metadata.get("progress"), run.metadata.get("total")
+    if _number(progress) and _number(total) and total > 0:
+        lines.append(f"progress: {progress}/{total} ({100 * progress / total:.0f}%)")
+    if run.status == "waiting_on_human" and run.question is not None:
+        choices = f" [{' / '.join(run.question.choices)}]" if run.question.choices else ""
+        lines.append(f"question {run.question.question_id}: {run.question.question}{choices}")
+    return lines
 
 
 def register(app: typer.Typer) -> None:
@@ -210,6 +227,7 @@ def register(app: typer.Typer) -> None:
     app.command()(send)
     app.command()(cancel)
     app.command()(resume)
+    app.command()(answer)
     app.command()(track)
 
 
@@ -260,6 +278,41 @@ def resume(ctx: typer.Context, run_id: str) -> None:
 
     run = run_async(go)
     typer.echo(f"{run.id}\t{run.status}")
+
+
+def _number(value: Any) -> TypeGuard[float]:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def answer(
+    ctx: typer.Context,
+    run_id: str,
+    text: str,
+    question: Annotated[
+        str | None, typer.Option("--question", help="the question id (default: the open one)")
+    ] = None,
+    as_text: Annotated[
+        bool, typer.Option("--text", help="send TEXT as a string even if it parses as JSON")
+    ] = False,
+) -> None:
+    """Answer a run waiting on a human. TEXT is sent as JSON when it parses as JSON (true, 42,
+    {"approve": true}), else as a string."""
+    connection = _connection(ctx)
+    response = text if as_text else _json_or_text(text)
+
+    async def go() -> Run:
+        async with connection.client() as client:
+            return await client.answer(run_id, response, question)
+
+    run = run_async(go)
+    typer.echo(f"{run.id}\t{run.status}\tanswered")
+
+
+def _json_or_text(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
 
 
 def track(

@@ -63,6 +63,7 @@ class RuntrackClient:
     ) -> None:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         self._http = httpx.AsyncClient(base_url=url, headers=headers, timeout=timeout)
+        self._timeout = timeout
         self._max_backoff = max_backoff
 
     async def __aenter__(self) -> RuntrackClient:
@@ -91,8 +92,11 @@ class RuntrackClient:
         return runs.items, runs.next_cursor
 
     async def claim(self, worker_id: str, **filters: Any) -> Claim | None:
-        """The claimed run with its checkpoint and tool results, or None when nothing waits."""
-        claimed = await self._json("POST", "/v1/runs/claim", {"worker_id": worker_id, **filters})
+        """The claimed run with what it resumes from, or None when nothing waits (after up to
+        ``wait_seconds`` of waiting server-side, if given: the request's timeout grows by it)."""
+        body = {"worker_id": worker_id, **filters}
+        timeout = self._timeout + float(filters.get("wait_seconds") or 0)
+        claimed = await self._json("POST", "/v1/runs/claim", body, timeout=timeout)
         return None if claimed is None else Claim.model_validate(claimed)
 
     async def append(
@@ -122,6 +126,18 @@ class RuntrackClient:
     async def resume(self, run_id: str) -> Run:
         return Run.model_validate(await self._json("POST", f"/v1/runs/{run_id}/resume"))
 
+    async def answer(self, run_id: str, response: Any, question_id: str | None = None) -> Run:
+        """Answer a run waiting on a human (its open question unless ``question_id`` names
+        one); the run moves on through its lane."""
+        body = {"response": response, "question_id": question_id}
+        return Run.model_validate(await self._json("POST", f"/v1/runs/{run_id}/input", body))
+
+    async def cancel_conversation(self, conversation_id: str, reason: str | None = None) -> Run:
+        """Request cancellation of the conversation's current run (the one holding its lane,
+        else the one waiting longest); ``RuntrackError`` 404 ``no_active_run`` when none."""
+        path = f"/v1/conversations/{conversation_id}/cancel"
+        return Run.model_validate(await self._json("POST", path, {"reason": reason}))
+
     async def messages(self, run_id: str) -> list[Message]:
         found = MessageList.model_validate(await self._json("GET", f"/v1/runs/{run_id}/messages"))
         return found.items
@@ -140,21 +156,6 @@ class RuntrackClient:
             "GET",
             "/v1/events",
             params=httpx.QueryParams({"after_event_id": after_event_id, "limit": limit}),
-        )
-        events = EventList.model_validate(page)
-        return events.items, events.position
-
-    async def run_events(
-        self, run_id: str, after_event_id: int = 0, limit: int = 1000, visibility: str = "internal"
-    ) -> tuple[list[StoredEvent], int]:
-        """A page of one run's events (capped by the key's role) and the position to go on."""
-        params: dict[str, str | int] = {
-            "after_event_id": after_event_id,
-            "limit": limit,
-            "visibility": visibility,
-        }
-        page = await self._json(
-            "GET", f"/v1/runs/{run_id}/events", params=httpx.QueryParams(params)
         )
         events = EventList.model_validate(page)
         return events.items, events.position
@@ -237,8 +238,15 @@ class RuntrackClient:
         body: Any = None,
         *,
         params: httpx.QueryParams | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - the request's own, passed to httpx
     ) -> Any:
-        response = await self._http.request(method, path, json=body, params=params)
+        response = await self._http.request(
+            method,
+            path,
+            json=body,
+            params=params,
+            timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout,
+        )
         if response.status_code >= 400:
             raise _error(response)
         if response.status_code == 204:

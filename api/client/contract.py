@@ -21,6 +21,7 @@ __all__ = [
     "EVENT_TYPE_PATTERN",
     "IDENTIFIER_PATTERN",
     "INTEGRAL",
+    "MAX_CLAIM_WAIT_SECONDS",
     "MAX_EVENTS_PER_APPEND",
     "MAX_ID_CHARS",
     "MAX_INTEGER",
@@ -41,6 +42,8 @@ MAX_EVENTS_PER_APPEND = 1000
 MAX_METADATA_FILTERS = 32
 """``metadata=key=value`` filters in one listing: each is a sub-select of the query."""
 MAX_PAGE_SIZE = 1000
+MAX_CLAIM_WAIT_SECONDS = 30.0
+"""The longest ``wait_seconds`` a claim may wait server-side for a claimable run."""
 MAX_ID_CHARS = 200
 """Identifiers a client chooses: agent, conversation, worker, tool call, idempotency key."""
 MAX_TEXT_CHARS = 4000
@@ -70,9 +73,10 @@ TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled", "timed_out"})
 VISIBILITIES = ("user", "operator", "internal")
 """From narrowest to widest: each level includes the ones before it."""
 
-SERVER_WRITTEN_TYPES = frozenset({"run_created", "callback_attempted"})
-"""Event types only the server writes (``POST /v1/runs``, the callback deliverer): appended
-through the API they would let a client fake a run's start or a delivery's outcome."""
+SERVER_WRITTEN_TYPES = frozenset({"run_created", "callback_attempted", "human_input"})
+"""Event types only the server writes (``POST /v1/runs``, the callback deliverer, ``POST
+/v1/runs/{id}/input``): appended through the API they would let a client fake a run's start, a
+delivery's outcome or a person's answer."""
 APPENDABLE_TYPES = (
     "run_status_changed",
     "cancel_requested",
@@ -84,6 +88,8 @@ APPENDABLE_TYPES = (
     "step_completed",
     "child_run_started",
     "child_run_finished",
+    "human_input_requested",
+    "metadata_updated",
 )
 """The core event types a client may append."""
 CUSTOM_TYPE_PATTERN = "^custom\\.[^\\x00-\\x1f\\x7f-\\x9f]+$"

@@ -16,6 +16,7 @@ from api.client.contract import (
     EVENT_TYPE_PATTERN,
     IDENTIFIER_PATTERN,
     INTEGRAL,
+    MAX_CLAIM_WAIT_SECONDS,
     MAX_EVENTS_PER_APPEND,
     MAX_ID_CHARS,
     MAX_INTEGER,
@@ -43,6 +44,7 @@ __all__ = [
     "Health",
     "Heartbeat",
     "HeartbeatBody",
+    "InputBody",
     "Journal",
     "JournalEntry",
     "JournalUpdate",
@@ -51,6 +53,7 @@ __all__ = [
     "MessageList",
     "NotReady",
     "Panel",
+    "Question",
     "Ready",
     "Recovery",
     "Run",
@@ -120,6 +123,8 @@ class ClaimBody(_Body):
     worker_id: str = Field(min_length=1, max_length=MAX_ID_CHARS, pattern=IDENTIFIER_PATTERN)
     agent_id: str | None = Field(default=None, max_length=MAX_ID_CHARS, pattern=IDENTIFIER_PATTERN)
     lane_key: str | None = Field(default=None, max_length=400, pattern=IDENTIFIER_PATTERN)
+    wait_seconds: float = Field(default=0, ge=0, le=MAX_CLAIM_WAIT_SECONDS)
+    """How long to wait for a claimable run when there is none (204 after it)."""
 
 
 class HeartbeatBody(_Body):
@@ -130,6 +135,15 @@ class CancelBody(_Body):
     reason: str | None = Field(default=None, max_length=2000)
 
 
+class InputBody(_Body):
+    """A person's answer to a run waiting on a human; ``question_id`` defaults to the open one."""
+
+    response: Any = Field(description="Any JSON value")
+    question_id: str | None = Field(
+        default=None, min_length=1, max_length=MAX_ID_CHARS, pattern=IDENTIFIER_PATTERN
+    )
+
+
 class ToolResultBody(_Body):
     tool_call_id: str = Field(min_length=1, max_length=MAX_ID_CHARS, pattern=IDENTIFIER_PATTERN)
     name: str = Field(min_length=1, max_length=MAX_ID_CHARS, pattern=IDENTIFIER_PATTERN)
@@ -137,6 +151,14 @@ class ToolResultBody(_Body):
     result: Any = None
     error: str | None = None
     duration_ms: float | None = Field(default=None, ge=0)
+
+
+class Question(BaseModel):
+    """A ``human_input_requested`` payload: what the run asks a person."""
+
+    question_id: str
+    question: str
+    choices: list[str] | None
 
 
 class Run(BaseModel):
@@ -193,6 +215,8 @@ class Run(BaseModel):
     """Stable per terminal episode: receivers dedupe on it (``X-Runtrack-Delivery``)."""
     metadata: dict[str, Any]
     terminal: bool
+    question: Question | None = None
+    """The open question to a person (content: from an event the key may see)."""
 
 
 class StoredEvent(BaseModel):
@@ -227,11 +251,21 @@ class EventList(BaseModel):
 
 
 class Claim(BaseModel):
-    """A claimed run with what a worker resumes from: its latest checkpoint and tool results."""
+    """A claimed run with what a worker resumes from: its latest checkpoint, its tool results,
+    its questions (``human_input_requested``) and their answers (``human_input``), the tool
+    calls that started and never finished (``tool_started`` without ``tool_finished``), and
+    the heartbeat timing the server expects."""
 
     run: Run
     checkpoint: StoredEvent | None
     tool_results: list[StoredEvent]
+    human_inputs: list[StoredEvent]
+    questions: list[StoredEvent]
+    tool_calls_started: list[StoredEvent]
+    heartbeat_timeout_seconds: float
+    """A run silent this long is timed out by the reconciler."""
+    heartbeat_interval_seconds: float
+    """How often to heartbeat: a third of the timeout."""
 
 
 class ToolResultRecorded(BaseModel):
@@ -368,6 +402,10 @@ class Panel(BaseModel):
     can_cancel: bool
     cancel_requested: bool
     recovery: Recovery | None
+    question: Question | None = None
+    """What a run waiting on a human asks (content: from an event the key may see)."""
+    can_answer: bool = False
+    """The run waits on a human: ``POST /v1/runs/{id}/input`` moves it on."""
 
 
 class AgentStatus(BaseModel):

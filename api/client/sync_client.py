@@ -84,6 +84,12 @@ class SyncRuntrackClient:
     def resume(self, run_id: str) -> Run:
         return self._call(lambda: self._client.resume(run_id))
 
+    def answer(self, run_id: str, response: Any, question_id: str | None = None) -> Run:
+        return self._call(lambda: self._client.answer(run_id, response, question_id))
+
+    def cancel_conversation(self, conversation_id: str, reason: str | None = None) -> Run:
+        return self._call(lambda: self._client.cancel_conversation(conversation_id, reason))
+
     def messages(self, run_id: str) -> list[Message]:
         return self._call(lambda: self._client.messages(run_id))
 

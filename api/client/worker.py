@@ -30,7 +30,7 @@ import httpx
 
 from api.client.async_client import RuntrackClient, RuntrackError
 from api.client.contract import TERMINAL_STATUSES
-from api.client.models import Claim, StoredEvent
+from api.client.models import Claim
 from api.client.run_context import RESUMABLE_KINDS, RunContext
 from api.client.worker_errors import HumanInputPending
 
@@ -42,7 +42,7 @@ Handler = Callable[[RunContext], Awaitable[str | None]]
 H = TypeVar("H", bound=Handler)
 END_ATTEMPTS = 5
 MAX_BACKOFF = 1.0
-"""Seconds between claims at most, against a server whose claim does not wait."""
+"""Seconds between claims at most, while claims fail (the server is away, say)."""
 
 
 @dataclass
@@ -72,25 +72,21 @@ class Worker:
         client: RuntrackClient | None = None,
         concurrency: int = 4,
         worker_id: str | None = None,
-        heartbeat_timeout: float = 300.0,
         wait_seconds: float = 5.0,
         grace: float = 30.0,
     ) -> None:
         if client is None and url is None:
             raise ValueError("give the server's url or a client")
-        self.client = client or RuntrackClient(str(url), key, timeout=wait_seconds + 30.0)
+        self.client = client or RuntrackClient(str(url), key)
         self._own_client = client is None
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.concurrency = concurrency
-        self.heartbeat_timeout = heartbeat_timeout
-        """Used only against a server that does not advertise its heartbeat interval."""
         self.wait_seconds = wait_seconds
         self.grace = grace
         self._handlers: dict[str, Handler] = {}
         self._held: dict[str, _Held] = {}
         self._holding: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
-        self._server_waits = True
         self.completed = 0
         """Runs this worker ended (any terminal status), for benchmarks and tests."""
 
@@ -141,13 +137,14 @@ class Worker:
                 claim = await self._claim(agent_id)
             except (httpx.TransportError, RuntrackError) as exc:
                 logger.warning("claim failed: %s", exc)
-                claim = None
-            if claim is None:
                 slots.release()
                 await self._pause(delay)
                 delay = min(delay * 2, MAX_BACKOFF)
                 continue
             delay = 0.05
+            if claim is None:
+                slots.release()
+                continue
             task = asyncio.create_task(self._hold(agent_id, claim))
             self._holding.add(task)
             task.add_done_callback(self._holding.discard)
@@ -168,26 +165,13 @@ class Worker:
         return True
 
     async def _claim(self, agent_id: str) -> Claim | None:
-        """One claim: waiting server-side when the server can (else the caller backs off)."""
-        if self._server_waits:
-            try:
-                claim = await self.client.claim(
-                    self.worker_id, agent_id=agent_id, wait_seconds=self.wait_seconds
-                )
-            except RuntrackError as exc:
-                if exc.status != 422 or "wait_seconds" not in str(exc.details) + exc.message:
-                    raise
-                self._server_waits = False
-            else:
-                if claim is None:
-                    return None
-                return claim
-        return await self.client.claim(self.worker_id, agent_id=agent_id)
+        """One claim, waiting server-side up to ``wait_seconds`` for a run to come."""
+        return await self.client.claim(
+            self.worker_id, agent_id=agent_id, wait_seconds=self.wait_seconds
+        )
 
     async def _pause(self, delay: float) -> None:
-        """Back off before the next claim, unless the server waited already or we stop."""
-        if self._server_waits:
-            return
+        """Back off after a failed claim, unless the worker stops meanwhile."""
         with suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), delay)
 
@@ -195,10 +179,9 @@ class Worker:
 
     async def _hold(self, agent_id: str, claim: Claim) -> None:
         ctx = RunContext(self.client, claim, self.worker_id)
-        ctx.replay_from(await self._started_calls(claim), getattr(claim, "human_inputs", []))
+        ctx.replay_from(claim.tool_calls_started, claim.human_inputs)
         held = self._held[ctx.run_id] = _Held(ctx)
-        interval = getattr(claim, "heartbeat_interval_seconds", None) or self.heartbeat_timeout / 3
-        beat = asyncio.create_task(self._heartbeat(ctx, interval))
+        beat = asyncio.create_task(self._heartbeat(ctx, claim.heartbeat_interval_seconds))
         try:
             outcome = await self._play(held, self._handlers[agent_id])
             beat.cancel()
@@ -208,21 +191,6 @@ class Worker:
         finally:
             beat.cancel()
             self._held.pop(ctx.run_id, None)
-
-    async def _started_calls(self, claim: Claim) -> list[StoredEvent]:
-        """The run's ``tool_started`` events: from the claim, or read from the run's events
-        against a server whose claim does not carry them (only runs that used a tool)."""
-        started: list[StoredEvent] | None = getattr(claim, "tool_calls_started", None)
-        if started is not None:
-            return started
-        if not claim.run.tools_used:
-            return []
-        found, position = [], 0
-        while True:
-            page, position = await self.client.run_events(claim.run.id, position)
-            found += [e for e in page if e.event_type == "tool_started"]
-            if not page:
-                return found
 
     async def _play(self, held: _Held, handler: Handler) -> _Outcome:
         held.handler = asyncio.create_task(_returning(handler, held.ctx))

@@ -29,6 +29,7 @@ from api.client.models import (
     Health,
     Heartbeat,
     HeartbeatBody,
+    InputBody,
     Journal,
     Me,
     MessageList,
@@ -88,6 +89,9 @@ _FILTER_QUERY = (query.STATUS, query.ACTIVE, *query.TEXT_FILTERS, query.METADATA
 _LIST_QUERY = (*_FILTER_QUERY, query.RUN_LIMIT, query.ORDER, query.AFTER, query.BEFORE)
 _ID = {"type": "string", "minLength": 1, "maxLength": MAX_ID_CHARS, "pattern": IDENTIFIER_PATTERN}
 
+_OPTIONAL_BODIES: tuple[type[BaseModel], ...] = (CancelBody, HeartbeatBody)
+"""Bodies whose every field is optional: the request may send none."""
+
 OPERATIONS = (
     _Op("post", "/v1/runs", "Create a run", CreateRunBody, 201, Run, errors=_RATE_LIMITED),
     _Op("get", "/v1/runs", "List runs", returns=RunList, query=_LIST_QUERY),
@@ -127,7 +131,19 @@ OPERATIONS = (
     ),
     _Op("post", "/v1/runs/{run_id}/heartbeat", "Record liveness", HeartbeatBody, returns=Heartbeat),
     _Op("post", "/v1/runs/{run_id}/cancel", "Request cancellation", CancelBody, returns=Run),
-    _Op("post", "/v1/runs/{run_id}/resume", "Resume from the latest checkpoint", returns=Run),
+    _Op(
+        "post",
+        "/v1/runs/{run_id}/resume",
+        "Resume from the latest checkpoint (waiting on the lane while another run holds it)",
+        returns=Run,
+    ),
+    _Op(
+        "post",
+        "/v1/runs/{run_id}/input",
+        "Answer a run waiting on a human; it moves on through its lane",
+        InputBody,
+        returns=Run,
+    ),
     _Op(
         "post",
         "/v1/runs/{run_id}/tool-results",
@@ -172,6 +188,13 @@ OPERATIONS = (
         "The status panel",
         returns=AgentStatus,
     ),
+    _Op(
+        "post",
+        "/v1/conversations/{conversation_id}/cancel",
+        "Request cancellation of the conversation's current run (404 no_active_run: none)",
+        CancelBody,
+        returns=Run,
+    ),
     _Op("get", "/v1/me", "The calling key: organization, role, highest visibility", returns=Me),
     _Op(
         "get",
@@ -212,6 +235,7 @@ def openapi_document(max_body_bytes: int) -> dict[str, Any]:
             ClaimBody,
             HeartbeatBody,
             CancelBody,
+            InputBody,
             ToolResultBody,
         )
     ] + [(model, "serialization") for model in _responses()]
@@ -272,7 +296,7 @@ def _operation(op: _Op) -> dict[str, Any]:
         operation["security"] = []
     if op.body is not None:
         operation["requestBody"] = {
-            "required": op.body is not CancelBody,
+            "required": op.body not in _OPTIONAL_BODIES,
             "content": {
                 "application/json": {"schema": {"$ref": _REF.format(model=op.body.__name__)}}
             },

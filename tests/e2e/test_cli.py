@@ -239,3 +239,51 @@ async def test_keys_create_list_and_revoke(server_process: ProcessFactory, tmp_p
     code, _ = await keys("revoke", key_id)
     assert code == 0
     assert (await keys("revoke", key_id))[0] == 1
+
+
+async def test_answer_a_waiting_run_and_get_run_shows_progress_and_question(
+    server_process: ProcessFactory,
+) -> None:
+    server = await server_process()
+    run_id = await sent_run(server)
+    ask = {"question_id": "q-1", "question": "Deploy now?", "choices": ["yes", "no"]}
+    async with httpx.AsyncClient(base_url=server.url) as client:
+        await client.post("/v1/runs/claim", json={"worker_id": "w"})
+        events = [
+            {"event_type": "metadata_updated", "payload": {"patch": {"progress": 3, "total": 4}}},
+            {"event_type": "human_input_requested", "payload": ask},
+            {"event_type": "run_status_changed", "payload": {"to": "waiting_on_human"}},
+        ]
+        appended = await client.post(f"/v1/runs/{run_id}/events", json={"events": events})
+        assert appended.status_code == 201
+    code, out, _ = await cli(server, "--no-ux", "get", "run", run_id)
+    assert code == 0
+    assert "progress: 3/4 (75%)" in out
+    assert "question q-1: Deploy now? [yes / no]" in out
+    code, out, _ = await cli(server, "answer", run_id, '{"approve": true}')
+    assert (code, out.strip()) == (0, f"{run_id}\tqueued\tanswered")
+    code, _, err = await cli(server, "answer", run_id, "again")
+    assert code == 2
+    assert "not_waiting_on_human" in err
+    async with httpx.AsyncClient(base_url=server.url) as client:
+        page = (await client.get(f"/v1/runs/{run_id}/events")).json()["items"]
+    answers = [e["payload"] for e in page if e["event_type"] == "human_input"]
+    assert answers == [{"question_id": "q-1", "response": {"approve": True}, "answered_by": None}]
+
+
+@pytest.mark.parametrize(
+    ("argv", "sent"), [(["yes please"], "yes please"), (["42"], 42), (["42", "--text"], "42")]
+)
+async def test_answer_text_is_json_when_it_parses(
+    server_process: ProcessFactory, argv: list[str], sent: object
+) -> None:
+    server = await server_process()
+    run_id = await sent_run(server)
+    async with httpx.AsyncClient(base_url=server.url) as client:
+        await client.post("/v1/runs/claim", json={"worker_id": "w"})
+        waits = {"event_type": "run_status_changed", "payload": {"to": "waiting_on_human"}}
+        await client.post(f"/v1/runs/{run_id}/events", json={"events": [waits]})
+    assert (await cli(server, "answer", run_id, *argv))[0] == 0
+    async with httpx.AsyncClient(base_url=server.url) as client:
+        page = (await client.get(f"/v1/runs/{run_id}/events")).json()["items"]
+    assert [e["payload"]["response"] for e in page if e["event_type"] == "human_input"] == [sent]

@@ -193,6 +193,74 @@ async def test_cancel_and_resume_from_the_status_panel(server_process: ProcessFa
         await screenshot(page, "conversation")
 
 
+async def test_answer_a_waiting_run_and_see_its_progress_from_the_status_panel(
+    server_process: ProcessFactory,
+) -> None:
+    server = await server_process()
+    async with chromium() as browser, httpx.AsyncClient(base_url=server.url) as client:
+        page = await browser.new_page()
+        run_id = await running_run(client, conversation_id="c-ask")
+        await page.goto(f"{server.url}/#/runs/{run_id}")
+        await page.wait_for_selector('.panel[data-status="running"]')
+        patch = {"progress": 2, "total": 8}
+        await append(
+            client, run_id, {"event_type": "metadata_updated", "payload": {"patch": patch}}
+        )
+        bar = page.get_by_role("progressbar", name="progress 2 / 8")
+        await bar.wait_for()  # live: the run channel's event re-reads the run
+        assert (await bar.get_attribute("value"), await bar.get_attribute("max")) == ("2", "8")
+        ask = {"question_id": "q-1", "question": "Deploy to production?", "choices": ["yes", "no"]}
+        await append(
+            client,
+            run_id,
+            {"event_type": "human_input_requested", "payload": ask},
+            {"event_type": "run_status_changed", "payload": {"to": "waiting_on_human"}},
+        )
+        await page.wait_for_selector('.panel[data-status="waiting_on_human"] .question')
+        assert await page.locator(".panel .question").inner_text() == "Deploy to production?"
+        await screenshot(page, "run-waiting-on-human")
+        await page.get_by_role("textbox", name="your answer").fill("yes, after 6pm")
+        await page.get_by_role("button", name="Send answer").click()
+        await page.wait_for_selector('.panel[data-status="queued"]')
+        events = (await client.get(f"/v1/runs/{run_id}/events")).json()["items"]
+        answers = [e["payload"] for e in events if e["event_type"] == "human_input"]
+        assert answers == [
+            {"question_id": "q-1", "response": "yes, after 6pm", "answered_by": None}
+        ]
+
+        await client.post("/v1/runs/claim", json={"worker_id": "w"})
+        again = {"question_id": "q-2", "question": "Roll back?", "choices": ["yes", "no"]}
+        await append(
+            client,
+            run_id,
+            {"event_type": "human_input_requested", "payload": again},
+            {"event_type": "run_status_changed", "payload": {"to": "waiting_on_human"}},
+        )
+        await page.goto(f"{server.url}/#/conversations/c-ask")
+        await page.get_by_role("button", name="no", exact=True).click()  # a choice, at once
+        await page.wait_for_selector('.panel[data-status="queued"]')
+        events = (await client.get(f"/v1/runs/{run_id}/events")).json()["items"]
+        answers = [e["payload"]["response"] for e in events if e["event_type"] == "human_input"]
+        assert answers == ["yes, after 6pm", "no"]
+
+
+async def test_the_conversation_page_cancels_the_conversations_run(
+    server_process: ProcessFactory,
+) -> None:
+    server = await server_process()
+    async with chromium() as browser, httpx.AsyncClient(base_url=server.url) as client:
+        page = await browser.new_page()
+        run_id = await running_run(client, conversation_id="c-stop")
+        await page.goto(f"{server.url}/#/conversations/c-stop")
+        async with page.expect_request("**/v1/conversations/c-stop/cancel") as posted:
+            await page.get_by_role("button", name="Cancel").click()
+        assert (await posted.value).method == "POST"
+        await page.wait_for_selector("text=(cancel requested)")
+        events = (await client.get(f"/v1/runs/{run_id}/events")).json()["items"]
+        assert [e["event_type"] for e in events].count("cancel_requested") == 1
+        assert (await client.get(f"/v1/runs/{run_id}")).json()["cancel_requested"] is True
+
+
 async def test_the_board_survives_a_server_restart_without_duplicate_rows(
     server_process: ProcessFactory,
 ) -> None:

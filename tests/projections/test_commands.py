@@ -7,7 +7,14 @@ import asyncio
 import pytest
 
 from eventstore import ConcurrencyConflict, EventFilter, InvalidEvent, NewEvent, UnknownRun
-from projections import IllegalTransition, LaneBusy, ResumeRefused, RunStatus, RunTerminal
+from projections import (
+    IllegalTransition,
+    NotWaitingOnHuman,
+    QuestionMismatch,
+    ResumeRefused,
+    RunStatus,
+    RunTerminal,
+)
 
 from .conftest import ORG, Runs
 
@@ -188,13 +195,100 @@ async def test_resume_refused_after_cancel(runs: Runs) -> None:
         await runs.commands.resume(ORG, run_id)
 
 
-async def test_resume_refused_while_the_lane_is_busy(runs: Runs) -> None:
-    first = await running_run(runs, "conv-shared")
-    await runs.commands.append(ORG, first, [checkpoint("input")])
-    await runs.commands.change_status(ORG, first, stop_reason="error")
-    await running_run(runs, "conv-shared")
-    with pytest.raises(LaneBusy):
-        await runs.commands.resume(ORG, first)
+async def failed_with_checkpoint(runs: Runs, conversation: str) -> str:
+    run_id = await running_run(runs, conversation)
+    await runs.commands.append(ORG, run_id, [checkpoint("input")])
+    await runs.commands.change_status(ORG, run_id, stop_reason="error")
+    return run_id
+
+
+async def test_resumes_and_answers_on_a_busy_lane_wait_in_the_order_they_came(
+    runs: Runs,
+) -> None:
+    """Was 409 lane_busy. A resumed run and an answered one queue behind the lane's holder in
+    the order of the resume and the answer (not of their creation); the resumed one passes
+    through ``resuming`` when claimed."""
+    older = await failed_with_checkpoint(runs, "conv-shared")
+    asking = await running_run(runs, "conv-shared")
+    await runs.commands.change_status(ORG, asking, RunStatus.WAITING_ON_HUMAN)
+    holder = await running_run(runs, "conv-shared")
+    answered = await runs.commands.answer(ORG, asking, {"ok": True})
+    resumed = await runs.commands.resume(ORG, older)
+    assert (answered.status, resumed.status) == (RunStatus.WAITING_ON_LANE,) * 2
+    assert resumed.detail == f"resumed; waiting for run {holder}"
+    assert await runs.commands.claim(ORG, "w2") is None  # the holder still runs
+    order = []
+    for finishing in (holder, asking, older):
+        await runs.commands.change_status(ORG, finishing, stop_reason="end_turn")
+        claim = await runs.commands.claim(ORG, "w2")
+        if claim is not None:
+            order.append(claim.run.run_id)
+    assert order == [asking, older]
+    events = await runs.store.read(EventFilter(ORG, run_id=older), limit=100)
+    moves = [e.payload["to"] for e in events.events if e.event_type == "run_status_changed"]
+    assert moves[-4:] == ["waiting_on_lane", "resuming", "running", "completed"]
+
+
+async def test_a_resume_on_a_free_lane_holds_it_at_once(runs: Runs) -> None:
+    run_id = await failed_with_checkpoint(runs, "conv-free")
+    assert (await runs.commands.resume(ORG, run_id)).status is RunStatus.RESUMING
+
+
+async def test_of_two_racing_answers_only_one_moves_the_run(runs: Runs) -> None:
+    run_id = await running_run(runs)
+    await runs.commands.append(
+        ORG,
+        run_id,
+        [
+            NewEvent("human_input_requested", {"question_id": "q-1", "question": "go?"}),
+            NewEvent("run_status_changed", {"to": "waiting_on_human"}),
+        ],
+    )
+    answers = await asyncio.gather(
+        runs.commands.answer(ORG, run_id, "yes", answered_by="k1"),
+        runs.commands.answer(ORG, run_id, "no", answered_by="k2"),
+        return_exceptions=True,
+    )
+    refused = [a for a in answers if isinstance(a, NotWaitingOnHuman)]
+    moved = [a for a in answers if not isinstance(a, BaseException)]
+    assert (len(refused), len(moved)) == (1, 1)
+    assert moved[0].status is RunStatus.QUEUED
+    assert moved[0].question is None
+    inputs = await runs.store.read(EventFilter(ORG, run_id=run_id), limit=100)
+    recorded = [e.payload for e in inputs.events if e.event_type == "human_input"]
+    assert len(recorded) == 1
+    assert recorded[0]["question_id"] == "q-1"
+
+
+async def test_an_answer_names_the_open_question_or_none(runs: Runs) -> None:
+    run_id = await running_run(runs)
+    asked = NewEvent("human_input_requested", {"question_id": "q-2", "question": "go?"})
+    await runs.commands.append(ORG, run_id, [asked])
+    with pytest.raises(NotWaitingOnHuman):
+        await runs.commands.answer(ORG, run_id, "yes")  # still running
+    await runs.commands.change_status(ORG, run_id, RunStatus.WAITING_ON_HUMAN)
+    with pytest.raises(QuestionMismatch):
+        await runs.commands.answer(ORG, run_id, "yes", question_id="q-1")
+    with pytest.raises(UnknownRun):
+        await runs.commands.answer("other-org", run_id, "yes")
+    answered = await runs.commands.answer(ORG, run_id, "yes", question_id="q-2")
+    assert answered.status is RunStatus.QUEUED
+
+
+async def test_the_conversation_cancel_acts_on_its_holder_else_the_oldest_waiting(
+    runs: Runs,
+) -> None:
+    holder = await running_run(runs, "conv-c")
+    waiting = await runs.commands.create(ORG, "agent-1", conversation_id="conv-c")
+    cancelled = await runs.commands.cancel_conversation(ORG, "conv-c", reason="stop")
+    assert cancelled is not None
+    assert (cancelled.run_id, cancelled.cancel_requested) == (holder, True)
+    await runs.commands.change_status(ORG, holder, stop_reason="cancelled")
+    cancelled = await runs.commands.cancel_conversation(ORG, "conv-c")
+    assert cancelled is not None
+    assert (cancelled.run_id, cancelled.status) == (waiting.run_id, RunStatus.CANCELLED)
+    assert await runs.commands.cancel_conversation(ORG, "conv-c") is None
+    assert await runs.commands.cancel_conversation(ORG, "conv-none") is None
 
 
 async def test_tool_results_are_recorded_once_and_replayed(runs: Runs) -> None:

@@ -39,6 +39,7 @@ def state_in(status: RunStatus, *, can_resume: bool = True) -> RunState:
         status_changed_at="2026-01-01T00:00:00.000000+00:00",
         checkpoint_kind="input" if can_resume else "final",
         resume_available=can_resume,
+        resume_pending=can_resume and status is RunStatus.WAITING_ON_LANE,
     )
 
 
@@ -60,7 +61,8 @@ def status_event(target: RunStatus) -> AgentEvent:
 
 def test_the_table_names_every_status() -> None:
     assert set(TRANSITIONS) == set(RunStatus)
-    assert all(not TRANSITIONS[s] - {RunStatus.RESUMING} for s in TERMINAL)
+    resumes = {RunStatus.RESUMING, RunStatus.WAITING_ON_LANE}  # a resume, now or once free
+    assert all(not TRANSITIONS[s] - resumes for s in TERMINAL)
 
 
 @pytest.mark.parametrize(("current", "target"), PAIRS, ids=[f"{a}->{b}" for a, b in PAIRS])
@@ -86,6 +88,29 @@ def test_resume_needs_a_resumable_checkpoint(current: RunStatus) -> None:
     with pytest.raises(IllegalTransition, match="no resumable checkpoint") as refused:
         evolve(state_in(current, can_resume=False), status_event(RunStatus.RESUMING))
     assert refused.value.details["allowed"] == []
+
+
+@pytest.mark.parametrize("current", [RunStatus.FAILED, RunStatus.TIMED_OUT])
+def test_a_resume_into_the_lane_queue_needs_a_resumable_checkpoint(current: RunStatus) -> None:
+    state = state_in(current, can_resume=False)
+    with pytest.raises(IllegalTransition, match="no resumable checkpoint"):
+        evolve(state, status_event(RunStatus.WAITING_ON_LANE))
+    waiting = evolve(state_in(current), status_event(RunStatus.WAITING_ON_LANE))
+    assert waiting.resume_pending
+    assert not waiting.resume_available
+    assert waiting.error is None
+    assert waiting.completed_at is None
+    assert waiting.lane_position == 2  # the resume's event: the back of the lane's queue
+
+
+def test_only_a_resumed_run_moves_from_waiting_on_lane_to_resuming() -> None:
+    with pytest.raises(IllegalTransition, match="only a resumed run"):
+        evolve(
+            state_in(RunStatus.WAITING_ON_LANE, can_resume=False), status_event(RunStatus.RESUMING)
+        )
+    resumed = evolve(state_in(RunStatus.WAITING_ON_LANE), status_event(RunStatus.RESUMING))
+    assert resumed.status is RunStatus.RESUMING
+    assert not resumed.resume_pending
 
 
 def test_a_cancelled_run_never_resumes() -> None:

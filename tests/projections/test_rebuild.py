@@ -41,6 +41,48 @@ async def test_rebuild_equals_the_live_tables(runs: Runs) -> None:
     assert (await check(runs.store)).ok
 
 
+async def test_rebuild_equals_the_live_tables_with_questions_metadata_and_lane_waits(
+    runs: Runs,
+) -> None:
+    """Issue 17's events: questions and answers, metadata patches, resumes and answers that
+    wait in a busy lane; the rebuilt rows (and ``run_metadata``) equal the live ones."""
+    asking = await runs.commands.create(ORG, "a", conversation_id="c", metadata={"k": {"x": 1}})
+    claim = await runs.commands.claim(ORG, "w")
+    assert claim is not None
+    await runs.commands.append(
+        ORG,
+        asking.run_id,
+        [
+            NewEvent("metadata_updated", {"patch": {"k": {"x": None, "y": 2}, "progress": 1}}),
+            NewEvent("checkpoint_created", {"checkpoint_id": "c1", "kind": "input"}),
+            NewEvent("human_input_requested", {"question_id": "q-1", "question": "go?"}),
+            NewEvent("run_status_changed", {"to": "waiting_on_human"}),
+        ],
+    )
+    holder = await runs.commands.create(ORG, "a", conversation_id="c")
+    assert await runs.commands.claim(ORG, "w") is not None
+    await runs.commands.answer(ORG, asking.run_id, {"go": True}, answered_by="key-1")
+    failed = await runs.commands.create(ORG, "a", conversation_id="other")
+    await runs.commands.claim(ORG, "w", lane_key=failed.lane_key)
+    await runs.commands.append(
+        ORG,
+        failed.run_id,
+        [
+            NewEvent("checkpoint_created", {"checkpoint_id": "c2", "kind": "input"}),
+            NewEvent("run_status_changed", {"stop_reason": "error"}),
+        ],
+    )
+    await runs.commands.resume(ORG, failed.run_id)
+    ids = [asking.run_id, holder.run_id, failed.run_id]
+    before = [await runs.queries.get(ORG, run_id) for run_id in ids]
+    assert before[0].status.value == "waiting_on_lane"
+    assert before[0].metadata == {"k": {"y": 2}, "progress": 1}
+    assert (await check(runs.store)).ok
+    await rebuild(runs.store)
+    assert [await runs.queries.get(ORG, run_id) for run_id in ids] == before
+    assert (await check(runs.store)).ok
+
+
 @pytest.mark.parametrize("enabled", [True, False])
 async def test_rebuild_and_check_leave_automatic_collections_as_they_were(
     runs: Runs, enabled: bool

@@ -328,6 +328,8 @@ ROUTE_CONTENT = {
     ("POST", "/v1/runs/{run_id}/heartbeat"): "summary only",
     ("POST", "/v1/runs/{run_id}/cancel"): "a run, capped",
     ("POST", "/v1/runs/{run_id}/resume"): "a run, capped",
+    ("POST", "/v1/runs/{run_id}/input"): "a run, capped",
+    ("POST", "/v1/conversations/{conversation_id}/cancel"): "a run, capped",
     ("POST", "/v1/runs/{run_id}/tool-results"): "whole: the worker's idempotency envelope",
     ("GET", "/v1/runs/{run_id}/tool-results"): "capped",
     ("GET", "/v1/runs/{run_id}/messages"): "capped",

@@ -73,6 +73,7 @@ CASES = [
     Case("POST", f"{RUN}/heartbeat", Role.OPERATOR, "run", {"worker_id": "w"}),
     Case("POST", f"{RUN}/cancel", Role.USER, "run", {}),
     Case("POST", f"{RUN}/resume", Role.OPERATOR, "run", ok=frozenset({409})),
+    Case("POST", f"{RUN}/input", Role.USER, "run", {"response": "yes"}, ok=frozenset({409})),
     Case("POST", f"{RUN}/tool-results", Role.OPERATOR, "run", TOOL, ok=frozenset({201})),
     Case("GET", f"{RUN}/tool-results", Role.USER, "run"),
     Case("GET", f"{RUN}/messages", Role.USER, "run"),
@@ -86,6 +87,7 @@ CASES = [
     Case("GET", f"{CONVERSATION}/agent-events", Role.USER, "run", query="run_id={run_id}",
          headers=SSE),
     Case("GET", f"{CONVERSATION}/agent-status", Role.USER, "conversation"),
+    Case("POST", f"{CONVERSATION}/cancel", Role.USER, "conversation", {}),
     Case("GET", "/v1/me", Role.USER, "organization"),
     Case("GET", "/v1/audit/verify", Role.ADMIN, "organization"),
     Case("GET", "/v1/audit/verify", Role.ADMIN, "run", query="run_id={run_id}"),
@@ -265,6 +267,25 @@ async def test_streams_carry_only_the_callers_events(path: str, tenants: Tenants
     seen = await stream_until(tenants.client("org-a", Role.ADMIN), path, last_id)
     assert {event["organization_id"] for event in seen} == {"org-a"}
     assert all("org-b" not in json.dumps(event) for event in seen)
+
+
+async def test_a_conversation_cancel_acts_only_on_the_callers_run(tenants: Tenants) -> None:
+    """Both organizations hold a run in a conversation of the same id: each cancel flags its
+    own organization's run only, and with none left the other's is no active run for it."""
+    runs = {}
+    for organization in ORGANIZATIONS:
+        operator = tenants.client(organization, Role.OPERATOR)
+        body = {"agent_id": f"agent-{organization}", "conversation_id": SHARED_CONVERSATION}
+        runs[organization] = (await operator.post("/v1/runs", json=body)).json()["id"]
+        claimed = await operator.post(
+            "/v1/runs/claim", json={"worker_id": "w", "agent_id": f"agent-{organization}"}
+        )
+        assert claimed.json()["run"]["id"] == runs[organization]
+    user = tenants.client("org-a", Role.USER)
+    cancelled = await user.post(f"/v1/conversations/{SHARED_CONVERSATION}/cancel")
+    assert cancelled.json()["id"] == runs["org-a"]
+    theirs = await tenants.client("org-b", Role.ADMIN).get(f"/v1/runs/{runs['org-b']}")
+    assert theirs.json()["cancel_requested"] is False
 
 
 async def stream_until(client: httpx.AsyncClient, path: str, last_id: int) -> list[Any]:

@@ -136,12 +136,10 @@ def main() -> None:
     parser.add_argument("folder", type=Path)
     parser.add_argument("--grace", type=float, default=30.0)
     parser.add_argument("--concurrency", type=int, default=4)
-    parser.add_argument("--heartbeat-timeout", type=float, default=2.0)
     args = parser.parse_args()
     options = {
         "concurrency": args.concurrency,
         "grace": args.grace,
-        "heartbeat_timeout": args.heartbeat_timeout,
         "wait_seconds": 2.0,
     }
     if args.scenario == "sync_tools":

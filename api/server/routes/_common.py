@@ -30,6 +30,7 @@ __all__ = [
     "json_response",
     "queries",
     "read_body",
+    "read_optional_body",
     "store",
     "wants_stream",
 ]
@@ -63,6 +64,19 @@ async def read_body(request: Request, model: type[M]) -> M:
     except ValidationError as exc:
         message = describe_validation_error(exc, root="body")
         raise ApiError(422, "invalid_request", message, errors=validation_error_list(exc)) from exc
+
+
+async def read_optional_body(request: Request, model: type[M]) -> M:
+    """``read_body`` for a body whose every field is optional: no body is ``{}``."""
+    if not _has_body(request):
+        return model()
+    return await read_body(request, model)
+
+
+def _has_body(request: Request) -> bool:
+    return request.headers.get("content-length", "0") not in ("", "0") or (
+        "transfer-encoding" in request.headers
+    )
 
 
 async def _bounded_body(request: Request, limit: int) -> bytes:

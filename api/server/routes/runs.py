@@ -1,6 +1,9 @@
-"""``/v1/runs``: create, list, read, claim, append, heartbeat, cancel, resume, tool results."""
+"""``/v1/runs``: create, list, read, claim, append, heartbeat, cancel, resume, input, tool
+results."""
 
 from __future__ import annotations
+
+from collections.abc import Awaitable
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -16,6 +19,7 @@ from api.client.models import (
     DurationBucket,
     Heartbeat,
     HeartbeatBody,
+    InputBody,
     Journal,
     Message,
     MessageList,
@@ -28,6 +32,7 @@ from api.client.models import (
 )
 from api.server import query
 from api.server.auth import Role, cap, require
+from api.server.claim_wait import claim_with_wait
 from api.server.rate_limits import rate_limits
 from api.server.routes._common import (
     commands,
@@ -36,6 +41,8 @@ from api.server.routes._common import (
     json_response,
     queries,
     read_body,
+    read_optional_body,
+    store,
     wants_stream,
 )
 from api.server.routes.streams import run_stream
@@ -50,6 +57,7 @@ from api.server.wire import (
 )
 from eventstore import AgentEvent, EventFilter, Visibility
 from projections import DURATION_BOUNDS_MS, RunFilter
+from projections import Claim as RunClaim
 
 __all__ = ["routes"]
 
@@ -127,20 +135,33 @@ async def get_run(request: Request) -> JSONResponse:
 async def claim_run(request: Request) -> Response:
     principal = await require(request, Role.OPERATOR)
     body = await read_body(request, ClaimBody)
-    claim = await commands(request).claim(
-        principal.organization_id, body.worker_id, agent_id=body.agent_id, lane_key=body.lane_key
+    organization_id = principal.organization_id
+
+    def attempt() -> Awaitable[RunClaim | None]:
+        return commands(request).claim(
+            organization_id, body.worker_id, agent_id=body.agent_id, lane_key=body.lane_key
+        )
+
+    claim = await claim_with_wait(
+        store(request), organization_id, attempt, body.wait_seconds, request.receive
     )
     if claim is None:
         return Response(status_code=204)
-    # The claimer is the run's worker: the run, its checkpoint and its tool results are whole,
-    # because they are what the worker resumes from (docs/api.md, "What a role sees").
+    # The claimer is the run's worker: the run and what it resumes from are whole, because they
+    # are what the worker resumes from (docs/api.md, "What a role sees").
     checkpoint = None if claim.checkpoint is None else event_json(claim.checkpoint)
+    timeout = request.app.state.settings.heartbeat_timeout
     return json_response(
         shaped(
             Claim,
             run=run_json(claim.run, Visibility.INTERNAL),
             checkpoint=checkpoint,
             tool_results=[event_json(e) for e in claim.tool_results],
+            human_inputs=[event_json(e) for e in claim.human_inputs],
+            questions=[event_json(e) for e in claim.questions],
+            tool_calls_started=[event_json(e) for e in claim.tool_calls_started],
+            heartbeat_timeout_seconds=timeout,
+            heartbeat_interval_seconds=timeout / 3,
         )
     )
 
@@ -182,7 +203,7 @@ async def run_events(request: Request) -> Response:
 
 async def heartbeat(request: Request) -> JSONResponse:
     principal = await require(request, Role.OPERATOR)
-    body = await read_body(request, HeartbeatBody)
+    body = await read_optional_body(request, HeartbeatBody)
     state = await commands(request).heartbeat(
         principal.organization_id, request.path_params["run_id"], worker_id=body.worker_id
     )
@@ -194,9 +215,23 @@ async def heartbeat(request: Request) -> JSONResponse:
 
 async def cancel_run(request: Request) -> JSONResponse:
     principal = await require(request, Role.USER)
-    body = await read_body(request, CancelBody) if await _has_body(request) else CancelBody()
+    body = await read_optional_body(request, CancelBody)
     state = await commands(request).cancel(
         principal.organization_id, request.path_params["run_id"], reason=body.reason
+    )
+    return json_response(run_json(state, cap(principal)))
+
+
+async def answer_run(request: Request) -> JSONResponse:
+    """A person's answer to a run waiting on a human: recorded, and the run moves on."""
+    principal = await require(request, Role.USER)
+    body = await read_body(request, InputBody)
+    state = await commands(request).answer(
+        principal.organization_id,
+        request.path_params["run_id"],
+        body.response,
+        question_id=body.question_id,
+        answered_by=principal.key_id,
     )
     return json_response(run_json(state, cap(principal)))
 
@@ -280,12 +315,6 @@ async def state_at(request: Request) -> JSONResponse:
     return json_response(run_json(state, cap(principal)))
 
 
-async def _has_body(request: Request) -> bool:
-    return request.headers.get("content-length", "0") not in ("", "0") or (
-        "transfer-encoding" in request.headers
-    )
-
-
 routes = [
     Route("/v1/runs", create_run, methods=["POST"]),
     Route("/v1/runs", list_runs, methods=["GET"]),
@@ -297,6 +326,7 @@ routes = [
     Route("/v1/runs/{run_id}/heartbeat", heartbeat, methods=["POST"]),
     Route("/v1/runs/{run_id}/cancel", cancel_run, methods=["POST"]),
     Route("/v1/runs/{run_id}/resume", resume_run, methods=["POST"]),
+    Route("/v1/runs/{run_id}/input", answer_run, methods=["POST"]),
     Route("/v1/runs/{run_id}/tool-results", record_tool_result, methods=["POST"]),
     Route("/v1/runs/{run_id}/tool-results", list_tool_results, methods=["GET"]),
     Route("/v1/runs/{run_id}/messages", messages, methods=["GET"]),

@@ -1,4 +1,4 @@
-"""The SSE channels (run, conversation, firehose) and the conversation status panel."""
+"""The SSE channels (run, conversation, firehose), the conversation status panel and cancel."""
 
 from __future__ import annotations
 
@@ -6,15 +6,32 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from api.client.models import AgentStatus, Panel, Recovery
+from api.client.models import AgentStatus, CancelBody, Panel, Question, Recovery
 from api.server import query
 from api.server.auth import Principal, Role, cap, require
+from api.server.errors import ApiError
 from api.server.input_limits import bounded_int, identifier
-from api.server.routes._common import event_page, json_response, queries, store, wants_stream
+from api.server.routes._common import (
+    commands,
+    event_page,
+    json_response,
+    queries,
+    read_optional_body,
+    store,
+    wants_stream,
+)
 from api.server.sse import Channel, open_stream, resolve_cursor, resolve_visibility
 from api.server.wire import run_json
 from eventstore import EventFilter, UnknownRun
-from projections import ACTIVE, TERMINAL, RunFilter, RunState, RunStatus, seen_at
+from projections import (
+    ACTIVE,
+    TERMINAL,
+    RunFilter,
+    RunState,
+    RunStatus,
+    conversation_run,
+    seen_at,
+)
 
 __all__ = ["conversation_status", "routes", "run_stream"]
 
@@ -99,10 +116,27 @@ async def conversation_status(request: Request) -> JSONResponse:
 
 
 def _current_run(runs: list[RunState]) -> RunState | None:
-    live = [run for run in runs if not run.terminal]
-    if live:
-        return min(live, key=lambda run: run.created_event_id)  # the one holding or next in lane
-    return runs[0] if runs else None
+    """The run holding the lane, else the one waiting longest, else the latest (ended) one:
+    the run the conversation's cancel acts on, while one has not ended."""
+    return conversation_run(runs) or (runs[0] if runs else None)
+
+
+async def cancel_conversation(request: Request) -> JSONResponse:
+    """Flag the conversation's current run for cancellation (the one its status panel shows)."""
+    principal = await require(request, Role.USER)
+    conversation_id = identifier(request.path_params["conversation_id"], "conversation_id")
+    body = await read_optional_body(request, CancelBody)
+    state = await commands(request).cancel_conversation(
+        principal.organization_id, conversation_id, reason=body.reason
+    )
+    if state is None:
+        raise ApiError(
+            404,
+            "no_active_run",
+            f"conversation {conversation_id} has no run that has not ended",
+            conversation_id=conversation_id,
+        )
+    return json_response(run_json(state, cap(principal)))
 
 
 S = RunStatus
@@ -139,6 +173,8 @@ def panel(run: RunState) -> Panel:
             handoff_next_action=journal.get("handoff_next_action"),
             can_resume=run.resume_available and run.status is not S.CANCELLED,
         )
+    waiting = run.status is S.WAITING_ON_HUMAN
+    question = Question.model_validate(run.question) if waiting and run.question else None
     return Panel(
         status=run.status.value,
         label=_LABELS[run.status] + (" (cancel requested)" if run.cancel_requested else ""),
@@ -146,6 +182,8 @@ def panel(run: RunState) -> Panel:
         can_cancel=run.status in _CANCELLABLE and not run.cancel_requested,
         cancel_requested=run.cancel_requested,
         recovery=handoff,
+        question=question,
+        can_answer=waiting,
     )
 
 
@@ -153,4 +191,5 @@ routes = [
     Route("/v1/events", firehose, methods=["GET"]),
     Route("/v1/conversations/{conversation_id}/agent-events", conversation_events, methods=["GET"]),
     Route("/v1/conversations/{conversation_id}/agent-status", conversation_status, methods=["GET"]),
+    Route("/v1/conversations/{conversation_id}/cancel", cancel_conversation, methods=["POST"]),
 ]

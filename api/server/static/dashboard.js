@@ -4,7 +4,8 @@
 
 const TYPES = ["run_created", "run_status_changed", "cancel_requested", "tool_started",
   "tool_finished", "checkpoint_created", "journal_updated", "message_created", "step_completed",
-  "child_run_started", "child_run_finished", "callback_attempted"];
+  "child_run_started", "child_run_finished", "callback_attempted", "human_input_requested",
+  "human_input", "metadata_updated"];
 const STATUSES = ["queued", "waiting_on_lane", "running", "waiting_on_tool", "waiting_on_child",
   "waiting_on_human", "resuming", "completed", "failed", "cancelled", "timed_out"];
 const ACTIVE = new Set(["running", "waiting_on_tool", "waiting_on_child"]);
@@ -269,14 +270,19 @@ async function board(search) {
 }
 
 // ---------------------------------------------------------------- status panel
-function panelFor(run, refresh) {
+// ``cancelPath`` is what Cancel posts to: the run's own cancel, or (on the conversation page)
+// the conversation's, which cancels whichever run holds the conversation when it is clicked.
+function panelFor(run, refresh, cancelPath = `/v1/runs/${run.id}/cancel`) {
   const section = el("section", { class: "panel", "aria-label": "status panel", "data-status": run.status });
   const label = (LABELS[run.status] || run.status) + (run.cancel_requested && !ENDED[run.status] ? " (cancel requested)" : "");
   section.append(el("h2", { class: `status s-${run.status}`, title: run.status, text: label }));
   if (run.detail) section.append(el("p", { text: run.detail }));
+  const bar = progressBar(run.metadata || {});
+  if (bar) section.append(bar);
   if (ACTIVE.has(run.status) && !run.cancel_requested) {
-    section.append(el("button", { class: "danger", onclick: async () => { await api(`/v1/runs/${run.id}/cancel`, { method: "POST", body: "{}" }); refresh(); }, text: "Cancel" }));
+    section.append(el("button", { class: "danger", onclick: async () => { await api(cancelPath, { method: "POST", body: "{}" }); refresh(); }, text: "Cancel" }));
   }
+  if (run.status === "waiting_on_human") section.append(answerForm(run, refresh));
   if (ENDED[run.status]) {
     const journal = run.journal || {};
     const handoff = el("div", { class: "handoff", "aria-label": "recovery handoff" }, el("h3", { text: "Recovery handoff" }));
@@ -289,6 +295,35 @@ function panelFor(run, refresh) {
     section.append(handoff);
   }
   return section;
+}
+
+// A bar when the run's metadata has numeric ``progress`` and ``total`` (metadata_updated).
+function progressBar(metadata) {
+  const { progress, total } = metadata;
+  if (typeof progress !== "number" || typeof total !== "number" || total <= 0) return null;
+  const shown = `${progress} / ${total}`;
+  return el("div", { class: "progress" },
+    el("progress", { value: String(Math.min(progress, total)), max: String(total), "aria-label": `progress ${shown}` }),
+    el("span", { text: ` ${shown}` }));
+}
+
+// The question a waiting run asks and a field for the answer (sent as a string), or one button
+// per offered choice; POST /v1/runs/{id}/input moves the run on.
+function answerForm(run, refresh) {
+  const question = run.question;
+  const form = el("form", { class: "answer", "aria-label": "answer" });
+  const send = async (response) => {
+    await api(`/v1/runs/${run.id}/input`, { method: "POST", body: JSON.stringify({ response, question_id: question ? question.question_id : null }) });
+    refresh();
+  };
+  if (question) form.append(el("p", { class: "question", text: question.question }));
+  for (const choice of (question && question.choices) || []) {
+    form.append(el("button", { type: "button", onclick: () => send(choice), text: choice }), " ");
+  }
+  const field = el("textarea", { "aria-label": "your answer", rows: "2" });
+  form.append(el("label", {}, "Your answer ", field), el("button", { class: "primary", type: "submit", text: "Send answer" }));
+  form.addEventListener("submit", (e) => { e.preventDefault(); if (field.value.trim()) send(field.value); });
+  return form;
 }
 
 // ---------------------------------------------------------------- run page
@@ -359,6 +394,9 @@ function summary(event) {
   if (event.event_type === "child_run_started") return `${p.child_run_id}${p.agent_id ? ` (${p.agent_id})` : ""}`;
   if (event.event_type === "child_run_finished") return `${p.child_run_id} ${p.status || ""}${p.stop_reason ? ` (${p.stop_reason})` : ""}`;
   if (event.event_type === "cancel_requested") return p.reason || "";
+  if (event.event_type === "human_input_requested") return `${p.question_id}: ${p.question}`;
+  if (event.event_type === "human_input") return `${p.question_id || ""} ${JSON.stringify(p.response)}`;
+  if (event.event_type === "metadata_updated") return JSON.stringify(p.patch);
   return "";
 }
 
@@ -369,7 +407,8 @@ async function conversationPage(conversationId) {
   main.replaceChildren(el("h1", { text: conversationId }), panelSlot, el("section", {}, el("h2", { text: "Events" }), events));
   async function refresh() {
     const status = await api(`/v1/conversations/${conversationId}/agent-status`);
-    panelSlot.replaceChildren(status.run ? panelFor(status.run, refresh) : el("section", { text: "No run yet." }));
+    const cancelPath = `/v1/conversations/${encodeURIComponent(conversationId)}/cancel`;
+    panelSlot.replaceChildren(status.run ? panelFor(status.run, refresh, cancelPath) : el("section", { text: "No run yet." }));
   }
   await refresh();
   const refreshSoon = coalesced(100, refresh);

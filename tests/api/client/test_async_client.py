@@ -41,6 +41,40 @@ async def test_the_worker_calls(server: LiveServer) -> None:
         assert (await client.verify()).ok is True
 
 
+async def test_a_person_answers_and_a_conversation_is_cancelled(server: LiveServer) -> None:
+    async with RuntrackClient(server.url, timeout=5) as client:
+        run = await client.create_run("agent-h", conversation_id="conv-h")
+        claimed = await client.claim("w1", wait_seconds=10)
+        assert claimed is not None
+        assert claimed.heartbeat_interval_seconds == claimed.heartbeat_timeout_seconds / 3
+        ask = {"question_id": "q-1", "question": "Deploy?", "choices": ["yes", "no"]}
+        await client.append(
+            run.id,
+            [
+                {"event_type": "human_input_requested", "payload": ask},
+                {"event_type": "run_status_changed", "payload": {"to": "waiting_on_human"}},
+            ],
+        )
+        assert (await client.get_run(run.id)).question is not None
+        answered = await client.answer(run.id, {"choice": "yes"})
+        assert (answered.status, answered.question) == ("queued", None)
+        with pytest.raises(RuntrackError) as again:
+            await client.answer(run.id, "no")
+        assert (again.value.status, again.value.code) == (409, "not_waiting_on_human")
+        cancelled = await client.cancel_conversation("conv-h", reason="enough")
+        assert (cancelled.id, cancelled.status) == (run.id, "cancelled")
+        with pytest.raises(RuntrackError) as none:
+            await client.cancel_conversation("conv-h")
+        assert (none.value.status, none.value.code) == (404, "no_active_run")
+
+
+async def test_a_claim_waits_longer_than_the_clients_timeout(server: LiveServer) -> None:
+    """The request's timeout grows by ``wait_seconds``: a wait past the client's own timeout
+    ends in None (the server's 204), not in a timeout error."""
+    async with RuntrackClient(server.url, timeout=0.2) as client:
+        assert await client.claim("w1", wait_seconds=0.5) is None
+
+
 async def test_errors_carry_the_server_code(server: LiveServer) -> None:
     async with RuntrackClient(server.url) as client:
         with pytest.raises(RuntrackError) as missing:

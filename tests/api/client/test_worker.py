@@ -22,10 +22,8 @@ pytestmark = pytest.mark.anyio
 
 
 @asynccontextmanager
-async def serving(
-    url: str, handlers: dict[str, Handler], **options: float
-) -> AsyncIterator[Worker]:
-    worker = Worker(url, wait_seconds=1.0, **options)  # type: ignore[arg-type]
+async def serving(url: str, handlers: dict[str, Handler]) -> AsyncIterator[Worker]:
+    worker = Worker(url, wait_seconds=1.0)
     for agent, handler in handlers.items():
         worker.serve(agent, handler)
     task = asyncio.create_task(worker.run(handle_signals=False))
@@ -162,7 +160,7 @@ async def test_heartbeats_keep_a_long_run_alive_past_the_heartbeat_timeout(
 
     async with RuntrackClient(live.url) as client:
         ours = await client.create_run("a", conversation_id="ours")
-        async with serving(live.url, {"a": handler}, heartbeat_timeout=1.0):
+        async with serving(live.url, {"a": handler}):
             await anext(
                 e
                 async for e in client.stream(run_id=ours.id)

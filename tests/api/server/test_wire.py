@@ -91,6 +91,11 @@ WORK = [
     {"event_type": "message_created", "payload": {"role": "assistant", "content": "ok"}},
 ]
 TOOL = {"tool_call_id": "t1", "name": "search", "result": {"n": 1}}
+ASK = [
+    {"event_type": "human_input_requested", "payload": {"question_id": "q-1", "question": "ok?"}},
+    {"event_type": "metadata_updated", "payload": {"patch": {"progress": 1, "total": 3}}},
+    {"event_type": "run_status_changed", "payload": {"to": "waiting_on_human"}},
+]
 FAIL = {"event_type": "run_status_changed", "payload": {"to": "failed", "detail": "boom"}}
 
 
@@ -114,11 +119,16 @@ async def working_run(call: Caller) -> None:
 async def test_every_answer_is_its_model(client: httpx.AsyncClient) -> None:
     call = Caller(client)
     await working_run(call)
+    await call("POST", f"{RUN}/events", {"events": ASK}, status=201)
+    asking = await call("GET", "/v1/conversations/{conversation_id}/agent-status")
+    assert (await call("POST", f"{RUN}/input", {"response": "yes"}))["status"] == "queued"
+    again = await call("POST", "/v1/runs/claim", {"worker_id": "w"})
     await call("POST", f"{RUN}/events", {"events": [FAIL]}, status=201)
     ended = await call("GET", RUN)
     panel = await call("GET", "/v1/conversations/{conversation_id}/agent-status")
     await call("POST", f"{RUN}/resume")
     await call("POST", f"{RUN}/cancel", {})
+    await call("POST", "/v1/conversations/{conversation_id}/cancel", {})
     for path in ("/v1/runs", "/v1/runs/stats", f"{RUN}/events", "/v1/events", "/v1/me"):
         await call("GET", path)
     await call("GET", "/v1/audit/verify")
@@ -131,6 +141,8 @@ async def test_every_answer_is_its_model(client: httpx.AsyncClient) -> None:
     assert documented - call.called == set(), "call each operation that answers JSON"
     assert (ended["checkpoint_id"], ended["tools_used"]) == ("c1", ["search"])
     assert panel["panel"]["recovery"]["can_resume"] is True
+    assert asking["panel"]["question"]["question_id"] == "q-1"
+    assert [e["payload"]["response"] for e in again["human_inputs"]] == ["yes"]
 
 
 def test_the_apps_routes_are_the_documents_operations() -> None:
