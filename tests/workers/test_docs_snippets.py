@@ -32,12 +32,13 @@ def test_the_page_has_its_programs() -> None:
     assert all(AGENT.findall(code) for code in SNIPPETS)
 
 
-async def until_settled(client: RuntrackClient, run_id: str) -> str:
-    """The run's status once it ended or waits for a human (followed on its stream)."""
-    async for event in client.stream(run_id=run_id):
+async def until_settled(client: RuntrackClient, run_id: str, after: int) -> tuple[str, int]:
+    """The run's status once it ended or waits for a human (followed on its stream from
+    ``after``), and the event id to follow on from."""
+    async for event in client.stream(run_id=run_id, after=after):
         if event.event_type == "run_status_changed" and event.payload["to"] == "waiting_on_human":
-            return "waiting_on_human"
-    return (await client.get_run(run_id)).status
+            return "waiting_on_human", event.id
+    return (await client.get_run(run_id)).status, 0
 
 
 @pytest.mark.parametrize("code", SNIPPETS, ids=[AGENT.findall(c)[0] for c in SNIPPETS])
@@ -55,9 +56,11 @@ async def test_a_worker_program_of_the_guide_runs_its_runs_to_the_end(
     try:
         for agent in AGENT.findall(code):
             run = await client.create_run(agent, message="hello")
-            while (status := await until_settled(client, run.id)) == "waiting_on_human":
+            status, seen = await until_settled(client, run.id, 0)
+            while status == "waiting_on_human":
                 code_, _, err = await run_cli(server, "answer", run.id, "yes")
                 assert code_ == 0, err
+                status, seen = await until_settled(client, run.id, seen)
             assert status == "completed", await client.get_run(run.id)
         process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(process.wait(), 60) == 0
