@@ -186,6 +186,8 @@ class Worker:
             outcome = await self._play(held, self._handlers[agent_id])
             beat.cancel()
             await self._finish_retrying(held, outcome)
+        except httpx.TransportError as exc:
+            logger.warning("run %s: the worker could not record its end: %s", ctx.run_id, exc)
         except Exception:
             logger.exception("run %s: the worker could not record its end", ctx.run_id)
         finally:

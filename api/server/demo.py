@@ -204,9 +204,11 @@ class Demo:
         """A worker that dies in a tool call: it claims, starts the call, and walks away."""
         while True:
             await self._pause(10.0, 25.0)
-            claim = await self._client.claim("demo-crashing-worker", agent_id="researcher")
-            if claim is None:
-                continue
+            claim = None
+            while claim is None:  # the demo's worker waits for runs too: take turns with it
+                claim = await self._client.claim(
+                    "demo-crashing-worker", agent_id="researcher", wait_seconds=5
+                )
             run_id, dice = claim.run.id, plan(claim.run.id)
             dice.randint(1, 3), dice.random()  # the handler's first throws: same dice
             tool = dice.choice(TOOLS)
