@@ -155,6 +155,7 @@ class RunContext:
         if key in self._finished:
             return ToolStart(key, name, True, _replayed_result(self._finished[key]))
         if key in self._started and not retry:
+            self._counts[name] -= 1  # not a call made: the retry gets the same id
             raise ToolCallUnfinished(name, key, self._started[key].get("arguments"))
         started = _event("tool_started", tool_call_id=key, name=name, arguments=arguments)
         await self.append([started, _status("waiting_on_tool")])

@@ -197,18 +197,26 @@ class Demo:
                 decided.add(run.id)
                 if run.status == "waiting_on_human":
                     await _quietly(self._client.answer(run.id, self._rng.choice(["yes", "no"])))
-                elif run.resume_available and self._rng.random() < 0.7:
+                elif run.resume_available and (
+                    run.status == "timed_out" or self._rng.random() < 0.7
+                ):
                     await _quietly(self._client.resume(run.id))
 
     async def _crash(self) -> None:
-        """A worker that dies in a tool call: it claims, starts the call, and walks away."""
+        """A worker that dies in a tool call: it claims, starts the call, and walks away.
+
+        It claims only a run it has just created in a lane of its own, so that it never takes
+        a resumed run back from the demo's worker (which would crash it again)."""
         while True:
             await self._pause(10.0, 25.0)
-            claim = None
-            while claim is None:  # the demo's worker waits for runs too: take turns with it
-                claim = await self._client.claim(
-                    "demo-crashing-worker", agent_id="researcher", wait_seconds=5
-                )
+            lane = f"demo-crash-{self._rng.randrange(10**9)}"
+            await self._client.create_run(
+                "researcher", lane_key=lane, message="Find three sources",
+                metadata={"source": "demo", "priority": "low"}, callback_url=self._callback_url,
+            )  # fmt: skip
+            claim = await self._client.claim("demo-crashing-worker", lane_key=lane)
+            if claim is None:
+                continue  # the demo's worker was quicker: no crash this time
             run_id, dice = claim.run.id, plan(claim.run.id)
             dice.randint(1, 3), dice.random()  # the handler's first throws: same dice
             tool = dice.choice(TOOLS)

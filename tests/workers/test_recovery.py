@@ -43,7 +43,10 @@ async def test_a_killed_worker_s_run_times_out_and_resumes_on_another(
     assert lines(tmp_path, "reports") == ["unfinished slow-1"]
     messages = await client.messages(run.id)
     assert messages[-1].content == "hello / slow done"
-    assert statuses(await run_events(client, run.id)) == [
+    events = await run_events(client, run.id)
+    finished = [e.payload["tool_call_id"] for e in events if e.event_type == "tool_finished"]
+    assert finished == ["fetch-1", "slow-1"]  # the retry finished the interrupted call
+    assert statuses(events) == [
         "running", "waiting_on_tool", "running", "waiting_on_tool", "timed_out",
         "resuming", "running", "waiting_on_tool", "running", "completed",
     ]  # fmt: skip
@@ -98,7 +101,10 @@ async def test_sigterm_drains_and_the_given_up_run_finishes_on_another_worker(
     assert done.status == "completed"
     assert lines(tmp_path, "calls") == ["fetch https://example.org", "slow", "slow"]
     assert lines(tmp_path, "reports") == ["unfinished slow-1"]
-    assert statuses(await run_events(client, run.id)) == [
+    events = await run_events(client, run.id)
+    finished = [e.payload["tool_call_id"] for e in events if e.event_type == "tool_finished"]
+    assert finished == ["fetch-1", "slow-1"]
+    assert statuses(events) == [
         "running", "waiting_on_tool", "running", "waiting_on_tool", "failed",
         "resuming", "running", "waiting_on_tool", "running", "completed",
     ]  # fmt: skip
