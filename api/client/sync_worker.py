@@ -153,7 +153,9 @@ class SyncWorker:
 
     def stop(self) -> None:
         """Stop claiming and drain; callable from any thread."""
-        if self._loop is not None:
+        if self._loop is None:
+            self._worker.stop()  # before it runs: it will stop at once
+        else:
             self._loop.call_soon_threadsafe(self._worker.stop)
 
 

@@ -4,6 +4,7 @@ tool errors and their replay, child runs, heartbeats that keep a long run alive.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -12,6 +13,8 @@ import pytest
 from api.client import (
     RunContext,
     RuntrackClient,
+    SyncRunContext,
+    SyncWorker,
     ToolCallFailed,
     Worker,
 )
@@ -173,3 +176,42 @@ async def test_heartbeats_keep_a_long_run_alive_past_the_heartbeat_timeout(
             release.set()
             done = await client.wait(ours.id)
     assert done.status == "completed"
+
+
+async def test_the_sync_worker_asks_a_human_and_gets_the_answer_on_the_next_attempt(
+    live: LiveServer, client: RuntrackClient
+) -> None:
+    calls: list[str] = []
+
+    def lookup(what: str) -> str:
+        calls.append(what)
+        return f"{what} found"
+
+    def handler(ctx: SyncRunContext) -> None:
+        found = ctx.tool("lookup", {"what": "notes"}, lookup)
+        ctx.checkpoint("tool_result", {"found": found})
+        ctx.progress(progress=1, total=2)
+        answer = ctx.ask_human("Publish?", choices=["yes", "no"])
+        ctx.message("assistant", f"{found}, publish: {answer}")
+
+    worker = SyncWorker(live.url, wait_seconds=1.0)
+    worker.handler("a")(handler)
+    thread = threading.Thread(target=worker.run, kwargs={"handle_signals": False})
+    thread.start()
+    try:
+        run = await client.create_run("a")
+        await anext(
+            e
+            async for e in client.stream(run_id=run.id)
+            if e.event_type == "run_status_changed" and e.payload["to"] == "waiting_on_human"
+        )
+        asked = await client.get_run(run.id)
+        assert asked.metadata == {"progress": 1, "total": 2}
+        await client.answer(run.id, "yes")
+        done = await client.wait(run.id)
+    finally:
+        worker.stop()
+        await asyncio.to_thread(thread.join)
+    assert done.status == "completed"
+    assert calls == ["notes"]
+    assert (await client.messages(run.id))[-1].content == "notes found, publish: yes"
