@@ -6,7 +6,9 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import socket
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -51,6 +53,8 @@ class Child:
     port: int
     log: Path
     process: asyncio.subprocess.Process | None = None
+    tree: Path = ROOT
+    """The source tree it runs from (another checkout, for a before/after)."""
 
     @property
     def url(self) -> str:
@@ -67,7 +71,8 @@ class Child:
                 sys.executable,
                 "-m",
                 *self.argv,
-                cwd=ROOT,
+                cwd=self.tree,
+                env={**os.environ, "PYTHONPATH": str(self.tree)},
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=log,
@@ -112,14 +117,54 @@ FAST_APPENDS = ["--append-rate", "1000000"]
 key: far above the per-key default (500/s)."""
 
 
-def runtrack(database: str, log: Path, *raised: str, deployed: bool = False) -> Child:
-    """``runtrack serve`` with the default limits, but for those ``raised`` for a scenario;
-    unless ``deployed``, also with rare heartbeats and room for 20,000 streams."""
+def runtrack(
+    database: str, log: Path, *raised: str, deployed: bool = False, tree: Path = ROOT
+) -> Child:
+    """``runtrack serve`` (from ``tree``) with the default limits, but for those ``raised`` for
+    a scenario; unless ``deployed``, also with rare heartbeats and room for 20,000 streams."""
     port = free_port()
     argv = ["api", "serve", "--database", database, "--port", str(port)]
     if not deployed:
         argv += ["--heartbeat-seconds", "60", "--max-streams", "20000"]
-    return Child([*argv, *raised], port, log)
+    return Child([*argv, *raised], port, log, tree=tree)
+
+
+def start_profile(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes]:
+    """py-spy recording ``pid`` for ``seconds`` (raw collapsed stacks, only the samples of the
+    thread holding the GIL: what the process's Python spends), into ``out``."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    options = ["-d", str(max(1, int(seconds))), "-r", "250", "-f", "raw", "--gil", "--nonblocking"]
+    return subprocess.Popen(
+        [spy, "record", "-p", str(pid), *options, "-o", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def profile_table(path: Path, top: int = 25) -> list[str]:
+    """The self and inclusive shares of the functions in py-spy's raw collapsed stacks."""
+    inclusive: dict[str, int] = {}
+    own: dict[str, int] = {}
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, samples = line.rpartition(" ")
+        frames = [_function(frame) for frame in stack.split(";")]
+        total += int(samples)
+        for frame in set(frames):
+            inclusive[frame] = inclusive.get(frame, 0) + int(samples)
+        own[frames[-1]] = own.get(frames[-1], 0) + int(samples)
+    lines = [f"profile ({path}): {total} samples"]
+    for title, table in (("self", own), ("inclusive", inclusive)):
+        lines.append(f"  top {title}:")
+        for name, count in sorted(table.items(), key=lambda kv: -kv[1])[:top]:
+            lines.append(f"    {100 * count / max(total, 1):5.1f}%  {name}")
+    return lines
+
+
+def _function(frame: str) -> str:
+    """A py-spy frame, ``name (its path:line)``, as ``name (file name)``: one per function."""
+    name, _, where = frame.partition(" (")
+    return f"{name} ({where.rsplit('/', 1)[-1].split(':')[0].rstrip(')')})" if where else name
 
 
 def stream_limits(streams: int) -> list[str]:

@@ -14,6 +14,11 @@
             Starlette route on the same stack (``http/bare``), by wrk when installed (else by
             bench/http_load.py); batches of 100 (8 connections)
 ``--only channels,http`` runs some of them; ``--streams 2000,10000`` sets the channels' counts.
+For the http scenario, ``--base TREE`` also runs ``runtrack serve`` from another checkout (a
+worktree of main) in the same rounds (``http_runtrack/base`` on the last line), ``--profile S``
+records runtrack's first round with py-spy for S seconds and prints its top frames, and
+``--rounds N`` / ``--seconds S`` set its rounds and their length. ``python -m bench.http_append``
+is ``python -m bench.sse --only http``.
 With PostgreSQL (--postgres URL, or RUNTRACK_BENCH_POSTGRES): the fan-out again with the streams
 on server A and the appends through server B, in a fresh schema dropped afterwards.
 
@@ -61,6 +66,7 @@ from bench._servers import (
 from bench.sse_channels import (
     FIREHOSES,
     Ceiling,
+    CeilingOptions,
     Channels,
     ceiling,
     ceiling_table,
@@ -434,7 +440,9 @@ class Report:
     cross: Fanout | None = None
 
 
-async def measure(mode: Mode, postgres: str | None, files: int, only: set[str]) -> Report:
+async def measure(
+    mode: Mode, postgres: str | None, files: int, only: set[str], http: CeilingOptions
+) -> Report:
     report = Report()
     with tempfile.TemporaryDirectory(prefix="bench-sse-") as name:
         folder = Path(name)
@@ -445,7 +453,7 @@ async def measure(mode: Mode, postgres: str | None, files: int, only: set[str]) 
         if "channels" in only:
             report.channels = await step("channels", channel_runs(folder, mode, files))
         if "http" in only:
-            ceiling_run = ceiling(folder, mode.append_seconds, mode.ceiling_rounds)
+            ceiling_run = ceiling(folder, mode.append_seconds, mode.ceiling_rounds, http)
             report.ceiling = await step("HTTP appends", ceiling_run)
         if postgres and "fanout" in only:
             report.cross = await step("cross-server", cross_server(folder, postgres, mode))
@@ -554,6 +562,8 @@ def summary_line(report: Report) -> str:
         fields.append(
             f"http_append_ev_s={report.ceiling.runtrack:.0f} http/bare={report.ceiling.ratio:.2f}"
         )
+        if report.ceiling.base is not None:
+            fields.append(f"http_runtrack/base={report.ceiling.runtrack / report.ceiling.base:.2f}")
     return "sse: " + " ".join(fields)
 
 
@@ -567,6 +577,7 @@ def print_report(report: Report) -> None:
         lines += [*channels_table(report.channels), ""]
     if report.ceiling is not None:
         lines += ceiling_table(report.ceiling)
+        lines += report.ceiling.profile or []
     if report.cross is not None:
         cross = report.cross
         lines += ["", "across two servers on PostgreSQL (streams on A, appends through B)"]
@@ -582,6 +593,10 @@ def main() -> None:
     parser.add_argument("--postgres", default=os.environ.get("RUNTRACK_BENCH_POSTGRES"))
     parser.add_argument("--only", default=",".join(SCENARIOS), help="e.g. channels,http")
     parser.add_argument("--streams", help="the channels' stream counts, e.g. 2000,10000")
+    parser.add_argument("--base", type=Path, help="http: also runtrack from this checkout")
+    parser.add_argument("--profile", type=float, default=0, help="http: py-spy, seconds")
+    parser.add_argument("--rounds", type=int, help="http: rounds (best of each side)")
+    parser.add_argument("--seconds", type=float, help="http: seconds of each measurement")
     args = parser.parse_args()
     only = set(args.only.split(","))
     if not only <= set(SCENARIOS):
@@ -589,9 +604,15 @@ def main() -> None:
     mode = QUICK if args.quick else FULL
     if args.streams:
         mode = replace(mode, channel_counts=tuple(int(n) for n in args.streams.split(",")))
+    mode = replace(
+        mode,
+        ceiling_rounds=args.rounds or mode.ceiling_rounds,
+        append_seconds=args.seconds or mode.append_seconds,
+    )
+    http = CeilingOptions(args.base, args.profile)
     files = raise_file_limit()
     print(header(files), flush=True)
-    print_report(run(measure(mode, args.postgres, files, only)))
+    print_report(run(measure(mode, args.postgres, files, only, http)))
 
 
 if __name__ == "__main__":

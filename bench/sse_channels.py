@@ -34,9 +34,11 @@ from bench._servers import (
     CpuMeter,
     free_port,
     peak_rss,
+    profile_table,
     read_json,
     rss_mb,
     runtrack,
+    start_profile,
     stop_process,
     stream_limits,
     tell,
@@ -305,6 +307,9 @@ class Ceiling:
     bare: float
     batch_ev_s: float
     """Events/s appended in batches of 100 over 8 connections (runtrack only)."""
+    base: float | None = None
+    """runtrack from another checkout (``--base``), in the same rounds."""
+    profile: list[str] | None = None
 
     @property
     def ratio(self) -> float:
@@ -352,32 +357,62 @@ def wrk_script(folder: Path, token: str) -> Path:
     return script
 
 
-async def ceiling(folder: Path, seconds: float, rounds: int) -> Ceiling:
+@dataclass(frozen=True)
+class CeilingOptions:
+    """What ``bench/sse.py --only http`` may add: another checkout to compare (``--base``) and
+    a py-spy profile of runtrack's first round (``--profile SECONDS``)."""
+
+    base: Path | None = None
+    profile: float = 0.0
+
+
+async def ceiling(
+    folder: Path, seconds: float, rounds: int, options: CeilingOptions | None = None
+) -> Ceiling:
     """Alternating rounds, the best of each side (the machine is shared)."""
-    token, _ = await prepare(folder / "ceiling.db", CONNECTIONS)
-    server = runtrack(
-        str(folder / "ceiling.db"), folder / "ceiling.log", *FAST_APPENDS, deployed=True
-    )
+    options = options or CeilingOptions()
+    trees = {"runtrack": ROOT, **({"base": options.base} if options.base else {})}
+    servers = {name: await _ceiling_server(folder, name, tree) for name, tree in trees.items()}
     port = free_port()
     bare = Child(["bench.http_load", "bare", str(port)], port, folder / "bare.log")
-    script = wrk_script(folder, token) if shutil.which("wrk") else None
-    ours: list[float] = []
-    theirs: list[float] = []
+    servers["bare"] = (bare, servers["runtrack"][1])
+    rates: dict[str, list[float]] = {name: [] for name in servers}
+    profile = None
     try:
-        await server.start()
-        await bare.start()
-        for _ in range(rounds):
-            for child, rates in ((server, ours), (bare, theirs)):
-                if script is not None:
-                    rates.append(await wrk_rate(child.port, script, seconds))
-                else:
-                    rates.append(await python_rate(child.port, token, seconds))
+        for child, _ in servers.values():
+            await child.start()
+        for round_ in range(rounds):
+            for name, (child, token) in servers.items():
+                spy = None
+                if name == "runtrack" and round_ == 0 and options.profile:
+                    spy = start_profile(child.pid, options.profile, folder / "profile.txt")
+                rates[name].append(await _rate(folder, child.port, token, seconds))
+                if spy is not None:
+                    await asyncio.to_thread(spy.wait)
+                    profile = profile_table(folder / "profile.txt")
+        server, token = servers["runtrack"]
         batches = 100 * await python_rate(server.port, token, seconds, batch=100, connections=8)
     finally:
-        await server.stop()
-        await bare.stop()
-    client = "wrk" if script is not None else "bench/http_load.py"
-    return Ceiling(client, max(ours), max(theirs), batches)
+        for child, _ in servers.values():
+            await child.stop()
+    client = "wrk" if shutil.which("wrk") else "bench/http_load.py"
+    base = max(rates["base"]) if "base" in rates else None
+    return Ceiling(client, max(rates["runtrack"]), max(rates["bare"]), batches, base, profile)
+
+
+async def _ceiling_server(folder: Path, name: str, tree: Path) -> tuple[Child, str]:
+    """runtrack from ``tree`` as deployed (a key, every check on) but for one key's append
+    rate, on a database of its own with CONNECTIONS runs; and its token."""
+    database = folder / f"{name}.db"
+    token, _ = await prepare(database, CONNECTIONS)
+    log = folder / f"{name}.log"
+    return runtrack(str(database), log, *FAST_APPENDS, deployed=True, tree=tree), token
+
+
+async def _rate(folder: Path, port: int, token: str, seconds: float) -> float:
+    if shutil.which("wrk"):
+        return await wrk_rate(port, wrk_script(folder, token), seconds)
+    return await python_rate(port, token, seconds)
 
 
 def ceiling_table(result: Ceiling) -> list[str]:
@@ -387,8 +422,18 @@ def ceiling_table(result: Ceiling) -> list[str]:
         f"  {'single events, 32 connections, runtrack':<48}{result.runtrack:>12,.0f} events/s",
         f"  {'single events, 32 connections, bare route':<48}{result.bare:>12,.0f} events/s",
         f"  {'batches of 100, 8 connections, runtrack':<48}{result.batch_ev_s:>12,.0f} events/s",
+        *_base_lines(result),
         f"  http/bare {result.ratio:.2f} (target >= 0.5; the bare route: a Starlette route on "
         "the same uvicorn stack that parses the same body and answers 201 with JSON)",
+    ]
+
+
+def _base_lines(result: Ceiling) -> list[str]:
+    if result.base is None:
+        return []
+    return [
+        f"  {'single events, 32 connections, --base':<48}{result.base:>12,.0f} events/s",
+        f"  runtrack/base {result.runtrack / result.base:.2f} (the same rounds)",
     ]
 
 

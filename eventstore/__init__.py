@@ -39,6 +39,7 @@ from .payloads import (
     PAYLOAD_MODELS,
     SERVER_WRITTEN_TYPES,
     STATUS_FOR_STOP_REASON,
+    USER_ONLY_TYPES,
     CheckpointKind,
     EventType,
     RunStatus,
@@ -50,7 +51,15 @@ from .payloads import (
 )
 from .projection_schemas import record_fingerprint, schema_fingerprint
 from .protocol import Projection, Row, Transaction, VerifyReport
-from .records import GENESIS_HASH, AgentEvent, EventFilter, EventPage, NewEvent, Visibility
+from .records import (
+    GENESIS_HASH,
+    AgentEvent,
+    EventFilter,
+    EventPage,
+    NewEvent,
+    Visibility,
+    refilled_events,
+)
 from .scratch_schema import (
     ScratchSchema,
     create_scratch_schema,
@@ -73,6 +82,7 @@ __all__ = [
     "PAYLOAD_MODELS",
     "SERVER_WRITTEN_TYPES",
     "STATUS_FOR_STOP_REASON",
+    "USER_ONLY_TYPES",
     "AgentEvent",
     "AppendRequest",
     "Broadcaster",
@@ -124,6 +134,7 @@ __all__ = [
     "prepare_append",
     "read_frames",
     "record_fingerprint",
+    "refilled_events",
     "require_http_url",
     "schema_fingerprint",
     "scratch_schema",

@@ -35,6 +35,7 @@ __all__ = [
     "PAYLOAD_MODELS",
     "SERVER_WRITTEN_TYPES",
     "STATUS_FOR_STOP_REASON",
+    "USER_ONLY_TYPES",
     "CheckpointKind",
     "EventType",
     "RunStatus",
@@ -346,6 +347,9 @@ DEFAULT_VISIBILITY: dict[str, Visibility] = {
     EventType.METADATA_UPDATED: _U,
 }
 CUSTOM_DEFAULT_VISIBILITY = Visibility.OPERATOR
+USER_ONLY_TYPES: frozenset[str] = frozenset({EventType.METADATA_UPDATED})
+"""Event types only visibility ``user`` may carry: what they change (a run's metadata) is the
+run's summary, which every role reads."""
 
 MAX_EVENT_TYPE_LENGTH = 200
 _CONTROL_CHARACTER = re.compile("[\\x00-\\x1f\\x7f-\\x9f]")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +25,7 @@ __all__ = [
     "decode_json",
     "plain_names",
     "quote_json",
+    "refilled_events",
 ]
 
 GENESIS_HASH = "0" * 64
@@ -203,6 +204,22 @@ def plain_names(event: AgentEvent) -> bool:
     """
     names = f"{event.event_type}{event.run_id}{event.conversation_id}{event.organization_id}"
     return _ESCAPED.search(names) is None
+
+
+def refilled_events(rows: Iterable[Sequence[Any]]) -> Iterator[AgentEvent]:
+    """One event per row (``EVENT_COLUMNS`` order), the *same* object refilled each time.
+
+    For a fold that keeps an event's values but never the event itself (a rebuild folds the
+    whole log): it saves building and freeing an object and its dict per event, a quarter of
+    reading the log. The payload is decoded on first use, as for any event.
+    """
+    event = _new(AgentEvent)
+    values = event.__dict__
+    fill = values.update
+    for row in rows:
+        fill(zip(_FIELDS, row, strict=True))
+        values["_payload"] = None
+        yield event
 
 
 _new = object.__new__

@@ -1,19 +1,23 @@
 """Group commit: one writer thread, many waiting callers, one transaction per group.
 
-Callers submit *write units* (callables taking a ``WriteContext``). The writer task takes every
-unit queued so far, runs them on its dedicated thread inside one transaction, each in its own
-savepoint (a unit that raises is rolled back alone and the others still commit), commits once,
-publishes the committed events, and only then resolves each caller's future. While a group is
-being committed, the next one accumulates: under load, each commit (and its fsync) is shared by
-hundreds of appends.
+Callers submit *write units* (callables taking a ``WriteContext``). The writer thread takes every
+unit queued so far, runs them inside one transaction, each in its own savepoint (a unit that
+raises is rolled back alone and the others still commit), commits once, and hands the group
+back to the event loop in one call, which publishes the committed events and only then resolves
+each caller's future. While a group is being committed, the next one accumulates: under load,
+each commit (and its fsync) is shared by hundreds of appends. The thread takes the next group
+itself, as soon as it has committed one: it does not wait for the event loop, busy answering
+the last group's callers, to hand it over.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import enum
 import logging
+import queue
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -60,6 +64,10 @@ class WriterBackend(Protocol):
         ...
 
 
+_IDLE_CHECK_SECONDS = 0.25
+"""How often an idle writer thread looks whether its event loop is gone."""
+
+
 class _FlushFailed(Exception):
     """The buffered writes of a group failed; the group is redone unit by unit."""
 
@@ -100,15 +108,17 @@ class GroupCommitWriter:
         self._appends_need_savepoints = _appends_need_savepoints(self._projections)
         self._on_commit = on_commit
         self._max_group = max_group
-        self._queue: list[_Pending] = []
-        self._wakeup = asyncio.Event()
+        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        """Units for the thread; ``None`` after the last (``aclose``)."""
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="runtrack-writer")
-        self._task: asyncio.Task[None] | None = None
+        self._serving: concurrent.futures.Future[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._state = _State.NEW
 
     async def start(self) -> None:
         await self._in_thread(self._backend.connect)
-        self._task = asyncio.create_task(self._run(), name="runtrack-writer")
+        self._loop = asyncio.get_running_loop()
+        self._serving = self._thread.submit(self._serve)
         self._state = _State.RUNNING
 
     async def submit(self, unit: Callable[[WriteContext], T]) -> T:
@@ -116,8 +126,7 @@ class GroupCommitWriter:
         if self._state is not _State.RUNNING:
             raise StoreUnavailable("the event store is closed")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Pending(unit, future))
-        self._wakeup.set()
+        self._queue.put(_Pending(unit, future))
         return await future
 
     async def aclose(self) -> None:
@@ -125,38 +134,81 @@ class GroupCommitWriter:
         if self._state is _State.CLOSED:
             return
         self._state = _State.CLOSED
-        self._wakeup.set()
-        if self._task is not None:
-            await self._task
+        if self._serving is not None:
+            self._queue.put(None)
+            # Its groups' hand-overs were queued on the loop before this wakes: all run first.
+            await asyncio.wrap_future(self._serving)
         with contextlib.suppress(Exception):
             await self._in_thread(self._backend.close)
         self._thread.shutdown(wait=True)
 
-    async def _run(self) -> None:
-        while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            while self._queue:
-                group, self._queue = self._queue[: self._max_group], self._queue[self._max_group :]
-                await self._commit(group)
-            if self._state is _State.CLOSED:
-                return
+    def _serve(self) -> None:
+        """On the writer thread, until ``aclose``: each group as soon as it is queued."""
+        closing = False
+        while not closing:
+            group, closing = self._take()
+            if group:
+                self._commit(group)
 
-    async def _commit(self, group: list[_Pending]) -> None:
-        units = [pending.unit for pending in group]
+    def _take(self) -> tuple[list[_Pending], bool]:
+        """Everything queued so far, up to ``max_group`` (waiting for a first unit), and
+        whether ``aclose`` came after it."""
+        first = self._next()
+        if first is None:
+            return [], True
+        group = [first]
+        while len(group) < self._max_group:
+            try:
+                pending = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if pending is None:
+                return group, True
+            group.append(pending)
+        return group, False
+
+    def _next(self) -> _Pending | None:
+        """The next unit, waiting for it; None after the last, or once the event loop is
+        closed: a store never closed must not keep its process from exiting (the interpreter
+        joins this thread at exit)."""
+        while True:
+            try:
+                return self._queue.get(timeout=_IDLE_CHECK_SECONDS)
+            except queue.Empty:
+                if self._loop is None or self._loop.is_closed():
+                    return None
+
+    def _commit(self, group: list[_Pending]) -> None:
         try:
-            result = await self._in_thread(self._run_group, units)
+            result = self._run_group([pending.unit for pending in group])
         except BaseException as exc:
             error = self._backend.translate(exc) or exc
-            for pending in group:
-                _settle(pending.future, False, error)
+            self._hand_over(self._failed, group, error)
             if not isinstance(exc, Exception):
                 raise
             return
-        if result.committed and self._on_commit is not None:
-            self._on_commit(result.committed, result.previous_head_id)
-        for pending, (ok, value) in zip(group, result.outcomes, strict=True):
-            _settle(pending.future, ok, value)
+        self._hand_over(self._committed, group, result)
+
+    def _hand_over(self, callback: Callable[..., None], *args: Any) -> None:
+        """One call on the event loop per group (one wake-up for all its callers)."""
+        assert self._loop is not None
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody awaits the group
+            self._loop.call_soon_threadsafe(callback, *args)
+
+    def _committed(self, group: list[_Pending], result: _GroupResult) -> None:
+        """On the loop: publish the group's events, then answer its callers (in that order:
+        a caller that reads after its append sees it in the tail)."""
+        try:
+            if result.committed and self._on_commit is not None:
+                self._on_commit(result.committed, result.previous_head_id)
+        finally:
+            for pending, (ok, value) in zip(group, result.outcomes, strict=True):
+                _settle(pending.future, ok, value)
+
+    @staticmethod
+    def _failed(group: list[_Pending], error: BaseException) -> None:
+        for pending in group:
+            _settle(pending.future, False, error)
 
     def _run_group(self, units: list[Unit]) -> _GroupResult:
         """On the writer thread: one transaction for the whole group, one commit.

@@ -462,7 +462,8 @@ def claim_query(
     organization_id: str, agent_id: str | None, lane_key: str | None
 ) -> tuple[str, list[str]]:
     """The oldest claimable run whose lane is free and which is first in its lane's queue
-    (the order runs joined it: created, resumed into it, answered; ``lane_position``).
+    (the order runs joined it: created, resumed into it, answered; ``lane_position``), or a
+    ``resuming`` run, which holds its lane already.
 
     A lane is ``(organization, lane_key)``: both subqueries match the candidate's organization,
     which ``runs_by_lane`` leads with, so each is an index search.
@@ -476,12 +477,12 @@ def claim_query(
     sql = (
         f"SELECT r.run_id FROM runs r WHERE r.organization_id = ? "
         f"AND r.status IN ({_marks(claimable)}){filters} "
-        "AND (r.status = ? OR NOT EXISTS (SELECT 1 FROM runs a "
+        "AND (r.status = ? OR (NOT EXISTS (SELECT 1 FROM runs a "
         "WHERE a.organization_id = r.organization_id AND a.lane_key = r.lane_key "
-        f"AND a.status IN ({_marks(_ACTIVE)}))) "
+        f"AND a.status IN ({_marks(_ACTIVE)})) "
         "AND NOT EXISTS (SELECT 1 FROM runs o "
         "WHERE o.organization_id = r.organization_id AND o.lane_key = r.lane_key "
-        f"AND o.status IN ({_marks(_WAITING)}) AND o.lane_position < r.lane_position) "
+        f"AND o.status IN ({_marks(_WAITING)}) AND o.lane_position < r.lane_position))) "
         "ORDER BY r.created_event_id LIMIT 1"
     )
     values = [organization_id, *claimable, *params, RunStatus.RESUMING.value, *_ACTIVE, *_WAITING]

@@ -11,18 +11,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from eventstore import (
     EVENT_COLUMNS,
     AgentEvent,
-    EventFilter,
     EventStore,
     EventType,
+    Row,
     WriteContext,
     record_fingerprint,
+    refilled_events,
 )
 
 from .readmodel import (
@@ -38,6 +40,8 @@ from .state import RunState, advance, evolve
 __all__ = ["RebuildReport", "check", "rebuild"]
 
 _PAGE = 5000
+_LOG_PAGE = 20_000
+"""Events per read of the log: fewer, larger reads cost less per event (docs/benchmarks.md)."""
 _TOOL_FINISHED = EventType.TOOL_FINISHED.value
 
 
@@ -60,31 +64,49 @@ class _Fold:
     position: int = 0
     events: int = 0
 
-    def apply(self, event: AgentEvent) -> None:
-        """Fold one event. The states are this fold's own (``check`` compares them, nothing
-        keeps them), so they are changed in place; a refused event ends the fold."""
-        state = self.states.get(event.run_id)
-        if state is None:
-            self.states[event.run_id] = evolve(None, event)
-        else:
-            advance(state, event)
-        if event.event_type == _TOOL_FINISHED:
-            self.tool_results[(event.run_id, event.payload["tool_call_id"])] = event.id
-        self.position = event.id
-        self.events += 1
+    def apply_rows(self, rows: Sequence[Row]) -> None:
+        """Fold events, given as rows in id order. The states are this fold's own (``check``
+        compares them, nothing keeps them), so they are changed in place, and the event is
+        one object refilled per row; a refused event ends the fold."""
+        if not rows:
+            return
+        states, tool_results = self.states, self.tool_results
+        for event in refilled_events(rows):
+            state = states.get(event.run_id)
+            if state is None:
+                states[event.run_id] = evolve(None, event)
+            else:
+                advance(state, event)
+            if event.event_type == _TOOL_FINISHED:
+                tool_results[(event.run_id, event.payload["tool_call_id"])] = event.id
+        _check_not_kept(event)
+        self.position = int(rows[-1][0])
+        self.events += len(rows)
+
+    def release(self) -> None:
+        """Let go of the states while collections are paused, so that the first collection
+        afterwards does not walk every state of the log."""
+        self.states = {}
+        self.tool_results = {}
 
 
 async def rebuild(store: EventStore) -> RebuildReport:
     """Drop and re-fold every read-model table from the log."""
+    with _no_cyclic_collections():
+        return await _rebuild(store)
+
+
+async def _rebuild(store: EventStore) -> RebuildReport:
     started = time.perf_counter()
-    folded = await _fold_log(store)
+    folded = await _fold_pages(store)
 
     def replace_tables(context: WriteContext) -> None:
         context.flush()
-        for row in context.tx.fetchall(
-            f"SELECT {EVENT_COLUMNS} FROM events WHERE id > ? ORDER BY id", (folded.position,)
-        ):
-            folded.apply(AgentEvent.from_row(row))
+        folded.apply_rows(
+            context.tx.fetchall(
+                f"SELECT {EVENT_COLUMNS} FROM events WHERE id > ? ORDER BY id", (folded.position,)
+            )
+        )
         _write_tables(context, folded)
         for projection in context.projections:
             if isinstance(projection, RunProjection):
@@ -92,13 +114,20 @@ async def rebuild(store: EventStore) -> RebuildReport:
         record_fingerprint(context.tx, RunProjection())
 
     await store.transact(replace_tables)
-    return RebuildReport(folded.events, len(folded.states), time.perf_counter() - started)
+    report = RebuildReport(folded.events, len(folded.states), time.perf_counter() - started)
+    folded.release()  # the writer may hold ``replace_tables`` (and so the fold) a while longer
+    return report
 
 
 async def check(store: EventStore) -> RebuildReport:
     """Rebuild into memory and report every difference with the live tables (writes nothing)."""
+    with _no_cyclic_collections():
+        return await _check(store)
+
+
+async def _check(store: EventStore) -> RebuildReport:
     started = time.perf_counter()
-    folded = await _fold_log(store)
+    folded = await _fold_pages(store)
     live = await _live_runs(store)
     for run_id, row in live.items():
         await _catch_up(store, folded, run_id, row.last_event_id)
@@ -107,6 +136,14 @@ async def check(store: EventStore) -> RebuildReport:
     report = RebuildReport(folded.events, len(folded.states), time.perf_counter() - started)
     report.differences = differences
     return report
+
+
+def _check_not_kept(event: AgentEvent) -> None:
+    """A handler that kept the event itself, not its values, would see it change under it:
+    refuse the fold rather than write what it made (``apply_rows``' name, this argument and
+    ``getrefcount``'s own are the only references a fold leaves)."""
+    if sys.getrefcount(event) > 3:
+        raise RuntimeError("the fold kept an event: a rebuild cannot refill it per row")
 
 
 @contextlib.contextmanager
@@ -124,30 +161,26 @@ def _no_cyclic_collections() -> Iterator[None]:
             gc.enable()
 
 
-async def _fold_log(store: EventStore) -> _Fold:
-    """Fold the log up to the head seen at start, reading each next page while folding one."""
-    with _no_cyclic_collections():
-        return await _fold_pages(store)
-
-
 async def _fold_pages(store: EventStore) -> _Fold:
+    """Fold the log up to the head seen at start, reading each next page while folding one."""
     folded = _Fold()
     head = await store.head()
-    pending = asyncio.ensure_future(store.read(EventFilter(), after=0, limit=_PAGE))
+    pending = asyncio.ensure_future(store.fetchall(_PAGE_SQL, (0, _LOG_PAGE)))
     while True:
-        page = await pending
-        if not page.events or page.events[0].id > head:
+        rows = await pending
+        last = int(rows[-1][0]) if rows else head
+        if last < head:
+            pending = asyncio.ensure_future(store.fetchall(_PAGE_SQL, (last, _LOG_PAGE)))
+        if last > head:
+            folded.apply_rows([row for row in rows if int(row[0]) <= head])
             return folded
-        if page.position < head:
-            pending = asyncio.ensure_future(
-                store.read(EventFilter(), after=page.position, limit=_PAGE)
-            )
-        for event in page.events:
-            if event.id > head:
-                return folded
-            folded.apply(event)
-        if page.position >= head:
+        folded.apply_rows(rows)
+        if last >= head:
             return folded
+
+
+_PAGE_SQL = f"SELECT {EVENT_COLUMNS} FROM events WHERE id > ? ORDER BY id LIMIT ?"
+"""A page of the log (the store's own unfiltered read, as rows: the fold refills one event)."""
 
 
 async def _catch_up(store: EventStore, folded: _Fold, run_id: str, until: int) -> None:

@@ -299,7 +299,8 @@ def _answer(state: RunState, event: AgentEvent) -> None:
 
 
 def _metadata(state: RunState, event: AgentEvent) -> None:
-    """Metadata is the run's summary, which every role reads: only a ``user`` event changes it."""
+    """Metadata is the run's summary, which every role reads: only a ``user`` event changes it
+    (``USER_ONLY_TYPES``; the API's schema says so too)."""
     if event.visibility != "user":
         raise InvalidEvent(
             f"metadata_updated must have visibility user, not {event.visibility}",

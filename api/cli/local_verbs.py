@@ -104,6 +104,15 @@ def serve(
     ] = 0.25,
     reconcile_seconds: Annotated[float, _option("RUNTRACK_RECONCILE_SECONDS")] = 30.0,
     heartbeat_timeout: Annotated[float, _option("RUNTRACK_HEARTBEAT_TIMEOUT")] = 300.0,
+    max_claim_wait: Annotated[
+        float,
+        typer.Option(
+            envvar="RUNTRACK_MAX_CLAIM_WAIT",
+            min=0,
+            max=30,
+            help="the longest a claim waits for a claimable run (seconds)",
+        ),
+    ] = 30.0,
     queue_timeout: Annotated[float, _option("RUNTRACK_QUEUE_TIMEOUT")] = 3600.0,
     cancel_timeout: Annotated[float, _option("RUNTRACK_CANCEL_TIMEOUT")] = 180.0,
     callback_secret: Annotated[

@@ -18,6 +18,7 @@ from starlette.types import Receive, Scope, Send
 from api.server.auth import DEFAULT_ORGANIZATION, KeyRing, Role
 from api.server.demo import Demo, demo_routes
 from api.server.errors import ApiError, error_response, handle_api_error, handle_store_error
+from api.server.hot_path import HotPath
 from api.server.metrics import Metrics
 from api.server.metrics_access import MetricsSocket
 from api.server.rate_limits import RateLimits
@@ -35,17 +36,36 @@ logger = logging.getLogger("runtrack")
 
 
 class _App(Starlette):
-    """Starlette, keeping the server's own ``send`` for SSE streams (``sse.RAW_SEND``)."""
+    """Starlette, keeping the server's own ``send`` for SSE streams (``sse.RAW_SEND``), with
+    the hot routes dispatched past its layers (``hot_path.py``)."""
+
+    hot_routes: tuple[Route, ...] = tuple(runs.hot_routes)
+    hot_path: HotPath | None = None
+    _hot_path_made = False
+    """The hot path is made at the first request, when the app's middleware is known."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         RAW_SEND.set(send)  # the request's own task: the value ends with it
-        if scope["type"] == "http" and _has_nul(scope):
-            refusal = error_response(
-                400, "invalid_parameter", "the path and query may not contain NUL (%00)"
-            )
-            await refusal(scope, receive, send)
-            return
+        if scope["type"] == "http":
+            if _has_nul(scope):
+                refusal = error_response(
+                    400, "invalid_parameter", "the path and query may not contain NUL (%00)"
+                )
+                await refusal(scope, receive, send)
+                return
+            if not self._hot_path_made:
+                self.hot_path, self._hot_path_made = self._hot_path(), True
+            if self.hot_path is not None and (endpoint := self.hot_path.match(scope)):
+                scope["app"] = self
+                await self.hot_path.serve(endpoint, scope, receive, send)
+                return
         await super().__call__(scope, receive, send)
+
+    def _hot_path(self) -> HotPath | None:
+        """None when the app has middleware of its own, which every request must pass."""
+        if self.user_middleware or self.max_body_size is not None or not self.hot_routes:
+            return None
+        return HotPath(self.hot_routes, self.exception_handlers)
 
 
 def _has_nul(scope: Scope) -> bool:

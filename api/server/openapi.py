@@ -47,7 +47,7 @@ from api.client.models import (
 from api.server import query
 from api.server.input_limits import advertised
 from api.server.query import Documented
-from eventstore import PAYLOAD_MODELS
+from eventstore import PAYLOAD_MODELS, USER_ONLY_TYPES
 
 __all__ = ["OPERATIONS", "openapi_document"]
 
@@ -332,6 +332,10 @@ def _also(when: str, model: type[BaseModel] | None) -> dict[str, Any]:
     return {"description": when, "content": {"application/json": {"schema": _ref(model)}}}
 
 
+_ONLY_USER = {name: {"visibility": {"enum": ["user", None]}} for name in USER_ONLY_TYPES}
+"""The event types whose visibility can only be ``user`` (or left to its default, ``user``)."""
+
+
 def _event_body(plain: dict[str, Any]) -> dict[str, Any]:
     """One shape per core event type (its payload's model), and one for ``custom.`` types."""
     properties = plain["properties"]
@@ -344,6 +348,7 @@ def _event_body(plain: dict[str, Any]) -> dict[str, Any]:
                 **properties,
                 "event_type": {"const": str(event_type)},
                 "payload": {"$ref": _REF.format(model=model.__name__)},
+                **_ONLY_USER.get(event_type, {}),
             },
         }
         for event_type, model in PAYLOAD_MODELS.items()

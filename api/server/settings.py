@@ -71,6 +71,9 @@ class Settings:
     """How often a follower tries to become the leader that runs background services."""
     reconcile_seconds: float = 30.0
     heartbeat_timeout: float = 300.0
+    max_claim_wait: float = 30.0
+    """The longest a claim waits server-side, whatever its ``wait_seconds`` asks (at most 30):
+    lower it below the idle timeout of a proxy in front of the server."""
     queue_timeout: float = 3600.0
     cancel_timeout: float = 180.0
     callback_secret: str | None = None

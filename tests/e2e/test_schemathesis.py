@@ -69,8 +69,9 @@ async def test_no_input_causes_a_server_error_and_every_answer_fits_the_schema(
     schema_database = str(tmp_path / "schema.db")
     user = await create_key(schema_database, "user", organization="org-a")
     operator = await create_key(schema_database, "operator", organization="org-b")
-    fuzzed = await server_process(database=fuzz_database)
-    checked = await server_process(database=schema_database)
+    # a claim waits at most 1 s: under the fuzzer's request timeout, whatever wait it sends
+    fuzzed = await server_process("--max-claim-wait", "1", database=fuzz_database)
+    checked = await server_process("--max-claim-wait", "1", database=schema_database)
     folders = [tmp_path / name for name in ("admin", "user", "operator")]
     for folder in folders:
         folder.mkdir()

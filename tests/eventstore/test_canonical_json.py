@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from eventstore import MAX_INTEGER, canonical_json
 from eventstore.chain import _FAST
-from eventstore.records import decode_json
+from eventstore.records import decode_json, refilled_events
 
 
 def reference(value: Any) -> str:
@@ -178,3 +178,14 @@ def test_decode_json_takes_what_json_loads_takes(text: str) -> None:
 def test_decode_json_refuses_what_json_loads_refuses(text: str) -> None:
     with pytest.raises(json.JSONDecodeError):
         decode_json(text)
+
+
+def test_refilled_events_give_each_row_its_own_values_and_payload() -> None:
+    """The rebuild's reader: one object refilled per row, whose payload is that row's."""
+    rows = [
+        (n, "org", f"run-{n}", "conv", n, "step_completed", "user", f'{{"n":{n}}}', "t", "", "")
+        for n in (1, 2, 3)
+    ]
+    seen = [(id(event), event.id, event.run_id, event.payload) for event in refilled_events(rows)]
+    assert [values[1:] for values in seen] == [(n, f"run-{n}", {"n": n}) for n in (1, 2, 3)]
+    assert len({values[0] for values in seen}) == 1

@@ -6,8 +6,9 @@ import gc
 
 import pytest
 
-from eventstore import NewEvent, Visibility
+from eventstore import NewEvent, Visibility, refilled_events
 from projections import check, rebuild, seen_at
+from projections.rebuild import _check_not_kept
 
 from .conftest import ORG, Runs
 
@@ -170,3 +171,14 @@ async def test_a_row_without_content_views_shows_capped_readers_no_content(runs:
     state = await runs.queries.get(ORG, run.run_id)
     assert seen_at(state, Visibility.OPERATOR).journal is None
     assert seen_at(state, Visibility.INTERNAL).journal == state.journal
+
+
+def test_a_fold_that_keeps_the_refilled_event_is_refused() -> None:
+    """The rebuild refills one event per row: whatever kept it would see it change."""
+    row = (1, ORG, "run", "conv", 1, "run_created", "user", '{"agent_id":"a"}', "t", "", "")
+    (event,) = refilled_events([row])
+    _check_not_kept(event)
+    kept = [event]
+    with pytest.raises(RuntimeError, match="kept an event"):
+        _check_not_kept(event)
+    assert kept

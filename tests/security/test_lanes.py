@@ -187,7 +187,7 @@ async def test_an_old_database_gets_per_organization_lanes_at_start(
         assert await b.claimed() == theirs
         async with open_store(database_url, projections=[RunProjection()]) as store:
             columns = await store.transact(_lane_index_columns)
-        assert columns.replace(" ", "") == "organization_id,lane_key,status,created_event_id"
+        assert columns.replace(" ", "") == "organization_id,lane_key,status,lane_position"
     finally:
         await tenants.aclose()
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import cache
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from api.client.models import EventList
@@ -80,16 +81,25 @@ def _has_body(request: Request) -> bool:
 
 
 async def _bounded_body(request: Request, limit: int) -> bytes:
+    """The body, read from ``receive`` as ``Request.stream`` does (a disconnect before its end
+    is ``ClientDisconnect``), but without its generator: most bodies are one message."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise ApiError(413, "body_too_large", f"the body is over {limit} bytes", limit=limit)
-    chunks, size = [], 0
-    async for chunk in request.stream():
+    chunks, size, more = [], 0, True
+    while more:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        if message["type"] != "http.request":
+            continue
+        chunk: bytes = message.get("body", b"")
+        more = message.get("more_body", False)
         size += len(chunk)
         if size > limit:
             raise ApiError(413, "body_too_large", f"the body is over {limit} bytes", limit=limit)
         chunks.append(chunk)
-    return b"".join(chunks)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 async def event_page(request: Request, flt: EventFilter) -> Response:
@@ -122,13 +132,20 @@ def events_response(
     """``model``'s answer: ``events`` under its first field, ``extra`` its others (unchecked on
     this hot path: ``tests/api/server/test_wire.py`` holds them to the model), each event's
     public JSON written as it is kept (``AgentEvent.to_json``), not decoded and encoded again."""
-    key = field_names(model)[0]
-    rest = "".join(f",{json.dumps(k)}:{compact_json(v)}" for k, v in extra.items())
+    rest = "".join(f",{_quoted(k)}:{compact_json(v)}" for k, v in extra.items())
     listed = ",".join(event.to_json() for event in events)
-    body = f"{{{json.dumps(key)}:[{listed}]{rest}}}"
+    body = f"{{{_quoted(field_names(model)[0])}:[{listed}]{rest}}}"
     return Response(body.encode("utf-8"), status_code=status, media_type="application/json")
 
 
-def compact_json(value: Any) -> str:
-    """JSON as ``JSONResponse`` writes it."""
-    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+@cache
+def _quoted(name: str) -> str:
+    """A field name as JSON, once per name."""
+    return json.dumps(name)
+
+
+compact_json: Callable[[Any], str] = json.JSONEncoder(
+    ensure_ascii=False, allow_nan=False, separators=(",", ":")
+).encode
+"""JSON as ``JSONResponse`` writes it (one encoder, not one per call as ``json.dumps`` with
+options makes)."""

@@ -276,3 +276,108 @@ async def test_a_bad_metadata_patch_is_422_and_writes_nothing(
     after = (await client.get(f"/v1/runs/{run['id']}")).json()
     assert after["metadata"] == {"k": "v"}
     assert after["last_sequence"] == run["last_sequence"]
+
+
+async def waiting_on_human(client: httpx.AsyncClient, **body: Any) -> str:
+    run = str((await create(client, **body))["id"])
+    claimed = await client.post("/v1/runs/claim", json={"worker_id": "w"})
+    assert claimed.json()["run"]["id"] == run
+    asked = await append(client, run, question(), status("waiting_on_human"))
+    assert asked.status_code == 201, asked.text
+    return run
+
+
+async def test_of_two_racing_answers_only_one_moves_the_run(server: LiveServer) -> None:
+    async with server.client() as first, server.client() as second:
+        run = await waiting_on_human(first)
+        answers = await asyncio.gather(
+            first.post(f"/v1/runs/{run}/input", json={"response": "yes"}),
+            second.post(f"/v1/runs/{run}/input", json={"response": "no", "question_id": "q-1"}),
+        )
+        assert sorted(a.status_code for a in answers) == [200, 409]
+        refused = next(a for a in answers if a.status_code == 409)
+        assert refused.json()["error"]["code"] == "not_waiting_on_human"
+        events = (await first.get(f"/v1/runs/{run}/events")).json()["items"]
+    assert [e["event_type"] for e in events].count("human_input") == 1
+    assert [e["payload"].get("to") for e in events].count("queued") == 1
+
+
+async def test_bad_answers_are_refused_and_write_nothing(client: httpx.AsyncClient) -> None:
+    run = await waiting_on_human(client)
+    for body, code in (
+        ({}, 422),
+        ({"response": "x", "question_id": ""}, 422),
+        ({"response": "x", "extra": 1}, 422),
+        ({"response": "x", "question_id": "q-9"}, 409),
+    ):
+        answer = await client.post(f"/v1/runs/{run}/input", json=body)
+        assert answer.status_code == code, (body, answer.text)
+    missing = await client.post("/v1/runs/run-none/input", json={"response": "x"})
+    assert (missing.status_code, missing.json()["error"]["code"]) == (404, "run_not_found")
+    after = (await client.get(f"/v1/runs/{run}")).json()
+    assert (after["status"], after["question"]["question_id"]) == ("waiting_on_human", "q-1")
+
+
+async def failed_resumable(client: httpx.AsyncClient, conversation_id: str) -> str:
+    run = str((await create(client, conversation_id=conversation_id))["id"])
+    claimed = await client.post("/v1/runs/claim", json={"worker_id": "w"})
+    assert claimed.json()["run"]["id"] == run
+    ended = await append(client, run, CHECKPOINT, status(stop_reason="error"))
+    assert ended.status_code == 201, ended.text
+    return run
+
+
+async def test_resumes_on_a_busy_lane_wait_and_are_claimed_in_order(
+    client: httpx.AsyncClient,
+) -> None:
+    """Was 409 lane_busy. Two resumed runs wait behind the lane's holder in the order of their
+    resumes (the second was created first); a waiting claim is woken when the lane frees."""
+    older = await failed_resumable(client, "lane-c")
+    newer = await failed_resumable(client, "lane-c")
+    holder = (await create(client, conversation_id="lane-c"))["id"]
+    assert (await claim(client))["run"]["id"] == holder
+    for run in (newer, older):
+        resumed = await client.post(f"/v1/runs/{run}/resume")
+        assert resumed.status_code == 200, resumed.text
+        assert (resumed.json()["status"], resumed.json()["error"]) == ("waiting_on_lane", None)
+    panel = (await client.get("/v1/conversations/lane-c/agent-status")).json()
+    assert panel["run"]["id"] == holder
+    waiting = asyncio.ensure_future(
+        client.post("/v1/runs/claim", json={"worker_id": "w2", "wait_seconds": 30})
+    )
+    await append(client, holder, status(stop_reason="end_turn"))
+    first = await waiting
+    assert first.json()["run"]["id"] == newer
+    assert first.json()["checkpoint"]["payload"]["checkpoint_id"] == "c"
+    await append(client, newer, status(stop_reason="end_turn"))
+    assert (await claim(client))["run"]["id"] == older
+    events = (await client.get(f"/v1/runs/{older}/events")).json()["items"]
+    moves = [e["payload"]["to"] for e in events if e["event_type"] == "run_status_changed"]
+    assert moves == ["running", "failed", "waiting_on_lane", "resuming", "running"]
+
+
+async def test_many_waiting_claims_take_each_new_run_once(server: LiveServer) -> None:
+    async with server.client() as client:
+        idle = waiters(server)
+        claims = [
+            asyncio.ensure_future(
+                client.post("/v1/runs/claim", json={"worker_id": f"w{n}", "wait_seconds": 2})
+            )
+            for n in range(5)
+        ]
+        await eventually(lambda: waiters(server) == idle + 5)
+        made = [(await create(client, conversation_id=f"c-{n}"))["id"] for n in range(2)]
+        answers = await asyncio.gather(*claims)
+    claimed = [a.json()["run"]["id"] for a in answers if a.status_code == 200]
+    assert sorted(claimed) == sorted(made)
+    assert [a.status_code for a in answers].count(204) == 3
+
+
+async def test_the_server_caps_the_wait(server_factory: ServerFactory) -> None:
+    """With ``--max-claim-wait 0.2`` a claim asking 30 s answers within the 5 s client timeout."""
+    server = await server_factory(max_claim_wait=0.2)
+    async with server.client() as client:
+        answer = await client.post(
+            "/v1/runs/claim", json={"worker_id": "w", "wait_seconds": 30}, timeout=5
+        )
+    assert answer.status_code == 204
