@@ -44,6 +44,8 @@ from eventsourcing.domain import Aggregate, event
 from bench._machine import PeakRss, describe_machine
 from eventstore import (
     INSERT_EVENT,
+    WAL_AUTOCHECKPOINT_PAGES,
+    WRITER_CACHE_KIB,
     EventFilter,
     EventStore,
     NewEvent,
@@ -152,6 +154,8 @@ def connect_plain(path: Path, synchronous: Synchronous = "FULL") -> sqlite3.Conn
     connection = sqlite3.connect(path, isolation_level=None)
     connection.execute("PRAGMA journal_mode=WAL")
     connection.execute(f"PRAGMA synchronous={synchronous}")
+    connection.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
+    connection.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}")
     return connection
 
 

@@ -1,9 +1,9 @@
 """granian against uvicorn as runtrack's server, on single-event appends under wrk.
 
-    python -m bench.server_stack [--seconds S] [--rounds N] [--connections C]
+    python -m bench.server_stack [--seconds S] [--rounds N]
 
 Four servers per round, one after the other, each on its own port and (for runtrack) its own
-fresh SQLite database with one admin key: the bare Starlette route of ``bench.http_append``
+fresh SQLite database with an operator key: the bare Starlette route of ``bench.http_load``
 (decode the body, answer 201 with JSON) and the runtrack app, each under uvicorn (as ``runtrack
 serve`` runs it, with the connection limits of ``api/server/transport/``) and under granian
 (ASGI interface, one worker, its default loop). wrk posts one ``custom.tick`` event per request
@@ -15,6 +15,7 @@ passes every SSE and shutdown test (docs/benchmarks.md).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import statistics
 import tempfile
@@ -22,16 +23,9 @@ from pathlib import Path
 
 from starlette.applications import Starlette
 
-from bench.http_append import (
-    RUNS,
-    Server,
-    free_port,
-    make_key,
-    post,
-    wrk,
-)
+from bench._servers import FAST_APPENDS, Child, free_port, runtrack
+from bench.sse_channels import CONNECTIONS, prepare, wrk_rate, wrk_script
 
-ROOT = Path(__file__).resolve().parent.parent
 DATABASE_VARIABLE = "RUNTRACK_BENCH_STACK_DATABASE"
 LABELS = ("bare/uvicorn", "bare/granian", "runtrack/uvicorn", "runtrack/granian")
 
@@ -49,102 +43,56 @@ def runtrack_app() -> Starlette:
     return app
 
 
-def bare_app() -> Starlette:
-    """granian's factory for the bare route (the same app ``bench.http_append bare`` serves)."""
-    import json
-
-    from starlette.requests import Request
-    from starlette.responses import JSONResponse, PlainTextResponse, Response
-    from starlette.routing import Route
-
-    async def append(request: Request) -> Response:
-        body = json.loads(await request.body())
-        reply = {"events": [{"id": 1, **e} for e in body["events"]], "run": {"status": "running"}}
-        return JSONResponse(reply, status_code=201)
-
-    async def ready(request: Request) -> Response:
-        return PlainTextResponse("ok")
-
-    routes = [
-        Route("/v1/runs/{run_id}/events", append, methods=["POST"]),
-        Route("/readyz", ready),
-    ]
-    return Starlette(routes=routes)
+def granian(target: str, port: int, log: Path) -> Child:
+    argv = ["granian", "--interface", "asgi", "--factory", "--host", "127.0.0.1"]
+    argv += ["--port", str(port), "--workers", "1", "--no-ws", "--log-level", "warning", target]
+    return Child(argv, port, log)
 
 
-def granian_argv(target: str, port: int) -> list[str]:
-    return [
-        "granian",
-        "--interface",
-        "asgi",
-        "--factory",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-        "--no-ws",
-        "--log-level",
-        "warning",
-        target,
-    ]
-
-
-def server_for(label: str, folder: Path) -> tuple[Server, str]:
-    """The server of ``label`` (not started) and the key its requests carry."""
+async def server_for(label: str, folder: Path) -> tuple[Child, str]:
+    """The server of ``label`` (not started) on a fresh database, and the token to send."""
     port = free_port()
-    log = folder / f"{label.replace('/', '-')}.log"
-    if label == "bare/uvicorn":
-        return Server(label, ROOT, ["bench.http_append", "bare", str(port)], port, log), "k"
-    if label == "bare/granian":
-        argv = granian_argv("bench.server_stack:bare_app", port)
-        return Server(label, ROOT, argv, port, log), "k"
+    log = folder / f"{label.replace('/', '-')}-{port}.log"
     database = folder / f"{label.replace('/', '-')}-{port}.db"
-    key = make_key(ROOT, database)
+    token, _ = await prepare(database, CONNECTIONS)
+    if label == "bare/uvicorn":
+        return Child(["bench.http_load", "bare", str(port)], port, log), token
+    if label == "bare/granian":
+        return granian("bench.http_load:bare_app", port, log), token
     if label == "runtrack/uvicorn":
-        argv = ["api", "serve", "--database", str(database), "--port", str(port)]
-        argv += ["--append-rate", "1000000"]
-        return Server(label, ROOT, argv, port, log), key
+        return runtrack(str(database), log, *FAST_APPENDS, deployed=True), token
     os.environ[DATABASE_VARIABLE] = str(database)
-    argv = granian_argv("bench.server_stack:runtrack_app", port)
-    return Server(label, ROOT, argv, port, log), key
+    return granian("bench.server_stack:runtrack_app", port, log), token
 
 
-def measure(label: str, folder: Path, seconds: float, connections: int) -> float:
-    server, key = server_for(label, folder)
-    server.start()
+async def measure(label: str, folder: Path, seconds: float) -> float:
+    server, token = await server_for(label, folder)
+    await server.start()
     try:
-        if label.startswith("bare"):
-            runs = [f"run-{n}" for n in range(RUNS)]
-        else:
-            runs = [str(post(server.port, "/v1/runs", '{"agent_id": "a"}', key)["id"])]
-            runs += [
-                str(post(server.port, "/v1/runs", '{"agent_id": "a"}', key)["id"])
-                for _ in range(RUNS - 1)
-            ]
-        wrk(server.port, runs, key, 2, connections, folder)  # warm-up
-        return wrk(server.port, runs, key, seconds, connections, folder)
+        script = wrk_script(folder, token)
+        await wrk_rate(server.port, script, 2)  # warm-up
+        return await wrk_rate(server.port, script, seconds)
     finally:
-        server.stop()
+        await server.stop()
+
+
+async def measure_all(seconds: float, rounds: int) -> dict[str, float]:
+    rates: dict[str, list[float]] = {label: [] for label in LABELS}
+    with tempfile.TemporaryDirectory() as name:
+        for round_number in range(rounds):
+            print(f"round {round_number + 1}", flush=True)
+            for label in LABELS:
+                rates[label].append(await measure(label, Path(name), seconds))
+                print(f"  {label}: {rates[label][-1]:,.0f} req/s", flush=True)
+    return {label: statistics.median(values) for label, values in rates.items()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--connections", type=int, default=32)
     options = parser.parse_args()
-    rates: dict[str, list[float]] = {label: [] for label in LABELS}
-    with tempfile.TemporaryDirectory() as name:
-        folder = Path(name)
-        for round_number in range(options.rounds):
-            print(f"round {round_number + 1}", flush=True)
-            for label in LABELS:
-                rate = measure(label, folder, options.seconds, options.connections)
-                rates[label].append(rate)
-                print(f"  {label}: {rate:,.0f} req/s", flush=True)
-    median = {label: statistics.median(values) for label, values in rates.items()}
+    median = asyncio.run(measure_all(options.seconds, options.rounds))
     figures = [f"{label}={median[label]:.0f}" for label in LABELS]
     figures.append(f"bare_granian/uvicorn={median['bare/granian'] / median['bare/uvicorn']:.2f}")
     ratio = median["runtrack/granian"] / median["runtrack/uvicorn"]

@@ -66,7 +66,7 @@ from .scratch_schema import (
     drop_scratch_schema,
     scratch_schema,
 )
-from .sqlite import SQLiteEventStore
+from .sqlite import WAL_AUTOCHECKPOINT_PAGES, WRITER_CACHE_KIB, SQLiteEventStore
 from .sqlite_library import disable_memory_statistics
 from .store import PARALLEL_READS, EventStore
 from .tail import Broadcaster
@@ -83,6 +83,8 @@ __all__ = [
     "SERVER_WRITTEN_TYPES",
     "STATUS_FOR_STOP_REASON",
     "USER_ONLY_TYPES",
+    "WAL_AUTOCHECKPOINT_PAGES",
+    "WRITER_CACHE_KIB",
     "AgentEvent",
     "AppendRequest",
     "Broadcaster",

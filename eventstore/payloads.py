@@ -8,9 +8,10 @@ refused unless they start with ``custom.``; a custom payload is any JSON object.
 from __future__ import annotations
 
 import enum
+import json
 import re
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -41,6 +42,7 @@ __all__ = [
     "RunStatus",
     "StopReason",
     "describe_validation_error",
+    "normal_json",
     "normalise_payload",
     "validation_error_list",
 ]
@@ -352,6 +354,9 @@ USER_ONLY_TYPES: frozenset[str] = frozenset({EventType.METADATA_UPDATED})
 run's summary, which every role reads."""
 
 MAX_EVENT_TYPE_LENGTH = 200
+_MESSAGE_CREATED = EventType.MESSAGE_CREATED.value
+_MESSAGE_ROLES = frozenset(get_args(MessageCreated.model_fields["role"].annotation))
+_quote = json.encoder.encode_basestring
 _CONTROL_CHARACTER = re.compile("[\\x00-\\x1f\\x7f-\\x9f]")
 
 
@@ -371,6 +376,19 @@ def normalise_payload(event_type: str, payload: Mapping[str, Any]) -> dict[str, 
         f"unknown event_type {event_type!r}: use one of the core types or a 'custom.' prefix",
         event_type=event_type,
     )
+
+
+def normal_json(event_type: str, payload: object) -> str | None:
+    """The canonical JSON of ``payload``'s normal form when it can be seen without pydantic
+    (a ``message_created`` of two plain strings: the normal form is the payload itself), or
+    None: then ``normalise_payload`` and ``canonical_json`` decide. Written with the reference
+    encoder's own string quoting, so the text is the one they would give."""
+    if event_type != _MESSAGE_CREATED or type(payload) is not dict or len(payload) != 2:
+        return None
+    role, content = payload.get("role"), payload.get("content")
+    if type(role) is not str or role not in _MESSAGE_ROLES or type(content) is not str:
+        return None
+    return f'{{"content":{_quote(content)},"role":{_quote(role)}}}'
 
 
 def default_visibility(event_type: str) -> Visibility:

@@ -31,7 +31,7 @@ from .records import GENESIS_HASH
 from .sqlite_library import memory_statistics_disabled
 from .store import PARALLEL_READS, STATUS_CHANGES_MIGRATION, EventStore, StoreOptions
 
-__all__ = ["SQLiteEventStore"]
+__all__ = ["WAL_AUTOCHECKPOINT_PAGES", "WRITER_CACHE_KIB", "SQLiteEventStore"]
 
 Synchronous = Literal["FULL", "NORMAL"]
 
@@ -86,6 +86,18 @@ MIGRATIONS = (
 )
 
 BUSY_TIMEOUT_MS = 10_000
+WRITER_CACHE_KIB = 65_536
+"""The writer's page cache (SQLite's default: 2 MB, about 500 pages). Each group touches a page
+of every run it appends to in the index by run, and the pages above them: with a large log and
+hundreds of runs at once, that outgrows 500 pages and every group reads them back from the
+file (docs/benchmarks.md, "Notes from the code"). The cache holds only pages read, up to
+this bound."""
+WAL_AUTOCHECKPOINT_PAGES = 10_000
+"""The writer checkpoints the WAL once it holds this many pages (SQLite's default: 1,000).
+Under concurrent appends every event dirties a page of its run in the index by run, and the
+same pages are written again at every commit; a checkpoint copies each page once, however
+many commits wrote it, so rarer checkpoints copy far fewer pages per event (docs/benchmarks.md,
+"Notes from the code"). The WAL file then grows to about 40 MB before it is reused."""
 
 
 class _SQLiteWriter(ConnectionWriter[sqlite3.Connection]):
@@ -116,6 +128,8 @@ class _SQLiteWriter(ConnectionWriter[sqlite3.Connection]):
         connection.execute("PRAGMA journal_mode=WAL")
         connection.execute(f"PRAGMA synchronous={self._synchronous}")
         connection.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        connection.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
+        connection.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}")
         return connection
 
     def _create_schema(self, connection: sqlite3.Connection) -> None:

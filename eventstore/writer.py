@@ -78,10 +78,8 @@ class _State(enum.Enum):
     CLOSED = "closed"
 
 
-@dataclass
-class _Pending:
-    unit: Unit
-    future: asyncio.Future[Any]
+_Pending = tuple[Unit, "asyncio.Future[Any]"]
+"""A queued unit and its caller's future (a tuple: one is built per append)."""
 
 
 @dataclass(frozen=True)
@@ -126,7 +124,7 @@ class GroupCommitWriter:
         if self._state is not _State.RUNNING:
             raise StoreUnavailable("the event store is closed")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.put(_Pending(unit, future))
+        self._queue.put((unit, future))
         return await future
 
     async def aclose(self) -> None:
@@ -180,7 +178,7 @@ class GroupCommitWriter:
 
     def _commit(self, group: list[_Pending]) -> None:
         try:
-            result = self._run_group([pending.unit for pending in group])
+            result = self._run_group([unit for unit, _ in group])
         except BaseException as exc:
             error = self._backend.translate(exc) or exc
             self._hand_over(self._failed, group, error)
@@ -202,13 +200,13 @@ class GroupCommitWriter:
             if result.committed and self._on_commit is not None:
                 self._on_commit(result.committed, result.previous_head_id)
         finally:
-            for pending, (ok, value) in zip(group, result.outcomes, strict=True):
-                _settle(pending.future, ok, value)
+            for (_, future), (ok, value) in zip(group, result.outcomes, strict=True):
+                _settle(future, ok, value)
 
     @staticmethod
     def _failed(group: list[_Pending], error: BaseException) -> None:
-        for pending in group:
-            _settle(pending.future, False, error)
+        for _, future in group:
+            _settle(future, False, error)
 
     def _run_group(self, units: list[Unit]) -> _GroupResult:
         """On the writer thread: one transaction for the whole group, one commit.

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from eventstore import MAX_INTEGER, canonical_json
 from eventstore.chain import _FAST
+from eventstore.payloads import normal_json, normalise_payload
 from eventstore.records import decode_json, refilled_events
 
 
@@ -189,3 +190,38 @@ def test_refilled_events_give_each_row_its_own_values_and_payload() -> None:
     seen = [(id(event), event.id, event.run_id, event.payload) for event in refilled_events(rows)]
     assert [values[1:] for values in seen] == [(n, f"run-{n}", {"n": n}) for n in (1, 2, 3)]
     assert len({values[0] for values in seen}) == 1
+
+
+_MESSAGE_ROLES = ["user", "assistant", "system", "tool"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(_MESSAGE_ROLES), st.one_of(st.text(), st.sampled_from(EDGE_TEXT)))
+def test_a_plain_message_skips_the_model_with_the_same_text(role: str, content: str) -> None:
+    """``normal_json`` is the model's normal form in canonical JSON, lone surrogates too."""
+    payload = {"content": content, "role": role}
+    expected = canonical_json(normalise_payload("message_created", payload))
+    assert normal_json("message_created", payload) == expected == reference(payload)
+
+
+class _Text(str):
+    """A str subclass: the model turns it into a plain str, so it takes the model's path."""
+
+
+@pytest.mark.parametrize(
+    ("event_type", "payload"),
+    [
+        ("message_created", {"role": "robot", "content": "x"}),
+        ("message_created", {"role": "user", "content": 1}),
+        ("message_created", {"role": "user"}),
+        ("message_created", {"role": "user", "content": "x", "extra": "y"}),
+        ("message_created", {"role": "user", "contents": "x"}),
+        ("message_created", {"role": _Text("user"), "content": "x"}),
+        ("message_created", {"role": "user", "content": _Text("x")}),
+        ("message_created", [("role", "user"), ("content", "x")]),
+        ("custom.message_created", {"role": "user", "content": "x"}),
+        ("journal_updated", {"role": "user", "content": "x"}),
+    ],
+)
+def test_anything_else_goes_to_the_model(event_type: str, payload: Any) -> None:
+    assert normal_json(event_type, payload) is None

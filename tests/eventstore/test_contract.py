@@ -26,10 +26,11 @@ from eventstore import (
     Transaction,
     UnknownRun,
     Visibility,
+    event_hash,
 )
 from tests.conftest import StoreFactory
 
-from .helpers import ORG, all_events, custom, message, new_run
+from .helpers import ORG, all_events, created, custom, message, new_run
 from .raw_database import RawDatabase, make_log
 
 pytestmark = pytest.mark.anyio
@@ -534,3 +535,31 @@ def test_driver_errors_are_translated_at_the_boundary(raw: RawDatabase) -> None:
     assert isinstance(raw.translate(unique), ConcurrencyConflict)
     assert isinstance(raw.translate(unavailable), StoreUnavailable)
     assert raw.translate(ValueError("not ours")) is None
+
+
+async def test_the_writer_hashes_every_name_as_the_chain_defines(store: EventStore) -> None:
+    """The writer writes the hashed text itself (parts shared by a request quoted once): for
+    names and payloads that JSON escapes, it must give ``chain.event_hash``'s bytes exactly."""
+    org, run, conversation = 'org "ü" \\ ✓', "run-\u2028\u2029-😀", 'c-"\\'
+    await store.append(org, run, [created()], conversation_id=conversation)
+    odd = [
+        message('say "hi"\n\t\x00\x1f\x7f \\ é 😀 \u2028'),
+        NewEvent('custom.say "hi" \\', {"k\n": ["\x01", 1.5e-7, 2**70]}),
+        NewEvent("custom.ok", {}, visibility="internal"),
+    ]
+    await store.append(org, run, odd)
+    events = await all_events(store)
+    assert len(events) == 4
+    for event in events:
+        fields = {name: getattr(event, name) for name in ("id", "organization_id", "run_id")}
+        assert event.hash == event_hash(
+            **fields,
+            conversation_id=event.conversation_id,
+            sequence=event.sequence,
+            event_type=event.event_type,
+            visibility=event.visibility,
+            payload_json=event.payload_json,
+            created_at=event.created_at,
+            prev_hash=event.prev_hash,
+        )
+    assert (await store.verify()).ok

@@ -6,7 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from eventstore import SQLiteEventStore, StoreUnavailable
+from eventstore import (
+    WAL_AUTOCHECKPOINT_PAGES,
+    WRITER_CACHE_KIB,
+    SQLiteEventStore,
+    StoreUnavailable,
+)
 
 from .helpers import ORG, message
 from .raw_database import RawDatabase, make_log
@@ -31,3 +36,13 @@ async def test_synchronous_setting_is_applied(tmp_path: Path, synchronous: str) 
         mode = await store.fetchall("PRAGMA journal_mode")
     assert level == ({"FULL": 2, "NORMAL": 1}[synchronous],)
     assert mode == [("wal",)]
+
+
+async def test_the_writer_checkpoints_rarely_and_caches_its_hot_pages(tmp_path: Path) -> None:
+    """Rarer checkpoints copy each index page once for many commits (``sqlite.py``)."""
+    async with SQLiteEventStore(tmp_path / "log.db") as store:
+        pages = await store.transact(lambda c: c.tx.fetchone("PRAGMA wal_autocheckpoint"))
+        cache = await store.transact(lambda c: c.tx.fetchone("PRAGMA cache_size"))
+    assert pages == (WAL_AUTOCHECKPOINT_PAGES,)
+    assert cache == (-WRITER_CACHE_KIB,)
+    assert WAL_AUTOCHECKPOINT_PAGES > 1000  # SQLite's default
