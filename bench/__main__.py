@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHMARKS = ("bench.append", "bench.projections", "bench.sse")
+BENCHMARKS = ("bench.append", "bench.projections", "bench.sse", "bench.workers")
 
 
 def main() -> int:

@@ -34,6 +34,7 @@ from api.client.models import (
     Run,
     RunList,
     StoredEvent,
+    ToolResultRecorded,
     Usage,
 )
 
@@ -107,6 +108,15 @@ class RuntrackClient:
     async def heartbeat(self, run_id: str, worker_id: str | None = None) -> Heartbeat:
         beat = await self._json("POST", f"/v1/runs/{run_id}/heartbeat", {"worker_id": worker_id})
         return Heartbeat.model_validate(beat)
+
+    async def record_tool_result(
+        self, run_id: str, tool_call_id: str, name: str, **outcome: Any
+    ) -> ToolResultRecorded:
+        """Record a tool call's ``tool_finished`` once (``status``, ``result`` or ``error``,
+        ``duration_ms``); a repeat answers the recorded one with ``replayed`` set."""
+        body = {"tool_call_id": tool_call_id, "name": name, **outcome}
+        path = f"/v1/runs/{run_id}/tool-results"
+        return ToolResultRecorded.model_validate(await self._json("POST", path, body))
 
     async def cancel(self, run_id: str, reason: str | None = None) -> Run:
         return Run.model_validate(

@@ -18,7 +18,16 @@ from typing import Any, TypeVar
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from api.client.async_client import RuntrackClient
-from api.client.models import Appended, AuditReport, Claim, Heartbeat, Message, Run, StoredEvent
+from api.client.models import (
+    Appended,
+    AuditReport,
+    Claim,
+    Heartbeat,
+    Message,
+    Run,
+    StoredEvent,
+    ToolResultRecorded,
+)
 
 __all__ = ["SyncRuntrackClient"]
 
@@ -61,6 +70,13 @@ class SyncRuntrackClient:
 
     def heartbeat(self, run_id: str, worker_id: str | None = None) -> Heartbeat:
         return self._call(lambda: self._client.heartbeat(run_id, worker_id))
+
+    def record_tool_result(
+        self, run_id: str, tool_call_id: str, name: str, **outcome: Any
+    ) -> ToolResultRecorded:
+        return self._call(
+            lambda: self._client.record_tool_result(run_id, tool_call_id, name, **outcome)
+        )
 
     def cancel(self, run_id: str, reason: str | None = None) -> Run:
         return self._call(lambda: self._client.cancel(run_id, reason))

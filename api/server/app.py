@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Match, Route
 from starlette.types import Receive, Scope, Send
 
-from api.server.auth import KeyRing
+from api.server.auth import DEFAULT_ORGANIZATION, KeyRing, Role
 from api.server.demo import Demo, demo_routes
 from api.server.errors import ApiError, error_response, handle_api_error, handle_store_error
 from api.server.hot_path import HotPath
@@ -191,7 +191,11 @@ async def _start_demo(app: Starlette, settings: Settings) -> Demo | None:
         return None
     logger.warning("demo mode: simulated agents are creating and playing runs")
     callback_url = demo_callback_url(settings)
-    return await Demo(app.state.commands, callback_url, pace=settings.demo_pace).start()
+    url = callback_url.removesuffix("/demo/callbacks")
+    key = None  # open mode; a keyed database gets the demo its own operator key
+    if await app.state.keys.ever_keyed():
+        key = await app.state.keys.create(DEFAULT_ORGANIZATION, Role.OPERATOR, name="demo")
+    return await Demo(url, callback_url, pace=settings.demo_pace, key=key).start()
 
 
 def _announce_metrics(settings: Settings) -> None:

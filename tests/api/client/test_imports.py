@@ -39,6 +39,8 @@ def server_side(modules: list[str]) -> list[str]:
         "from api.client import SyncRuntrackClient",
         "from api.client import RuntrackClient, Run, StoredEvent",
         "import api.client.models, api.client.contract",
+        "from api.client import Worker, SyncWorker, RunContext, RunCancelled",
+        "import api.client.worker, api.client.sync_worker, api.client.run_context",
     ],
 )
 def test_the_client_imports_nothing_of_the_server(statement: str) -> None:
