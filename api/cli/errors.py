@@ -18,11 +18,11 @@ def explain(exc: RuntrackError | httpx.TransportError, url: str, key: str | None
     if isinstance(exc, httpx.TransportError):
         reason = str(exc) or type(exc).__name__
         return f"error: cannot reach the server at {url} (--url or RUNTRACK_URL): {reason}"
-    said = f"{exc.message} ({exc.code})"
+    said = f"{exc.code}: {exc.message}"
     if exc.status == 401 and key is None:
         return f"error: {url} needs an API key: pass --key or set RUNTRACK_KEY ({said})"
     if exc.status == 401:
-        return f"error: {url} refused the API key given by --key or RUNTRACK_KEY: {said}"
+        return f"error: {url} refused the API key given by --key or RUNTRACK_KEY ({said})"
     if exc.status == 403:
-        return f"error: {said}: use a key that may do this (--key or RUNTRACK_KEY)"
-    return f"error: {said}"
+        return f"error: {exc.message} ({exc.code}): use a key that may (--key or RUNTRACK_KEY)"
+    return f"error: {exc.message} ({exc.code})"
