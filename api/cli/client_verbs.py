@@ -18,7 +18,7 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, TypeGuard, TypeVar
+from typing import Annotated, Any, ClassVar, TypeGuard, TypeVar
 
 import httpx
 import typer
@@ -26,6 +26,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from api.cli.errors import explain
 from api.client import RuntrackClient, RuntrackError
 from api.client.models import AuditReport, Message, Run
 
@@ -44,8 +45,11 @@ class Connection:
     url: str = "http://127.0.0.1:8000"
     key: str | None = None
     plain: bool = False
+    last: ClassVar[Connection | None] = None
+    """The connection whose client was made last: the one an error message names."""
 
     def client(self) -> RuntrackClient:
+        Connection.last = self
         return RuntrackClient(self.url, self.key)
 
 
@@ -58,11 +62,9 @@ def run_async(action: Callable[[], Awaitable[T]]) -> T:
     """Run a client call; server and connection errors become a message and exit code 2."""
     try:
         return asyncio.run(action())  # type: ignore[arg-type]
-    except RuntrackError as exc:
-        typer.echo(f"error: {exc.message} ({exc.code})", err=True)
-        raise typer.Exit(2) from exc
-    except httpx.TransportError as exc:
-        typer.echo(f"error: cannot reach the server: {exc}", err=True)
+    except (RuntrackError, httpx.TransportError) as exc:
+        connection = Connection.last or Connection()
+        typer.echo(explain(exc, connection.url, connection.key), err=True)
         raise typer.Exit(2) from exc
 
 

@@ -193,7 +193,11 @@ def keys_create(
     name: Annotated[str | None, typer.Option()] = None,
     database: Database = "runtrack.db",
 ) -> None:
-    """Create an API key and print it (the only time it is shown)."""
+    """Create an API key and print it (the only time it is shown).
+
+    The key alone goes to stdout, so that ``KEY=$(runtrack keys create ...)`` holds just the key;
+    its id (what ``keys list`` and ``keys revoke`` name) and the warning go to stderr.
+    """
     from api.server.auth import Role
 
     try:
@@ -201,6 +205,9 @@ def keys_create(
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     token = asyncio.run(_with_keys(database, lambda ring: ring.create(organization, parsed, name)))
+    key_id = token.removeprefix("rtk_").partition("_")[0]  # rtk_<key id>_<secret>
+    typer.echo(f"created key {key_id} ({parsed.label}, organization {organization})", err=True)
+    typer.echo("this secret is shown once, now: store it, it cannot be shown again", err=True)
     typer.echo(token)
 
 
