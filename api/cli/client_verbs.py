@@ -18,7 +18,7 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, TypeGuard, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TypeGuard, TypeVar
 
 import httpx
 import typer
@@ -28,6 +28,7 @@ from rich.table import Table
 
 from api.cli.errors import explain
 from api.client import RuntrackClient, RuntrackError
+from api.client.contract import STATUSES, TERMINAL_STATUSES
 from api.client.models import AuditReport, Message, Run
 
 __all__ = ["Connection", "events_app", "get_app", "register"]
@@ -68,7 +69,11 @@ def run_async(action: Callable[[], Awaitable[T]]) -> T:
         raise typer.Exit(2) from exc
 
 
-Output = Annotated[str, typer.Option("--output", "-o", help="table or json")]
+Output = Annotated[Literal["table", "json"], typer.Option("--output", "-o", help="table or json")]
+"""A closed choice: ``-o yaml`` or ``-o JSON`` is a usage error, not a table in disguise."""
+VisibilityName = Literal["user", "operator", "internal"]
+"""``api.client.contract.VISIBILITIES`` as a type, so that ``--visibility bogus`` is refused."""
+OPEN_STATUSES = [status for status in STATUSES if status not in TERMINAL_STATUSES]
 
 
 def show_runs(runs: Sequence[Run], output: str, plain: bool) -> None:
@@ -199,12 +204,26 @@ def get_run(
             return run, (await client.messages(run_id) if messages else [])
 
     run, found = run_async(fetch)
-    show_runs([run], output, connection.plain)
-    if output != "json":
+    if output == "json":
+        shown = {"run": run.model_dump(), "messages": _dumped(found)} if messages else None
+        typer.echo(json.dumps(shown or run.model_dump(), indent=2))
+    else:
+        show_runs([run], output, connection.plain)
         for line in run_details(run):
             typer.echo(line)
-    for message in found:
-        typer.echo(f"{message.role}: {message.content}")
+        for message in found:
+            typer.echo(f"{message.role}: {message.content}")
+    if wait:
+        raise typer.Exit(_ended_code([run]))
+
+
+def _dumped(messages: Sequence[Message]) -> list[dict[str, Any]]:
+    return [message.model_dump() for message in messages]
+
+
+def _ended_code(runs: Sequence[Run]) -> int:
+    """``track``'s code for runs that ended: 0 if every one completed, else 1."""
+    return 0 if all(run.status == "completed" for run in runs) else 1
 
 
 def run_details(run: Run) -> list[str]:
@@ -255,7 +274,16 @@ def send(
     for entry in found:
         typer.echo(f"{entry.role}: {entry.content}")
     if not no_wait and run.status != "completed":
+        typer.echo(f"error: {_why(run)}", err=True)
         raise typer.Exit(1)
+
+
+def _why(run: Run) -> str:
+    """One line on how a run ended: what a script's log needs when it did not complete."""
+    said = [f"stop reason {run.stop_reason or '-'}", f"error {run.error or '-'}"]
+    if run.detail and run.detail != run.error:
+        said.append(f"detail {run.detail}")
+    return f"run {run.id} {run.status}: " + ", ".join(said)
 
 
 def cancel(ctx: typer.Context, run_id: str, reason: str | None = None) -> None:
@@ -320,39 +348,72 @@ def _json_or_text(text: str) -> Any:
 def track(
     ctx: typer.Context,
     run_ids: Annotated[list[str] | None, typer.Argument(help="runs to track")] = None,
-    agent: Annotated[str | None, typer.Option(help="track every active run of this agent")] = None,
+    agent: Annotated[
+        str | None, typer.Option(help="track every run of this agent that has not ended")
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option(min=0, help="give up after SECONDS (exit 2)")
+    ] = None,
     output: Output = "table",
 ) -> None:
-    """Follow runs until all have ended: exit 0 if all completed, 1 otherwise, 2 on errors."""
+    """Follow runs until all have ended: exit 0 if all completed, 1 otherwise, 2 on errors, on
+    --timeout, or when --agent has no run that has not ended."""
     connection = _connection(ctx)
     if not run_ids and agent is None:
         typer.echo("error: give run ids or --agent", err=True)
         raise typer.Exit(2)
 
-    async def go() -> list[tuple[Run, list[Message]]]:
+    async def go() -> tuple[list[tuple[Run, list[Message]]], list[Run]]:
         async with connection.client() as client:
             ids = list(run_ids or [])
             if agent is not None:
-                runs, _ = await client.list_runs(agent_id=agent, active=True, limit=1000)
-                ids += [run.id for run in runs if run.id not in ids]
-            return await asyncio.gather(*(_finish(client, run_id) for run_id in ids))
+                ids += [run.id for run in await _open_runs(client, agent) if run.id not in ids]
+            if not ids:
+                return [], []
+            return await _follow(client, ids, timeout)
 
-    results = run_async(go)
-    failed = [run for run, _ in results if run.status != "completed"]
-    if output == "json":
-        tracked = [
-            {"run": run.model_dump(), "messages": [m.model_dump() for m in found]}
-            for run, found in results
-        ]
-        typer.echo(json.dumps(tracked, indent=2))
-    else:
-        for run, found in results:
-            typer.echo(f"{run.id}\t{run.status}\t{run.stop_reason or '-'}")
-            for message in found:
-                typer.echo(f"  {message.role}: {message.content}")
-        typer.echo(f"{len(results) - len(failed)} completed, {len(failed)} not completed")
-    if failed:
-        raise typer.Exit(1)
+    results, still_open = run_async(go)
+    if not results and not still_open:
+        typer.echo(f"error: no run of agent {agent!r} found that has not ended", err=True)
+        raise typer.Exit(2)
+    _show_tracked(results, still_open, output)
+    if still_open:
+        names = ", ".join(f"{run.id} ({run.status})" for run in still_open)
+        typer.echo(f"error: gave up after {timeout:g}s; still open: {names}", err=True)
+        raise typer.Exit(2)
+    raise typer.Exit(_ended_code([run for run, _ in results]))
+
+
+async def _open_runs(client: RuntrackClient, agent: str) -> list[Run]:
+    """Every run of the agent not yet ended: queued and waiting ones too, not only the running
+    (a CI job tracking its just-sent runs must not pass before a worker claims them)."""
+    found: list[Run] = []
+    cursor: str | None = None
+    while True:
+        page, cursor = await client.list_runs(
+            agent_id=agent, status=OPEN_STATUSES, limit=1000, after=cursor, order="asc"
+        )
+        found += page
+        if cursor is None:
+            return found
+
+
+async def _follow(
+    client: RuntrackClient, ids: list[str], give_up_after: float | None
+) -> tuple[list[tuple[Run, list[Message]]], list[Run]]:
+    """The runs that ended (with their messages) and, after ``give_up_after`` seconds, those
+    still open (``asyncio.wait``, not ``asyncio.timeout``: the runs that ended are kept)."""
+    tasks = [asyncio.ensure_future(_finish(client, run_id)) for run_id in ids]
+    try:
+        done, _ = await asyncio.wait(
+            tasks, timeout=give_up_after, return_when=asyncio.FIRST_EXCEPTION
+        )
+        ended = [task.result() for task in tasks if task in done]  # raises a task's error
+    finally:
+        for task in tasks:
+            task.cancel()
+    pending = [run_id for run_id, task in zip(ids, tasks, strict=True) if task not in done]
+    return ended, [await client.get_run(run_id) for run_id in pending]
 
 
 async def _finish(client: RuntrackClient, run_id: str) -> tuple[Run, list[Message]]:
@@ -360,12 +421,31 @@ async def _finish(client: RuntrackClient, run_id: str) -> tuple[Run, list[Messag
     return run, await client.messages(run_id)
 
 
+def _show_tracked(
+    results: list[tuple[Run, list[Message]]], still_open: list[Run], output: str
+) -> None:
+    if output == "json":
+        tracked = [{"run": run.model_dump(), "messages": _dumped(found)} for run, found in results]
+        tracked += [{"run": run.model_dump(), "messages": []} for run in still_open]
+        typer.echo(json.dumps(tracked, indent=2))
+        return
+    for run, found in results:
+        typer.echo(f"{run.id}\t{run.status}\t{run.stop_reason or '-'}")
+        for message in found:
+            typer.echo(f"  {message.role}: {message.content}")
+    failed = sum(run.status != "completed" for run, _ in results)
+    summary = f"{len(results) - failed} completed, {failed} not completed"
+    typer.echo(summary + (f", {len(still_open)} still open" if still_open else ""))
+
+
 @events_app.command("tail")
 def tail(
     ctx: typer.Context,
     conversation: Annotated[str | None, typer.Option(help="one conversation")] = None,
     run: Annotated[str | None, typer.Option(help="one run")] = None,
-    visibility: Annotated[str | None, typer.Option(help="user, operator or internal")] = None,
+    visibility: Annotated[
+        VisibilityName | None, typer.Option(help="user, operator or internal")
+    ] = None,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="keep following")] = False,
     cursor_file: Annotated[
         Path | None, typer.Option(help="resume from, and record, the cursor")
@@ -378,7 +458,8 @@ def tail(
     async def go() -> None:
         async with connection.client() as client:
             if not follow:
-                await _print_pages(client, after, cursor_file)
+                only = _Only(run, conversation, visibility)
+                await _print_pages(client, after, cursor_file, only)
                 return
             stream = client.stream(
                 run_id=run, conversation_id=conversation, after=after, visibility=visibility
@@ -390,11 +471,27 @@ def tail(
     run_async(go)
 
 
-async def _print_pages(client: RuntrackClient, after: int, cursor_file: Path | None) -> None:
+@dataclass(frozen=True)
+class _Only:
+    """What ``events tail`` without ``--follow`` keeps: the same filters as its stream."""
+
+    run_id: str | None = None
+    conversation_id: str | None = None
+    visibility: str | None = None
+
+
+async def _print_pages(
+    client: RuntrackClient, after: int, cursor_file: Path | None, only: _Only = _Only()
+) -> None:
+    """Page through the log; the server filters by run and visibility, the conversation is
+    filtered here (the log has no JSON page per conversation)."""
     while True:
-        events, position = await client.events(after_event_id=after, limit=1000)
+        events, position = await client.events(
+            after_event_id=after, limit=1000, run_id=only.run_id, visibility=only.visibility
+        )
         for event in events:
-            typer.echo(event.model_dump_json())
+            if only.conversation_id in (None, event.conversation_id):
+                typer.echo(event.model_dump_json())
         _save_cursor(cursor_file, position)
         if not events:
             return

@@ -149,14 +149,17 @@ class RuntrackClient:
         return Journal.model_validate(await self._json("GET", f"/v1/runs/{run_id}/journal"))
 
     async def events(
-        self, after_event_id: int = 0, limit: int = 100
+        self,
+        after_event_id: int = 0,
+        limit: int = 100,
+        *,
+        run_id: str | None = None,
+        visibility: str | None = None,
     ) -> tuple[list[StoredEvent], int]:
-        """A page of the log and the position to continue from."""
-        page = await self._json(
-            "GET",
-            "/v1/events",
-            params=httpx.QueryParams({"after_event_id": after_event_id, "limit": limit}),
-        )
+        """A page of the log (or of one run's events) and the position to continue from."""
+        path = "/v1/events" if run_id is None else f"/v1/runs/{run_id}/events"
+        filters = {"after_event_id": after_event_id, "limit": limit, "visibility": visibility}
+        page = await self._json("GET", path, params=httpx.QueryParams(_params(filters)))
         events = EventList.model_validate(page)
         return events.items, events.position
 

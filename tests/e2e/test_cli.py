@@ -50,7 +50,7 @@ async def test_send_get_and_list(server_process: ProcessFactory) -> None:
     run_id = await sent_run(server)
     code, out, _ = await cli(server, "get", "run", run_id, "-o", "json")
     assert code == 0
-    assert json.loads(out)[0]["status"] == "queued"
+    assert json.loads(out)["status"] == "queued"
     code, out, _ = await cli(server, "get", "runs", "--agent", "agent-1", "-o", "json")
     assert [run["id"] for run in json.loads(out)] == [run_id]
     code, out, _ = await cli(server, "--no-ux", "get", "runs", "--status", "queued")
