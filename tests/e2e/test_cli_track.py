@@ -91,6 +91,7 @@ async def test_track_in_a_pipe_prints_one_line_per_change(server_process: Proces
         await claim(server, second)
         assert await _line(process) == f"{second}\trunning\t-"
         code, out, _ = await run_cli(server, "--no-ux", "get", "runs", "--status", "running")
+        assert code == 0
         assert re.fullmatch(r"\d+\.\ds", out.split("\t")[3])  # elapsed of a live run
         await end(server, second, "error")
         rest = [await _line(process) for _ in range(4)]
@@ -143,5 +144,6 @@ async def test_events_tail_follow_from_the_head(server_process: ProcessFactory) 
             assert (shown["run_id"], shown["id"] > newest) == (run_id, True)
             newest = (await _events(server))[-1]["id"]
         finally:
-            process.kill()
+            if process.returncode is None:
+                process.kill()
             await process.wait()
