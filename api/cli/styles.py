@@ -51,10 +51,9 @@ def _seconds(start: datetime, end: datetime) -> str:
 
 
 def elapsed(run: Run, now: datetime | None = None) -> str:
-    """Time running: the run's own figure once it ended, else since it started; ``-`` while
-    it has not started (the time queued is ``queued_for``'s)."""
-    if run.total_duration_ns is not None:
-        return f"{run.total_duration_ns / 1e9:.1f}s"
+    """Time running, from the start to the end (or to now, while it runs); ``-`` if it never
+    started. Not ``total_duration_ns``, which counts from creation: the time queued is
+    ``queued_for``'s, shown apart."""
     started = _instant(run.started_at)
     if started is None:
         return "-"

@@ -89,7 +89,7 @@ class LiveView:
 
     def _table(self) -> Table:
         table = Table("id", "agent id", "status", "queued", "elapsed", "stop reason")
-        for run in self._runs.values():
+        for run in list(self._runs.values()):  # a copy: the refresh thread reads it
             table.add_row(
                 run.id,
                 run.agent_id,
