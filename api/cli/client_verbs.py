@@ -15,6 +15,7 @@ import contextlib
 import json
 import os
 import sys
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,10 +27,12 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from api.cli import track_view
 from api.cli.errors import explain
+from api.cli.styles import elapsed, status_text
 from api.client import RuntrackClient, RuntrackError
 from api.client.contract import STATUSES, TERMINAL_STATUSES
-from api.client.models import AuditReport, Message, Run
+from api.client.models import AuditReport, Message, Run, StoredEvent
 
 __all__ = ["Connection", "events_app", "get_app", "register"]
 
@@ -91,25 +94,15 @@ def _table(runs: Sequence[Run]) -> Table:
     table = Table(*[c.replace("_", " ") for c in COLUMNS])
     for run in runs:
         row = [_cell(run, column) for column in COLUMNS]
-        table.add_row(*row[:2], f"[{_colour(run.status)}]{row[2]}[/]", *row[3:])
+        table.add_row(*row[:2], status_text(run.status), *row[3:])
     return table
 
 
 def _cell(run: Run, column: str) -> str:
     if column == "elapsed":
-        return "-" if run.total_duration_ns is None else f"{run.total_duration_ns / 1e9:.1f}s"
+        return elapsed(run)
     value = getattr(run, column)
     return "-" if value is None else str(value)
-
-
-def _colour(status: str) -> str:
-    return {
-        "completed": "green",
-        "failed": "red",
-        "timed_out": "red",
-        "cancelled": "yellow",
-        "running": "cyan",
-    }.get(status, "white")
 
 
 @get_app.command("runs")
@@ -363,25 +356,47 @@ def track(
         typer.echo("error: give run ids or --agent", err=True)
         raise typer.Exit(2)
 
-    async def go() -> tuple[list[tuple[Run, list[Message]]], list[Run]]:
+    async def go() -> tuple[list[tuple[Run, list[Message]]], list[Run]] | None:
         async with connection.client() as client:
             ids = list(run_ids or [])
             if agent is not None:
                 ids += [run.id for run in await _open_runs(client, agent) if run.id not in ids]
             if not ids:
-                return [], []
-            return await _follow(client, ids, timeout)
+                return None
+            return await _tracked(client, ids, timeout, output, connection.plain)
 
-    results, still_open = run_async(go)
-    if not results and not still_open:
+    tracked = run_async(go)
+    if tracked is None:
         typer.echo(f"error: no run of agent {agent!r} found that has not ended", err=True)
         raise typer.Exit(2)
-    _show_tracked(results, still_open, output)
+    results, still_open = tracked
+    if output == "json":
+        shown = [{"run": run.model_dump(), "messages": _dumped(found)} for run, found in results]
+        shown += [{"run": run.model_dump(), "messages": []} for run in still_open]
+        typer.echo(json.dumps(shown, indent=2))
     if still_open:
         names = ", ".join(f"{run.id} ({run.status})" for run in still_open)
         typer.echo(f"error: gave up after {timeout:g}s; still open: {names}", err=True)
         raise typer.Exit(2)
     raise typer.Exit(_ended_code([run for run, _ in results]))
+
+
+async def _tracked(
+    client: RuntrackClient, ids: list[str], give_up: float | None, output: str, plain: bool
+) -> tuple[list[tuple[Run, list[Message]]], list[Run]]:
+    """Follow the runs through the view that fits the output: JSON, lines, or the live table."""
+    if output == "json":
+        return await track_view.follow(client, ids, give_up, track_view.QuietView())
+    if plain or not sys.stdout.isatty():
+        view: track_view.TrackView = track_view.PlainView()
+        results, still_open = await track_view.follow(client, ids, give_up, view)
+    else:
+        live = track_view.LiveView()
+        with live.shown():
+            results, still_open = await track_view.follow(client, ids, give_up, live)
+        view = live
+    view.summary([run for run, _ in results], still_open)
+    return results, still_open
 
 
 async def _open_runs(client: RuntrackClient, agent: str) -> list[Run]:
@@ -398,46 +413,6 @@ async def _open_runs(client: RuntrackClient, agent: str) -> list[Run]:
             return found
 
 
-async def _follow(
-    client: RuntrackClient, ids: list[str], give_up_after: float | None
-) -> tuple[list[tuple[Run, list[Message]]], list[Run]]:
-    """The runs that ended (with their messages) and, after ``give_up_after`` seconds, those
-    still open (``asyncio.wait``, not ``asyncio.timeout``: the runs that ended are kept)."""
-    tasks = [asyncio.ensure_future(_finish(client, run_id)) for run_id in ids]
-    try:
-        done, _ = await asyncio.wait(
-            tasks, timeout=give_up_after, return_when=asyncio.FIRST_EXCEPTION
-        )
-        ended = [task.result() for task in tasks if task in done]  # raises a task's error
-    finally:
-        for task in tasks:
-            task.cancel()
-    pending = [run_id for run_id, task in zip(ids, tasks, strict=True) if task not in done]
-    return ended, [await client.get_run(run_id) for run_id in pending]
-
-
-async def _finish(client: RuntrackClient, run_id: str) -> tuple[Run, list[Message]]:
-    run = await client.wait(run_id)
-    return run, await client.messages(run_id)
-
-
-def _show_tracked(
-    results: list[tuple[Run, list[Message]]], still_open: list[Run], output: str
-) -> None:
-    if output == "json":
-        tracked = [{"run": run.model_dump(), "messages": _dumped(found)} for run, found in results]
-        tracked += [{"run": run.model_dump(), "messages": []} for run in still_open]
-        typer.echo(json.dumps(tracked, indent=2))
-        return
-    for run, found in results:
-        typer.echo(f"{run.id}\t{run.status}\t{run.stop_reason or '-'}")
-        for message in found:
-            typer.echo(f"  {message.role}: {message.content}")
-    failed = sum(run.status != "completed" for run, _ in results)
-    summary = f"{len(results) - failed} completed, {failed} not completed"
-    typer.echo(summary + (f", {len(still_open)} still open" if still_open else ""))
-
-
 @events_app.command("tail")
 def tail(
     ctx: typer.Context,
@@ -447,6 +422,12 @@ def tail(
         VisibilityName | None, typer.Option(help="user, operator or internal")
     ] = None,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="keep following")] = False,
+    last: Annotated[
+        int | None,
+        typer.Option(
+            "--lines", "-n", min=0, help="only the last N events (-n 0 -f: from the head on)"
+        ),
+    ] = None,
     cursor_file: Annotated[
         Path | None, typer.Option(help="resume from, and record, the cursor")
     ] = None,
@@ -457,12 +438,18 @@ def tail(
 
     async def go() -> None:
         async with connection.client() as client:
-            if not follow:
-                only = _Only(run, conversation, visibility)
+            only = _Only(run, conversation, visibility)
+            if last is not None:
+                position = await tail_last(client, after, cursor_file, only, last)
+            elif not follow:
                 await _print_pages(client, after, cursor_file, only)
                 return
+            else:
+                position = after
+            if not follow:
+                return
             stream = client.stream(
-                run_id=run, conversation_id=conversation, after=after, visibility=visibility
+                run_id=run, conversation_id=conversation, after=position, visibility=visibility
             )
             async for event in stream:
                 typer.echo(event.model_dump_json())
@@ -478,6 +465,30 @@ class _Only:
     run_id: str | None = None
     conversation_id: str | None = None
     visibility: str | None = None
+
+
+async def tail_last(
+    client: RuntrackClient, after: int, cursor_file: Path | None, only: _Only, count: int
+) -> int:
+    """Print the last ``count`` matching events after ``after``; return where a follow goes on.
+    ``-n 0`` reads only the head (nothing old is paged through)."""
+    if count == 0:
+        position = max(after, await client.head())
+        _save_cursor(cursor_file, position)
+        return position
+    kept: deque[StoredEvent] = deque(maxlen=count)
+    while True:
+        events, position = await client.events(
+            after_event_id=after, limit=1000, run_id=only.run_id, visibility=only.visibility
+        )
+        kept.extend(e for e in events if only.conversation_id in (None, e.conversation_id))
+        if not events:
+            break
+        after = position
+    for event in kept:
+        typer.echo(event.model_dump_json())
+    _save_cursor(cursor_file, after)
+    return after
 
 
 async def _print_pages(
