@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, TypeGuard, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 import httpx
 import typer
@@ -27,7 +27,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from api.cli import track_view
+from api.cli import run_detail, track_view
 from api.cli.errors import explain
 from api.cli.styles import elapsed, status_text
 from api.client import RuntrackClient, RuntrackError
@@ -191,19 +191,19 @@ def get_run(
     """Show one run (optionally after waiting for it to end)."""
     connection = _connection(ctx)
 
-    async def fetch() -> tuple[Run, list[Message]]:
+    async def fetch() -> tuple[Run, list[Message], list[Run]]:
         async with connection.client() as client:
             run = await (client.wait(run_id) if wait else client.get_run(run_id))
-            return run, (await client.messages(run_id) if messages else [])
+            found = await client.messages(run_id) if messages else []
+            return run, found, [] if output == "json" else await run_detail.children_of(client, run)
 
-    run, found = run_async(fetch)
+    run, found, children = run_async(fetch)
     if output == "json":
         shown = {"run": run.model_dump(), "messages": _dumped(found)} if messages else None
         typer.echo(json.dumps(shown or run.model_dump(), indent=2))
     else:
         show_runs([run], output, connection.plain)
-        for line in run_details(run):
-            typer.echo(line)
+        run_detail.show_detail(run, children, connection.plain)
         for message in found:
             typer.echo(f"{message.role}: {message.content}")
     if wait:
@@ -219,25 +219,14 @@ def _ended_code(runs: Sequence[Run]) -> int:
     return 0 if all(run.status == "completed" for run in runs) else 1
 
 
-def run_details(run: Run) -> list[str]:
-    """What one run shows below its row: metadata, progress, the question it waits on."""
-    lines = []
-    if run.metadata:
-        lines.append(f"metadata: {json.dumps(run.metadata, sort_keys=True)}")
-    progress, total = run.metadata.get("progress"), run.metadata.get("total")
-    if _number(progress) and _number(total) and total > 0:
-        lines.append(f"progress: {progress}/{total} ({100 * progress / total:.0f}%)")
-    if run.status == "waiting_on_human" and run.question is not None:
-        choices = f" [{' / '.join(run.question.choices)}]" if run.question.choices else ""
-        lines.append(f"question {run.question.question_id}: {run.question.question}{choices}")
-    return lines
-
-
 def register(app: typer.Typer) -> None:
     """Add the client verbs to the ``runtrack`` command."""
     app.add_typer(get_app, name="get")
     app.add_typer(events_app, name="events")
     app.add_typer(audit_app, name="audit")
+    from api.cli.debug_verbs import debug_app  # here: debug_verbs imports this module
+
+    app.add_typer(debug_app, name="debug")
     app.command()(send)
     app.command()(cancel)
     app.command()(resume)
@@ -301,10 +290,6 @@ def resume(ctx: typer.Context, run_id: str) -> None:
 
     run = run_async(go)
     typer.echo(f"{run.id}\t{run.status}")
-
-
-def _number(value: Any) -> TypeGuard[float]:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def answer(

@@ -35,6 +35,10 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "runtrack events tail --follow --cursor-file tail.cursor",
     ),
     "events export": ("runtrack events export > log.jsonl", "runtrack events export --after 1000"),
+    "debug conversation": (
+        "runtrack debug conversation CONVERSATION_ID",
+        "runtrack debug conversation CONVERSATION_ID --children -o json > dump.json",
+    ),
     "audit verify": ("runtrack audit verify", "runtrack audit verify --run RUN_ID"),
     "serve": (
         "runtrack serve --database runtrack.db --port 8000",
