@@ -16,8 +16,12 @@ from tests.e2e.conftest import ProcessFactory, ServerProcess, server_process
 
 __all__ = ["server_process"]
 
-FAST_RECONCILER = ("--heartbeat-timeout", "2", "--reconcile-seconds", "0.2")
-"""A killed worker's run times out within seconds."""
+FAST_RECONCILER = (
+    *("--heartbeat-timeout", "2", "--reconcile-seconds", "0.2"),
+    *("--max-claim-wait", "0.5"),
+)
+"""A killed worker's run times out within seconds, and a draining worker's claim in flight
+ends within half a second (a claim waits server-side up to ``--max-claim-wait``)."""
 
 WorkerFactory = Callable[..., Awaitable[asyncio.subprocess.Process]]
 
