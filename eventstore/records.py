@@ -105,43 +105,6 @@ class AgentEvent:
         event.__dict__.update(zip(_FIELDS, row, strict=True))
         return event
 
-    @classmethod
-    def assigned(
-        cls,
-        id: int,
-        organization_id: str,
-        run_id: str,
-        conversation_id: str,
-        sequence: int,
-        event_type: str,
-        visibility: str,
-        payload_json: str,
-        created_at: str,
-        prev_hash: str,
-        hash: str,
-    ) -> AgentEvent:
-        """The event the writer has just given an id and hash: ``__init__`` without the
-        per-field ``object.__setattr__`` (the writer builds one per appended event)."""
-        event = _new(cls)
-        _set(
-            event,
-            "__dict__",
-            {
-                "id": id,
-                "organization_id": organization_id,
-                "run_id": run_id,
-                "conversation_id": conversation_id,
-                "sequence": sequence,
-                "event_type": event_type,
-                "visibility": visibility,
-                "payload_json": payload_json,
-                "created_at": created_at,
-                "prev_hash": prev_hash,
-                "hash": hash,
-            },
-        )
-        return event
-
     @property
     def payload(self) -> dict[str, Any]:
         """The payload, decoded once (a plain cache: Python 3.11's ``cached_property`` locks)."""
@@ -223,7 +186,6 @@ def refilled_events(rows: Iterable[Sequence[Any]]) -> Iterator[AgentEvent]:
 
 
 _new = object.__new__
-_set = object.__setattr__
 _FIELDS = (
     "id",
     "organization_id",
