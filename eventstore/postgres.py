@@ -31,7 +31,13 @@ from .leadership import Leadership, PostgresAdvisoryLock
 from .migrations import Migration, apply_migrations
 from .protocol import Projection, Row
 from .records import GENESIS_HASH
-from .store import PARALLEL_READS, STATUS_CHANGES_MIGRATION, EventStore, StoreOptions
+from .store import (
+    CONSUMER_CURSORS_MIGRATION,
+    PARALLEL_READS,
+    STATUS_CHANGES_MIGRATION,
+    EventStore,
+    StoreOptions,
+)
 from .tasks import cancel_and_wait, stop_requested
 
 __all__ = ["PostgresEventStore"]
@@ -94,6 +100,7 @@ MIGRATIONS = (
         ("ALTER TABLE events ADD COLUMN IF NOT EXISTS plain_names BOOLEAN NOT NULL DEFAULT false",),
     ),
     STATUS_CHANGES_MIGRATION,
+    CONSUMER_CURSORS_MIGRATION,
 )
 
 

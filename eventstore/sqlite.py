@@ -29,7 +29,13 @@ from .migrations import Migration, apply_migrations
 from .protocol import Projection, Row
 from .records import GENESIS_HASH
 from .sqlite_library import memory_statistics_disabled
-from .store import PARALLEL_READS, STATUS_CHANGES_MIGRATION, EventStore, StoreOptions
+from .store import (
+    CONSUMER_CURSORS_MIGRATION,
+    PARALLEL_READS,
+    STATUS_CHANGES_MIGRATION,
+    EventStore,
+    StoreOptions,
+)
 
 __all__ = ["WAL_AUTOCHECKPOINT_PAGES", "WRITER_CACHE_KIB", "SQLiteEventStore"]
 
@@ -83,6 +89,7 @@ MIGRATIONS = (
         ("ALTER TABLE events ADD COLUMN plain_names INTEGER NOT NULL DEFAULT 0",),
     ),
     STATUS_CHANGES_MIGRATION,
+    CONSUMER_CURSORS_MIGRATION,
 )
 
 BUSY_TIMEOUT_MS = 10_000

@@ -12,6 +12,7 @@ import abc
 import asyncio
 import logging
 from collections.abc import AsyncGenerator, Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any, Self, TypedDict, TypeVar
 
 from .appending import EVENT_COLUMNS, AppendUnit, WriteContext, prepare_append
@@ -28,6 +29,7 @@ from .tasks import cancel_and_wait
 from .writer import GroupCommitWriter, WriterBackend
 
 __all__ = [
+    "CONSUMER_CURSORS_MIGRATION",
     "PARALLEL_READS",
     "STATUS_CHANGE",
     "STATUS_CHANGES_MIGRATION",
@@ -48,6 +50,17 @@ STATUS_CHANGES_MIGRATION = Migration(
 )
 """Each run's status changes by id: a run's latest status, whoever may see it, in one step.
 The same on both backends."""
+
+CONSUMER_CURSORS_MIGRATION = Migration(
+    4,
+    "durable consumers' cursors",
+    (
+        "CREATE TABLE IF NOT EXISTS consumer_cursors "
+        "(name TEXT PRIMARY KEY, event_id BIGINT NOT NULL, updated_at TEXT NOT NULL)",
+    ),
+)
+"""How far each durable consumer of the log (an exporter) has passed: what it has not passed
+must stay in the live log. The same on both backends."""
 
 PARALLEL_READS = 3
 """Reads of one long scan run at once where the backend scales (``parallel_reads``): with three,
@@ -232,6 +245,25 @@ class EventStore(abc.ABC):
             (run_id,),
         )
         return (int(rows[0][0]), str(rows[0][1])) if rows else None
+
+    async def consumer_cursors(self) -> dict[str, int]:
+        """Each durable consumer's cursor: the last event id it has passed, by name."""
+        rows = await self.fetchall("SELECT name, event_id FROM consumer_cursors")
+        return {str(name): int(event_id) for name, event_id in rows}
+
+    async def set_consumer_cursor(self, name: str, event_id: int) -> None:
+        """Record that consumer ``name`` has passed ``event_id``; a cursor never moves back."""
+
+        def unit(ctx: WriteContext) -> None:
+            ctx.tx.execute(
+                "INSERT INTO consumer_cursors (name, event_id, updated_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET event_id = excluded.event_id, "
+                "updated_at = excluded.updated_at "
+                "WHERE excluded.event_id > consumer_cursors.event_id",
+                (name, event_id, datetime.now(UTC).isoformat()),
+            )
+
+        await self.transact(unit)
 
     async def read(self, filter: EventFilter, *, after: int = 0, limit: int = 500) -> EventPage:
         """Events after ``after`` in id order; ``position`` says how far the scan reached."""

@@ -563,3 +563,17 @@ async def test_the_writer_hashes_every_name_as_the_chain_defines(store: EventSto
             prev_hash=event.prev_hash,
         )
     assert (await store.verify()).ok
+
+
+async def test_consumer_cursors_survive_reopen_and_never_move_back(
+    store_factory: StoreFactory,
+) -> None:
+    async with store_factory() as store:
+        assert await store.consumer_cursors() == {}
+        await store.set_consumer_cursor("otel", 5)
+        await store.set_consumer_cursor("otel", 3)
+        await store.set_consumer_cursor("other", 1)
+    async with store_factory() as reopened:
+        assert await reopened.consumer_cursors() == {"otel": 5, "other": 1}
+        await reopened.set_consumer_cursor("otel", 9)
+        assert (await reopened.consumer_cursors())["otel"] == 9
