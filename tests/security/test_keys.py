@@ -102,7 +102,7 @@ async def test_revoking_every_key_keeps_the_server_closed(server_factory: Server
             assert response.status_code == 401, response.text
             assert (await client.get("/v1/me")).status_code == 401
             assert (await client.get("/v1/events", headers=SSE)).status_code == 401
-        for path in ("/healthz", "/readyz", "/openapi.json", "/", "/static/dashboard.js"):
+        for path in ("/healthz", "/readyz", "/openapi.json", "/", "/static/app.js"):
             assert (await anonymous.get(path)).status_code == 200, path
 
 

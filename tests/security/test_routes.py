@@ -153,7 +153,7 @@ async def tenant(tenants: Tenants, organization: str) -> Tenant:
 
 
 def target(case: Case, owner: Tenant, run_id: str, conversation_id: str) -> str:
-    path = case.path.format(run_id=run_id, conversation_id=conversation_id, path="dashboard.js")
+    path = case.path.format(run_id=run_id, conversation_id=conversation_id, path="app.js")
     query = case.query.format(run_id=run_id, event_id=owner.event_id)
     return f"{path}?{query}" if query else path
 
