@@ -197,3 +197,19 @@ async def test_send_says_why_a_run_did_not_complete(server_process: ProcessFacto
     assert (
         f"error: run {run_id} failed: stop reason error, error the model timed out" in err.decode()
     )
+
+
+async def test_get_run_wait_exits_1_for_a_run_that_timed_out(
+    server_process: ProcessFactory,
+) -> None:
+    """No heartbeat after the claim: the reconciler ends the run timed_out while --wait waits."""
+    server = await server_process(
+        *("--heartbeat-timeout", "0.5", "--reconcile-seconds", "0.2", "--leader-interval", "0.1")
+    )
+    run_id = await sent_run(server)
+    async with httpx.AsyncClient(base_url=server.url) as client:
+        run = (await client.get(f"/v1/runs/{run_id}")).json()
+        await client.post("/v1/runs/claim", json={"worker_id": "w", "lane_key": run["lane_key"]})
+    code, out, _ = await cli(server, "--no-ux", "get", "run", run_id, "--wait")
+    assert code == 1
+    assert out.startswith(f"{run_id}\tagent-1\ttimed_out")
