@@ -102,7 +102,9 @@ async def test_runs_in_order_with_links_and_the_transcript_live(
         second = await turn(client, "c-chat", "search it", *tool("t1"), said("tool", '{"hits": 3}'))
         third = await turn(client, "c-chat", "and now?", end=False)
         await page.goto(f"{server.url}/#/conversations/c-chat")
-        await page.wait_for_selector(f'.conv-run[data-run-id="{third}"] .msg')
+        await page.wait_for_selector(
+            '.conv-count:text-is("3 runs")'
+        )  # counted once every run's messages are in
         groups = page.locator(".conv-run")
         assert await groups.evaluate_all("(l) => l.map((g) => g.dataset.runId)") == [
             first,
@@ -190,7 +192,7 @@ async def test_a_long_conversation_is_a_short_page_at_both_sizes(
             )
         await page.goto(f"{server.url}/#/conversations/c-long")
         await page.wait_for_selector(f'.conv-run[data-run-id="{runs[-1]}"] .msg-assistant')
-        await page.wait_for_selector("text=showing the newest 10 of 14 runs")
+        await page.wait_for_selector('.conv-count:text-is("showing the newest 10 of 14 runs")')
         for size, name in ((DESKTOP, "conversation-long"), (PHONE, "conversation-long-narrow")):
             await page.set_viewport_size(size)
             height, width, inner_height, inner_width = await page.evaluate(SIZES)
