@@ -102,9 +102,8 @@ async def test_runs_in_order_with_links_and_the_transcript_live(
         second = await turn(client, "c-chat", "search it", *tool("t1"), said("tool", '{"hits": 3}'))
         third = await turn(client, "c-chat", "and now?", end=False)
         await page.goto(f"{server.url}/#/conversations/c-chat")
-        await page.wait_for_selector(
-            '.conv-count:text-is("3 runs")'
-        )  # counted once every run's messages are in
+        # the count is drawn once every run's messages are read
+        await page.wait_for_selector('.conv-count:text-is("3 runs")')
         groups = page.locator(".conv-run")
         assert await groups.evaluate_all("(l) => l.map((g) => g.dataset.runId)") == [
             first,
@@ -183,13 +182,12 @@ async def test_a_long_conversation_is_a_short_page_at_both_sizes(
 ) -> None:
     async with httpx.AsyncClient(base_url=server.url) as client:
         runs = []
-        for number in range(14):  # 14 runs of 44 events: 616 events
+        output = said("tool", "\n".join(f"row {row}" for row in range(40)))  # folded
+        for number in range(14):  # 14 runs of 44 or 45 events: 617 events
             work = [event for call in range(20) for event in tool(f"t{call}")]
-            runs.append(
-                await turn(
-                    client, "c-long", f"task {number}", *work, said("assistant", f"answer {number}")
-                )
-            )
+            work += [output] if number == 13 else []
+            answer = said("assistant", f"answer {number}")
+            runs.append(await turn(client, "c-long", f"task {number}", *work, answer))
         await page.goto(f"{server.url}/#/conversations/c-long")
         await page.wait_for_selector(f'.conv-run[data-run-id="{runs[-1]}"] .msg-assistant')
         await page.wait_for_selector('.conv-count:text-is("showing the newest 10 of 14 runs")')
@@ -200,6 +198,13 @@ async def test_a_long_conversation_is_a_short_page_at_both_sizes(
             assert width <= inner_width, f"sideways scrolling at {size}"
             await screenshot(page, name)
         await page.set_viewport_size(DESKTOP)
+        text = page.locator(".msg-tool .msg-text")
+        overflows = "(e) => e.scrollHeight > e.clientHeight"
+        assert await text.evaluate(overflows)
+        unfold = page.get_by_role("button", name="Show the whole message")
+        await unfold.click()
+        assert await page.locator(".msg-tool button").get_attribute("aria-expanded") == "true"
+        assert not await text.evaluate(overflows)
         await page.get_by_role("button", name="Show earlier runs").click()
         await page.wait_for_selector(f'.conv-run[data-run-id="{runs[0]}"]')
         shown = await page.locator(".conv-run").evaluate_all("(l) => l.map((g) => g.dataset.runId)")

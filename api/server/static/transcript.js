@@ -8,9 +8,29 @@ const ROLE_NAMES = { user: "User", assistant: "Assistant", tool: "Tool", system:
 // with the event's id.
 export function bubble(found) {
   const role = ROLE_NAMES[found.role] ? found.role : "system";
-  return el("li", { class: `msg msg-${role}`, "data-role": found.role, "data-event-id": String(found.id) },
+  const item = el("li", { class: `msg msg-${role}`, "data-role": found.role, "data-event-id": String(found.id) },
     el("span", { class: "msg-role", text: ROLE_NAMES[found.role] || found.role }),
     el("div", { class: "msg-text", text: found.content }));
+  if (isLong(found.content)) item.append(unfold(item));
+  return item;
+}
+
+// A long message (a tool's output, a pasted file) is folded to a few lines until asked for:
+// one message must not make the page long.
+const LONG_CHARS = 400;
+const LONG_LINES = 6;
+
+function isLong(content) { return content.length > LONG_CHARS || content.split("\n").length > LONG_LINES; }
+
+function unfold(item) {
+  item.classList.add("folded");
+  const button = el("button", { type: "button", class: "msg-unfold", "aria-expanded": "false", text: "Show the whole message" });
+  button.addEventListener("click", () => {
+    const folded = item.classList.toggle("folded");
+    button.setAttribute("aria-expanded", String(!folded));
+    button.textContent = folded ? "Show the whole message" : "Fold the message";
+  });
+  return button;
 }
 
 // Put ``node`` (carrying ``data-event-id``) into ``list`` by event id, once: a message or event
