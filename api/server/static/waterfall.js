@@ -61,10 +61,11 @@ export function describeRow(row, model) {
   const [first] = row.items;
   const last = row.items[row.items.length - 1];
   if (SPANS.has(first.kind)) {
-    const parts = [first.kind === "tool" ? `tool call ${row.label}` : row.label, first.status,
-      span(first.end - first.start), offset(first.start)];
+    // The name begins with the row's visible text, as speech input expects.
+    const name = first.kind === "tool" ? `${row.label} ${row.callId}: tool call` : `${row.label}:`;
+    const parts = [name, first.status, span(first.end - first.start), offset(first.start)];
     if (first.replayedIn && first.replayedIn.length) parts.push(`replayed in attempt ${first.replayedIn.join(", ")}`);
-    return parts.filter(Boolean).join(", ");
+    return `${name} ${parts.slice(1).filter(Boolean).join(", ")}`;
   }
   const count = `${row.items.length} ${row.key === "status" ? "phases" : "items"}`;
   if (row.key === "status") return `status: ${count}, ${last.status} ${offset(last.start)}`;
