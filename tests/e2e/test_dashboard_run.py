@@ -3,6 +3,7 @@ growth, what a ``user`` key sees, and both screen sizes. One keyed server for th
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from itertools import count
@@ -12,6 +13,8 @@ from typing import Any
 import httpx
 import pytest
 from playwright.async_api import Browser, Page, ViewportSize
+
+from api.client import RunContext, RuntrackClient, Worker
 
 from .browser import chromium
 from .conftest import ServerProcess, create_key, free_port
@@ -226,6 +229,43 @@ async def test_a_resumed_run_shows_its_finished_calls_as_replayed(
     await fetch.click()
     await page.get_by_text("its result was handed back in attempt 2").wait_for()
     await screenshot(page, "run-resumed")
+
+
+async def test_a_call_the_sdk_hands_back_on_a_resume_is_the_one_marked_replayed(
+    site: Site,
+) -> None:
+    """The real SDK: a resumed handler's ``ctx.tool`` returns the recorded result and records
+    nothing, so the page's rule (finished before a later attempt) finds exactly that call."""
+    invoked: list[int] = []
+
+    async def fetch(page: int) -> str:
+        invoked.append(page)
+        return f"page {page}"
+
+    worker = Worker(site.server.url, site.admin, wait_seconds=0.5)
+
+    @worker.handler("sdk-agent")
+    async def handle(ctx: RunContext) -> None:
+        await ctx.checkpoint("input", {"page": 1})
+        body = await ctx.tool("fetch", {"page": 1}, fetch)
+        if not ctx.resumed:
+            raise RuntimeError("the model API went away")
+        await ctx.message("assistant", body)
+
+    serving = asyncio.create_task(worker.run(handle_signals=False))
+    async with RuntrackClient(site.server.url, site.admin) as sdk:
+        run = await sdk.create_run("sdk-agent")
+        assert (await sdk.wait(run.id)).status == "failed"
+        await sdk.resume(run.id)
+        assert (await sdk.wait(run.id)).status == "completed"
+    worker.stop()
+    await serving
+    assert invoked == [1]  # the second attempt got the result from the log
+    page = await open_page(site, f"/#/runs/{run.id}")
+    fetch_row = page.locator('.wf-row[data-call-id="fetch-1"]')
+    await fetch_row.locator(".wf-tag", has_text="replayed").wait_for()
+    assert await fetch_row.count() == 1
+    assert "replayed in attempt 2" in str(await fetch_row.get_attribute("aria-label"))
 
 
 async def test_child_runs_are_a_tree_linked_both_ways(
