@@ -10,7 +10,16 @@ export function renderWaterfall(model, selectedKey, onSelect) {
   const scale = { left: (t) => `${((t - model.start) / total) * 100}%`, width: (ms) => `${(ms / total) * 100}%` };
   const list = el("ul", { class: "waterfall", "aria-label": `waterfall over ${span(model.end - model.start)}` });
   for (const row of model.rows) list.append(el("li", {}, rowButton(row, model, scale, selectedKey, onSelect)));
-  return el("div", { class: "wf" }, axis(model, scale), list, attemptsNote(model));
+  return el("div", { class: "wf" }, axis(model, scale), list, legend(model), attemptsNote(model));
+}
+
+// The colours of the status phases this run went through (the board's, one per status).
+function legend(model) {
+  const status = model.rows.find((row) => row.key === "status");
+  if (!status) return "";
+  const seen = [...new Set(status.items.map((item) => item.status))];
+  return el("p", { class: "wf-legend" }, "Status phases: ",
+    ...seen.map((name) => el("span", { class: "wf-legend-item" }, el("span", { class: `swatch f-${name}`, "aria-hidden": "true" }), name)));
 }
 
 function axis(model, scale) {
