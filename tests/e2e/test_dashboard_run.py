@@ -310,6 +310,8 @@ async def test_the_waterfall_grows_as_events_arrive(site: Site, client: httpx.As
     # the selected row's detail follows: the result arrived while it was open
     await page.locator(".wf-detail pre.wf-result", has_text='"name": "seven"').wait_for()
     assert await bar.count() == 1
+    # the redraw put the focus back on the row that had it
+    assert await page.evaluate("document.activeElement.dataset.callId") == "live-1"
     ask = {"question_id": "q-1", "question": "Go on?", "choices": ["yes"]}
     await append(
         client,
