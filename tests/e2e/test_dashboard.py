@@ -135,6 +135,7 @@ async def test_older_runs_on_demand_and_time_travel_from_the_keyboard(
         await older.wait_for(state="hidden")
 
         await page.goto(f"{server.url}/#/runs/{ids[0]}")
+        await page.get_by_text("All events").click()  # the event list starts collapsed
         entry = page.get_by_role("button", name="run_created").first
         await entry.focus()
         await page.keyboard.press(" ")
@@ -179,6 +180,7 @@ async def test_cancel_and_resume_from_the_status_panel(server_process: ProcessFa
         await page.goto(f"{server.url}/#/runs/{second}")
         await page.wait_for_selector("text=Next: retry the upload")
         await page.wait_for_selector("text=Error: disk full")
+        await page.get_by_text("All events").click()  # the event list starts collapsed
         finished = page.locator('.timeline li[data-type="tool_finished"]')
         assert re.fullmatch(r"#\d+ tool_finished upload \d+ ms", await finished.inner_text())
         child = page.locator('.timeline li[data-type="child_run_started"] a')
