@@ -334,3 +334,34 @@ async def test_a_server_with_keys_asks_for_one_and_the_board_streams_with_it(
         await switch.wait_for()
         options = await switch.locator("option").all_inner_texts()
         assert options == ["user", "operator"]  # an operator key cannot ask for internal events
+
+
+async def test_a_half_typed_answer_survives_the_panel_redrawing(
+    server_process: ProcessFactory,
+) -> None:
+    """Events keep arriving while a person types: the panel is redrawn, the draft stays."""
+    server = await server_process()
+    async with chromium() as browser, httpx.AsyncClient(base_url=server.url) as client:
+        page = await browser.new_page()
+        run_id = await running_run(client)
+        ask = {"question_id": "q-1", "question": "Which region?"}
+        waits = {"event_type": "run_status_changed", "payload": {"to": "waiting_on_human"}}
+        await append(client, run_id, {"event_type": "human_input_requested", "payload": ask}, waits)
+        await page.goto(f"{server.url}/#/runs/{run_id}")
+        field = page.get_by_role("textbox", name="your answer")
+        await field.click()
+        await page.keyboard.type("eu-")
+        patch = {
+            "event_type": "metadata_updated",
+            "payload": {"patch": {"progress": 1, "total": 3}},
+        }
+        await append(client, run_id, patch)
+        await page.get_by_role("progressbar", name="progress 1 / 3").wait_for()  # redrawn
+        await page.keyboard.type("west")  # the focus carried over too
+        assert await field.input_value() == "eu-west"
+        await page.get_by_role("button", name="Send answer").click()
+        await page.wait_for_selector('.panel[data-status="queued"]')
+        events = (await client.get(f"/v1/runs/{run_id}/events")).json()["items"]
+        assert [e["payload"]["response"] for e in events if e["event_type"] == "human_input"] == [
+            "eu-west"
+        ]

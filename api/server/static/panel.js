@@ -52,8 +52,31 @@ export function answerForm(run, refresh) {
     form.append(el("button", { type: "button", onclick: () => send(choice), text: choice }), " ");
   }
   const field = el("textarea", { "aria-label": "your answer", rows: "2" });
+  keepDraft(field, `${run.id}/${question ? question.question_id : ""}`);
   form.append(el("label", {}, "Your answer ", field), el("button", { class: "primary", type: "submit", text: "Send answer" }));
-  form.addEventListener("submit", (e) => { e.preventDefault(); if (field.value.trim()) send(field.value); });
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    if (field.value.trim()) { drafts.clear(); send(field.value); }
+  });
   return form;
+}
+
+// The panel is redrawn on every event of the run; a half-typed answer (and the focus and caret
+// in it) carries over to the new field for the same question instead of being wiped.
+const drafts = new Map();
+let focusedDraft = null;
+function keepDraft(field, draftKey) {
+  const kept = drafts.get(draftKey);
+  if (kept) {
+    field.value = kept.text;
+    if (focusedDraft === draftKey) {
+      requestAnimationFrame(() => { field.focus(); field.setSelectionRange(kept.start, kept.end); });
+    }
+  }
+  const save = () => drafts.set(draftKey, { text: field.value, start: field.selectionStart, end: field.selectionEnd });
+  field.addEventListener("input", save);
+  field.addEventListener("keyup", save);
+  field.addEventListener("focus", () => { focusedDraft = draftKey; });
+  field.addEventListener("blur", () => { if (field.isConnected) focusedDraft = null; });
 }
 
