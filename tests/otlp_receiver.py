@@ -65,6 +65,11 @@ class OtlpReceiver:
     requests: list[ExportTraceServiceRequest] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
     refused: int = 0
+    hold: asyncio.Event | None = None
+    """When set, each accepted request from the ``hold_from``-th on is recorded but answered
+    only once the event is set (a collector that has the spans while the sender dies waiting
+    for its answer)."""
+    hold_from: int = 1
     arrived: asyncio.Condition = field(default_factory=asyncio.Condition)
     port: int = 0
     _server: uvicorn.Server | None = None
@@ -84,6 +89,12 @@ class OtlpReceiver:
             for span in scope_spans.spans
         ]
 
+    async def wait_for_requests(self, count: int, within: float = 30) -> None:
+        async with self.arrived:
+            await asyncio.wait_for(
+                self.arrived.wait_for(lambda: len(self.requests) >= count), within
+            )
+
     async def wait_for_spans(self, count: int, within: float = 30) -> list[ReceivedSpan]:
         """Every span received once at least ``count`` have arrived."""
         async with self.arrived:
@@ -100,6 +111,8 @@ class OtlpReceiver:
             self.requests.append(decoded)
             self.headers.append(dict(request.headers))
             self.arrived.notify_all()
+        if self.hold is not None and len(self.requests) >= self.hold_from:
+            await self.hold.wait()
         answer = ExportTraceServiceResponse().SerializeToString()
         return Response(answer, media_type="application/x-protobuf")
 

@@ -53,8 +53,10 @@ class TraceExporter:
         retry_base: float = 0.5,
         retry_cap: float = 30.0,
         still_leader: Callable[[], bool] = lambda: True,
+        cursor: str = CURSOR,
     ) -> None:
         self._store = store
+        self._cursor = cursor
         self._target = target
         self._options = SpanOptions(content=content, service_name=target.service_name)
         self._page_size = page_size
@@ -77,7 +79,7 @@ class TraceExporter:
 
     async def export_pending(self) -> None:
         """Send everything after the cursor, page by page, each only once accepted."""
-        cursor = (await self._store.consumer_cursors()).get(CURSOR, 0)
+        cursor = (await self._store.consumer_cursors()).get(self._cursor, 0)
         if cursor != self._position:  # first pass, or another leader moved it: refold
             self._traces.clear()
             self._position = cursor
@@ -95,7 +97,7 @@ class TraceExporter:
         spans = await self._fold(page.events)
         if spans:
             await self._deliver(spans)
-        await self._store.set_consumer_cursor(CURSOR, page.position)
+        await self._store.set_consumer_cursor(self._cursor, page.position)
         self._position = page.position
         return True
 
