@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,6 +60,15 @@ def attributes(pairs: Any) -> dict[str, Any]:
     return found
 
 
+def spans_in(request: ExportTraceServiceRequest) -> list[ReceivedSpan]:
+    return [
+        ReceivedSpan(attributes(resource_spans.resource.attributes), span)
+        for resource_spans in request.resource_spans
+        for scope_spans in resource_spans.scope_spans
+        for span in scope_spans.spans
+    ]
+
+
 @dataclass
 class OtlpReceiver:
     failures: int = 0
@@ -81,19 +91,15 @@ class OtlpReceiver:
 
     @property
     def spans(self) -> list[ReceivedSpan]:
-        return [
-            ReceivedSpan(attributes(resource_spans.resource.attributes), span)
-            for request in self.requests
-            for resource_spans in request.resource_spans
-            for scope_spans in resource_spans.scope_spans
-            for span in scope_spans.spans
-        ]
+        return [span for request in self.requests for span in spans_in(request)]
 
     async def wait_for_requests(self, count: int, within: float = 30) -> None:
+        await self.wait_until(lambda: len(self.requests) >= count, within)
+
+    async def wait_until(self, condition: Callable[[], bool], within: float = 30) -> None:
+        """Return once ``condition()`` holds, checked on each request that arrives."""
         async with self.arrived:
-            await asyncio.wait_for(
-                self.arrived.wait_for(lambda: len(self.requests) >= count), within
-            )
+            await asyncio.wait_for(self.arrived.wait_for(condition), within)
 
     async def wait_for_spans(self, count: int, within: float = 30) -> list[ReceivedSpan]:
         """Every span received once at least ``count`` have arrived."""
