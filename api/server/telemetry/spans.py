@@ -136,9 +136,12 @@ class RunTrace:
     """The open question to a person (asked just before or after the wait begins)."""
     events: list[Event] = field(default_factory=list)
 
-    @property
-    def context(self) -> SpanContext:
-        return SpanContext(trace_id(self.root_run_id), span_id(self.run_id, "run"), False, _SAMPLED)
+    context: SpanContext = field(init=False)
+    """The run span's context: its children's parent."""
+
+    def __post_init__(self) -> None:
+        run_span = span_id(self.run_id, "run")
+        self.context = SpanContext(trace_id(self.root_run_id), run_span, False, _SAMPLED)
 
     def feed(self, event: AgentEvent) -> list[ReadableSpan]:
         """Fold ``event`` in; the spans it ends (none for most events)."""
