@@ -11,7 +11,7 @@ import pytest
 
 from api.server.telemetry import CURSOR, OtlpTarget, TraceExporter, span_id, trace_id
 from api.server.telemetry.spans import time_ns
-from eventstore import EventStore
+from eventstore import EventStore, RunStatus
 from projections import RunCommands, RunProjection
 from tests.conftest import StoreFactory
 from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
@@ -207,3 +207,25 @@ async def test_a_refusing_collector_gets_the_same_batch_again(
     assert (receiver.refused, exporter.failures) == (2, 2)
     assert len(by_name(receiver.spans)) == 6
     assert (await store.consumer_cursors())[CURSOR] == await store.head()
+
+
+async def test_a_wait_for_the_lane_is_a_span_of_its_own(
+    store: EventStore, receiver: OtlpReceiver
+) -> None:
+    commands = RunCommands(store)
+    first = await commands.create(ORG, "a", conversation_id="conv-lane")
+    await commands.change_status(ORG, first.run_id, RunStatus.RUNNING)
+    second = await commands.create(ORG, "b", conversation_id="conv-lane")
+    assert second.status == "waiting_on_lane"
+    await commands.change_status(ORG, first.run_id, stop_reason="end_turn")
+    claim = await commands.claim(ORG, "worker", lane_key=second.lane_key)
+    assert claim is not None
+    await export(store, receiver)
+    [wait] = [span for span in receiver.spans if span.name == "wait waiting_on_lane"]
+    assert wait.attributes["runtrack.run.id"] == second.run_id
+    assert wait.span.parent_span_id == span_id(second.run_id, "run").to_bytes(8, "big")
+    events = await store.read_run(None, second.run_id)
+    assert wait.span.start_time_unix_nano == time_ns(events[1].created_at)
+    assert wait.span.end_time_unix_nano == time_ns(events[2].created_at)
+    assert events[2].payload["to"] == "running"
+    assert "invoke_agent b" not in {span.name for span in receiver.spans}  # still running
