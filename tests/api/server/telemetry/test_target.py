@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from api.server.telemetry import OtlpTarget, otlp_target
@@ -48,3 +53,11 @@ def test_headers_service_name_and_compression() -> None:
 def test_an_endpoint_that_is_no_http_url_is_refused_by_name(endpoint: str) -> None:
     with pytest.raises(ValueError, match="OTEL_EXPORTER_OTLP_TRACES_ENDPOINT must be an http"):
         otlp_target({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": endpoint})
+
+
+def test_runtrack_serve_refuses_a_bad_endpoint_naming_the_variable(tmp_path: Path) -> None:
+    environment = {**os.environ, "OTEL_EXPORTER_OTLP_ENDPOINT": "collector:4318"}
+    command = [sys.executable, "-m", "api", "serve", "--database", str(tmp_path / "x.db")]
+    result = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "OTEL_EXPORTER_OTLP_ENDPOINT must be an http(s) URL" in " ".join(result.stderr.split())
