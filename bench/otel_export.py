@@ -75,9 +75,9 @@ async def fold_rate(store: EventStore) -> float:
     while page := (await store.read(EventFilter(), after=cursor, limit=512)).events:
         batch = []
         for event in page:
-            trace = traces.setdefault(
-                event.run_id, RunTrace(event.run_id, ORG, event.run_id, options)
-            )
+            trace = traces.get(event.run_id)
+            if trace is None:
+                trace = traces[event.run_id] = RunTrace(event.run_id, ORG, event.run_id, options)
             batch += trace.feed(event)
             if trace.status == "completed":  # as the exporter does: only open runs are kept
                 del traces[event.run_id]
