@@ -8,6 +8,7 @@ requests with 503 before accepting, and can be stopped and started again on the 
 from __future__ import annotations
 
 import asyncio
+import gzip
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -80,6 +81,8 @@ class OtlpReceiver:
     only once the event is set (a collector that has the spans while the sender dies waiting
     for its answer)."""
     hold_from: int = 1
+    rejected: int = 0
+    """Spans each accepted request reports rejected (an OTLP partial success)."""
     arrived: asyncio.Condition = field(default_factory=asyncio.Condition)
     port: int = 0
     _server: uvicorn.Server | None = None
@@ -109,6 +112,8 @@ class OtlpReceiver:
 
     async def _traces(self, request: Request) -> Response:
         body = await request.body()
+        if request.headers.get("content-encoding") == "gzip":
+            body = gzip.decompress(body)
         if self.refused < self.failures:
             self.refused += 1
             return Response(status_code=503)
@@ -119,8 +124,11 @@ class OtlpReceiver:
             self.arrived.notify_all()
         if self.hold is not None and len(self.requests) >= self.hold_from:
             await self.hold.wait()
-        answer = ExportTraceServiceResponse().SerializeToString()
-        return Response(answer, media_type="application/x-protobuf")
+        answer = ExportTraceServiceResponse()
+        if self.rejected:
+            answer.partial_success.rejected_spans = self.rejected
+            answer.partial_success.error_message = "too old"
+        return Response(answer.SerializeToString(), media_type="application/x-protobuf")
 
     async def start(self) -> OtlpReceiver:
         sock = socket.socket()

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 
 import httpx
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 from opentelemetry.sdk.trace import ReadableSpan
 
 from eventstore import AgentEvent, EventFilter, EventStore, EventType, RunStatus
@@ -181,9 +182,22 @@ class TraceExporter:
             logger.warning("collector unreachable (%s); retrying", type(exc).__name__)
             return self._backoff(attempt, None)
         if response.is_success:
+            self._note_rejections(response)
             return None
         logger.warning("collector answered %d; retrying", response.status_code)
         return self._backoff(attempt, response.headers.get("retry-after"))
+
+    def _note_rejections(self, response: httpx.Response) -> None:
+        """A 2xx may still say some spans were rejected (OTLP partial success): log it; sending
+        the same spans again would be rejected again."""
+        try:
+            answer = ExportTraceServiceResponse.FromString(response.content)
+        except Exception:  # protobuf's DecodeError: a collector that answers no protobuf
+            return
+        rejected = answer.partial_success.rejected_spans
+        if rejected:
+            message = answer.partial_success.error_message
+            logger.warning("collector rejected %d spans: %s", rejected, message)
 
     def _backoff(self, attempt: int, retry_after: str | None) -> float:
         base, cap = self._retry

@@ -26,6 +26,7 @@ from eventstore import PAYLOAD_MODELS, AgentEvent, EventType, RunStatus
 
 __all__ = [
     "MAX_CONTENT_CHARS",
+    "MAX_SPAN_EVENTS",
     "SCOPE",
     "RunTrace",
     "SpanOptions",
@@ -37,6 +38,9 @@ __all__ = [
 MAX_CONTENT_CHARS = 16_384
 """The longest content attribute (arguments, results, messages): a collector refuses requests
 past a few MiB, and one tool result must not hold back every span behind it."""
+MAX_SPAN_EVENTS = 1_000
+"""Span events one run's span carries; later ones are counted in ``runtrack.events_dropped``
+(so that the fold of a long run stays small and its span within a collector's limits)."""
 SCOPE = InstrumentationScope("runtrack")
 _TERMINAL = frozenset(
     {RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.TIMED_OUT}
@@ -135,6 +139,7 @@ class RunTrace:
     question_id: str | None = None
     """The open question to a person (asked just before or after the wait begins)."""
     events: list[Event] = field(default_factory=list)
+    events_dropped: int = 0
 
     context: SpanContext = field(init=False)
     """The run span's context: its children's parent."""
@@ -288,7 +293,10 @@ class RunTrace:
     # -- building spans ------------------------------------------------------------------------
 
     def _add_event(self, name: str, now: int, attributes: Attributes) -> None:
-        self.events.append(Event(name, attributes, now))
+        if len(self.events) < MAX_SPAN_EVENTS:
+            self.events.append(Event(name, attributes, now))
+        else:
+            self.events_dropped += 1
 
     def _content(self, text: Any) -> str | None:
         return None if not self.options.content or text is None else _json(text)
@@ -323,6 +331,8 @@ class RunTrace:
             attributes["runtrack.run.stop_reason"] = str(payload["stop_reason"])
         if self.parent_run_id:
             attributes["runtrack.run.parent_id"] = self.parent_run_id
+        if self.events_dropped:
+            attributes["runtrack.events_dropped"] = self.events_dropped
         status = Status(StatusCode.UNSET)
         if self.status in _ERROR_STATUSES:
             attributes["error.type"] = str(payload.get("stop_reason") or self.status)

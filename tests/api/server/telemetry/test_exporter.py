@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from api.server.telemetry import CURSOR, OtlpTarget, TraceExporter, span_id, trace_id
-from api.server.telemetry.spans import time_ns
-from eventstore import EventStore, RunStatus
+from api.server.telemetry.spans import MAX_SPAN_EVENTS, time_ns
+from eventstore import EventStore, NewEvent, RunStatus
 from projections import RunCommands, RunProjection
 from tests.conftest import StoreFactory
 from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
@@ -229,3 +229,42 @@ async def test_a_wait_for_the_lane_is_a_span_of_its_own(
     assert wait.span.end_time_unix_nano == time_ns(events[2].created_at)
     assert events[2].payload["to"] == "running"
     assert "invoke_agent b" not in {span.name for span in receiver.spans}  # still running
+
+
+async def test_spans_a_collector_rejects_in_a_2xx_are_logged_not_resent(
+    store: EventStore, receiver: OtlpReceiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    receiver.rejected = 2
+    await known_run(RunCommands(store))
+    exporter = await export(store, receiver)
+    assert (len(receiver.requests), exporter.failures) == (1, 0)
+    assert "collector rejected 2 spans: too old" in caplog.text
+    assert (await store.consumer_cursors())[CURSOR] == await store.head()
+
+
+async def test_a_long_runs_span_keeps_its_first_events_and_counts_the_rest(
+    store: EventStore, receiver: OtlpReceiver
+) -> None:
+    commands = RunCommands(store)
+    run = await commands.create(ORG, "chatty")
+    notes = [NewEvent("custom.note", {"n": n}) for n in range(MAX_SPAN_EVENTS + 4)]
+    await commands.append(ORG, run.run_id, notes)
+    await commands.change_status(ORG, run.run_id, RunStatus.CANCELLED)
+    await export(store, receiver)
+    [span] = receiver.spans
+    assert len(span.span.events) == MAX_SPAN_EVENTS
+    assert span.attributes["runtrack.events_dropped"] == 5  # 4 notes and the cancel
+    assert span.span.events[0].name == "custom.note"
+
+
+async def test_gzip_compressed_requests_carry_the_same_spans(
+    store: EventStore, receiver: OtlpReceiver
+) -> None:
+    await known_run(RunCommands(store))
+    exporter = TraceExporter(store, OtlpTarget(receiver.url, gzip=True))
+    try:
+        await exporter.export_pending()
+    finally:
+        await exporter.aclose()
+    assert receiver.headers[0]["content-encoding"] == "gzip"
+    assert len(by_name(receiver.spans)) == 6
