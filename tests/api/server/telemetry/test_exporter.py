@@ -14,10 +14,10 @@ from api.server.telemetry.spans import MAX_SPAN_EVENTS, time_ns
 from eventstore import EventStore, NewEvent, RunStatus
 from projections import RunCommands, RunProjection
 from tests.conftest import StoreFactory
-from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
+from tests.otlp_receiver import OtlpReceiver, ReceivedSpan, attributes
 from tests.waiting import eventually
 
-from .scenario import ORG, KnownRun, known_run
+from .scenario import ORG, OTHER_ORG, KnownRun, known_run
 
 pytestmark = pytest.mark.anyio
 
@@ -268,3 +268,19 @@ async def test_gzip_compressed_requests_carry_the_same_spans(
         await exporter.aclose()
     assert receiver.headers[0]["content-encoding"] == "gzip"
     assert len(by_name(receiver.spans)) == 6
+
+
+async def test_one_resource_spans_per_organization_in_a_request(
+    store: EventStore, receiver: OtlpReceiver
+) -> None:
+    commands = RunCommands(store)
+    await known_run(commands)
+    await known_run(commands, organization=OTHER_ORG)
+    await export(store, receiver)
+    [request] = receiver.requests
+    organizations = [
+        attributes(resource_spans.resource.attributes)["runtrack.organization.id"]
+        for resource_spans in request.resource_spans
+    ]
+    assert sorted(organizations) == sorted([ORG, OTHER_ORG])
+    assert all(len(r.scope_spans[0].spans) == 6 for r in request.resource_spans)
