@@ -21,7 +21,14 @@ from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 from opentelemetry.sdk.trace import ReadableSpan
 
-from eventstore import AgentEvent, EventFilter, EventStore, EventType, RunStatus
+from eventstore import (
+    AgentEvent,
+    EventFilter,
+    EventStore,
+    EventType,
+    RunStatus,
+    is_reserved_organization,
+)
 
 from .spans import RunTrace, SpanOptions
 from .target import OtlpTarget
@@ -107,6 +114,8 @@ class TraceExporter:
     async def _fold(self, events: Sequence[AgentEvent]) -> list[ReadableSpan]:
         spans: list[ReadableSpan] = []
         for event in events:
+            if is_reserved_organization(event.organization_id):
+                continue  # the server's own bookkeeping (chain heads): no agent's run
             trace = self._traces.get(event.run_id) or await self._open(event)
             try:
                 spans += trace.feed(event)
