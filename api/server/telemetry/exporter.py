@@ -14,6 +14,7 @@ import asyncio
 import gzip
 import logging
 import random
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
 import httpx
@@ -41,6 +42,7 @@ _ENDED = frozenset(
     {RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.TIMED_OUT}
 )
 _MAX_ROOTS = 100_000
+_RECENTLY_ENDED = 4096
 logger = logging.getLogger("runtrack.telemetry")
 
 
@@ -75,6 +77,9 @@ class TraceExporter:
             headers["content-encoding"] = "gzip"
         self._client = httpx.AsyncClient(headers=headers, timeout=target.timeout)
         self._traces: dict[str, RunTrace] = {}
+        self._ended: OrderedDict[str, RunTrace] = OrderedDict()
+        """Runs ended lately, kept for the events that follow an end (a callback attempt,
+        a resume) so that those need no refold from the log."""
         self._roots: dict[str, str] = {}
         self._position: int | None = None
         self.spans_sent = 0
@@ -90,6 +95,7 @@ class TraceExporter:
         cursor = (await self._store.consumer_cursors()).get(self._cursor, 0)
         if cursor != self._position:  # first pass, or another leader moved it: refold
             self._traces.clear()
+            self._ended.clear()
             self._position = cursor
         try:
             while await self._export_page(cursor):
@@ -116,14 +122,21 @@ class TraceExporter:
         for event in events:
             if is_reserved_organization(event.organization_id):
                 continue  # the server's own bookkeeping (chain heads): no agent's run
-            trace = self._traces.get(event.run_id) or await self._open(event)
+            trace = await self._trace_for(event)
             try:
                 spans += trace.feed(event)
             except Exception:  # a bug here must not hold back every later span
                 logger.exception("event %d not exported as a span", event.id)
             if trace.status in _ENDED:
-                del self._traces[event.run_id]
+                self._end(event.run_id)
         return spans
+
+    async def _trace_for(self, event: AgentEvent) -> RunTrace:
+        trace = self._traces.get(event.run_id) or self._ended.pop(event.run_id, None)
+        if trace is None:
+            trace = await self._open(event)
+        self._traces[event.run_id] = trace
+        return trace
 
     async def _open(self, event: AgentEvent) -> RunTrace:
         """The fold of ``event``'s run so far, refolded from the log when it began earlier."""
@@ -138,8 +151,12 @@ class TraceExporter:
         trace = RunTrace(event.run_id, event.organization_id, root, self._options)
         for old in earlier:  # exported before the cursor: fold only
             trace.feed(old)
-        self._traces[event.run_id] = trace
         return trace
+
+    def _end(self, run_id: str) -> None:
+        self._ended[run_id] = self._traces.pop(run_id)
+        if len(self._ended) > _RECENTLY_ENDED:
+            self._ended.popitem(last=False)
 
     async def _before(self, event: AgentEvent) -> list[AgentEvent]:
         found: list[AgentEvent] = []

@@ -114,3 +114,34 @@ async def test_a_run_begun_before_the_cursor_is_refolded_from_the_log(
     ]
     expected = encode_spans(ended[-1:]).resource_spans[0].scope_spans[0].spans[0]
     assert run_span.span == expected
+
+
+async def test_a_resumed_run_sends_its_span_again_under_the_same_id(
+    store: EventStore, receivers: list[OtlpReceiver]
+) -> None:
+    commands = RunCommands(store)
+    known = await known_run(commands)
+    kept = await receiver(receivers)
+    staying = TraceExporter(store, OtlpTarget(kept.url), cursor="staying")
+    refolded = await receiver(receivers)
+    try:
+        await staying.export_pending()  # the failed run's span
+        await export(store, refolded, cursor="restarted")
+        await commands.resume(ORG, known.parent)
+        await commands.change_status(ORG, known.parent, RunStatus.RUNNING)
+        await commands.change_status(ORG, known.parent, stop_reason="end_turn")
+        await staying.export_pending()  # the same exporter: the run ended lately, in memory
+    finally:
+        await staying.aclose()
+    await export(store, refolded, cursor="restarted")  # a new one: refolded from the log
+    whole = await receiver(receivers)
+    await export(store, whole, cursor="whole")  # everything in one pass
+
+    [failed, completed] = [s for s in kept.spans if s.name == "invoke_agent planner"]
+    assert failed.key == completed.key
+    assert failed.attributes["runtrack.run.status"] == "failed"
+    assert completed.attributes["runtrack.run.status"] == "completed"
+    assert completed.span.start_time_unix_nano == failed.span.start_time_unix_nano
+    assert completed.span.end_time_unix_nano > failed.span.end_time_unix_nano
+    assert len(completed.span.events) > len(failed.span.events)
+    assert encoded(kept.spans) == encoded(refolded.spans) == encoded(whole.spans)
