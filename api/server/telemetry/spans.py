@@ -281,6 +281,10 @@ class RunTrace:
         self._add_event(event.event_type, now, attributes)
         return []
 
+    def _answered(self, event: AgentEvent, now: int) -> list[ReadableSpan]:
+        self.question_id = None
+        return self._note(event, now)
+
     def _note(self, event: AgentEvent, now: int) -> list[ReadableSpan]:
         """Any other event: a span event on the run's span, content only with the option."""
         describe = _DESCRIBERS.get(event.event_type)
@@ -449,4 +453,5 @@ _HANDLERS: dict[str, _Handler] = {
     EventType.TOOL_FINISHED: RunTrace._tool_finished,
     EventType.STEP_COMPLETED: RunTrace._step,
     EventType.HUMAN_INPUT_REQUESTED: RunTrace._question,
+    EventType.HUMAN_INPUT: RunTrace._answered,
 }
