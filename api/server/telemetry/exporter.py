@@ -100,8 +100,11 @@ class TraceExporter:
         try:
             while await self._export_page(cursor):
                 cursor = self._position
-        except BaseException:
+        except ExportStopped:
             self._position = None  # the folds may be past the cursor now
+            logger.info("trace export paused: this server is no longer the leader")
+        except BaseException:
+            self._position = None
             raise
 
     async def _export_page(self, cursor: int) -> bool:

@@ -284,3 +284,20 @@ async def test_one_resource_spans_per_organization_in_a_request(
     ]
     assert sorted(organizations) == sorted([ORG, OTHER_ORG])
     assert all(len(r.scope_spans[0].spans) == 6 for r in request.resource_spans)
+
+
+async def test_a_server_that_stops_leading_stops_retrying_and_leaves_the_cursor(
+    store: EventStore, receiver: OtlpReceiver
+) -> None:
+    await known_run(RunCommands(store))
+    await receiver.stop()  # down: every attempt fails
+    leading = [True]
+    exporter = exporter_for(
+        store, receiver, still_leader=lambda: leading.pop() if leading else False
+    )
+    try:
+        await exporter.export_pending()  # returns: the next leader sends the batch
+    finally:
+        await exporter.aclose()
+    assert exporter.failures == 2
+    assert CURSOR not in await store.consumer_cursors()
