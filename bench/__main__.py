@@ -5,7 +5,13 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHMARKS = ("bench.append", "bench.projections", "bench.sse", "bench.workers")
+BENCHMARKS = (
+    "bench.append",
+    "bench.projections",
+    "bench.sse",
+    "bench.workers",
+    "bench.otel_export",
+)
 
 
 def main() -> int:

@@ -69,6 +69,7 @@ from .scratch_schema import (
 from .sqlite import WAL_AUTOCHECKPOINT_PAGES, WRITER_CACHE_KIB, SQLiteEventStore
 from .sqlite_library import disable_memory_statistics
 from .store import PARALLEL_READS, EventStore
+from .system import SYSTEM_ORGANIZATION, is_reserved_organization
 from .tail import Broadcaster
 from .tasks import cancel_and_wait, stop_requested
 
@@ -82,6 +83,7 @@ __all__ = [
     "PAYLOAD_MODELS",
     "SERVER_WRITTEN_TYPES",
     "STATUS_FOR_STOP_REASON",
+    "SYSTEM_ORGANIZATION",
     "USER_ONLY_TYPES",
     "WAL_AUTOCHECKPOINT_PAGES",
     "WRITER_CACHE_KIB",
@@ -130,6 +132,7 @@ __all__ = [
     "event_hash",
     "format_timestamp",
     "id_block",
+    "is_reserved_organization",
     "normalise_payload",
     "open_store",
     "page_end",

@@ -151,6 +151,14 @@ def serve(
     metrics_listen: Annotated[
         str | None, _option("RUNTRACK_METRICS_LISTEN", "HOST:PORT serving /metrics on its own")
     ] = None,
+    otel_content: Annotated[
+        bool,
+        typer.Option(
+            "--otel-content",
+            envvar="RUNTRACK_OTEL_CONTENT",
+            help="export tool arguments, results and messages with the OTLP traces",
+        ),
+    ] = False,
     demo: Annotated[bool, typer.Option("--demo", help="also run simulated agents")] = False,
 ) -> None:
     """Serve the HTTP API and SSE streams (and, on the leader, the background services)."""

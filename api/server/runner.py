@@ -18,6 +18,7 @@ from api.server.app import create_app
 from api.server.gc_tuning import tune_collector
 from api.server.log_redaction import redact_server_logs
 from api.server.settings import Settings, callback_networks, listen_address
+from api.server.telemetry import otlp_target
 from api.server.transport.protocol import ConnectionLimits, ServerConfig
 from eventstore import disable_memory_statistics
 
@@ -89,6 +90,7 @@ def check_settings(settings: Settings) -> None:
     """Raise ValueError for settings that cannot be served together."""
     _check_metrics(settings)
     _check_callbacks(settings)
+    otlp_target(os.environ)  # an OTEL endpoint that is no http(s) URL, named
     if not 0.05 <= settings.key_poll_seconds <= 1.0:
         raise ValueError(
             "--key-poll-seconds must be between 0.05 and 1: a revocation must reach every "

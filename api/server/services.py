@@ -1,4 +1,5 @@
-"""Background services of the server: the reconciler and the callback deliverer.
+"""Background services of the server: the reconciler, the callback deliverer and, when the
+``OTEL_EXPORTER_OTLP_*`` variables name a collector, the trace exporter (``telemetry/``).
 
 Both run only while this server holds the ``services`` leadership, so with several servers on
 one database each pass and each delivery is made by one of them. A failed pass is logged and
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
@@ -19,6 +21,7 @@ from api.server.callbacks.addresses import AddressPolicy
 from api.server.callbacks.dispatch import Dispatcher
 from api.server.callbacks.sender import CallbackSender
 from api.server.settings import Settings, callback_networks
+from api.server.telemetry import TraceExporter, otlp_target
 from eventstore import EventStore, Leadership, cancel_and_wait
 from projections.callbacks import CallbackPolicy, Delivery, record_attempt
 from projections.reconciler import Thresholds, reconcile
@@ -26,6 +29,9 @@ from projections.reconciler import Thresholds, reconcile
 __all__ = ["Services"]
 
 logger = logging.getLogger("runtrack.services")
+EXPORT_POLL_SECONDS = 1.0
+"""How often the trace exporter looks for new events once it has sent everything: spans reach
+the collector within about a second of their end event."""
 
 
 class Services:
@@ -55,6 +61,17 @@ class Services:
             total=settings.callback_concurrency,
             per_organization=settings.callback_concurrency_per_organization,
         )
+        target = otlp_target(os.environ)
+        self.exporter = (
+            None
+            if target is None
+            else TraceExporter(
+                store,
+                target,
+                content=settings.otel_content,
+                still_leader=lambda: leadership.is_leader,
+            )
+        )
 
     async def start(self) -> Services:
         every = self._every
@@ -64,12 +81,18 @@ class Services:
                 every(self._settings.callback_poll_seconds, self._dispatcher.dispatch)
             ),
         ]
+        if self.exporter is not None:
+            self._tasks.append(
+                asyncio.create_task(every(EXPORT_POLL_SECONDS, self.exporter.export_pending))
+            )
         return self
 
     async def aclose(self) -> None:
         await cancel_and_wait(self._tasks)
         await self._dispatcher.aclose()
         await self._sender.aclose()
+        if self.exporter is not None:
+            await self.exporter.aclose()
 
     async def _every(self, seconds: float, work: Callable[[], Awaitable[None]]) -> None:
         while True:

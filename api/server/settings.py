@@ -103,6 +103,10 @@ class Settings:
     metrics_listen: str | None = None
     """``HOST:PORT`` of a socket of its own that serves ``/metrics`` (and nothing else); the
     API's address then answers ``/metrics`` with 404. The token, if set, is required there too."""
+    otel_content: bool = False
+    """Export content (tool arguments and results, messages, journals, questions and answers,
+    error texts) with the traces; without it only names, ids, statuses, times and token counts
+    leave (docs/telemetry.md). Export itself is on when ``OTEL_EXPORTER_OTLP_*`` is set."""
     demo: bool = False
     """Also run simulated agents (``api/server/demo.py``)."""
     demo_pace: float = 1.0

@@ -1,0 +1,23 @@
+"""OTLP export of the log as OpenTelemetry GenAI traces (docs/telemetry.md).
+
+``spans.py`` maps a run's events to spans (pure), ``target.py`` reads where they go from the
+standard variables, ``exporter.py`` follows the log from its durable cursor and sends them.
+"""
+
+from __future__ import annotations
+
+from .exporter import CURSOR, ExportStopped, TraceExporter
+from .spans import RunTrace, SpanOptions, span_id, trace_id
+from .target import OtlpTarget, otlp_target
+
+__all__ = [
+    "CURSOR",
+    "ExportStopped",
+    "OtlpTarget",
+    "RunTrace",
+    "SpanOptions",
+    "TraceExporter",
+    "otlp_target",
+    "span_id",
+    "trace_id",
+]
