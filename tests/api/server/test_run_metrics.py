@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
+from httpx_sse import aconnect_sse
 from prometheus_client.parser import text_string_to_metric_families
 
 from api.server.metrics import FIRST_TOKEN_BUCKETS, RUN_DURATION_BUCKETS, Metrics
@@ -17,6 +18,7 @@ from projections import RunCommands, RunProjection
 from tests.api.conftest import LiveServer, ServerFactory
 from tests.api.server.test_callbacks import FAST, attempts_until_final, finished_run
 from tests.conftest import StoreFactory
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.anyio
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -170,3 +172,13 @@ async def test_an_ending_rolled_back_with_its_unit_is_not_observed(
         assert completed() is None
         await store.append("org", run.run_id, ending)  # the same event id, committed
     assert completed() == 1
+
+
+async def test_open_streams_counts_the_streams_open_now(server: LiveServer) -> None:
+    async with server.client() as client:
+        run = (await client.post("/v1/runs", json={"agent_id": "a"})).json()
+        headers = {"Accept": "text/event-stream"}
+        async with aconnect_sse(client, "GET", f"/v1/runs/{run['id']}/events", headers=headers):
+            during = (await scrape(server))[("runtrack_open_streams", ())]
+        await eventually(lambda: server.app.state.streams.open == 0)  # the server saw it go
+    assert (during, (await scrape(server))[("runtrack_open_streams", ())]) == (1, 0)
