@@ -5,9 +5,9 @@
 
 Model calls become ``step_completed`` (tokens from the message's ``usage_metadata``), tools the
 tool envelope (``tool_started``, then ``tool_finished`` through ``POST …/tool-results``). On
-its own the handler creates the run at the first callback (or takes ``run_id=``, a queued run)
-and ends it with the outermost LangChain run: ``completed`` when it ends, ``failed`` with the
-error when it raises. Inside a worker's handler (``RuntrackCallbackHandler.in_worker(ctx)``)
+its own the handler creates a run at each outermost LangChain run's start (or takes
+``run_id=``, a queued run) and ends it with that LangChain run: ``completed`` when it ends,
+``failed`` with the error when it raises. Inside a worker's handler (``RuntrackCallbackHandler.in_worker(ctx)``)
 it records into the claimed run and leaves the ending to the worker, which sees the
 exception. Async callbacks: use ``ainvoke``/``astream``. docs/integrations.md.
 """
@@ -64,8 +64,11 @@ class RuntrackCallbackHandler(AsyncCallbackHandler):
         self.client = client
         self.agent_id = agent_id
         self.run_id = run_id
-        """The runtrack run, once the first callback created or attached it."""
+        """The runtrack run: the one given, or the last one created."""
         self.run: TrackedRun | None = None
+        """The run being recorded, between the outermost LangChain run's start and end."""
+        self._attach_to = run_id
+        self._in_worker = False
         self._run_fields = run_fields
         self._heartbeat_seconds = heartbeat_seconds
         self._outermost: UUID | None = None
@@ -79,6 +82,7 @@ class RuntrackCallbackHandler(AsyncCallbackHandler):
         handler = cls(context.client, run_id=context.run_id)
         handler.run = TrackedRun.in_worker(context)
         handler.raise_error = True
+        handler._in_worker = True
         return handler
 
     # -- the outermost LangChain run: the runtrack run's life ----------------------------------
@@ -199,17 +203,18 @@ class RuntrackCallbackHandler(AsyncCallbackHandler):
             await self.run.tool_started(call_id, name, arguments)
 
     async def _begin(self, run_id: UUID, parent_run_id: UUID | None) -> None:
-        """The first callback without a parent opens the runtrack run (unless it is open)."""
+        """A callback without a parent opens the runtrack run: the given one, or a new one
+        for each outermost invocation (in a worker, the claimed run is open already)."""
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
         if parent_run_id is not None or self._outermost is not None:
             return
         self._outermost = run_id
-        if self.run is not None:  # in a worker: the run is open already
+        if self._in_worker:
             return
-        if self.run_id is not None:
+        if self._attach_to is not None:
             self.run = await TrackedRun.attach(
-                self.client, self.run_id, heartbeat_seconds=self._heartbeat_seconds
+                self.client, self._attach_to, heartbeat_seconds=self._heartbeat_seconds
             )
             return
         assert self.agent_id is not None
@@ -227,6 +232,8 @@ class RuntrackCallbackHandler(AsyncCallbackHandler):
             return
         self._outermost = None
         await self.run.end(error)
+        if not self._in_worker:
+            self.run = None
 
     async def _tool_finished(
         self, run_id: UUID, *, result: Any = None, error: str | None = None

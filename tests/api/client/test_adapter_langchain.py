@@ -140,6 +140,18 @@ async def test_a_tool_error_is_recorded_and_the_chain_error_fails_the_run(
     assert finished["error"] == "ZeroDivisionError: division by zero"
 
 
+async def test_each_outermost_invocation_is_a_run_of_its_own(client: RuntrackClient) -> None:
+    handler = RuntrackCallbackHandler(client, "greeter")
+    model = scripted(answers("hi"), answers("hello again"))
+    first = await agent(model, []).ainvoke("hi", {"callbacks": [handler]})
+    first_run = handler.run_id
+    second = await agent(model, []).ainvoke("hi again", {"callbacks": [handler]})
+    assert (first, second) == ("hi", "hello again")
+    runs, _ = await client.list_runs(agent_id="greeter")
+    assert {r.id for r in runs} == {first_run, handler.run_id}
+    assert [(r.status, r.num_steps) for r in runs] == [("completed", 1)] * 2
+
+
 async def test_a_queued_run_is_attached_and_ended_by_the_handler(client: RuntrackClient) -> None:
     queued = await client.create_run("calculator", message="hello")
     handler = RuntrackCallbackHandler(client, run_id=queued.id)
