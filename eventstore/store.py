@@ -67,6 +67,7 @@ PARALLEL_READS = 3
 one is always queued while a result is handed over, more gain nothing, and a fourth reader
 stays free for other requests (docs/benchmarks.md, "Notes from the code")."""
 logger = logging.getLogger("runtrack.store")
+CommitListener = Callable[[Sequence[AgentEvent]], None]
 
 
 class StoreOptions(TypedDict, total=False):
@@ -119,6 +120,7 @@ class EventStore(abc.ABC):
         self._broadcaster: Broadcaster | None = None
         self._poller: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
+        self._commit_listeners: list[CommitListener] = []
 
     # -- backend hooks -------------------------------------------------------------------------
 
@@ -218,10 +220,20 @@ class EventStore(abc.ABC):
             raise StoreUnavailable("the event store is not open")
         return await self._writer.submit(unit)
 
+    def add_commit_listener(self, listener: CommitListener) -> None:
+        """Call ``listener`` on the event loop with the events of each group *this* store's
+        writer commits (not those another process committed), once the tail holds them."""
+        self._commit_listeners.append(listener)
+
     def _on_commit(self, events: list[AgentEvent], previous_head: int) -> None:
         broadcaster = self._tail()
         if not broadcaster.publish(events, previous_head):
             self._spawn(broadcaster.catch_up(self._read_after, events[-1].id))
+        for listener in self._commit_listeners:
+            try:
+                listener(events)
+            except Exception:  # an observer's fault must not keep the callers unanswered
+                logger.exception("a commit listener failed")
 
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.create_task(coroutine)

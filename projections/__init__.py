@@ -25,7 +25,7 @@ from .lifecycle import (
     resume_available,
 )
 from .queries import DURATION_BOUNDS_MS, RunFilter, RunPage, RunQueries, RunStats, Usage
-from .readmodel import RunProjection
+from .readmodel import FoldWatcher, RunProjection
 from .rebuild import RebuildReport, check, rebuild
 from .state import RunState, evolve, fold
 from .views import seen_at
@@ -38,6 +38,7 @@ __all__ = [
     "TRANSITIONS",
     "Claim",
     "DuplicateQuestion",
+    "FoldWatcher",
     "IllegalTransition",
     "LaneBusy",
     "NotWaitingOnHuman",

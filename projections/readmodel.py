@@ -16,7 +16,7 @@ import json
 import operator
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from eventstore import (
     AgentEvent,
@@ -200,6 +200,14 @@ def metadata_value(value: Any) -> str:
     return value if isinstance(value, str) else canonical_json(value)
 
 
+class FoldWatcher(Protocol):
+    """Told of each event the projection folds, on the writer thread, before its commit: an
+    event may still be rolled back, so a watcher keeps what it learns until the event is
+    seen committed (``EventStore.add_commit_listener``)."""
+
+    def folded(self, event: AgentEvent, before: RunState | None, after: RunState) -> None: ...
+
+
 class RunProjection(Projection):
     """Folds each append into ``runs`` (and its side tables) inside the append's transaction.
 
@@ -222,7 +230,8 @@ class RunProjection(Projection):
     derived_tables = READ_MODEL_TABLES
     """Dropped and refilled from the log when the schema changes (eventstore/projection_schemas)."""
 
-    def __init__(self, cache_size: int = CACHED_RUNS) -> None:
+    def __init__(self, cache_size: int = CACHED_RUNS, watcher: FoldWatcher | None = None) -> None:
+        self._watcher = watcher
         self._cache: OrderedDict[str, RunState] = OrderedDict()
         self._uncommitted: set[str] = set()
         self._cache_size = cache_size
@@ -270,8 +279,11 @@ class RunProjection(Projection):
         before = self.state(tx, first.run_id, first.sequence - 1)
         state = before
         tool_calls: list[tuple[str, int]] = []
+        watcher = self._watcher
         for event in events:
             previous, state = state, evolve(state, event)
+            if watcher is not None:
+                watcher.folded(event, previous, state)
             if previous is not None and previous.status not in ACTIVE and state.status in ACTIVE:
                 _check_lane_free(tx, state)
             if event.event_type == EventType.TOOL_FINISHED:

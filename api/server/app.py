@@ -24,6 +24,7 @@ from api.server.metrics_access import MetricsSocket
 from api.server.rate_limits import RateLimits
 from api.server.revocation import KeyWatch, OpenStreams
 from api.server.routes import ops, runs, streams
+from api.server.run_metrics import RunObservations
 from api.server.services import Services
 from api.server.settings import Settings, demo_callback_url
 from api.server.sse import RAW_SEND, QuietDrops, StreamGate
@@ -116,7 +117,7 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
         logging.getLogger("uvicorn.error").addFilter(quiet_drops)
         stack.callback(logging.getLogger("uvicorn.error").removeFilter, quiet_drops)
         stack.push_async_callback(app.state.streams.aclose)
-        store = await _open_store(settings, stack)
+        store = await _open_store(settings, stack, RunObservations(app.state.metrics))
         await _refill_stale_read_models(store)
         app.state.store = store
         app.state.commands = RunCommands(store)
@@ -147,15 +148,18 @@ async def _started(stack: AsyncExitStack, starting: Awaitable[C]) -> C:
     return started
 
 
-async def _open_store(settings: Settings, stack: AsyncExitStack) -> EventStore:
+async def _open_store(
+    settings: Settings, stack: AsyncExitStack, observations: RunObservations
+) -> EventStore:
     store = open_store(
         settings.database,
-        projections=[RunProjection()],
+        projections=[RunProjection(watcher=observations)],
         synchronous=settings.synchronous,
         fanout_linger=settings.fanout_linger_ms / 1000,
         fanout_budget=settings.fanout_budget or None,
         replace_stale_tables=True,
     )
+    store.add_commit_listener(observations.committed)
     await store.open()
     stack.push_async_callback(store.aclose)
     return store

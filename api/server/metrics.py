@@ -8,7 +8,12 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-__all__ = ["Metrics"]
+__all__ = ["FIRST_TOKEN_BUCKETS", "RUN_DURATION_BUCKETS", "Metrics"]
+
+RUN_DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400, 43200, 86400)
+"""Seconds: agent runs last from a second to a day (a human's answer included)."""
+FIRST_TOKEN_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300)
+"""Seconds: one model call, or a few tools before it."""
 
 StatusCounts = Callable[[], Awaitable[dict[str, int]]]
 
@@ -27,6 +32,9 @@ class _RunsByStatus(Collector):
 
 
 class Metrics:
+    """The server's families. Runs, durations and callbacks are counted where this server's
+    writer commits the events (``api/server/run_metrics.py``); docs/operations.md, "Metrics"."""
+
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.events_appended = Counter(
@@ -44,6 +52,29 @@ class Metrics:
         self.dropped_clients = Counter(
             "runtrack_dropped_slow_clients",
             "Streams dropped because the client stopped reading",
+            registry=self.registry,
+        )
+        self.run_duration = Histogram(
+            "runtrack_run_duration_seconds",
+            "From a run's creation to its ending (queue time included), by the ending's status",
+            ["status"],
+            buckets=RUN_DURATION_BUCKETS,
+            registry=self.registry,
+        )
+        self.time_to_first_token = Histogram(
+            "runtrack_time_to_first_token_seconds",
+            "From a run's first start (running) to its first step_completed",
+            buckets=FIRST_TOKEN_BUCKETS,
+            registry=self.registry,
+        )
+        self.callback_attempts_failed = Counter(
+            "runtrack_callback_attempts_failed",
+            "Callback attempts that got no 2xx answer (retried or not)",
+            registry=self.registry,
+        )
+        self.callbacks_failed = Counter(
+            "runtrack_callbacks_failed",
+            "Callback deliveries given up: their last attempt got no 2xx answer",
             registry=self.registry,
         )
         self._runs = _RunsByStatus()
