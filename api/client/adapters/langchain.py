@@ -7,9 +7,10 @@ Model calls become ``step_completed`` (tokens from the message's ``usage_metadat
 tool envelope (``tool_started``, then ``tool_finished`` through ``POST …/tool-results``). On
 its own the handler creates a run at each outermost LangChain run's start (or takes
 ``run_id=``, a queued run) and ends it with that LangChain run: ``completed`` when it ends,
-``failed`` with the error when it raises. Inside a worker's handler (``RuntrackCallbackHandler.in_worker(ctx)``)
-it records into the claimed run and leaves the ending to the worker, which sees the
-exception. Async callbacks: use ``ainvoke``/``astream``. docs/integrations.md.
+``failed`` with the error when it raises. Inside a worker's handler
+(``RuntrackCallbackHandler.in_worker(ctx)``) it records into the claimed run and leaves the
+ending to the worker, which sees the exception. Async callbacks: use ``ainvoke``/``astream``
+(docs/integrations.md).
 """
 
 from __future__ import annotations
