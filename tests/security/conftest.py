@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import ExitStack, asynccontextmanager
 from dataclasses import dataclass, field, replace
 
 import httpx
@@ -20,9 +20,11 @@ from api.server.app import create_app
 from api.server.auth import Role
 from api.server.runner import server_config
 from api.server.settings import Settings
-from tests.api.conftest import LiveServer, ServerFactory, server_factory
+from eventstore import scratch_schema
+from tests.api.conftest import LiveServer, ServerFactory, server_factory, start_server
+from tests.conftest import BACKENDS, POSTGRES_URL, require_postgres
 
-__all__ = ["ORGANIZATIONS", "Served", "Tenants", "served", "server_factory"]
+__all__ = ["ORGANIZATIONS", "Served", "Tenants", "served", "server_factory", "shared_tenants"]
 
 ORGANIZATIONS = ("org-a", "org-b")
 
@@ -61,6 +63,27 @@ async def tenants(server_factory: ServerFactory) -> AsyncIterator[Tenants]:
     found = await Tenants(server).create_keys()
     yield found
     await found.aclose()
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+async def shared_tenants(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Tenants]:
+    """One server per backend for a whole module, for tests that only add runs of their own
+    (starting a server and its keys per case cost more than the cases themselves)."""
+    with ExitStack() as stack:
+        if request.param == "postgresql":
+            require_postgres()
+            database = stack.enter_context(scratch_schema(POSTGRES_URL, prefix="t_")).url
+        else:
+            database = str(tmp_path_factory.mktemp("tenants") / "events.db")
+        server = await start_server(Settings(database=database, heartbeat_seconds=15.0))
+        found = await Tenants(server).create_keys()
+        try:
+            yield found
+        finally:
+            await found.aclose()
+            await server.stop()
 
 
 @dataclass
