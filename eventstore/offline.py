@@ -25,7 +25,7 @@ from .chain import canonical_json, event_hash
 from .heads import HeadChecks
 from .records import GENESIS_HASH, AgentEvent, decode_json
 
-__all__ = ["Broken", "OfflineReport", "Source", "archive_sources", "verify_sources"]
+__all__ = ["Broken", "OfflineReport", "Source", "archive_sources", "open_sources", "verify_sources"]
 
 
 class Line(msgspec.Struct):

@@ -26,6 +26,7 @@ __all__ = [
     "generate_key_file",
     "key_id_of",
     "load_public_key",
+    "public_hex",
     "signed_bytes",
 ]
 

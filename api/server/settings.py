@@ -103,6 +103,11 @@ class Settings:
     metrics_listen: str | None = None
     """``HOST:PORT`` of a socket of its own that serves ``/metrics`` (and nothing else); the
     API's address then answers ``/metrics`` with 404. The token, if set, is required there too."""
+    signing_key: str | None = None
+    """A file holding the Ed25519 private key (``runtrack audit keygen``) the leader signs
+    chain heads with; without one, no ``chain_head`` is appended."""
+    chain_head_seconds: float = 60.0
+    """How often the leader signs the chain's head (when something was appended since)."""
     demo: bool = False
     """Also run simulated agents (``api/server/demo.py``)."""
     demo_pace: float = 1.0
