@@ -108,14 +108,17 @@ class HeadChecks:
             head = SignedHead.from_json(decode_json(event.payload_json))
         except ValueError as exc:
             return HeadProblem(event.id, f"a malformed chain_head: {exc}")
-        if head.head_id != event.id - 1 or head.head_hash != event.prev_hash:
-            return HeadProblem(
-                event.id, "this chain_head signs another event than the one before it"
-            )
         if self.keys:
             problem = self.keys.problem(head)
             if problem is not None:
                 return HeadProblem(event.id, f"{problem}: the chain was rewritten up to here")
+        if head.head_id != event.id - 1 or head.head_hash != event.prev_hash:
+            return HeadProblem(
+                event.id,
+                "this chain_head signs another hash than the chain has before it: "
+                "the chain was rewritten up to here",
+            )
+        if self.keys:
             self._count(head)
         return None
 
