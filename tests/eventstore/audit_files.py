@@ -16,9 +16,19 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
+import psycopg
+
 from eventstore import EVENT_COLUMNS, AgentEvent, event_hash
 
-__all__ = ["archive_prefix", "export_lines", "rehash", "sql", "write_segment"]
+__all__ = [
+    "archive_prefix",
+    "cut_tail",
+    "export_lines",
+    "rehash",
+    "rows",
+    "sql",
+    "write_segment",
+]
 
 
 def export_lines(events: Sequence[AgentEvent]) -> str:
@@ -47,8 +57,18 @@ def write_segment(directory: Path, events: Sequence[AgentEvent]) -> Path:
     return path
 
 
-def sql(database: Path, *statements: str) -> None:
-    """Statements on the file past the append-only triggers, as its owner could."""
+def _postgres(database: str | Path) -> bool:
+    return str(database).startswith(("postgresql://", "postgres://"))
+
+
+def sql(database: str | Path, *statements: str) -> None:
+    """Statements on the database past the append-only triggers, as its owner could."""
+    if _postgres(database):
+        with psycopg.connect(str(database), autocommit=True) as connection:
+            connection.execute("ALTER TABLE events DISABLE TRIGGER USER")
+            for statement in statements:
+                connection.execute(statement)
+        return
     lite = sqlite3.connect(database, isolation_level=None)
     try:
         lite.execute("DROP TRIGGER IF EXISTS events_no_update")
@@ -57,6 +77,32 @@ def sql(database: Path, *statements: str) -> None:
             lite.execute(statement)
     finally:
         lite.close()
+
+
+def rows(database: str | Path) -> list[AgentEvent]:
+    query = f"SELECT {EVENT_COLUMNS} FROM events ORDER BY id"
+    if _postgres(database):
+        with psycopg.connect(str(database)) as connection:
+            return [AgentEvent.from_row(row) for row in connection.execute(query)]
+    lite = sqlite3.connect(database)
+    try:
+        return [AgentEvent.from_row(row) for row in lite.execute(query)]
+    finally:
+        lite.close()
+
+
+def cut_tail(database: str | Path, last_id: int) -> None:
+    """Remove every event after ``last_id`` and rewind the id counter to it: the log then
+    looks as if nothing had ever been appended after ``last_id``."""
+    last = next(e for e in rows(database) if e.id == last_id)
+    if _postgres(database):
+        rewind = (
+            f"UPDATE log_head SET last_id = {last_id}, last_hash = '{last.hash}', "
+            f"last_created_at = '{last.created_at}'"
+        )
+    else:
+        rewind = f"UPDATE sqlite_sequence SET seq = {last_id} WHERE name = 'events'"
+    sql(database, f"DELETE FROM events WHERE id > {last_id}", rewind)
 
 
 def archive_prefix(database: Path, cut: AgentEvent) -> None:
@@ -70,19 +116,15 @@ def archive_prefix(database: Path, cut: AgentEvent) -> None:
 
 
 def rehash(
-    database: Path, from_id: int, new_payload: str | None = None, *, forge_heads: bool = False
+    database: str | Path, from_id: int, new_payload: str | None = None, *, forge_heads: bool = False
 ) -> None:
     """Recompute every hash from ``from_id`` on (after replacing its payload, if given), so
     that every link and content hash holds again: the rewrite a plain chain cannot catch.
     ``forge_heads`` also points each ``chain_head`` at the new hash before it (the attacker
     cannot sign, so its signature no longer verifies)."""
-    lite = sqlite3.connect(database, isolation_level=None)
-    rows = lite.execute(f"SELECT {EVENT_COLUMNS} FROM events ORDER BY id").fetchall()
-    lite.close()
     updates: list[str] = []
     prev = None
-    for row in rows:
-        event = AgentEvent.from_row(row)
+    for event in rows(database):
         if event.id < from_id:
             prev = event.hash
             continue
