@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHMARKS = ("bench.append", "bench.projections", "bench.sse", "bench.workers")
+BENCHMARKS = ("bench.append", "bench.projections", "bench.sse", "bench.workers", "bench.audit")
 
 
 def main() -> int:

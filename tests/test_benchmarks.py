@@ -36,6 +36,7 @@ QUICK_RUNS = {
     "bench.projections": ("projections:", "rebuild_ev_s=", "claim_per_s="),
     "bench.sse": ("sse:", "replay/ceiling=", *SSE_FIELDS, "http_append_ev_s=", "http/bare="),
     "bench.workers": ("workers:", "runs_s_ratio=", "cpu_ratio="),
+    "bench.audit": ("audit:", "offline_verify_ev_s="),
 }
 
 
