@@ -10,6 +10,7 @@ is checked for its links; its content hash cannot be recomputed. Signed heads ar
 
 from __future__ import annotations
 
+import abc
 import gzip
 import hashlib
 import sqlite3
@@ -74,7 +75,7 @@ class OfflineReport:
     """The file the break was found in."""
 
 
-class Source:
+class Source(abc.ABC):
     """Lines of one file in id order; ``first`` and ``start`` are read before the walk."""
 
     name: str
@@ -83,10 +84,10 @@ class Source:
     start: str | None = None
     """The hash before the first event when the source says so (a manifest, an anchor)."""
 
-    def lines(self) -> Iterator[Line]:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def lines(self) -> Iterator[Line]: ...
 
-    def close_check(self, last: Line | None, count: int) -> None:
+    def close_check(self, last: Line | None, count: int) -> None:  # noqa: B027 - most claim nothing
         """After its last line: what the source claims about its end (a manifest's)."""
 
 
@@ -182,6 +183,12 @@ class SqliteLive(Source):
         return None if row is None else (int(row[0]), str(row[1]))
 
     def lines(self) -> Iterator[Line]:
+        try:
+            yield from self._rows()
+        finally:
+            self._db.close()
+
+    def _rows(self) -> Iterator[Line]:
         rows = self._db.execute(
             f"SELECT {EVENT_COLUMNS} FROM events WHERE id > ? ORDER BY id", (self._after,)
         )
@@ -201,7 +208,6 @@ class SqliteLive(Source):
                 payload=msgspec.Raw(row[7].encode("utf-8")),
                 created_at=row[8],
             )
-        self._db.close()
 
     def close_check(self, last: Line | None, count: int) -> None:
         end = 0 if last is None else last.id

@@ -61,6 +61,8 @@ def verify(
     """Verify the hash chain and its signed heads: exit 1 when it is broken."""
     keys, kept = _trusted(public_key or [], head or [])
     if file or archive or sqlite:
+        if run_id is not None:
+            raise typer.BadParameter("one run is verified through a server", param_hint="--run")
         _offline(file or [], archive, sqlite, keys, kept)
         return
     connection = _connection(ctx)

@@ -32,6 +32,7 @@ from eventstore import (
     public_hex,
     verify_sources,
 )
+from projections import check
 from tests.api.conftest import ServerFactory
 from tests.api.server.test_wire import assert_is
 from tests.eventstore.audit_files import cut_tail, rehash, sql
@@ -288,3 +289,16 @@ async def test_a_user_key_cannot_export(signed: Tenants) -> None:
     assert answer.status_code == 403
     async with httpx.AsyncClient(base_url=signed.server.url) as anonymous:
         assert (await anonymous.get("/v1/audit/export")).status_code == 401
+
+
+async def test_the_read_model_rebuilds_to_the_same_tables_with_the_system_run(
+    signed: Tenants, signer: HeadSigner
+) -> None:
+    await some_runs(signed)
+    await sign(signed, signer)
+    store = store_of(signed)
+    rows = await store.fetchall(
+        "SELECT status FROM runs WHERE organization_id = ?", (SYSTEM_ORGANIZATION,)
+    )
+    assert rows == [("completed",)]  # ended: no worker claims it, no timeout touches it
+    assert (await check(store)).differences == []
