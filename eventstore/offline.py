@@ -129,11 +129,14 @@ class Segment(Source):
         self._check_digest()
         self.name = str(self._gz)
         expected = self.first
-        with gzip.open(self._gz, "rb") as lines:
-            for raw in lines:
-                line = _parse(raw, expected, self.name)
-                expected = line.id + 1
-                yield line
+        try:
+            with gzip.open(self._gz, "rb") as lines:
+                for raw in lines:
+                    line = _parse(raw, expected, self.name)
+                    expected = line.id + 1
+                    yield line
+        except (OSError, EOFError) as exc:  # a segment that is not gzip, or cut short
+            raise Broken(expected, f"{self._gz.name} cannot be read: {exc}") from exc
 
     def _check_digest(self) -> None:
         digest = hashlib.sha256()
@@ -164,6 +167,13 @@ class SqliteLive(Source):
     def __init__(self, path: Path) -> None:
         self.name = str(path)
         self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            self._read_bounds()
+        except sqlite3.Error as exc:
+            self._db.close()
+            raise Broken(0, f"{path} is not a runtrack SQLite database: {exc}") from exc
+
+    def _read_bounds(self) -> None:
         anchor = self._anchor()
         self._after = 0 if anchor is None else anchor[0]
         self.start = None if anchor is None else anchor[1]

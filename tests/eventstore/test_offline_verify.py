@@ -21,6 +21,7 @@ from eventstore import (
     SYSTEM_ORGANIZATION,
     AgentEvent,
     AppendSignedHead,
+    Broken,
     HeadChecks,
     HeadSigner,
     NewEvent,
@@ -305,3 +306,25 @@ def test_a_line_that_is_not_an_event_is_named(log: Log, tmp_path: Path) -> None:
     report = verify(log, files=[export], sqlite=False, kept=False, keys=False)
     assert (report.ok, report.first_bad_event_id) == (False, 4)
     assert "is not an event" in (report.reason or "")
+
+
+def test_a_file_that_is_no_runtrack_database_is_named(tmp_path: Path) -> None:
+    other = tmp_path / "other.db"
+    sqlite3.connect(other).execute("CREATE TABLE t (x)").connection.close()
+    with pytest.raises(Broken, match="is not a runtrack SQLite database"):
+        open_sources([], None, other)
+
+
+def test_a_segment_cut_short_is_named(log: Log, tmp_path: Path) -> None:
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    manifest = write_segment(archive, log.events[:7])
+    archive_prefix(log.database, log.events[6])
+    segment = manifest.with_name(manifest.name.replace(".manifest.json", ".jsonl.gz"))
+    segment.write_bytes(segment.read_bytes()[:-20])
+    claims = json.loads(manifest.read_text())
+    claims["sha256"] = hashlib.sha256(segment.read_bytes()).hexdigest()
+    manifest.write_text(json.dumps(claims))
+    report = verify(log, archive=archive)
+    assert report.ok is False
+    assert "cannot be read" in (report.reason or "")
