@@ -11,6 +11,7 @@ BENCHMARKS = (
     "bench.sse",
     "bench.workers",
     "bench.otel_export",
+    "bench.audit",
 )
 
 

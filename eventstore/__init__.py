@@ -33,7 +33,9 @@ from .errors import (
 )
 from .factory import open_store
 from .framing import FramePage, encode_event, id_block, page_end, read_frames
+from .heads import SYSTEM_RUN, AppendSignedHead, HeadChecks
 from .leadership import Leadership
+from .offline import Broken, OfflineReport, open_sources, verify_sources
 from .payloads import (
     MAX_INTEGER,
     PAYLOAD_MODELS,
@@ -66,6 +68,15 @@ from .scratch_schema import (
     drop_scratch_schema,
     scratch_schema,
 )
+from .signing import (
+    HeadSigner,
+    PublicKeys,
+    SignedHead,
+    generate_key_file,
+    key_id_of,
+    load_public_key,
+    public_hex,
+)
 from .sqlite import WAL_AUTOCHECKPOINT_PAGES, WRITER_CACHE_KIB, SQLiteEventStore
 from .sqlite_library import disable_memory_statistics
 from .store import PARALLEL_READS, EventStore
@@ -84,12 +95,15 @@ __all__ = [
     "SERVER_WRITTEN_TYPES",
     "STATUS_FOR_STOP_REASON",
     "SYSTEM_ORGANIZATION",
+    "SYSTEM_RUN",
     "USER_ONLY_TYPES",
     "WAL_AUTOCHECKPOINT_PAGES",
     "WRITER_CACHE_KIB",
     "AgentEvent",
     "AppendRequest",
+    "AppendSignedHead",
     "Broadcaster",
+    "Broken",
     "CheckpointKind",
     "ConcurrencyConflict",
     "Dialect",
@@ -99,19 +113,24 @@ __all__ = [
     "EventType",
     "FramePage",
     "Head",
+    "HeadChecks",
+    "HeadSigner",
     "IdempotencyMismatch",
     "InvalidCursor",
     "InvalidEvent",
     "Leadership",
     "NewEvent",
+    "OfflineReport",
     "PlainAppend",
     "PreparedEvent",
     "Projection",
+    "PublicKeys",
     "RefusedByProjection",
     "Row",
     "RunStatus",
     "SQLiteEventStore",
     "ScratchSchema",
+    "SignedHead",
     "StopReason",
     "StoreError",
     "StoreUnavailable",
@@ -131,12 +150,17 @@ __all__ = [
     "event_columns",
     "event_hash",
     "format_timestamp",
+    "generate_key_file",
     "id_block",
     "is_reserved_organization",
+    "key_id_of",
+    "load_public_key",
     "normalise_payload",
+    "open_sources",
     "open_store",
     "page_end",
     "prepare_append",
+    "public_hex",
     "read_frames",
     "record_fingerprint",
     "refilled_events",
@@ -145,4 +169,5 @@ __all__ = [
     "scratch_schema",
     "stop_requested",
     "validation_error_list",
+    "verify_sources",
 ]

@@ -288,6 +288,12 @@ class WriteContext:
             self.preload([run_id])
         return self._streams[run_id].last_sequence
 
+    def run_last_event_id(self, run_id: str) -> int:
+        """The id of the run's last event in this transaction (0: no such run)."""
+        if run_id not in self._streams:
+            self.preload([run_id])
+        return self._streams[run_id].last_event_id
+
     def preload(self, run_ids: Sequence[str]) -> None:
         """Read the heads of many runs in one query (the writer calls this for each group)."""
         wanted = sorted({r for r in run_ids if r not in self._streams})

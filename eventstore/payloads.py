@@ -129,14 +129,20 @@ class EventType(enum.StrEnum):
     HUMAN_INPUT_REQUESTED = "human_input_requested"
     HUMAN_INPUT = "human_input"
     METADATA_UPDATED = "metadata_updated"
+    CHAIN_HEAD = "chain_head"
 
 
 SERVER_WRITTEN_TYPES: frozenset[str] = frozenset(
-    {EventType.RUN_CREATED, EventType.CALLBACK_ATTEMPTED, EventType.HUMAN_INPUT}
+    {
+        EventType.RUN_CREATED,
+        EventType.CALLBACK_ATTEMPTED,
+        EventType.HUMAN_INPUT,
+        EventType.CHAIN_HEAD,
+    }
 )
 """Event types only the server writes (``POST /v1/runs``, the callback deliverer, ``POST
-/v1/runs/{id}/input``): appended through the API they would let a client fake a run's start, a
-delivery's outcome or a person's answer."""
+/v1/runs/{id}/input``, the head signer): appended through the API they would let a client fake
+a run's start, a delivery's outcome, a person's answer or a signed head."""
 
 
 def _integral(value: Any) -> Any:
@@ -312,6 +318,16 @@ class MetadataUpdated(_Payload):
     patch: dict[str, JsonValue]
 
 
+class ChainHead(_Payload):
+    """A signed head of the chain (``eventstore/signing.py``): the leader signs the event just
+    before this one, so ``head_id`` is this event's id - 1 and ``head_hash`` its ``prev_hash``."""
+
+    head_id: Annotated[int, Field(ge=1, le=MAX_INTEGER), INTEGRAL]
+    head_hash: str = Field(pattern="^[0-9a-f]{64}$")
+    signature: str = Field(pattern="^[0-9a-f]{128}$")
+    key_id: str = Field(pattern="^[0-9a-f]{16}$")
+
+
 PAYLOAD_MODELS: dict[str, type[_Payload]] = {
     EventType.RUN_CREATED: RunCreated,
     EventType.RUN_STATUS_CHANGED: RunStatusChanged,
@@ -328,6 +344,7 @@ PAYLOAD_MODELS: dict[str, type[_Payload]] = {
     EventType.HUMAN_INPUT_REQUESTED: HumanInputRequested,
     EventType.HUMAN_INPUT: HumanInput,
     EventType.METADATA_UPDATED: MetadataUpdated,
+    EventType.CHAIN_HEAD: ChainHead,
 }
 
 _U, _O, _I = Visibility.USER, Visibility.OPERATOR, Visibility.INTERNAL
@@ -347,6 +364,7 @@ DEFAULT_VISIBILITY: dict[str, Visibility] = {
     EventType.HUMAN_INPUT_REQUESTED: _U,
     EventType.HUMAN_INPUT: _U,
     EventType.METADATA_UPDATED: _U,
+    EventType.CHAIN_HEAD: _U,
 }
 CUSTOM_DEFAULT_VISIBILITY = Visibility.OPERATOR
 USER_ONLY_TYPES: frozenset[str] = frozenset({EventType.METADATA_UPDATED})

@@ -95,3 +95,7 @@ class VerifyReport:
     head_hash: str
     first_bad_event_id: int | None = None
     reason: str | None = None
+    signed_heads: int = 0
+    """Signed heads whose signature (or kept hash) the walk checked."""
+    signed_through: int = 0
+    """The highest event id one of those heads covers."""

@@ -12,6 +12,7 @@ import abc
 import asyncio
 import logging
 from collections.abc import AsyncGenerator, Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Self, TypedDict, TypeVar
 
@@ -19,6 +20,7 @@ from .appending import EVENT_COLUMNS, AppendUnit, WriteContext, prepare_append
 from .chain import verify_link
 from .dialect import Dialect
 from .errors import InvalidCursor, StoreUnavailable, UnknownRun
+from .heads import HeadChecks
 from .leadership import Leadership
 from .migrations import Migration
 from .payloads import EventType
@@ -388,26 +390,31 @@ class EventStore(abc.ABC):
     # -- audit ---------------------------------------------------------------------------------
 
     async def verify(
-        self, *, run_id: str | None = None, organization_id: str | None = None
+        self,
+        *,
+        run_id: str | None = None,
+        organization_id: str | None = None,
+        heads: HeadChecks | None = None,
     ) -> VerifyReport:
         """Walk the chain (whole log, or one run's events against it); report the first break.
 
         ``organization_id`` scopes what is counted and looked up, never what is checked: the
         chain is global, so the whole-log walk checks every event and counts only that
         organization's. A run with no events (in that organization) raises ``UnknownRun``.
+        ``heads`` checks signed heads on the whole-log walk (``eventstore/heads.py``).
         """
         if run_id is not None:
             return await self._verify_run(run_id, organization_id)
-        return await self._verify_log(organization_id)
+        return await self._verify_log(organization_id, heads or HeadChecks())
 
-    async def _verify_log(self, organization_id: str | None) -> VerifyReport:
+    async def _verify_log(self, organization_id: str | None, heads: HeadChecks) -> VerifyReport:
         """Verify every event up to the head recorded when the walk starts, one page at a time.
 
         The head is read first: appends that commit during the walk are beyond it and are left
         for the next verification, instead of looking like events missing at the end.
         """
         recorded = await self._recorded_head()
-        walk = _Walk(organization_id)
+        walk = _Walk(organization_id, heads)
         while walk.prev_id < recorded:
             events = [
                 e for e in await self._read_after(walk.prev_id, self._page_size) if e.id <= recorded
@@ -419,7 +426,10 @@ class EventStore(abc.ABC):
                 return broken
         if recorded > walk.prev_id:
             return walk.broken(walk.prev_id + 1, "events at the end of the log are missing")
-        return VerifyReport(True, walk.counted, walk.prev_id, walk.prev_hash)
+        cut = heads.finish(walk.prev_id)
+        if cut is not None:
+            return walk.broken(cut.event_id, cut.reason)
+        return walk.report(VerifyReport(True, walk.counted, walk.prev_id, walk.prev_hash))
 
     async def _verify_run(self, run_id: str, organization_id: str | None) -> VerifyReport:
         count, sequence, last_id, last_hash = 0, 0, 0, GENESIS_HASH
@@ -463,8 +473,9 @@ class EventStore(abc.ABC):
 class _Walk:
     """Where a walk of the whole chain is: the last good event, and the events it counts."""
 
-    def __init__(self, organization_id: str | None) -> None:
+    def __init__(self, organization_id: str | None, heads: HeadChecks) -> None:
         self.organization_id = organization_id
+        self.heads = heads
         self.walked, self.counted, self.prev_id, self.prev_hash = 0, 0, 0, GENESIS_HASH
 
     def check(self, events: Sequence[AgentEvent]) -> VerifyReport | None:
@@ -472,7 +483,7 @@ class _Walk:
         for event in events:
             if event.id != self.prev_id + 1 and self.walked > 0:
                 return self.broken(self.prev_id + 1, "this event is missing")
-            problem = verify_link(event, self.prev_hash)
+            problem = verify_link(event, self.prev_hash) or self.heads.see(event)
             if problem is not None:
                 return self.broken(problem.event_id, problem.reason)
             self.walked += 1
@@ -482,7 +493,13 @@ class _Walk:
         return None
 
     def broken(self, bad_id: int, reason: str) -> VerifyReport:
-        return _broken(self.counted, self.prev_id, self.prev_hash, bad_id, reason)
+        return self.report(_broken(self.counted, self.prev_id, self.prev_hash, bad_id, reason))
+
+    def report(self, report: VerifyReport) -> VerifyReport:
+        """``report`` with what the walk checked of signed heads."""
+        return replace(
+            report, signed_heads=self.heads.signed, signed_through=self.heads.signed_through
+        )
 
 
 def _broken(count: int, head_id: int, head_hash: str, bad_id: int, reason: str) -> VerifyReport:

@@ -37,6 +37,7 @@ QUICK_RUNS = {
     "bench.sse": ("sse:", "replay/ceiling=", *SSE_FIELDS, "http_append_ev_s=", "http/bare="),
     "bench.workers": ("workers:", "runs_s_ratio=", "cpu_ratio="),
     "bench.otel_export": ("otel:", "fold_spans_s=", "export_spans_s="),
+    "bench.audit": ("audit:", "offline_verify_ev_s="),
 }
 
 

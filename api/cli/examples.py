@@ -34,12 +34,20 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "runtrack events tail --run RUN_ID",
         "runtrack events tail --follow --cursor-file tail.cursor",
     ),
-    "events export": ("runtrack events export > log.jsonl", "runtrack events export --after 1000"),
+    "events export": (
+        "runtrack events export > log.jsonl",
+        "runtrack events export --visibility internal --after 1000",
+    ),
     "debug conversation": (
         "runtrack debug conversation CONVERSATION_ID",
         "runtrack debug conversation CONVERSATION_ID --children -o json > dump.json",
     ),
-    "audit verify": ("runtrack audit verify", "runtrack audit verify --run RUN_ID"),
+    "audit verify": (
+        "runtrack audit verify --head head.json --public-key signing.pem.pub",
+        "runtrack audit verify --file log.jsonl --archive archive/ --public-key signing.pem.pub",
+        "runtrack audit verify --run RUN_ID",
+    ),
+    "audit keygen": ("runtrack audit keygen --out signing.pem",),
     "serve": (
         "runtrack serve --database runtrack.db --port 8000",
         "runtrack serve --database postgresql://localhost/runtrack --processes 4",

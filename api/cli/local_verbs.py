@@ -159,6 +159,13 @@ def serve(
             help="export tool arguments, results and messages with the OTLP traces",
         ),
     ] = False,
+    signing_key: Annotated[
+        str | None,
+        _option("RUNTRACK_SIGNING_KEY", "Ed25519 private key file that signs chain heads"),
+    ] = None,
+    chain_head_seconds: Annotated[
+        float, _positive("RUNTRACK_CHAIN_HEAD_SECONDS", "how often the chain's head is signed")
+    ] = 60.0,
     demo: Annotated[bool, typer.Option("--demo", help="also run simulated agents")] = False,
 ) -> None:
     """Serve the HTTP API and SSE streams (and, on the leader, the background services)."""
@@ -207,11 +214,17 @@ def keys_create(
     its id (what ``keys list`` and ``keys revoke`` name) and the warning go to stderr.
     """
     from api.server.auth import Role
+    from eventstore import is_reserved_organization
 
     try:
         parsed = Role.parse(role)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
+    if is_reserved_organization(organization):
+        raise typer.BadParameter(
+            "the server's own organization (it holds the signed chain heads) gets no key",
+            param_hint="--organization",
+        )
     token = asyncio.run(_with_keys(database, lambda ring: ring.create(organization, parsed, name)))
     key_id = token.removeprefix("rtk_").partition("_")[0]  # rtk_<key id>_<secret>
     typer.echo(f"created key {key_id} ({parsed.label}, organization {organization})", err=True)

@@ -24,8 +24,10 @@ from httpx_sse import aconnect_sse
 from api.client.models import (
     Appended,
     AuditReport,
+    ChainHeadAnswer,
     Claim,
     EventList,
+    ExportPage,
     Heartbeat,
     Journal,
     Message,
@@ -167,12 +169,36 @@ class RuntrackClient:
         """The id of the last event in the log."""
         return Ready.model_validate(await self._json("GET", "/readyz")).head_id
 
-    async def verify(self, run_id: str | None = None) -> AuditReport:
-        """The chain check; ``model_fields_set`` holds what the server sent."""
-        params = httpx.QueryParams({"run_id": run_id} if run_id else {})
+    async def verify(
+        self,
+        run_id: str | None = None,
+        *,
+        head: tuple[int, str] | None = None,
+        public_key: str | None = None,
+    ) -> AuditReport:
+        """The chain check; ``model_fields_set`` holds what the server sent. ``head`` is a head
+        kept earlier (event id, hash), ``public_key`` the key signed heads are checked with."""
+        wanted = {
+            "run_id": run_id,
+            "head": None if head is None else f"{head[0]}:{head[1]}",
+            "public_key": public_key,
+        }
+        params = httpx.QueryParams(_params(wanted))
         return AuditReport.model_validate(
             await self._json("GET", "/v1/audit/verify", params=params)
         )
+
+    async def chain_head(self) -> ChainHeadAnswer:
+        """The latest signed head of the chain: what an auditor keeps."""
+        return ChainHeadAnswer.model_validate(await self._json("GET", "/v1/audit/head"))
+
+    async def export_page(
+        self, after_event_id: int = 0, limit: int = 1000, *, visibility: str | None = None
+    ) -> ExportPage:
+        """A page of the whole log as an export holds it (others' events redacted)."""
+        filters = {"after_event_id": after_event_id, "limit": limit, "visibility": visibility}
+        params = httpx.QueryParams(_params(filters))
+        return ExportPage.model_validate(await self._json("GET", "/v1/audit/export", params=params))
 
     # -- streams -------------------------------------------------------------------------------
 

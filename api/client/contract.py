@@ -73,10 +73,10 @@ TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled", "timed_out"})
 VISIBILITIES = ("user", "operator", "internal")
 """From narrowest to widest: each level includes the ones before it."""
 
-SERVER_WRITTEN_TYPES = frozenset({"run_created", "callback_attempted", "human_input"})
+SERVER_WRITTEN_TYPES = frozenset({"run_created", "callback_attempted", "human_input", "chain_head"})
 """Event types only the server writes (``POST /v1/runs``, the callback deliverer, ``POST
-/v1/runs/{id}/input``): appended through the API they would let a client fake a run's start, a
-delivery's outcome or a person's answer."""
+/v1/runs/{id}/input``, the head signer): appended through the API they would let a client fake
+a run's start, a delivery's outcome, a person's answer or a signed head."""
 APPENDABLE_TYPES = (
     "run_status_changed",
     "cancel_requested",

@@ -33,6 +33,7 @@ __all__ = [
     "AppendedRun",
     "AuditReport",
     "CancelBody",
+    "ChainHeadAnswer",
     "Claim",
     "ClaimBody",
     "CreateRunBody",
@@ -41,6 +42,7 @@ __all__ = [
     "ErrorDetail",
     "EventBody",
     "EventList",
+    "ExportPage",
     "Health",
     "Heartbeat",
     "HeartbeatBody",
@@ -425,7 +427,9 @@ class Me(BaseModel):
 
 
 class AuditReport(BaseModel):
-    """The chain check; ``first_bad_event_id`` and ``reason`` are sent only when ``ok`` is false."""
+    """The chain check; ``first_bad_event_id`` and ``reason`` are sent only when ``ok`` is false,
+    ``signed_heads`` and ``signed_through`` only when signed heads were checked (a public key or
+    a kept head was given, or the server signs heads)."""
 
     ok: bool
     events: int
@@ -433,6 +437,32 @@ class AuditReport(BaseModel):
     head_hash: str
     first_bad_event_id: int | None = None
     reason: str | None = None
+    signed_heads: int | None = None
+    """Signed heads the walk verified."""
+    signed_through: int | None = None
+    """The highest event id a verified signed head covers."""
+
+
+class ChainHeadAnswer(BaseModel):
+    """The latest signed head (``GET /v1/audit/head``): what an auditor keeps outside the
+    database. ``event_id`` is the ``chain_head`` event that carries it (``head_id`` + 1)."""
+
+    event_id: int
+    head_id: int
+    head_hash: str
+    signature: str
+    key_id: str
+    created_at: str
+
+
+class ExportPage(BaseModel):
+    """A page of the whole log for an organization's export (``GET /v1/audit/export``): its
+    own events whole, every other one as ``{"id", "prev_hash", "hash", "redacted": true}``."""
+
+    items: list[dict[str, Any]]
+    next_cursor: str | None = None
+    position: int
+    head: int
 
 
 class Health(BaseModel):

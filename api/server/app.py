@@ -28,7 +28,7 @@ from api.server.run_metrics import RunObservations
 from api.server.services import Services
 from api.server.settings import Settings, demo_callback_url
 from api.server.sse import RAW_SEND, QuietDrops, StreamGate
-from eventstore import EventStore, StoreError, open_store
+from eventstore import EventStore, HeadSigner, StoreError, open_store
 from projections import RunCommands, RunProjection, RunQueries, rebuild
 
 __all__ = ["create_app"]
@@ -102,6 +102,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
     if settings.metrics_address is not None:
         app.add_middleware(MetricsSocket, port=settings.metrics_address[1])
     app.state.open_streams = OpenStreams()
+    app.state.signer = (
+        None if settings.signing_key is None else HeadSigner.from_file(settings.signing_key)
+    )
     return app
 
 
@@ -126,7 +129,7 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
         app.state.leadership = await _started(
             stack, store.leadership("services", interval=settings.leader_interval).start()
         )
-        services = Services(store, app.state.leadership, settings).start()
+        services = Services(store, app.state.leadership, settings, app.state.signer).start()
         app.state.services = await _started(stack, services)
         demo = await _start_demo(app, settings)
         if demo is not None:

@@ -28,7 +28,13 @@ from starlette.requests import Request
 
 from api.server.errors import ApiError
 from api.server.settings import is_loopback
-from eventstore import EventStore, Visibility, WriteContext, format_timestamp
+from eventstore import (
+    EventStore,
+    Visibility,
+    WriteContext,
+    format_timestamp,
+    is_reserved_organization,
+)
 
 __all__ = ["DEFAULT_ORGANIZATION", "KeyRing", "Principal", "Role", "cap", "require"]
 
@@ -110,7 +116,14 @@ class KeyRing:
         await self._store.transact(create_tables)
 
     async def create(self, organization_id: str, role: Role, name: str | None = None) -> str:
-        """Create a key and return its token: the only time the secret is ever shown."""
+        """Create a key and return its token: the only time the secret is ever shown.
+
+        The server's own organization (``SYSTEM_ORGANIZATION``, which holds the signed chain
+        heads) gets none: ValueError."""
+        if is_reserved_organization(organization_id):
+            raise ValueError(
+                f"{organization_id} is the server's own organization: no key can be made for it"
+            )
         key_id, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
         row = (key_id, organization_id, role.label, _digest(secret), name, _now())
 
@@ -208,6 +221,8 @@ class KeyRing:
             (key_id,),
         )
         if not rows or not hmac.compare_digest(rows[0][2], _digest(secret)):
+            return None
+        if is_reserved_organization(rows[0][0]):  # a row written past ``create``: never valid
             return None
         return Principal(rows[0][0], Role.parse(rows[0][1]), key_id)
 

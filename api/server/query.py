@@ -29,9 +29,12 @@ __all__ = [
     "CREATED_AFTER",
     "CREATED_BEFORE",
     "EVENT_LIMIT",
+    "EXPORT_LIMIT",
+    "KEPT_HEAD",
     "LANE_KEY",
     "METADATA",
     "ORDER",
+    "PUBLIC_KEY",
     "RUN_ID",
     "RUN_LIMIT",
     "STATUS",
@@ -211,6 +214,23 @@ VISIBILITY = Param(
 )
 """Read by ``api.server.sse.resolve_visibility``, which caps it by the key's role."""
 RUN_ID = Param("run_id", _TEXT)
+EXPORT_LIMIT = Integer("limit", 1000, low=1, high=MAX_PAGE_SIZE)
+KEPT_HEAD = Param(
+    "head",
+    {
+        "type": "string",
+        "pattern": "^[1-9][0-9]{0,17}:[0-9a-f]{64}$",
+        "description": "A head kept earlier, EVENT_ID:HASH: the log must reach it, with that hash",
+    },
+)
+PUBLIC_KEY = Param(
+    "public_key",
+    {
+        "type": "string",
+        "pattern": "^[0-9a-f]{64}$",
+        "description": "Check signed heads with this Ed25519 public key (default: the server's)",
+    },
+)
 STATUS = Statuses("status")
 ACTIVE = Boolean("active")
 METADATA = MetadataFilters("metadata")

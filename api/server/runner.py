@@ -20,7 +20,7 @@ from api.server.log_redaction import redact_server_logs
 from api.server.settings import Settings, callback_networks, listen_address
 from api.server.telemetry import otlp_target
 from api.server.transport.protocol import ConnectionLimits, ServerConfig
-from eventstore import disable_memory_statistics
+from eventstore import HeadSigner, disable_memory_statistics
 
 __all__ = ["check_settings", "child_app", "serve", "server_config"]
 
@@ -91,6 +91,7 @@ def check_settings(settings: Settings) -> None:
     _check_metrics(settings)
     _check_callbacks(settings)
     otlp_target(os.environ)  # an OTEL endpoint that is no http(s) URL, named
+    _check_signing(settings)
     if not 0.05 <= settings.key_poll_seconds <= 1.0:
         raise ValueError(
             "--key-poll-seconds must be between 0.05 and 1: a revocation must reach every "
@@ -105,6 +106,13 @@ def check_settings(settings: Settings) -> None:
         )
     if settings.demo:
         raise ValueError("--demo runs in one process: drop --processes")
+
+
+def _check_signing(settings: Settings) -> None:
+    if settings.chain_head_seconds <= 0:
+        raise ValueError("--chain-head-seconds must be above 0")
+    if settings.signing_key is not None:
+        HeadSigner.from_file(settings.signing_key)  # raises ValueError naming the problem
 
 
 def _check_metrics(settings: Settings) -> None:

@@ -1,12 +1,14 @@
-"""Background services of the server: the reconciler, the callback deliverer and, when the
-``OTEL_EXPORTER_OTLP_*`` variables name a collector, the trace exporter (``telemetry/``).
+"""Background services of the server: the reconciler, the callback deliverer, the head signer
+and, when the ``OTEL_EXPORTER_OTLP_*`` variables name a collector, the trace exporter
+(``telemetry/``).
 
-Both run only while this server holds the ``services`` leadership, so with several servers on
+All run only while this server holds the ``services`` leadership, so with several servers on
 one database each pass and each delivery is made by one of them. A failed pass is logged and
 retried on the next tick; it never stops the loop. Every delivery attempt, whatever happened to
 it, is recorded (``callbacks/sender.py``); deliveries run concurrently under per-organization
 and total bounds (``callbacks/dispatch.py``) through a network layer that connects only to
-permitted addresses (``callbacks/network.py``).
+permitted addresses (``callbacks/network.py``). With a signing key, the leader signs the chain's
+head every ``chain_head_seconds`` (``eventstore/heads.py``).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from api.server.callbacks.dispatch import Dispatcher
 from api.server.callbacks.sender import CallbackSender
 from api.server.settings import Settings, callback_networks
 from api.server.telemetry import TraceExporter, otlp_target
-from eventstore import EventStore, Leadership, cancel_and_wait
+from eventstore import AppendSignedHead, EventStore, HeadSigner, Leadership, cancel_and_wait
 from projections.callbacks import CallbackPolicy, Delivery, record_attempt
 from projections.reconciler import Thresholds, reconcile
 
@@ -35,8 +37,15 @@ the collector within about a second of their end event."""
 
 
 class Services:
-    def __init__(self, store: EventStore, leadership: Leadership, settings: Settings) -> None:
+    def __init__(
+        self,
+        store: EventStore,
+        leadership: Leadership,
+        settings: Settings,
+        signer: HeadSigner | None = None,
+    ) -> None:
         self._store = store
+        self._signer = signer
         self._leadership = leadership
         self._settings = settings
         self._thresholds = Thresholds(
@@ -85,7 +94,18 @@ class Services:
             self._tasks.append(
                 asyncio.create_task(every(EXPORT_POLL_SECONDS, self.exporter.export_pending))
             )
+        if self._signer is not None:
+            sign = AppendSignedHead(self._signer)
+            self._tasks.append(
+                asyncio.create_task(every(self._settings.chain_head_seconds, self._sign(sign)))
+            )
         return self
+
+    def _sign(self, sign: AppendSignedHead) -> Callable[[], Awaitable[None]]:
+        async def work() -> None:
+            await self._store.transact(sign)
+
+        return work
 
     async def aclose(self) -> None:
         await cancel_and_wait(self._tasks)

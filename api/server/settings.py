@@ -107,6 +107,11 @@ class Settings:
     """Export content (tool arguments and results, messages, journals, questions and answers,
     error texts) with the traces; without it only names, ids, statuses, times and token counts
     leave (docs/telemetry.md). Export itself is on when ``OTEL_EXPORTER_OTLP_*`` is set."""
+    signing_key: str | None = None
+    """A file holding the Ed25519 private key (``runtrack audit keygen``) the leader signs
+    chain heads with; without one, no ``chain_head`` is appended."""
+    chain_head_seconds: float = 60.0
+    """How often the leader signs the chain's head (when something was appended since)."""
     demo: bool = False
     """Also run simulated agents (``api/server/demo.py``)."""
     demo_pace: float = 1.0

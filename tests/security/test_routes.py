@@ -91,6 +91,10 @@ CASES = [
     Case("GET", "/v1/me", Role.USER, "organization"),
     Case("GET", "/v1/audit/verify", Role.ADMIN, "organization"),
     Case("GET", "/v1/audit/verify", Role.ADMIN, "run", query="run_id={run_id}"),
+    Case("GET", "/v1/audit/verify", Role.ADMIN, "organization", query=f"head=1:{'0' * 64}"),
+    Case("GET", "/v1/audit/head", Role.USER, "organization", ok=frozenset({200, 404})),
+    Case("GET", "/v1/audit/export", Role.ADMIN, "organization"),
+    Case("GET", "/v1/audit/export", Role.ADMIN, "organization", query="visibility=internal"),
     Case("GET", "/healthz", None, "public"),
     Case("GET", "/readyz", None, "public"),
     Case("GET", "/metrics", None, "public", ok=frozenset({404})),  # the operator's: not to keys

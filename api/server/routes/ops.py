@@ -10,11 +10,11 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from api.client.models import AuditReport, Health, Me, NotReady, Ready
+from api.client.models import Health, Me, NotReady, Ready
 from api.server.auth import Role, require
 from api.server.metrics_access import admit_scraper
 from api.server.openapi import openapi_document
-from api.server.query import RUN_ID
+from api.server.routes import audit
 from api.server.routes._common import json_response, store
 
 __all__ = ["routes"]
@@ -68,22 +68,6 @@ async def me(request: Request) -> JSONResponse:
     return json_response(me.model_dump(mode="json"))
 
 
-async def audit_verify(request: Request) -> JSONResponse:
-    """The chain's integrity as the caller's organization may know it (docs/security.md):
-    every event is checked, only the organization's own are counted, and a break elsewhere
-    is named by its global id and kind, never by its organization, run or content."""
-    principal = await require(request, Role.ADMIN)
-    report = await store(request).verify(
-        run_id=RUN_ID.get(request), organization_id=principal.organization_id
-    )
-    answer = AuditReport(
-        ok=report.ok, events=report.events, head_id=report.head_id, head_hash=report.head_hash
-    )
-    if not report.ok:  # the break is named only when there is one
-        answer.first_bad_event_id, answer.reason = report.first_bad_event_id, report.reason
-    return json_response(answer.model_dump(mode="json", exclude_unset=True))
-
-
 STATIC = Path(__file__).parent.parent / "static"
 
 
@@ -98,7 +82,9 @@ routes = [
     Route("/metrics", metrics, methods=["GET"]),
     Route("/openapi.json", openapi, methods=["GET"]),
     Route("/v1/me", me, methods=["GET"]),
-    Route("/v1/audit/verify", audit_verify, methods=["GET"]),
+    Route("/v1/audit/verify", audit.audit_verify, methods=["GET"]),
+    Route("/v1/audit/head", audit.audit_head, methods=["GET"]),
+    Route("/v1/audit/export", audit.audit_export, methods=["GET"]),
     Route("/", dashboard, methods=["GET"]),
     Mount("/static", StaticFiles(directory=STATIC), name="static"),
 ]

@@ -20,8 +20,11 @@ from tests.security.test_routes import app_routes
 
 pytestmark = pytest.mark.anyio
 
-MAY_OMIT: dict[type[BaseModel], set[str]] = {AuditReport: {"first_bad_event_id", "reason"}}
-"""Fields an answer leaves out on purpose (the chain's break, when there is none)."""
+MAY_OMIT: dict[type[BaseModel], set[str]] = {
+    AuditReport: {"first_bad_event_id", "reason", "signed_heads", "signed_through"}
+}
+"""Fields an answer leaves out on purpose (the chain's break, when there is none; what signed
+heads showed, when none were checked)."""
 UNDOCUMENTED = {
     ("GET", "/metrics"),
     ("GET", "/openapi.json"),
@@ -133,6 +136,9 @@ async def test_every_answer_is_its_model(client: httpx.AsyncClient) -> None:
         await call("GET", path)
     await call("GET", "/v1/audit/verify")
     await call("GET", "/v1/audit/verify", query="run_id={run_id}")
+    await call("GET", "/v1/audit/verify", query=f"head=1:{'0' * 64}")
+    await call("GET", "/v1/audit/head", status=404)  # 200 in tests/security/test_signed_heads.py
+    await call("GET", "/v1/audit/export", query="visibility=internal")
     await call("GET", "/healthz")
     await call("GET", "/readyz")
     call.values["run_id"] = "run-none"

@@ -1,0 +1,145 @@
+"""Signed heads in the log: how the leader appends them, and what a verifier checks of them.
+
+A ``chain_head`` event is appended to the system run (``SYSTEM_RUN`` of ``SYSTEM_ORGANIZATION``)
+inside the writer's transaction, so the head it signs is the event just before it: its
+``head_id`` is its own id - 1 and its ``head_hash`` its own ``prev_hash``. A verifier checks that
+link and the signature; a rehashed chain changes every ``prev_hash``, so each signed head the
+attacker left in the log no longer verifies, and a head kept outside the log (``GET
+/v1/audit/head``) catches a truncated tail and a rehash that removed the heads too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from .appending import WriteContext, prepare_append
+from .payloads import EventType
+from .records import AgentEvent, NewEvent, decode_json
+from .signing import HeadSigner, PublicKeys, SignedHead
+from .system import SYSTEM_ORGANIZATION
+
+__all__ = ["SYSTEM_RUN", "AppendSignedHead", "HeadChecks", "HeadProblem"]
+
+SYSTEM_RUN = "chain-heads"
+"""The run (and conversation) of ``SYSTEM_ORGANIZATION`` that holds every signed head."""
+CHAIN_HEAD = EventType.CHAIN_HEAD.value
+_OPENING = (
+    NewEvent(EventType.RUN_CREATED, {"agent_id": "runtrack", "metadata": {"purpose": "heads"}}),
+    NewEvent(EventType.RUN_STATUS_CHANGED, {"from": "queued", "to": "running"}),
+    NewEvent(EventType.RUN_STATUS_CHANGED, {"from": "running", "stop_reason": "end_turn"}),
+)
+"""The system run ends as it starts: no worker claims it, the reconciler never times it out, and
+``chain_head`` events (passive in the fold) go on being appended to it."""
+
+
+@dataclass
+class AppendSignedHead:
+    """The write unit: sign the log's current head and append the signature right after it.
+
+    Nothing is appended when the log's last event is already the system run's own (nothing was
+    appended since the last head), so an idle server does not grow the log.
+    """
+
+    signer: HeadSigner
+
+    def __call__(self, context: WriteContext) -> AgentEvent | None:
+        if context.run_sequence(SYSTEM_RUN) == 0:
+            context.append(
+                prepare_append(
+                    SYSTEM_ORGANIZATION, SYSTEM_RUN, _OPENING, conversation_id=SYSTEM_RUN
+                )
+            )
+        elif context.run_last_event_id(SYSTEM_RUN) == context.head.id:
+            return None
+        head = context.head
+        signed = self.signer.sign(head.id, head.hash)
+        event = NewEvent(EventType.CHAIN_HEAD, signed.payload())
+        return context.append(prepare_append(SYSTEM_ORGANIZATION, SYSTEM_RUN, [event]))[0]
+
+
+@dataclass(frozen=True)
+class HeadProblem:
+    event_id: int
+    reason: str
+
+
+@dataclass
+class HeadChecks:
+    """What a walk of the chain checks of signed heads, event by event in id order.
+
+    ``kept`` are heads an auditor kept outside the log: the event they name must have their
+    hash, and the log must reach it. ``keys`` are the public keys trusted to sign; without any,
+    a ``chain_head`` is checked for its link only.
+    """
+
+    keys: PublicKeys = field(default_factory=PublicKeys)
+    kept: Sequence[SignedHead] = ()
+    signed: int = 0
+    """Heads whose signature verified (in the log, and kept ones the walk reached)."""
+    signed_through: int = 0
+    """The highest event id a verified signature covers."""
+
+    def __post_init__(self) -> None:
+        self._kept = {head.head_id: head for head in self.kept}
+
+    @property
+    def ids(self) -> Mapping[int, SignedHead]:
+        """The ids kept heads name (a walk that skips other events must not skip these)."""
+        return self._kept
+
+    def see(self, event: AgentEvent) -> HeadProblem | None:
+        """Check ``event`` (whose own hash and link were already checked)."""
+        kept = self._kept.get(event.id)
+        if kept is not None:
+            if event.hash != kept.head_hash:
+                return HeadProblem(
+                    event.id,
+                    "the hash of this event is not the one a kept signed head names: "
+                    "the chain was rewritten up to here",
+                )
+            self._count(kept)
+        if event.event_type == CHAIN_HEAD and event.organization_id == SYSTEM_ORGANIZATION:
+            return self._in_log(event)
+        return None
+
+    def _in_log(self, event: AgentEvent) -> HeadProblem | None:
+        try:
+            head = SignedHead.from_json(decode_json(event.payload_json))
+        except ValueError as exc:
+            return HeadProblem(event.id, f"a malformed chain_head: {exc}")
+        if self.keys:
+            problem = self.keys.problem(head)
+            if problem is not None:
+                return HeadProblem(event.id, f"{problem}: the chain was rewritten up to here")
+        if head.head_id != event.id - 1 or head.head_hash != event.prev_hash:
+            return HeadProblem(
+                event.id,
+                "this chain_head signs another hash than the chain has before it: "
+                "the chain was rewritten up to here",
+            )
+        if self.keys:
+            self._count(head)
+        return None
+
+    def _count(self, head: SignedHead) -> None:
+        self.signed += 1
+        self.signed_through = max(self.signed_through, head.head_id)
+
+    def finish(self, last_id: int) -> HeadProblem | None:
+        """After the last event: a kept head past it means the tail was cut (with the id
+        counter rewound, since the walk found no id missing); with keys, some head must hold."""
+        beyond = [head_id for head_id in self._kept if head_id > last_id]
+        if beyond:
+            return HeadProblem(
+                last_id + 1,
+                f"the log ends at event {last_id}, but a kept signed head names event "
+                f"{max(beyond)}: events at the end of the log were removed",
+            )
+        if self.keys and self.signed == 0:
+            return HeadProblem(
+                1,
+                "no head signed by the given public keys was found: nothing in this log is "
+                "proven (a rehashed chain whose signed heads were removed looks like this)",
+            )
+        return None
