@@ -37,7 +37,9 @@ export function statusOverTime(samples) {
   const latest = samples.length ? samples[samples.length - 1] : {};
   const description = Object.entries(latest).map(([s, n]) => `${s} ${n}`).join(", ") || "no runs";
   const columns = samples.map((counts) => STATUSES.map((s) => ({ value: counts[s] || 0, fill: `f-${s}`, title: `${s}: ${counts[s] || 0}` })));
-  return figure("Runs by status, last minute", description, stackedBars(columns));
+  const chart = figure("Runs by status, last minute", description, stackedBars(columns));
+  chart.dataset.samples = String(samples.length);  // seconds drawn: a full minute once loaded
+  return chart;
 }
 
 export function eventsPerSecond(perSecond) {
