@@ -71,7 +71,10 @@ export async function board(search) {
   }
   // A new filter is a new entry in the tab's history (back returns to the previous one); an
   // exact run id opens that run instead.
+  let asked = JSON.stringify(filters);  // Enter fires both change and submit: act once
   async function apply(next) {
+    if (JSON.stringify(next) === asked) return;
+    asked = JSON.stringify(next);
     if (next.run && next.run !== filters.run && await exists(next.run)) {
       location.hash = `#/runs/${encodeURIComponent(next.run)}`;
       return;
