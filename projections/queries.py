@@ -7,6 +7,8 @@ a run that existed when it started. Cursors are opaque to clients.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,6 +29,7 @@ from eventstore import (
 from .lifecycle import ACTIVE
 from .readmodel import RUN_COLUMNS, metadata_value, state_from_row
 from .state import RunState, fold
+from .status_history import StatusSample, TouchedRun, replay
 
 __all__ = [
     "CURSOR_PATTERN",
@@ -36,11 +39,14 @@ __all__ = [
     "RunQueries",
     "RunStats",
     "Usage",
+    "allowed_statuses",
     "decode_cursor",
     "encode_cursor",
 ]
 
 Order = Literal["asc", "desc"]
+_STATUS_CHANGE = EventType.RUN_STATUS_CHANGED.value
+"""Written into the SQL, not bound: the partial index of status changes then serves it."""
 MAX_LIMIT = 1000
 
 
@@ -55,6 +61,8 @@ class RunFilter:
     created_after: str | None = None
     created_before: str | None = None
     metadata: tuple[tuple[str, Any], ...] = ()
+    run_id_prefix: str | None = None
+    """Runs whose id starts with this text (a run id cut short, as people paste them)."""
 
 
 @dataclass(frozen=True)
@@ -179,6 +187,36 @@ class RunQueries:
             durations[int(index)] = int(count)
         return RunStats(sum(by_status.values()), by_status, durations)
 
+    async def status_history(
+        self, organization_id: str, flt: RunFilter, moments: Sequence[str]
+    ) -> list[StatusSample]:
+        """Runs by status at each of ``moments`` (ascending log timestamps, the last one now).
+
+        One statement, so one snapshot: the runs whose status last changed at or before the
+        first moment, counted as they are, and the status changes of every other run. The
+        filter's statuses choose what is counted, not which runs are replayed.
+        """
+        runs = dataclasses.replace(flt, statuses=(), active=None)
+        where, params = _where(organization_id, runs)
+        rows = await self._store.fetchall(
+            f"SELECT NULL, status, COUNT(*), NULL, NULL FROM runs WHERE {where} "
+            "AND status_changed_at <= ? GROUP BY status "
+            "UNION ALL SELECT r.run_id, r.created_at, e.id, e.created_at, e.payload "
+            f"FROM (SELECT run_id, created_at FROM runs WHERE {where} "
+            "AND status_changed_at > ?) r LEFT JOIN events e "
+            f"ON e.run_id = r.run_id AND e.event_type = '{_STATUS_CHANGE}'",
+            (*params, moments[0], *params, moments[0]),
+        )
+        steady = [(str(row[1]), int(row[2])) for row in rows if row[0] is None]
+        touched: dict[str, TouchedRun] = {}
+        for run_id, created_at, event_id, changed_at, payload in sorted(
+            (row for row in rows if row[0] is not None), key=lambda row: (row[0], row[2] or 0)
+        ):
+            run = touched.setdefault(run_id, TouchedRun(str(created_at)))
+            if event_id is not None:
+                run.changes.append((str(changed_at), str(json.loads(payload)["to"])))
+        return replay(moments, steady, touched.values(), allowed_statuses(flt))
+
     async def messages(
         self, organization_id: str, run_id: str, visibility: Visibility = Visibility.INTERNAL
     ) -> list[AgentEvent]:
@@ -257,17 +295,26 @@ class RunQueries:
         return [AgentEvent.from_row(row) for row in rows]
 
 
-def _where(organization_id: str, flt: RunFilter) -> tuple[str, list[Any]]:
-    clauses, params = ["organization_id = ?"], [organization_id]
+def allowed_statuses(flt: RunFilter) -> list[str] | None:
+    """The statuses ``flt`` lets through (``status`` narrowed by ``active``); None for all."""
     statuses = [s.value for s in flt.statuses]
     if flt.active is not None:
         active = sorted(s.value for s in ACTIVE)
         statuses = [s for s in statuses if s in active] if statuses else active
         if flt.active is False:
             statuses = sorted(s.value for s in RunStatus if s.value not in active)
-    if statuses or flt.statuses:
+    return statuses if statuses or flt.statuses else None
+
+
+def _where(organization_id: str, flt: RunFilter) -> tuple[str, list[Any]]:
+    clauses, params = ["organization_id = ?"], list[Any]([organization_id])
+    statuses = allowed_statuses(flt)
+    if statuses is not None:
         clauses.append(f"status IN ({_marks(statuses) or 'NULL'})")
         params.extend(statuses)
+    if flt.run_id_prefix:  # substr, not LIKE: the same, case-sensitive, on both databases
+        clauses.append("substr(run_id, 1, CAST(? AS INTEGER)) = ?")
+        params.extend([len(flt.run_id_prefix), flt.run_id_prefix])
     for column in ("agent_id", "conversation_id", "lane_key", "stop_reason"):
         value = getattr(flt, column)
         if value is not None:

@@ -23,6 +23,7 @@ __all__ = [
     "INTEGRAL",
     "MAX_CLAIM_WAIT_SECONDS",
     "MAX_EVENTS_PER_APPEND",
+    "MAX_HISTORY_SECONDS",
     "MAX_ID_CHARS",
     "MAX_INTEGER",
     "MAX_JSON_DEPTH",
@@ -44,6 +45,8 @@ MAX_METADATA_FILTERS = 32
 MAX_PAGE_SIZE = 1000
 MAX_CLAIM_WAIT_SECONDS = 30.0
 """The longest ``wait_seconds`` a claim may wait server-side for a claimable run."""
+MAX_HISTORY_SECONDS = 300
+"""The longest look back of ``GET /v1/runs/stats/history``: it replays every run that changed."""
 MAX_ID_CHARS = 200
 """Identifiers a client chooses: agent, conversation, worker, tool call, idempotency key."""
 MAX_TEXT_CHARS = 4000

@@ -61,6 +61,8 @@ __all__ = [
     "Run",
     "RunList",
     "RunStats",
+    "StatusHistory",
+    "StatusSample",
     "Step",
     "StoredEvent",
     "ToolResultBody",
@@ -285,6 +287,21 @@ class RunStats(BaseModel):
     total: int
     by_status: dict[str, int]
     durations: list[DurationBucket]
+
+
+class StatusSample(BaseModel):
+    at: str
+    """The moment counted, UTC; one second after the sample before it."""
+    by_status: dict[str, int]
+    """Runs in each status at that moment (statuses with none left out)."""
+
+
+class StatusHistory(BaseModel):
+    """The board's "runs by status, last minute" chart, filled at load: oldest sample first,
+    the last one taken when the request was answered."""
+
+    seconds: int
+    samples: list[StatusSample]
 
 
 class ErrorDetail(BaseModel):

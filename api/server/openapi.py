@@ -40,6 +40,7 @@ from api.client.models import (
     Run,
     RunList,
     RunStats,
+    StatusHistory,
     StoredEvent,
     ToolResultBody,
     ToolResultList,
@@ -87,7 +88,13 @@ class _Op:
 
 _EVENT_QUERY = (query.AFTER_EVENT_ID, query.EVENT_LIMIT, query.VISIBILITY)
 _STREAM_QUERY = (query.AFTER_EVENT_ID, query.AFTER_SEQUENCE, query.VISIBILITY)
-_FILTER_QUERY = (query.STATUS, query.ACTIVE, *query.TEXT_FILTERS, query.METADATA)
+_FILTER_QUERY = (
+    query.STATUS,
+    query.ACTIVE,
+    *query.TEXT_FILTERS,
+    query.METADATA,
+    query.RUN_ID_PREFIX,
+)
 _LIST_QUERY = (*_FILTER_QUERY, query.RUN_LIMIT, query.ORDER, query.AFTER, query.BEFORE)
 _ID = {"type": "string", "minLength": 1, "maxLength": MAX_ID_CHARS, "pattern": IDENTIFIER_PATTERN}
 
@@ -103,6 +110,13 @@ OPERATIONS = (
         "Counts of the runs the filters match: by status, finished ones by duration",
         returns=RunStats,
         query=_FILTER_QUERY,
+    ),
+    _Op(
+        "get",
+        "/v1/runs/stats/history",
+        "Runs by status at each of the last seconds (default 60), replayed from the log",
+        returns=StatusHistory,
+        query=(*_FILTER_QUERY, query.SECONDS),
     ),
     _Op(
         "post",

@@ -11,7 +11,14 @@ from typing import Any, Protocol
 
 from starlette.requests import Request
 
-from api.client.contract import MAX_INTEGER, MAX_METADATA_FILTERS, MAX_PAGE_SIZE, VISIBILITIES
+from api.client.contract import (
+    MAX_HISTORY_SECONDS,
+    MAX_ID_CHARS,
+    MAX_INTEGER,
+    MAX_METADATA_FILTERS,
+    MAX_PAGE_SIZE,
+    VISIBILITIES,
+)
 from api.server.errors import ApiError
 from api.server.input_limits import bounded_int
 from eventstore import RunStatus
@@ -36,7 +43,9 @@ __all__ = [
     "ORDER",
     "PUBLIC_KEY",
     "RUN_ID",
+    "RUN_ID_PREFIX",
     "RUN_LIMIT",
+    "SECONDS",
     "STATUS",
     "STOP_REASON",
     "TEXT_FILTERS",
@@ -188,6 +197,29 @@ class MetadataFilters:
         return tuple(dict.fromkeys(_metadata_pair(raw) for raw in raws))
 
 
+@dataclass(frozen=True)
+class Text:
+    """A text of at most ``longest`` characters (a longer one is a 400, not a silent miss)."""
+
+    name: str
+    longest: int
+    description: str
+
+    @property
+    def schema(self) -> dict[str, Any]:
+        return {**_TEXT, "maxLength": self.longest, "description": self.description}
+
+    def get(self, request: Request) -> str | None:
+        raw = request.query_params.get(self.name)
+        if raw is not None and len(raw) > self.longest:
+            raise ApiError(
+                400,
+                "invalid_parameter",
+                f"{self.name} holds at most {self.longest} characters; got {len(raw)}",
+            )
+        return raw
+
+
 def _metadata_pair(raw: str) -> tuple[str, str]:
     key, sep, value = raw.partition("=")
     if not sep or not key:
@@ -231,6 +263,8 @@ PUBLIC_KEY = Param(
         "description": "Check signed heads with this Ed25519 public key (default: the server's)",
     },
 )
+RUN_ID_PREFIX = Text("run_id_prefix", MAX_ID_CHARS, "Runs whose id starts with this text")
+SECONDS = Integer("seconds", 60, low=1, high=MAX_HISTORY_SECONDS)
 STATUS = Statuses("status")
 ACTIVE = Boolean("active")
 METADATA = MetadataFilters("metadata")

@@ -177,3 +177,51 @@ async def test_stats_put_each_finished_run_in_its_duration_bucket(runs: Runs) ->
     assert stats.by_status == {"completed": len(durations_ms), "queued": 1}
     assert stats.durations == [2, 1, 1, 1, 0, 2]
     assert DURATION_BOUNDS_MS == (1_000, 10_000, 60_000, 600_000, 3_600_000)
+
+
+async def test_status_history_replays_the_runs_that_changed_inside_the_window(
+    runs: Runs,
+) -> None:
+    """Moments are the log's own timestamps: a change at a moment counts at that moment."""
+    steady = await runs.commands.create(ORG, "agent-old")  # queued before the window, still
+    moving = await runs.commands.create(ORG, "agent-h")
+    claimed = await runs.commands.claim(ORG, "w", lane_key=moving.lane_key)
+    assert claimed is not None
+    done = await runs.commands.change_status(ORG, moving.run_id, stop_reason="end_turn")
+    late = await runs.commands.create(ORG, "agent-late")
+    await runs.commands.create("org-other", "agent-h")
+    running_at = (await runs.queries.get(ORG, moving.run_id)).started_at
+    assert running_at is not None
+    moments = [running_at, done.completed_at or "", late.created_at]
+
+    async def history(flt: RunFilter) -> list[dict[str, int]]:
+        samples = await runs.queries.status_history(ORG, flt, moments)
+        assert [s.at for s in samples] == moments
+        return [s.by_status for s in samples]
+
+    assert await history(RunFilter()) == [
+        {"queued": 1, "running": 1},
+        {"completed": 1, "queued": 1},
+        {"completed": 1, "queued": 2},
+    ]
+    queued = RunFilter(statuses=(RunStatus.QUEUED,))
+    assert await history(queued) == [{"queued": 1}, {"queued": 1}, {"queued": 2}]
+    assert await history(RunFilter(active=True)) == [{"running": 1}, {}, {}]
+    assert await history(RunFilter(agent_id="agent-late")) == [{}, {}, {"queued": 1}]
+    assert await history(RunFilter(run_id_prefix=steady.run_id)) == [{"queued": 1}] * 3
+
+
+async def test_a_run_id_prefix_finds_the_runs_whose_id_starts_with_it(runs: Runs) -> None:
+    first = await runs.commands.create(ORG, "agent", run_id="run-abc-1")
+    second = await runs.commands.create(ORG, "agent", run_id="run-abc-2")
+    await runs.commands.create(ORG, "agent", run_id="run-xyz")
+    await runs.commands.create(ORG, "agent", run_id="RUN-ABC-3")  # the prefix is case-sensitive
+
+    async def ids(prefix: str) -> list[str]:
+        flt = RunFilter(run_id_prefix=prefix)
+        return [r.run_id for r in (await runs.queries.list_runs(ORG, flt)).items]
+
+    assert await ids("run-abc") == [second.run_id, first.run_id]
+    assert await ids("run-abc-1") == [first.run_id]
+    assert await ids("run-abc-1-and-more") == []
+    assert (await runs.queries.stats(ORG, RunFilter(run_id_prefix="run-"))).total == 3

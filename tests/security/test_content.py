@@ -322,6 +322,7 @@ ROUTE_CONTENT = {
     ("GET", "/v1/runs"): "runs, capped",
     ("POST", "/v1/runs/claim"): "whole: the worker's resumption state",
     ("GET", "/v1/runs/stats"): "counts only",
+    ("GET", "/v1/runs/stats/history"): "counts only",
     ("GET", "/v1/runs/{run_id}"): "a run, capped",
     ("POST", "/v1/runs/{run_id}/events"): "the caller's own events",
     ("GET", "/v1/runs/{run_id}/events"): "events filtered by the capped visibility",

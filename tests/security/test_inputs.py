@@ -192,7 +192,7 @@ async def test_thousands_of_metadata_filters_are_refused_naming_the_limit(
     operator: httpx.AsyncClient, run_id: str
 ) -> None:
     params = httpx.QueryParams([("metadata", f"k{i}=v") for i in range(2000)])
-    for path in ("/v1/runs", "/v1/runs/stats"):
+    for path in ("/v1/runs", "/v1/runs/stats", "/v1/runs/stats/history"):
         response = await operator.get(path, params=params)
         refused(response, 400, "metadata", "32")
 
@@ -221,6 +221,8 @@ async def test_the_limits_are_in_the_openapi_document(operator: httpx.AsyncClien
         "/v1/runs?agent_id=%00",
         "/v1/runs?metadata=a%00=b",
         "/v1/runs/stats?lane_key=%00",
+        "/v1/runs/stats/history?agent_id=%00",
+        "/v1/runs?run_id_prefix=a%00",
         "/v1/audit/verify?run_id=%00",
     ],
 )

@@ -65,6 +65,7 @@ CASES = [
     Case("POST", "/v1/runs/claim", Role.OPERATOR, "organization", {"worker_id": "w"},
          ok=frozenset({200, 204})),
     Case("GET", "/v1/runs/stats", Role.USER, "organization"),
+    Case("GET", "/v1/runs/stats/history", Role.USER, "organization"),
     Case("GET", RUN, Role.USER, "run"),
     Case("POST", f"{RUN}/events", Role.OPERATOR, "run", {"events": [MESSAGE]},
          ok=frozenset({201})),
@@ -259,6 +260,8 @@ async def test_stats_count_only_the_callers_runs(tenants: Tenants) -> None:
     for organization, expected in (("org-a", 1), ("org-b", 2)):
         stats = await tenants.client(organization, Role.ADMIN).get("/v1/runs/stats")
         assert stats.json()["total"] == expected
+        history = await tenants.client(organization, Role.USER).get("/v1/runs/stats/history")
+        assert sum(history.json()["samples"][-1]["by_status"].values()) == expected
 
 
 SHARED_CONVERSATION = "conv-shared-by-both"

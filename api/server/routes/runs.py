@@ -4,6 +4,7 @@ results."""
 from __future__ import annotations
 
 from collections.abc import Awaitable
+from datetime import UTC, datetime, timedelta
 from time import perf_counter
 
 from starlette.requests import Request
@@ -26,6 +27,8 @@ from api.client.models import (
     MessageList,
     RunList,
     RunStats,
+    StatusHistory,
+    StatusSample,
     ToolResultBody,
     ToolResultList,
     ToolResultRecorded,
@@ -56,7 +59,7 @@ from api.server.wire import (
     run_json,
     shaped,
 )
-from eventstore import AgentEvent, EventFilter, Visibility
+from eventstore import AgentEvent, EventFilter, Visibility, format_timestamp
 from projections import DURATION_BOUNDS_MS, RunFilter
 from projections import Claim as RunClaim
 
@@ -113,6 +116,23 @@ async def run_stats(request: Request) -> JSONResponse:
     return json_response(answer.model_dump(mode="json"))
 
 
+async def status_history(request: Request) -> JSONResponse:
+    """Runs by status at each of the last ``seconds`` seconds (the board's chart at load)."""
+    principal = await require(request, Role.USER)
+    seconds = query.SECONDS.value(request)
+    flt = _run_filter(request)
+    now = datetime.now(UTC)
+    moments = [
+        format_timestamp(now - timedelta(seconds=back)) for back in range(seconds - 1, -1, -1)
+    ]
+    samples = await queries(request).status_history(principal.organization_id, flt, moments)
+    answer = StatusHistory(
+        seconds=seconds,
+        samples=[StatusSample(at=s.at, by_status=s.by_status) for s in samples],
+    )
+    return json_response(answer.model_dump(mode="json"))
+
+
 def _run_filter(request: Request) -> RunFilter:
     return RunFilter(
         statuses=query.STATUS.get(request),
@@ -124,6 +144,7 @@ def _run_filter(request: Request) -> RunFilter:
         created_after=query.CREATED_AFTER.get(request),
         created_before=query.CREATED_BEFORE.get(request),
         metadata=query.METADATA.get(request),
+        run_id_prefix=query.RUN_ID_PREFIX.get(request) or None,
     )
 
 
@@ -328,6 +349,7 @@ routes = [
     Route("/v1/runs", list_runs, methods=["GET"]),
     Route("/v1/runs/claim", claim_run, methods=["POST"]),
     Route("/v1/runs/stats", run_stats, methods=["GET"]),
+    Route("/v1/runs/stats/history", status_history, methods=["GET"]),
     Route("/v1/runs/{run_id}", get_run, methods=["GET"]),
     _append,
     Route("/v1/runs/{run_id}/events", run_events, methods=["GET"]),

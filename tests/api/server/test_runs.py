@@ -79,6 +79,45 @@ async def test_stats_count_every_matching_run_by_status_and_duration(
     assert "sleeping" in refused.json()["error"]["message"]
 
 
+async def test_status_history_answers_each_of_the_last_seconds(
+    client: httpx.AsyncClient,
+) -> None:
+    first = await create(client, agent_id="agent-h")
+    await claim(client)
+    await create(client, agent_id="agent-h")
+    history = (await client.get("/v1/runs/stats/history", params={"agent_id": "agent-h"})).json()
+    assert history["seconds"] == 60
+    samples = history["samples"]
+    assert len(samples) == 60
+    assert [s["at"] for s in samples] == sorted(s["at"] for s in samples)
+    assert samples[-1]["by_status"] == {"queued": 1, "running": 1}
+    assert samples[0]["by_status"] == {}  # a minute ago neither run existed
+    narrowed = await client.get(
+        "/v1/runs/stats/history", params={"seconds": "5", "status": "running"}
+    )
+    assert [s["by_status"] for s in narrowed.json()["samples"]][-1] == {"running": 1}
+    assert len(narrowed.json()["samples"]) == 5
+    prefix = {"run_id_prefix": first["id"], "seconds": "1"}
+    by_prefix = (await client.get("/v1/runs/stats/history", params=prefix)).json()
+    assert by_prefix["samples"][-1]["by_status"] == {"running": 1}
+    for seconds in ("0", "301", "a minute"):
+        refused = await client.get("/v1/runs/stats/history", params={"seconds": seconds})
+        assert refused.status_code == 400, seconds
+        assert "seconds" in refused.json()["error"]["message"]
+
+
+async def test_run_id_prefix_narrows_listings_and_refuses_a_too_long_one(
+    client: httpx.AsyncClient,
+) -> None:
+    run = await create(client)
+    await create(client)
+    listed = (await client.get("/v1/runs", params={"run_id_prefix": run["id"][:-1]})).json()
+    assert [r["id"] for r in listed["items"]] == [run["id"]]
+    refused = await client.get("/v1/runs", params={"run_id_prefix": "r" * 201})
+    assert refused.status_code == 400
+    assert "run_id_prefix" in refused.json()["error"]["message"]
+
+
 async def test_create_without_conversation_gets_a_fresh_one(client: httpx.AsyncClient) -> None:
     first, second = await create(client), await create(client)
     assert first["conversation_id"] != second["conversation_id"]

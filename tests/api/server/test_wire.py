@@ -132,7 +132,8 @@ async def test_every_answer_is_its_model(client: httpx.AsyncClient) -> None:
     await call("POST", f"{RUN}/resume")
     await call("POST", f"{RUN}/cancel", {})
     await call("POST", "/v1/conversations/{conversation_id}/cancel", {})
-    for path in ("/v1/runs", "/v1/runs/stats", f"{RUN}/events", "/v1/events", "/v1/me"):
+    paths = ("/v1/runs", "/v1/runs/stats", "/v1/runs/stats/history", f"{RUN}/events")
+    for path in (*paths, "/v1/events", "/v1/me"):
         await call("GET", path)
     await call("GET", "/v1/audit/verify")
     await call("GET", "/v1/audit/verify", query="run_id={run_id}")
