@@ -36,8 +36,9 @@ function axis(model, scale) {
 
 function rowButton(row, model, scale, selectedKey, onSelect) {
   const label = el("span", { class: "wf-label" }, el("span", { text: row.label }));
-  if (row.callId && row.callId !== row.label) label.append(el("span", { class: "wf-id", text: row.callId }));
-  if (row.tag) label.append(el("span", { class: `wf-tag wf-tag-${row.tag}`, text: row.tag }));
+  // Spaces between the parts: the accessible name must contain the visible text as read.
+  if (row.callId && row.callId !== row.label) label.append(" ", el("span", { class: "wf-id", text: row.callId }));
+  if (row.tag) label.append(" ", el("span", { class: `wf-tag wf-tag-${row.tag}`, text: row.tag }));
   const track = el("span", { class: "wf-track" });
   for (const attempt of model.attempts.slice(1)) {
     const line = el("span", { class: "wf-attempt" });
@@ -71,7 +72,9 @@ export function describeRow(row, model) {
   const last = row.items[row.items.length - 1];
   if (SPANS.has(first.kind)) {
     // The name begins with the row's visible text, as speech input expects.
-    const name = first.kind === "tool" ? `${row.label} ${row.callId}: tool call` : `${row.label}:`;
+    const shown = [row.label, row.callId && row.callId !== row.label ? row.callId : "", row.tag || ""];
+    const visible = shown.filter(Boolean).join(" ");
+    const name = first.kind === "tool" ? `${visible}: tool call` : `${visible}:`;
     const parts = [name, first.status, span(first.end - first.start), offset(first.start)];
     if (first.replayedIn && first.replayedIn.length) parts.push(`replayed in attempt ${first.replayedIn.join(", ")}`);
     return `${name} ${parts.slice(1).filter(Boolean).join(", ")}`;
