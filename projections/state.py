@@ -314,7 +314,7 @@ def _passive(state: RunState, event: AgentEvent) -> None:
 
 
 def _require_live(state: RunState, event: AgentEvent) -> None:
-    if state.terminal:
+    if state.status in TERMINAL:  # not ``state.terminal``: a property call per event folded
         raise RunTerminal(
             f"run {state.run_id} is {state.status.value}: it accepts no {event.event_type}",
             run_id=state.run_id,
