@@ -7,7 +7,7 @@ import gc
 import pytest
 
 from eventstore import AgentEvent, NewEvent, Visibility, canonical_json, refilled_events
-from projections import check, evolve, rebuild, seen_at
+from projections import RunState, RunStatus, check, evolve, rebuild, seen_at
 from projections.readmodel import RUN_COLUMNS, state_to_row
 from projections.rebuild import _check_not_kept
 
@@ -196,3 +196,40 @@ def test_the_views_of_a_run_without_content_are_written_as_the_encoder_writes_th
     state.content_views = {**views, "user": {**views["user"], "detail": "x"}}
     assert state_to_row(state)[column] == canonical_json(state.content_views)
     assert '"detail":"x"' in state_to_row(state)[column]
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        '{"agent_id":"a"}',
+        '{"agent_id":"a","callback_url":"http://h/c","lane_key":"l","metadata":{"k":1},'
+        '"parent_run_id":"p"}',
+    ],
+)
+def test_a_created_run_is_the_state_the_dataclass_builds(payload: str) -> None:
+    """The fold fills a new state's dict itself (a rebuild makes one per run): every field,
+    in the dataclass's order, equal to what ``RunState(...)`` builds from the same event."""
+    row = (4, ORG, "run", "conv", 1, "run_created", "user", payload, "t", "", "")
+    event = AgentEvent.from_row(row)
+    built = RunState(
+        run_id="run",
+        organization_id=ORG,
+        conversation_id="conv",
+        agent_id="a",
+        lane_key=event.payload.get("lane_key", "conversation:conv"),
+        parent_run_id=event.payload.get("parent_run_id"),
+        status=RunStatus.QUEUED,
+        created_at="t",
+        created_event_id=4,
+        last_event_id=4,
+        last_sequence=1,
+        updated_at="t",
+        status_changed_at="t",
+        callback_url=event.payload.get("callback_url"),
+        metadata=event.payload.get("metadata", {}),
+        lane_position=4,
+    )
+    created = evolve(None, event)
+    assert created == built
+    assert list(created.__dict__) == list(built.__dict__)
+    assert created.metadata is not event.payload.get("metadata")
