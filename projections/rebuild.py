@@ -279,7 +279,7 @@ def _write_tables(context: WriteContext, folded: _Fold) -> None:
         )
         tx.executemany(
             "INSERT INTO run_metadata (run_id, organization_id, key, value) VALUES (?, ?, ?, ?)",
-            [row for s in chunk for row in metadata_rows(s)],
+            [row for s in chunk if s.metadata for row in metadata_rows(s)],
         )
     tx.executemany(
         "INSERT INTO tool_results (run_id, tool_call_id, event_id) VALUES (?, ?, ?)",
