@@ -141,10 +141,8 @@ def _views_column(views: Views) -> str | None:
     return _json_column(views)
 
 
-def _status_label(status: RunStatus) -> str:
-    return status.value
-
-
+_STATUS_LABELS: dict[RunStatus, str] = {status: status.value for status in RunStatus}
+"""A status's stored label as a lookup: an enum member's ``value`` is a Python-level property."""
 _NO_CONTENT = empty_views()
 _NO_CONTENT_JSON = canonical_json(_NO_CONTENT)
 _EMPTY_JSON: dict[type, str] = {tuple: "[]", list: "[]", dict: "{}"}
@@ -152,7 +150,7 @@ _CONVERTERS: dict[str, Callable[[Any], Any]] = {
     **dict.fromkeys(_JSON_FIELDS, _json_column),
     "content_views": _views_column,
     **dict.fromkeys(_BOOL_FIELDS, int),
-    "status": _status_label,
+    "status": _STATUS_LABELS.__getitem__,
 }
 _CONVERSIONS = tuple(
     (index, _CONVERTERS[name]) for index, name in enumerate(_FIELDS) if name in _CONVERTERS
