@@ -179,8 +179,13 @@ async def _fold_pages(store: EventStore) -> _Fold:
             return folded
 
 
-_PAGE_SQL = f"SELECT {EVENT_COLUMNS} FROM events WHERE id > ? ORDER BY id LIMIT ?"
-"""A page of the log (the store's own unfiltered read, as rows: the fold refills one event)."""
+_FOLDED_COLUMNS = EVENT_COLUMNS.replace("prev_hash, hash", "'' AS prev_hash, '' AS hash")
+assert _FOLDED_COLUMNS != EVENT_COLUMNS
+_PAGE_SQL = f"SELECT {_FOLDED_COLUMNS} FROM events WHERE id > ? ORDER BY id LIMIT ?"
+"""A page of the log (the store's own unfiltered read, as rows: the fold refills one event).
+No handler reads an event's hashes and the refilled event never leaves the fold, so the page
+leaves them out (empty): two 64-character strings fewer per row, 0.15-0.2 of the reader's
+1.8 us per event (docs/benchmarks.md)."""
 
 
 async def _catch_up(store: EventStore, folded: _Fold, run_id: str, until: int) -> None:
@@ -274,7 +279,7 @@ def _write_tables(context: WriteContext, folded: _Fold) -> None:
         )
         tx.executemany(
             "INSERT INTO run_metadata (run_id, organization_id, key, value) VALUES (?, ?, ?, ?)",
-            [row for s in chunk for row in metadata_rows(s)],
+            [row for s in chunk if s.metadata for row in metadata_rows(s)],
         )
     tx.executemany(
         "INSERT INTO tool_results (run_id, tool_call_id, event_id) VALUES (?, ?, ?)",

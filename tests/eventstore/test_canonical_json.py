@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from eventstore import MAX_INTEGER, canonical_json
+from eventstore import MAX_INTEGER, AgentEvent, canonical_json
 from eventstore.chain import _FAST
 from eventstore.payloads import normal_json, normalise_payload
 from eventstore.records import decode_json, refilled_events
@@ -190,6 +190,16 @@ def test_refilled_events_give_each_row_its_own_values_and_payload() -> None:
     seen = [(id(event), event.id, event.run_id, event.payload) for event in refilled_events(rows)]
     assert [values[1:] for values in seen] == [(n, f"run-{n}", {"n": n}) for n in (1, 2, 3)]
     assert len({values[0] for values in seen}) == 1
+
+
+def test_a_refilled_event_holds_every_column_of_its_row_as_from_row_does() -> None:
+    """The refill names each column itself: each one lands in its own field, and a row of
+    another length is refused rather than shifting the columns."""
+    row = (7, "org", "run", "conv", 3, "step_completed", "operator", '{"n":1}', "t", "p", "h")
+    (refilled,) = refilled_events([row])
+    assert refilled.__dict__ == {**AgentEvent.from_row(row).__dict__, "_payload": None}
+    with pytest.raises(ValueError, match="not enough values"):
+        list(refilled_events([row[:-1]]))
 
 
 _MESSAGE_ROLES = ["user", "assistant", "system", "tool"]

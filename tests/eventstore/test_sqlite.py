@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -11,6 +13,7 @@ from eventstore import (
     WRITER_CACHE_KIB,
     SQLiteEventStore,
     StoreUnavailable,
+    WriteContext,
 )
 
 from .helpers import ORG, message
@@ -46,3 +49,19 @@ async def test_the_writer_checkpoints_rarely_and_caches_its_hot_pages(tmp_path: 
     assert pages == (WAL_AUTOCHECKPOINT_PAGES,)
     assert cache == (-WRITER_CACHE_KIB,)
     assert WAL_AUTOCHECKPOINT_PAGES > 1000  # SQLite's default
+
+
+async def test_none_binds_as_null_through_the_registered_adapter(tmp_path: Path) -> None:
+    """The backend registers an adapter for None (the cheaper way through Python's sqlite3):
+    every way of binding None still stores NULL, and a stored run reads back the same."""
+    assert sqlite3.adapters[(type(None), sqlite3.PrepareProtocol)]("anything") is None
+    async with SQLiteEventStore(tmp_path / "log.db") as store:
+
+        def unit(context: WriteContext) -> list[tuple[Any, ...]]:
+            tx = context.tx
+            tx.execute("CREATE TABLE nulls (a, b)")
+            tx.execute("INSERT INTO nulls VALUES (?, ?)", (None, 1))
+            tx.executemany("INSERT INTO nulls VALUES (?, ?)", [(None, 2), (3, None)])
+            return tx.fetchall("SELECT a IS NULL, typeof(a), b IS NULL FROM nulls ORDER BY rowid")
+
+        assert await store.transact(unit) == [(1, "null", 0), (1, "null", 0), (0, "integer", 1)]

@@ -6,8 +6,9 @@ import gc
 
 import pytest
 
-from eventstore import NewEvent, Visibility, refilled_events
-from projections import check, rebuild, seen_at
+from eventstore import AgentEvent, NewEvent, Visibility, canonical_json, refilled_events
+from projections import RunState, RunStatus, check, evolve, rebuild, seen_at
+from projections.readmodel import RUN_COLUMNS, state_to_row
 from projections.rebuild import _check_not_kept
 
 from .conftest import ORG, Runs
@@ -182,3 +183,53 @@ def test_a_fold_that_keeps_the_refilled_event_is_refused() -> None:
     with pytest.raises(RuntimeError, match="kept an event"):
         _check_not_kept(event)
     assert kept
+
+
+def test_the_views_of_a_run_without_content_are_written_as_the_encoder_writes_them() -> None:
+    """``state_to_row`` writes the views of a run with no content from a constant (most
+    short runs): the same text as encoding them, and a run with content still gets its own."""
+    row = (1, ORG, "run", "conv", 1, "run_created", "user", '{"agent_id":"a"}', "t", "", "")
+    state = evolve(None, AgentEvent.from_row(row))
+    column = RUN_COLUMNS.split(", ").index("content_views")
+    assert state_to_row(state)[column] == canonical_json(state.content_views)
+    views = state.content_views
+    state.content_views = {**views, "user": {**views["user"], "detail": "x"}}
+    assert state_to_row(state)[column] == canonical_json(state.content_views)
+    assert '"detail":"x"' in state_to_row(state)[column]
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        '{"agent_id":"a"}',
+        '{"agent_id":"a","callback_url":"http://h/c","lane_key":"l","metadata":{"k":1},'
+        '"parent_run_id":"p"}',
+    ],
+)
+def test_a_created_run_is_the_state_the_dataclass_builds(payload: str) -> None:
+    """The fold fills a new state's dict itself (a rebuild makes one per run): every field,
+    in the dataclass's order, equal to what ``RunState(...)`` builds from the same event."""
+    row = (4, ORG, "run", "conv", 1, "run_created", "user", payload, "t", "", "")
+    event = AgentEvent.from_row(row)
+    built = RunState(
+        run_id="run",
+        organization_id=ORG,
+        conversation_id="conv",
+        agent_id="a",
+        lane_key=event.payload.get("lane_key", "conversation:conv"),
+        parent_run_id=event.payload.get("parent_run_id"),
+        status=RunStatus.QUEUED,
+        created_at="t",
+        created_event_id=4,
+        last_event_id=4,
+        last_sequence=1,
+        updated_at="t",
+        status_changed_at="t",
+        callback_url=event.payload.get("callback_url"),
+        metadata=event.payload.get("metadata", {}),
+        lane_position=4,
+    )
+    created = evolve(None, event)
+    assert created == built
+    assert list(created.__dict__) == list(built.__dict__)
+    assert created.metadata is not event.payload.get("metadata")
