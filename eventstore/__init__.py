@@ -18,11 +18,14 @@ from .appending import (
     format_timestamp,
     prepare_append,
 )
+from .archive import Anchor
 from .callback_url import check_callback_url
 from .chain import canonical_json, event_hash
 from .dialect import Dialect
 from .errors import (
+    ArchiveRefused,
     ConcurrencyConflict,
+    CursorExpired,
     IdempotencyMismatch,
     InvalidCursor,
     InvalidEvent,
@@ -66,9 +69,11 @@ from .scratch_schema import (
     drop_scratch_schema,
     scratch_schema,
 )
+from .segments import Manifest, SegmentError, list_manifests, read_segment
 from .sqlite import WAL_AUTOCHECKPOINT_PAGES, WRITER_CACHE_KIB, SQLiteEventStore
 from .sqlite_library import disable_memory_statistics
 from .store import PARALLEL_READS, EventStore
+from .system import SYSTEM_ORGANIZATION, is_reserved_organization
 from .tail import Broadcaster
 from .tasks import cancel_and_wait, stop_requested
 
@@ -82,14 +87,18 @@ __all__ = [
     "PAYLOAD_MODELS",
     "SERVER_WRITTEN_TYPES",
     "STATUS_FOR_STOP_REASON",
+    "SYSTEM_ORGANIZATION",
     "USER_ONLY_TYPES",
     "WAL_AUTOCHECKPOINT_PAGES",
     "WRITER_CACHE_KIB",
     "AgentEvent",
+    "Anchor",
     "AppendRequest",
+    "ArchiveRefused",
     "Broadcaster",
     "CheckpointKind",
     "ConcurrencyConflict",
+    "CursorExpired",
     "Dialect",
     "EventFilter",
     "EventPage",
@@ -101,6 +110,7 @@ __all__ = [
     "InvalidCursor",
     "InvalidEvent",
     "Leadership",
+    "Manifest",
     "NewEvent",
     "PlainAppend",
     "PreparedEvent",
@@ -110,6 +120,7 @@ __all__ = [
     "RunStatus",
     "SQLiteEventStore",
     "ScratchSchema",
+    "SegmentError",
     "StopReason",
     "StoreError",
     "StoreUnavailable",
@@ -130,11 +141,14 @@ __all__ = [
     "event_hash",
     "format_timestamp",
     "id_block",
+    "is_reserved_organization",
+    "list_manifests",
     "normalise_payload",
     "open_store",
     "page_end",
     "prepare_append",
     "read_frames",
+    "read_segment",
     "record_fingerprint",
     "refilled_events",
     "require_http_url",

@@ -7,6 +7,8 @@
     ├── IdempotencyMismatch  an idempotency key reused with different content
     ├── RefusedByProjection  a projection refused the append in its transaction (see .code)
     ├── InvalidCursor        a cursor that is malformed or beyond the head of the log
+    ├── CursorExpired        a cursor older than the oldest kept event (archived): 410
+    ├── ArchiveRefused       an archive batch that cannot go ahead as asked
     └── StoreUnavailable     the database failed or the store is closed; nothing acknowledged
 
 Driver errors (sqlite3, psycopg) never leave a backend module: they are translated at the boundary
@@ -18,7 +20,9 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "ArchiveRefused",
     "ConcurrencyConflict",
+    "CursorExpired",
     "IdempotencyMismatch",
     "InvalidCursor",
     "InvalidEvent",
@@ -96,3 +100,17 @@ def translate_driver_error(
     if isinstance(exc, driver):
         return StoreUnavailable(f"{name} error: {exc}")
     return None
+
+
+class CursorExpired(StoreError):
+    """A cursor older than the oldest event the live log keeps: what it pointed after was
+    archived. ``details`` name the oldest available id (and the segment, where one is known)."""
+
+    code = "cursor_expired"
+
+
+class ArchiveRefused(StoreError):
+    """An archive that cannot go ahead as asked (a segment that does not check, another
+    archive that moved the cut meanwhile, a chain that does not join the anchor)."""
+
+    code = "archive_refused"
