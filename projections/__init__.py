@@ -3,6 +3,7 @@ commands, queries and rebuild."""
 
 from __future__ import annotations
 
+from .archive import ArchiveReport, Hold, archive, cut_for_age, parse_age, plan_cut
 from .commands import Claim, RunCommands, conversation_run, new_run_id
 from .errors import (
     DuplicateQuestion,
@@ -36,8 +37,10 @@ __all__ = [
     "DURATION_BOUNDS_MS",
     "TERMINAL",
     "TRANSITIONS",
+    "ArchiveReport",
     "Claim",
     "DuplicateQuestion",
+    "Hold",
     "IllegalTransition",
     "LaneBusy",
     "NotWaitingOnHuman",
@@ -56,12 +59,16 @@ __all__ = [
     "StopReason",
     "Usage",
     "allowed_targets",
+    "archive",
     "check",
     "check_transition",
     "conversation_run",
+    "cut_for_age",
     "evolve",
     "fold",
     "new_run_id",
+    "parse_age",
+    "plan_cut",
     "rebuild",
     "resume_available",
     "seen_at",
