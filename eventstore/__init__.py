@@ -30,6 +30,7 @@ from .errors import (
     InvalidCursor,
     InvalidEvent,
     RefusedByProjection,
+    RunArchived,
     StoreError,
     StoreUnavailable,
     UnknownRun,
@@ -69,7 +70,7 @@ from .scratch_schema import (
     drop_scratch_schema,
     scratch_schema,
 )
-from .segments import Manifest, SegmentError, list_manifests, read_segment
+from .segments import ArchiveReader, Manifest, SegmentError, list_manifests, read_segment
 from .sqlite import WAL_AUTOCHECKPOINT_PAGES, WRITER_CACHE_KIB, SQLiteEventStore
 from .sqlite_library import disable_memory_statistics
 from .store import PARALLEL_READS, EventStore
@@ -94,6 +95,7 @@ __all__ = [
     "AgentEvent",
     "Anchor",
     "AppendRequest",
+    "ArchiveReader",
     "ArchiveRefused",
     "Broadcaster",
     "CheckpointKind",
@@ -117,6 +119,7 @@ __all__ = [
     "Projection",
     "RefusedByProjection",
     "Row",
+    "RunArchived",
     "RunStatus",
     "SQLiteEventStore",
     "ScratchSchema",

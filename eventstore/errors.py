@@ -8,6 +8,7 @@
     ├── RefusedByProjection  a projection refused the append in its transaction (see .code)
     ├── InvalidCursor        a cursor that is malformed or beyond the head of the log
     ├── CursorExpired        a cursor older than the oldest kept event (archived): 410
+    ├── RunArchived          a run's archived events, where the segments cannot be read: 410
     ├── ArchiveRefused       an archive batch that cannot go ahead as asked
     └── StoreUnavailable     the database failed or the store is closed; nothing acknowledged
 
@@ -27,6 +28,7 @@ __all__ = [
     "InvalidCursor",
     "InvalidEvent",
     "RefusedByProjection",
+    "RunArchived",
     "StoreError",
     "StoreUnavailable",
     "UnknownRun",
@@ -107,6 +109,14 @@ class CursorExpired(StoreError):
     archived. ``details`` name the oldest available id (and the segment, where one is known)."""
 
     code = "cursor_expired"
+
+
+class RunArchived(StoreError):
+    """A run whose events (some or all) are archived, asked for on a server that cannot read
+    the segments (no ``--archive-dir``, or the segment is missing there): ``details`` name the
+    segment."""
+
+    code = "run_archived"
 
 
 class ArchiveRefused(StoreError):

@@ -25,6 +25,7 @@ from .records import AgentEvent
 
 __all__ = [
     "SEGMENT_FORMAT",
+    "ArchiveReader",
     "Manifest",
     "SegmentError",
     "list_manifests",
@@ -204,6 +205,39 @@ def list_manifests(directory: Path) -> list[Manifest]:
         if _NAME.match(path.name):
             found.append(Manifest.from_json(json.loads(path.read_text())))
     return sorted(found, key=lambda m: m.first_id)
+
+
+class ArchiveReader:
+    """Reads archived events of one run from a directory of segments (a server's
+    ``--archive-dir``). The manifests are listed once and again only when a range asked for
+    lies past the last one known."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._manifests: list[Manifest] = []
+
+    def covering(self, first_id: int, last_id: int) -> list[Manifest]:
+        """The segments holding any of ``first_id..last_id`` (SegmentError for a hole)."""
+        if not self._manifests or self._manifests[-1].last_id < last_id:
+            self._manifests = list_manifests(self.directory)
+        found = [m for m in self._manifests if m.last_id >= first_id and m.first_id <= last_id]
+        expected = first_id
+        for manifest in found:
+            if manifest.first_id > expected:
+                raise SegmentError(f"no segment holds event {expected} in {self.directory}")
+            expected = manifest.last_id + 1
+        if expected <= last_id:
+            raise SegmentError(f"no segment holds event {expected} in {self.directory}")
+        return found
+
+    def run_events(self, run_id: str, first_id: int, last_id: int) -> list[AgentEvent]:
+        """``run_id``'s events with ids in ``first_id..last_id``, in id order."""
+        return [
+            event
+            for manifest in self.covering(first_id, last_id)
+            for event in read_segment(self.directory, manifest)
+            if event.run_id == run_id and first_id <= event.id <= last_id
+        ]
 
 
 def _crash_point(name: str) -> None:

@@ -251,6 +251,15 @@ class EventStore(abc.ABC):
         anchor = await self.anchor()
         return 1 if anchor is None else anchor.oldest_event_id
 
+    async def segment_for(self, event_id: int) -> str | None:
+        """The name of the segment that holds archived event ``event_id`` (None: not archived)."""
+        rows = await self.fetchall(
+            "SELECT name, last_id FROM archive_segments WHERE first_id <= ? "
+            "ORDER BY first_id DESC LIMIT 1",
+            (event_id,),
+        )
+        return str(rows[0][0]) if rows and int(rows[0][1]) >= event_id else None
+
     async def check_cursor(self, cursor: int) -> None:
         """``CursorExpired`` when ``cursor`` (≥ 1) points before the oldest kept event.
 

@@ -89,6 +89,7 @@ def check_settings(settings: Settings) -> None:
     """Raise ValueError for settings that cannot be served together."""
     _check_metrics(settings)
     _check_callbacks(settings)
+    _check_retention(settings)
     if not 0.05 <= settings.key_poll_seconds <= 1.0:
         raise ValueError(
             "--key-poll-seconds must be between 0.05 and 1: a revocation must reach every "
@@ -103,6 +104,18 @@ def check_settings(settings: Settings) -> None:
         )
     if settings.demo:
         raise ValueError("--demo runs in one process: drop --processes")
+
+
+def _check_retention(settings: Settings) -> None:
+    if settings.retain is None:
+        return
+    from projections import parse_age
+
+    parse_age(settings.retain)  # raises ValueError naming the expected form
+    if settings.archive_dir is None:
+        raise ValueError("--retain needs --archive-dir: the archived events go there")
+    if settings.archive_interval <= 0:
+        raise ValueError("--archive-interval must be above 0 seconds")
 
 
 def _check_metrics(settings: Settings) -> None:

@@ -1,4 +1,4 @@
-"""Background services of the server: the reconciler and the callback deliverer.
+"""Background services of the server: the reconciler, the callback deliverer, retention.
 
 Both run only while this server holds the ``services`` leadership, so with several servers on
 one database each pass and each delivery is made by one of them. A failed pass is logged and
@@ -14,12 +14,14 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 from api.server.callbacks.addresses import AddressPolicy
 from api.server.callbacks.dispatch import Dispatcher
 from api.server.callbacks.sender import CallbackSender
 from api.server.settings import Settings, callback_networks
 from eventstore import EventStore, Leadership, cancel_and_wait
+from projections import archive, cut_for_age, parse_age
 from projections.callbacks import CallbackPolicy, Delivery, record_attempt
 from projections.reconciler import Thresholds, reconcile
 
@@ -64,6 +66,10 @@ class Services:
                 every(self._settings.callback_poll_seconds, self._dispatcher.dispatch)
             ),
         ]
+        if self._settings.retain is not None:
+            self._tasks.append(
+                asyncio.create_task(every(self._settings.archive_interval, self._retain))
+            )
         return self
 
     async def aclose(self) -> None:
@@ -89,6 +95,20 @@ class Services:
                 len(report.queue_timed_out),
                 len(report.cancelled),
             )
+
+    async def _retain(self) -> None:
+        """Archive what is older than ``--retain`` (as far as the holds allow)."""
+        settings = self._settings
+        assert settings.retain is not None  # check_settings: --retain needs --archive-dir
+        assert settings.archive_dir is not None
+        requested = await cut_for_age(self._store, parse_age(settings.retain))
+        report = await archive(self._store, requested, Path(settings.archive_dir))
+        if report.events:
+            logger.info(
+                "archived %d events; the live log starts at %d", report.events, report.cut + 1
+            )
+        for hold in report.holds:
+            logger.info("retention held back at event %d: %s", hold.event_id - 1, hold.reason)
 
     async def _send(self, delivery: Delivery) -> None:
         url = delivery.run.callback_url or ""

@@ -103,6 +103,14 @@ class Settings:
     metrics_listen: str | None = None
     """``HOST:PORT`` of a socket of its own that serves ``/metrics`` (and nothing else); the
     API's address then answers ``/metrics`` with 404. The token, if set, is required there too."""
+    archive_dir: str | None = None
+    """Where archive segments are (on this machine): archived runs' events are read from
+    them, and ``retain`` writes them there."""
+    retain: str | None = None
+    """Keep this much of the log live (``30d``); the leader archives what is older to
+    ``archive_dir`` every ``archive_interval`` seconds (docs/operations.md, "Retention")."""
+    archive_interval: float = 3600.0
+    """Seconds between the leader's retention passes."""
     demo: bool = False
     """Also run simulated agents (``api/server/demo.py``)."""
     demo_pace: float = 1.0
