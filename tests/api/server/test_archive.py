@@ -98,9 +98,17 @@ async def test_an_archived_run_is_read_from_the_segments(
 async def test_a_server_without_the_segments_names_them(
     server_factory: ServerFactory, tmp_path: Path
 ) -> None:
-    server, run_id, _ = await archived_server(server_factory, tmp_path)
+    """A second server on the database (started before the archive: on PostgreSQL, another
+    server follows the new oldest id) with no ``--archive-dir``."""
     other = await server_factory()
+    async with other.client() as client:
+        assert (await client.get("/v1/events")).status_code == 200
+    server, run_id, cut = await archived_server(server_factory, tmp_path)
     async with server.client() as owner, other.client() as client:
+        expired = await client.get("/v1/events?after_event_id=1", headers=SSE)
+        assert expired.status_code == 410
+        assert expired.headers["Runtrack-Oldest-Event-Id"] == str(cut + 1)
+        assert (await client.get("/v1/events")).json()["items"][0]["id"] == cut + 1
         assert (await client.get(f"/v1/runs/{run_id}")).json()["status"] == "completed"
         for path in ("events", "messages", "usage", "journal", "tool-results"):
             response = await client.get(f"/v1/runs/{run_id}/{path}")
