@@ -43,7 +43,17 @@ export async function runPage(runId) {
     const run = await refresh();
     let after = 0;
     for (;;) {
-      const page = await api(`/v1/runs/${runId}/events?after_event_id=${after}&limit=1000&visibility=${visibility}`);
+      let page;
+      try {
+        page = await api(`/v1/runs/${runId}/events?after_event_id=${after}&limit=1000&visibility=${visibility}`);
+      } catch (error) {
+        // Archived events this server cannot read: say so (naming the segment), go on from the
+        // oldest kept event; the run itself still shows from the read model.
+        if (error.status !== 410 || !error.details.oldest_event_id) throw error;
+        timeline.append(el("li", { class: "archived", role: "note", text: error.message }));
+        after = error.details.oldest_event_id - 1;
+        continue;
+      }
       page.items.forEach(add);
       after = page.position;
       if (!page.next_cursor) break;
