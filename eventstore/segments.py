@@ -14,7 +14,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +26,7 @@ from .records import AgentEvent
 __all__ = [
     "SEGMENT_FORMAT",
     "ArchiveReader",
+    "Batch",
     "Manifest",
     "SegmentError",
     "list_manifests",
@@ -101,31 +102,53 @@ def _manifest_path(directory: Path, first_id: int, last_id: int) -> Path:
     return directory / f"events-{first_id:012d}-{last_id:012d}.manifest.json"
 
 
-def write_segment(directory: Path, events: Sequence[AgentEvent]) -> Manifest:
-    """Write ``events`` (contiguous, in id order) as one durable, checked segment."""
+@dataclass(frozen=True)
+class Batch:
+    """A range of the log to archive: its export lines (``AgentEvent.to_json`` and a newline
+    each, in id order) and what its manifest says of it."""
+
+    lines: bytes
+    first_id: int
+    last_id: int
+    count: int
+    prev_hash: str
+    last_hash: str
+    last_created_at: str
+    organizations: dict[str, int]
+
+
+def write_segment(directory: Path, batch: Batch) -> Manifest:
+    """Write ``batch`` as one durable segment and its manifest, and read both back."""
     directory.mkdir(parents=True, exist_ok=True)
-    first, last = events[0], events[-1]
-    lines = "".join(event.to_json() + "\n" for event in events).encode("utf-8")
-    data = gzip.compress(lines, compresslevel=_COMPRESSION, mtime=0)
-    organizations: dict[str, int] = {}
-    for event in events:
-        organizations[event.organization_id] = organizations.get(event.organization_id, 0) + 1
+    data = gzip.compress(batch.lines, compresslevel=_COMPRESSION, mtime=0)
     manifest = Manifest(
-        first.id,
-        last.id,
-        len(events),
-        first.prev_hash,
-        last.hash,
+        batch.first_id,
+        batch.last_id,
+        batch.count,
+        batch.prev_hash,
+        batch.last_hash,
         hashlib.sha256(data).hexdigest(),
-        organizations,
+        batch.organizations,
         datetime.now(UTC).isoformat(),
     )
     _durable_write(directory / manifest.name, data)
     text = json.dumps(manifest.to_json(), sort_keys=True, indent=1).encode()
-    _durable_write(_manifest_path(directory, first.id, last.id), text)
+    _durable_write(_manifest_path(directory, batch.first_id, batch.last_id), text)
     _crash_point("segment_written")
-    check_segment(directory, manifest)
+    _check_written(directory, manifest, batch.lines)
     return manifest
+
+
+def _check_written(directory: Path, written: Manifest, lines: bytes) -> None:
+    """Read both files back: the manifest as written, the segment's digest, and its lines
+    byte for byte as built from the events (which ``check_segment`` would decode one by one:
+    the same proof for a fraction of the time)."""
+    path = _manifest_path(directory, written.first_id, written.last_id)
+    if Manifest.from_json(json.loads(path.read_bytes())) != written:
+        raise SegmentError(f"{written.name}: its manifest does not read back as written")
+    data = (directory / written.name).read_bytes()
+    if hashlib.sha256(data).hexdigest() != written.sha256 or gzip.decompress(data) != lines:
+        raise SegmentError(f"{written.name}: does not read back as written")
 
 
 def _durable_write(path: Path, data: bytes) -> None:

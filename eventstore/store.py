@@ -26,7 +26,7 @@ from .migrations import Migration
 from .payloads import EventType
 from .protocol import Projection, Row, VerifyReport
 from .records import GENESIS_HASH, AgentEvent, EventFilter, EventPage, NewEvent, Visibility
-from .segments import Manifest, _crash_point, segment_first_id, write_segment
+from .segments import Batch, Manifest, _crash_point, segment_first_id, write_segment
 from .tail import Broadcaster, subscribe
 from .tasks import cancel_and_wait
 from .writer import GroupCommitWriter, WriterBackend
@@ -297,17 +297,59 @@ class EventStore(abc.ABC):
         cut, cut_hash = (0, GENESIS_HASH) if anchor is None else (anchor.cut_id, anchor.cut_hash)
         await asyncio.to_thread(_drop_unfinished, directory, cut)
         written: list[Manifest] = []
+        reading = self._archive_batch(cut, last_id, batch)
         while cut < last_id:
-            events = await self._read_after(cut, min(batch, last_id - cut))
-            if not events:
+            found = await reading
+            if found is None:
                 break
-            _check_joins(events, cut, cut_hash)
-            manifest = await asyncio.to_thread(write_segment, directory, events)
-            anchor = await self.transact(archive_unit(manifest, events[-1].created_at))
+            _check_joins(found, cut, cut_hash)
+            # the next batch is read while this one is written and committed (ids past this
+            # batch's, which its delete does not touch)
+            reading = self._archive_batch(found.last_id, last_id, batch)
+            try:
+                manifest = await asyncio.to_thread(write_segment, directory, found)
+                anchor = await self.transact(archive_unit(manifest, found.last_created_at))
+            except BaseException:
+                await cancel_and_wait([reading])
+                raise
             _crash_point("committed")
             written.append(manifest)
             cut, cut_hash = anchor.cut_id, anchor.cut_hash
+        await cancel_and_wait([reading])
         return written
+
+    def _archive_batch(self, after: int, last: int, batch: int) -> asyncio.Task[Batch | None]:
+        return asyncio.ensure_future(self._read_batch(after, min(after + batch, last)))
+
+    async def _read_batch(self, after: int, upto: int) -> Batch | None:
+        """Events ``(after, upto]`` as a segment's lines (built by the database) and ends."""
+        from .framing import read_export_lines  # framing builds on this module
+
+        if upto <= after:
+            return None
+        lines, count, last = await read_export_lines(self, after, upto)
+        if count == 0:
+            return None
+        ends = await self.fetchall(
+            "SELECT id, prev_hash, hash, created_at FROM events WHERE id IN (?, ?) ORDER BY id",
+            (after + 1, last),
+        )
+        organizations = await self.fetchall(
+            "SELECT organization_id, COUNT(*) FROM events WHERE id > ? AND id <= ? "
+            "GROUP BY organization_id",
+            (after, last),
+        )
+        first_id, prev_hash = int(ends[0][0]), str(ends[0][1])
+        return Batch(
+            lines,
+            first_id,
+            last,
+            count,
+            prev_hash,
+            str(ends[-1][2]),
+            str(ends[-1][3]),
+            {str(org): int(n) for org, n in organizations},
+        )
 
     async def last_status_change(self, run_id: str) -> tuple[int, str] | None:
         """The id of ``run_id``'s latest status change and the status it moved to, whatever
@@ -558,15 +600,15 @@ def _broken(count: int, head_id: int, head_hash: str, bad_id: int, reason: str) 
     return VerifyReport(False, count, head_id, head_hash, first_bad_event_id=bad_id, reason=reason)
 
 
-def _check_joins(events: Sequence[AgentEvent], cut: int, cut_hash: str) -> None:
+def _check_joins(batch: Batch, cut: int, cut_hash: str) -> None:
     """A batch to archive starts right after the anchor, links to it and has no gap."""
-    if events[0].id != cut + 1 or events[0].prev_hash != cut_hash:
+    if batch.first_id != cut + 1 or batch.prev_hash != cut_hash:
         raise ArchiveRefused(
-            f"event {events[0].id} does not follow the anchor (event {cut}): "
+            f"event {batch.first_id} does not follow the anchor (event {cut}): "
             "run 'runtrack audit verify'"
         )
-    if events[-1].id - events[0].id + 1 != len(events):
-        raise ArchiveRefused(f"events between {events[0].id} and {events[-1].id} are missing")
+    if batch.last_id - batch.first_id + 1 != batch.count:
+        raise ArchiveRefused(f"events between {batch.first_id} and {batch.last_id} are missing")
 
 
 def _drop_unfinished(directory: Path, cut: int) -> None:
