@@ -25,6 +25,8 @@ def explain(exc: RuntrackError | httpx.TransportError, url: str, key: str | None
         return f"error: {url} refused the API key given by --key or RUNTRACK_KEY ({said})"
     if exc.status == 403:
         return f"error: {exc.message} ({exc.code}): use a key that may (--key or RUNTRACK_KEY)"
+    if isinstance(exc, CursorExpiredError) and exc.code == "run_archived":
+        return f"error: {exc.message} ({exc.code}): ask a server with the segments (--archive-dir)"
     if isinstance(exc, CursorExpiredError):
         return (
             f"error: {exc.message} ({exc.code}); the oldest event kept is {exc.oldest_event_id}: "

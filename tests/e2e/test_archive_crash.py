@@ -112,3 +112,11 @@ async def test_archive_reports_what_holds_it_and_the_cli_shows_archived_runs(
     code, out, err = await run_cli(server, "events", "tail", "--run", done, "-f", "--from-oldest")
     assert code == 0, err
     assert f"going on from event {head + 1}" in err
+    without = await server_process(database=database)
+    code, out, err = await run_cli(without, "track", done)
+    assert code == 0, err
+    assert "messages are not shown" in err
+    assert "events-000000000001-" in err
+    code, out, err = await run_cli(without, "events", "tail", "--run", done)
+    assert code == 2
+    assert "--archive-dir" in err
