@@ -11,10 +11,14 @@ from typing import Any
 import httpx
 import pytest
 
-from eventstore import EventStore
+from api.server.replay import PAGE
+from api.server.sse import Channel, frames
+from eventstore import CursorExpired, EventFilter, EventStore
 from projections import archive
 from tests.api.conftest import LiveServer, ServerFactory
 from tests.api.server.test_runs import append, claim, create, status
+from tests.conftest import StoreFactory
+from tests.eventstore.helpers import ORG, created, custom
 
 pytestmark = pytest.mark.anyio
 SSE = {"Accept": "text/event-stream"}
@@ -140,3 +144,27 @@ async def test_retention_archives_on_the_leaders_schedule(
         assert list((tmp_path / "archive").glob("*.manifest.json"))
         messages = await client.get(f"/v1/runs/{run['id']}/messages")
         assert [m["content"] for m in messages.json()["items"]] == ["hello", "hi"]
+
+
+async def test_a_replay_overtaken_by_an_archive_ends_instead_of_skipping(
+    store_factory: StoreFactory, tmp_path: Path
+) -> None:
+    """A firehose replaying from the database when an archive cuts past its cursor ends after
+    the page it had (the reconnect from its cursor then gets 410), never sending a gap."""
+    async with store_factory(tail_capacity=10) as store:
+        for n in range(3):
+            await store.append(ORG, f"run-{n}", [created()], conversation_id="c")
+            await store.append(ORG, f"run-{n}", [custom(i) for i in range(PAGE)])
+        stream = frames(store, Channel(EventFilter(), 0), retry_ms=1000, heartbeat=60)
+        chunks = [await anext(stream), await anext(stream)]
+        sent = [
+            int(line[4:])
+            for line in b"".join(chunks).decode().splitlines()
+            if line.startswith("id: ")
+        ]
+        assert sent[-1] == PAGE
+        await store.archive_through(PAGE + 500, tmp_path / "archive")
+        with pytest.raises(StopAsyncIteration):  # not the next page, from past the cut
+            await asyncio.wait_for(anext(stream), 10)
+        with pytest.raises(CursorExpired):
+            await store.check_cursor(sent[-1])
