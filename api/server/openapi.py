@@ -59,6 +59,12 @@ _STREAMED = (*_ERRORS, 410, 429, 503)
 """Routes that open streams: 429 past a key's or organization's cap, 503 past the server's;
 410 for a cursor older than the oldest kept event, or a run's archived events the server cannot
 read (header ``Runtrack-Oldest-Event-Id``)."""
+_OLDEST_HEADER = {
+    "Runtrack-Oldest-Event-Id": {
+        "description": "The oldest event the live log keeps (the rest is archived)",
+        "schema": {"type": "integer", "minimum": 1},
+    }
+}
 _ARCHIVED = (*_ERRORS, 410)
 """Routes that read a run's events: 410 ``run_archived`` when they are archived and the server
 cannot read the segments."""
@@ -317,6 +323,8 @@ def _operation(op: _Op) -> dict[str, Any]:
             "description": "Error",
             "content": {"application/json": {"schema": {"$ref": _REF.format(model="Error")}}},
         }
+        if status == 410:
+            responses["410"]["headers"] = _OLDEST_HEADER
     operation: dict[str, Any] = {
         "summary": op.summary,
         "parameters": parameters,

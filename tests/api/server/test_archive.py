@@ -11,7 +11,10 @@ from typing import Any
 import httpx
 import pytest
 
+from api.server.openapi import openapi_document
 from api.server.replay import PAGE
+from api.server.runner import check_settings
+from api.server.settings import Settings
 from api.server.sse import Channel, frames
 from eventstore import CursorExpired, EventFilter, EventStore
 from projections import archive
@@ -168,3 +171,18 @@ async def test_a_replay_overtaken_by_an_archive_ends_instead_of_skipping(
             await asyncio.wait_for(anext(stream), 10)
         with pytest.raises(CursorExpired):
             await store.check_cursor(sent[-1])
+
+
+def test_retention_needs_an_archive_dir_and_an_age() -> None:
+    check_settings(Settings(retain="30d", archive_dir="/tmp/archive"))
+    with pytest.raises(ValueError, match="--retain needs --archive-dir"):
+        check_settings(Settings(retain="30d"))
+    with pytest.raises(ValueError, match="whole number and a unit"):
+        check_settings(Settings(retain="a month", archive_dir="/tmp/archive"))
+
+
+def test_openapi_lists_the_410_and_its_header() -> None:
+    document = openapi_document(1024)
+    for path in ("/v1/events", "/v1/runs/{run_id}/events", "/v1/runs/{run_id}/messages"):
+        gone = document["paths"][path]["get"]["responses"]["410"]
+        assert "Runtrack-Oldest-Event-Id" in gone["headers"]
