@@ -15,7 +15,7 @@ Cases, measured in one run on the same machine and the store's own schema:
   scan / replay  a plain sqlite3 ``SELECT * FROM events ORDER BY id`` against the store reading
                  the whole log in pages of 1,000; RSS growth is measured during the replay
   archive        (full mode: 1M events, or --archive N) a chained log of N events moved to
-                 segments in batches of 5,000 (``EventStore.archive_through``) while 16 tasks
+                 segments in batches of 2,500 (``EventStore.archive_through``) while 16 tasks
                  append: archive events/s, peak RSS growth, and the appends' p99 latency
 All runs share one organization and one conversation on both sides. Every append case first
 writes a short untimed warm-up (the first commits of a fresh WAL file also grow it, which makes
@@ -46,6 +46,7 @@ from eventsourcing.domain import Aggregate, event
 
 from bench._machine import PeakRss, describe_machine
 from eventstore import (
+    ARCHIVE_BATCH,
     GENESIS_HASH,
     INSERT_EVENT,
     WAL_AUTOCHECKPOINT_PAGES,
@@ -339,7 +340,6 @@ async def replay(path: Path, expected: int) -> tuple[Result, Memory]:
 
 # -- archive -----------------------------------------------------------------------------------
 
-ARCHIVE_BATCH = 5_000
 ARCHIVE_APPENDERS = 16
 
 

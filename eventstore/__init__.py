@@ -73,12 +73,13 @@ from .scratch_schema import (
 from .segments import ArchiveReader, Manifest, SegmentError, list_manifests, read_segment
 from .sqlite import WAL_AUTOCHECKPOINT_PAGES, WRITER_CACHE_KIB, SQLiteEventStore
 from .sqlite_library import disable_memory_statistics
-from .store import PARALLEL_READS, EventStore
+from .store import ARCHIVE_BATCH, PARALLEL_READS, EventStore
 from .system import SYSTEM_ORGANIZATION, is_reserved_organization
 from .tail import Broadcaster
 from .tasks import cancel_and_wait, stop_requested
 
 __all__ = [
+    "ARCHIVE_BATCH",
     "CONTROL_CHARACTER",
     "EVENT_COLUMNS",
     "GENESIS_HASH",

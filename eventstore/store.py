@@ -32,6 +32,7 @@ from .tasks import cancel_and_wait
 from .writer import GroupCommitWriter, WriterBackend
 
 __all__ = [
+    "ARCHIVE_BATCH",
     "CONSUMER_CURSORS_MIGRATION",
     "PARALLEL_READS",
     "STATUS_CHANGE",
@@ -64,6 +65,11 @@ CONSUMER_CURSORS_MIGRATION = Migration(
 )
 """How far each durable consumer of the log (an exporter) has passed: what it has not passed
 must stay in the live log. The same on both backends."""
+
+ARCHIVE_BATCH = 2500
+"""Events per archive batch (one segment, one write unit): with 16 tasks appending during an
+archive, batches of 2,500 kept their p99 at 33 to 37 ms where 5,000 gave 59 to 61 ms, at no lower
+rate (docs/benchmarks.md, "Notes from the code")."""
 
 PARALLEL_READS = 3
 """Reads of one long scan run at once where the backend scales (``parallel_reads``): with three,
@@ -277,7 +283,7 @@ class EventStore(abc.ABC):
             )
 
     async def archive_through(
-        self, last_id: int, directory: Path, *, batch: int = 5000
+        self, last_id: int, directory: Path, *, batch: int = ARCHIVE_BATCH
     ) -> list[Manifest]:
         """Move events up to ``last_id`` to segments in ``directory``, one batch per segment.
 

@@ -13,7 +13,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from eventstore import SYSTEM_ORGANIZATION, EventStore, RunStatus, format_timestamp
+from eventstore import (
+    ARCHIVE_BATCH,
+    SYSTEM_ORGANIZATION,
+    EventStore,
+    RunStatus,
+    format_timestamp,
+)
 
 from .lifecycle import TERMINAL
 
@@ -98,7 +104,7 @@ async def _consumer_holds(store: EventStore) -> list[Hold]:
 
 
 async def archive(
-    store: EventStore, requested: int, directory: Path, *, batch: int = 5000
+    store: EventStore, requested: int, directory: Path, *, batch: int = ARCHIVE_BATCH
 ) -> ArchiveReport:
     """Archive up to ``requested`` or as far as the holds allow, into ``directory``."""
     requested = min(requested, await store.head())

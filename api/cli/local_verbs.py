@@ -204,7 +204,7 @@ def archive(
     older_than: Annotated[
         str | None, typer.Option("--older-than", help="archive the events older than this (30d)")
     ] = None,
-    batch: Annotated[int, typer.Option(min=1, help="events per segment")] = 5000,
+    batch: Annotated[int, typer.Option(min=1, help="events per segment")] = 2500,
     database: Database = "runtrack.db",
 ) -> None:
     """Move a prefix of the log to segment files (on the database directly, like ``keys``).
