@@ -14,6 +14,9 @@ Cases, measured in one run on the same machine and the store's own schema:
                  of each fifth; the target is the last fifth within 20 % of the empty log's rate
   scan / replay  a plain sqlite3 ``SELECT * FROM events ORDER BY id`` against the store reading
                  the whole log in pages of 1,000; RSS growth is measured during the replay
+  archive        (full mode: 1M events, or --archive N) a chained log of N events moved to
+                 segments in batches of 2,500 (``EventStore.archive_through``) while 16 tasks
+                 append: archive events/s, peak RSS growth, and the appends' p99 latency
 All runs share one organization and one conversation on both sides. Every append case first
 writes a short untimed warm-up (the first commits of a fresh WAL file also grow it, which makes
 early fsyncs slower), then times a fixed number of events, reported in fifths as well: the rate
@@ -43,6 +46,8 @@ from eventsourcing.domain import Aggregate, event
 
 from bench._machine import PeakRss, describe_machine
 from eventstore import (
+    ARCHIVE_BATCH,
+    GENESIS_HASH,
     INSERT_EVENT,
     WAL_AUTOCHECKPOINT_PAGES,
     WRITER_CACHE_KIB,
@@ -50,6 +55,7 @@ from eventstore import (
     EventStore,
     NewEvent,
     SQLiteEventStore,
+    event_hash,
     open_store,
     scratch_schema,
 )
@@ -77,6 +83,7 @@ class Sizes:
     warmup: int  # untimed events before each append case
     replay: int  # events in the replay log
     growth: int = 0  # events the growth case grows the log to (0: no growth case)
+    archive: int = 20_000  # events the archive case moves to segments
 
 
 QUICK = Sizes(appends=50_000, single=2_000, eventsourcing=1_500, warmup=500, replay=100_000)
@@ -87,6 +94,7 @@ FULL = Sizes(
     warmup=1_000,
     replay=1_000_000,
     growth=20_000_000,
+    archive=1_000_000,
 )
 GROWTH_TASKS = 256
 
@@ -330,6 +338,92 @@ async def replay(path: Path, expected: int) -> tuple[Result, Memory]:
     return watch.result(count), memory
 
 
+# -- archive -----------------------------------------------------------------------------------
+
+ARCHIVE_APPENDERS = 16
+
+
+def fill_chained_log(path: Path, count: int, runs: int = 1_000) -> None:
+    """Like ``fill_log``, with real hashes: the archive checks that each batch joins the chain."""
+    connection = connect_plain(path, "NORMAL")
+    previous = GENESIS_HASH
+    try:
+        for start in range(1, count + 1, BATCH):
+            rows = []
+            for event_id in range(start, min(count + 1, start + BATCH)):
+                event = row(event_id, runs)
+                digest = event_hash(
+                    id=event_id,
+                    organization_id="org",
+                    run_id=str(event[2]),
+                    conversation_id="conv",
+                    sequence=int(str(event[4])),
+                    event_type=ROW_TAIL[0],
+                    visibility=ROW_TAIL[1],
+                    payload_json=ROW_TAIL[2],
+                    created_at=ROW_TAIL[3],
+                    prev_hash=previous,
+                )
+                rows.append((*event[:9], previous, digest, 1))
+                previous = digest
+            connection.execute("BEGIN IMMEDIATE")
+            connection.executemany(INSERT_EVENT, rows)
+            connection.execute("COMMIT")
+        heads = [run_head(r, count, runs) for r in range(min(runs, count))]
+        connection.executemany("INSERT INTO run_streams VALUES (?,?,?,?,?)", heads)
+    finally:
+        connection.close()
+
+
+@dataclass
+class ArchiveRun:
+    result: Result
+    rss_mb: float
+    append_p99_ms: float
+    appended: int
+
+
+def archive_case(root: Path, count: int) -> ArchiveRun:
+    """Archive ``count`` events while appenders go on; each append's latency is recorded."""
+    path = root / "archive.db"
+    fill_chained_log(path, count)
+    return asyncio.run(archive_while_appending(path, root / "segments", count))
+
+
+async def archive_while_appending(path: Path, segments: Path, count: int) -> ArchiveRun:
+    latencies: list[float] = []
+    async with SQLiteEventStore(path) as store:
+        done = asyncio.Event()
+
+        async def appender(n: int) -> None:
+            while not done.is_set():
+                started = time.perf_counter()
+                await store.append("org", f"run-{n}", [MESSAGE])
+                latencies.append(time.perf_counter() - started)
+
+        appenders = [asyncio.create_task(appender(n)) for n in range(ARCHIVE_APPENDERS)]
+        rss = PeakRss()
+        with timed() as watch:
+            manifests = await store.archive_through(count, segments, batch=ARCHIVE_BATCH)
+        rss_mb = rss.growth_mb()
+        done.set()
+        await asyncio.gather(*appenders)
+        if sum(m.count for m in manifests) != count or not (await store.verify()).ok:
+            raise RuntimeError("the archive did not move every event, or the chain broke")
+    latencies.sort()
+    p99 = latencies[int(len(latencies) * 0.99)] * 1000 if latencies else 0.0
+    return ArchiveRun(watch.result(count), rss_mb, p99, len(latencies))
+
+
+def archive_lines(run: ArchiveRun) -> list[str]:
+    return [
+        f"  archive of {run.result.events:,} events in batches of {ARCHIVE_BATCH:,}: "
+        f"{run.result.rate:,.0f} events/s (target >= 100k), RSS grew {run.rss_mb:.1f} MB; "
+        f"{run.appended:,} appends by {ARCHIVE_APPENDERS} tasks meanwhile, "
+        f"p99 {run.append_p99_ms:.1f} ms (target < 50)"
+    ]
+
+
 # -- PostgreSQL (optional) ---------------------------------------------------------------------
 
 
@@ -483,7 +577,9 @@ def growth_field(results: dict[str, Result]) -> str:
     return f" growth_last/empty={results['growth'].laps[-1] / results['growth empty'].rate:.2f}"
 
 
-def report(results: dict[str, Result], memory: Memory, sizes: Sizes) -> None:
+def report(
+    results: dict[str, Result], memory: Memory, sizes: Sizes, archived: ArchiveRun | None = None
+) -> None:
     print("\n".join(table(results)))
     print("\n".join(trend(results)))
     print("\n".join(growth_lines(results, sizes)))
@@ -497,11 +593,18 @@ def report(results: dict[str, Result], memory: Memory, sizes: Sizes) -> None:
     if "pg store 256" in results:
         ratio = results["pg store 256"].rate / results["pg eventsourcing"].rate
         print(f"  postgres: store256/eventsourcing={ratio:.2f}")
+    if archived is not None:
+        print("\n".join(archive_lines(archived)))
+    archive_fields = (
+        ""
+        if archived is None
+        else f" archive_ev_s={archived.result.rate:.0f} archive_p99_ms={archived.append_p99_ms:.1f}"
+    )
     print(
         f"append: store256/ceiling={store256 / results['ceiling'].rate:.3f} "
         f"store256/eventsourcing={store256 / results['eventsourcing'].rate:.2f} "
         f"replay/ceiling={results['replay'].rate / results['scan'].rate:.3f}"
-        f"{growth_field(results)}"
+        f"{growth_field(results)}{archive_fields}"
     )
 
 
@@ -513,22 +616,32 @@ def main() -> None:
         "--growth", type=int, help="grow a log to this many events (full mode: 20,000,000; 0: skip)"
     )
     parser.add_argument("--only-growth", action="store_true", help="run the growth case alone")
+    parser.add_argument("--archive", type=int, help="events the archive case moves (full: 1M)")
+    parser.add_argument("--only-archive", action="store_true", help="run the archive case alone")
     args = parser.parse_args()
     sizes = QUICK if args.quick else FULL
     if args.growth is not None:
         sizes = replace(sizes, growth=args.growth)
+    if args.archive is not None:
+        sizes = replace(sizes, archive=args.archive)
     if args.only_growth:
         growth_only(sizes)
+        return
+    if args.only_archive:
+        print(describe_machine(), flush=True)
+        with in_data_folder() as folder:
+            print("\n".join(archive_lines(archive_case(folder, sizes.archive))))
         return
     print(describe_machine(), flush=True)
     with in_data_folder() as folder:
         results = append_cases(folder, sizes)
         replayed, memory = replay_cases(folder, sizes)
         results |= growth_results(folder, sizes)
+        archived = archive_case(folder, sizes.archive) if sizes.archive else None
     results |= replayed
     if args.postgres:
         postgres_cases(args.postgres, sizes, results)
-    report(results, memory, sizes)
+    report(results, memory, sizes, archived)
 
 
 if __name__ == "__main__":

@@ -18,15 +18,19 @@ from .appending import (
     format_timestamp,
     prepare_append,
 )
+from .archive import Anchor
 from .callback_url import check_callback_url
 from .chain import canonical_json, event_hash
 from .dialect import Dialect
 from .errors import (
+    ArchiveRefused,
     ConcurrencyConflict,
+    CursorExpired,
     IdempotencyMismatch,
     InvalidCursor,
     InvalidEvent,
     RefusedByProjection,
+    RunArchived,
     StoreError,
     StoreUnavailable,
     UnknownRun,
@@ -68,6 +72,7 @@ from .scratch_schema import (
     drop_scratch_schema,
     scratch_schema,
 )
+from .segments import ArchiveReader, Manifest, SegmentError, list_manifests, read_segment
 from .signing import (
     HeadSigner,
     PublicKeys,
@@ -79,12 +84,13 @@ from .signing import (
 )
 from .sqlite import WAL_AUTOCHECKPOINT_PAGES, WRITER_CACHE_KIB, SQLiteEventStore
 from .sqlite_library import disable_memory_statistics
-from .store import PARALLEL_READS, EventStore
+from .store import ARCHIVE_BATCH, PARALLEL_READS, EventStore
 from .system import SYSTEM_ORGANIZATION, is_reserved_organization
 from .tail import Broadcaster
 from .tasks import cancel_and_wait, stop_requested
 
 __all__ = [
+    "ARCHIVE_BATCH",
     "CONTROL_CHARACTER",
     "EVENT_COLUMNS",
     "GENESIS_HASH",
@@ -100,12 +106,16 @@ __all__ = [
     "WAL_AUTOCHECKPOINT_PAGES",
     "WRITER_CACHE_KIB",
     "AgentEvent",
+    "Anchor",
     "AppendRequest",
     "AppendSignedHead",
+    "ArchiveReader",
+    "ArchiveRefused",
     "Broadcaster",
     "Broken",
     "CheckpointKind",
     "ConcurrencyConflict",
+    "CursorExpired",
     "Dialect",
     "EventFilter",
     "EventPage",
@@ -119,6 +129,7 @@ __all__ = [
     "InvalidCursor",
     "InvalidEvent",
     "Leadership",
+    "Manifest",
     "NewEvent",
     "OfflineReport",
     "PlainAppend",
@@ -127,9 +138,11 @@ __all__ = [
     "PublicKeys",
     "RefusedByProjection",
     "Row",
+    "RunArchived",
     "RunStatus",
     "SQLiteEventStore",
     "ScratchSchema",
+    "SegmentError",
     "SignedHead",
     "StopReason",
     "StoreError",
@@ -154,6 +167,7 @@ __all__ = [
     "id_block",
     "is_reserved_organization",
     "key_id_of",
+    "list_manifests",
     "load_public_key",
     "normalise_payload",
     "open_sources",
@@ -162,6 +176,7 @@ __all__ = [
     "prepare_append",
     "public_hex",
     "read_frames",
+    "read_segment",
     "record_fingerprint",
     "refilled_events",
     "require_http_url",

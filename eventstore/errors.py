@@ -7,6 +7,9 @@
     ├── IdempotencyMismatch  an idempotency key reused with different content
     ├── RefusedByProjection  a projection refused the append in its transaction (see .code)
     ├── InvalidCursor        a cursor that is malformed or beyond the head of the log
+    ├── CursorExpired        a cursor older than the oldest kept event (archived): 410
+    ├── RunArchived          a run's archived events, where the segments cannot be read: 410
+    ├── ArchiveRefused       an archive batch that cannot go ahead as asked
     └── StoreUnavailable     the database failed or the store is closed; nothing acknowledged
 
 Driver errors (sqlite3, psycopg) never leave a backend module: they are translated at the boundary
@@ -18,11 +21,14 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "ArchiveRefused",
     "ConcurrencyConflict",
+    "CursorExpired",
     "IdempotencyMismatch",
     "InvalidCursor",
     "InvalidEvent",
     "RefusedByProjection",
+    "RunArchived",
     "StoreError",
     "StoreUnavailable",
     "UnknownRun",
@@ -96,3 +102,25 @@ def translate_driver_error(
     if isinstance(exc, driver):
         return StoreUnavailable(f"{name} error: {exc}")
     return None
+
+
+class CursorExpired(StoreError):
+    """A cursor older than the oldest event the live log keeps: what it pointed after was
+    archived. ``details`` name the oldest available id (and the segment, where one is known)."""
+
+    code = "cursor_expired"
+
+
+class RunArchived(StoreError):
+    """A run whose events (some or all) are archived, asked for on a server that cannot read
+    the segments (no ``--archive-dir``, or the segment is missing there): ``details`` name the
+    segment."""
+
+    code = "run_archived"
+
+
+class ArchiveRefused(StoreError):
+    """An archive that cannot go ahead as asked (a segment that does not check, another
+    archive that moved the cut meanwhile, a chain that does not join the anchor)."""
+
+    code = "archive_refused"

@@ -16,7 +16,14 @@ from .dialect import Dialect
 from .records import AgentEvent, EventFilter, quote_json
 from .store import STATUS_CHANGE, EventStore, filter_sql, status_target_sql
 
-__all__ = ["FramePage", "encode_event", "id_block", "page_end", "read_frames"]
+__all__ = [
+    "FramePage",
+    "encode_event",
+    "id_block",
+    "page_end",
+    "read_export_lines",
+    "read_frames",
+]
 
 
 def encode_event(event: AgentEvent) -> str:
@@ -56,6 +63,11 @@ _FRAME_TEMPLATE = (
 """``encode_event``'s frame as a printf template. Values we write ourselves (visibility label,
 timestamp, hashes) need no JSON escaping; the names a client chose get a slot each."""
 
+_LINE_TEMPLATE = (
+    _FRAME_TEMPLATE.removeprefix("id: {n}\nevent: {s}\ndata: ").removesuffix("\n\n") + "\n"
+)
+"""One export line (``AgentEvent.to_json`` and a newline): the frame's ``data`` alone."""
+
 _NAMES = ("event_type", "run_id", "conversation_id", "organization_id")
 """The frame's values a client chose, in template order."""
 
@@ -74,19 +86,45 @@ def _frame_sql(dialect: Dialect, fixed: Collection[str] = ()) -> str:
     return f"CASE WHEN plain_names THEN {plain} ELSE {quoted} END"
 
 
-def _printf(dialect: Dialect, fixed: Collection[str], quote: Callable[[str], str] | None) -> str:
-    """The frame's printf/format call. ``quote`` makes the SQL that quotes an unpinned name
-    from its column; with None, the names are written as stored, between the template's
-    quotes."""
+def _printf(
+    dialect: Dialect,
+    fixed: Collection[str],
+    quote: Callable[[str], str] | None,
+    template: str = _FRAME_TEMPLATE,
+) -> str:
+    """The frame's printf/format call (or an export line's, with ``_LINE_TEMPLATE``).
+    ``quote`` makes the SQL that quotes an unpinned name from its column; with None, the
+    names are written as stored, between the template's quotes."""
     number, text = dialect.integer_slot, "%s"
     as_stored = f'"{text}"' if quote is None else text
     slots = {c: text if c in fixed else as_stored for c in _NAMES}
-    template = _FRAME_TEMPLATE.format(n=number, s=text, **slots)
+    filled = template.format(n=number, s=text, **slots)
     unpinned = quote or (lambda column: column)
     names = ["CAST(? AS TEXT)" if c in fixed else unpinned(c) for c in _NAMES]
-    arguments = ["id", "event_type", "id", *names, "sequence", "visibility", "payload"]
+    head = ["id", "event_type"] if template is _FRAME_TEMPLATE else []
+    arguments = [*head, "id", *names, "sequence", "visibility", "payload"]
     arguments += ["created_at", "prev_hash", "hash"]
-    return dialect.format_call(template, arguments)
+    return dialect.format_call(filled, arguments)
+
+
+def _line_sql(dialect: Dialect) -> str:
+    plain = _printf(dialect, (), None, _LINE_TEMPLATE)
+    quoted = _printf(dialect, (), dialect.json_quote, _LINE_TEMPLATE)
+    return f"CASE WHEN plain_names THEN {plain} ELSE {quoted} END"
+
+
+async def read_export_lines(store: EventStore, after: int, upto: int) -> tuple[bytes, int, int]:
+    """Events ``(after, upto]`` as export lines joined into one bytes value (built by the
+    database, as replay frames are: the archive writes a segment of them without building an
+    event in Python), with how many there are and the last id."""
+    lines = store.dialect.concat_bytes("f", order_by="id")
+    rows = await store.fetchall(
+        f"SELECT {lines}, count(*), max(id) FROM (SELECT id, {_line_sql(store.dialect)} AS f "
+        "FROM events WHERE id > ? AND id <= ? ORDER BY id) AS batch",
+        (after, upto),
+    )
+    joined, count, last = rows[0]
+    return (bytes(joined) if count else b""), int(count), int(last or after)
 
 
 def _fixed_values(flt: EventFilter) -> dict[str, str]:

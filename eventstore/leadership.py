@@ -46,6 +46,12 @@ class Leadership:
     async def wait_until_leader(self) -> None:
         await self._leader.wait()
 
+    async def acquire_now(self) -> bool:
+        """Try once, without a background task (a one-off job: ``aclose`` releases it)."""
+        if await self._lock.try_acquire():
+            self._leader.set()
+        return self.is_leader
+
     async def start(self) -> Leadership:
         self._task = asyncio.create_task(self._run(), name="runtrack-leadership")
         return self

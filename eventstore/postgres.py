@@ -24,6 +24,7 @@ from psycopg import sql as pgsql
 from psycopg_pool import AsyncConnectionPool
 
 from .appending import Head
+from .archive import archive_migration
 from .connection_writer import ConnectionWriter
 from .dialect import POSTGRESQL, Dialect
 from .errors import StoreError, StoreUnavailable, translate_driver_error
@@ -101,6 +102,7 @@ MIGRATIONS = (
     ),
     STATUS_CHANGES_MIGRATION,
     CONSUMER_CURSORS_MIGRATION,
+    archive_migration(POSTGRESQL),
 )
 
 

@@ -70,6 +70,12 @@ class Projection(abc.ABC):
     def apply(self, tx: Transaction, events: Sequence[AgentEvent]) -> None:
         """Fold ``events`` (in id order, not yet inserted) into the tables through ``tx``."""
 
+    def archiving(self, tx: Transaction, first_id: int, last_id: int) -> None:
+        """Events ``first_id..last_id`` are leaving the live log in this transaction (an archive
+        batch; they are still readable through ``tx``): a projection whose rebuild folds the
+        log keeps here a snapshot of what it folded from them, so a rebuild can start there."""
+        return
+
     def committed(self) -> None:
         """The transaction of every ``apply`` since the last call committed (writer thread).
 

@@ -21,6 +21,7 @@ from typing import Any, Literal, Unpack, cast
 import aiosqlite
 
 from .appending import Head
+from .archive import archive_migration
 from .connection_writer import ConnectionWriter
 from .dialect import SQLITE, Dialect
 from .errors import StoreError, StoreUnavailable, translate_driver_error
@@ -98,6 +99,7 @@ MIGRATIONS = (
     ),
     STATUS_CHANGES_MIGRATION,
     CONSUMER_CURSORS_MIGRATION,
+    archive_migration(SQLITE),
 )
 
 BUSY_TIMEOUT_MS = 10_000
@@ -167,6 +169,10 @@ class _SQLiteWriter(ConnectionWriter[sqlite3.Connection]):
         last = connection.execute(
             "SELECT hash, created_at FROM events WHERE id = ?", (head_id,)
         ).fetchone()
+        if last is None:
+            last = connection.execute(
+                "SELECT cut_hash, cut_created_at FROM log_anchor WHERE cut_id = ?", (head_id,)
+            ).fetchone()  # every event has been archived: the anchor is the head
         if last is None:
             raise StoreUnavailable(
                 f"event {head_id}, the head of the log, is missing: the log was tampered with; "

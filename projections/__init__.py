@@ -3,6 +3,7 @@ commands, queries and rebuild."""
 
 from __future__ import annotations
 
+from .archive import ArchiveReport, Hold, archive, cut_for_age, parse_age, plan_cut
 from .commands import Claim, RunCommands, conversation_run, new_run_id
 from .errors import (
     DuplicateQuestion,
@@ -36,9 +37,11 @@ __all__ = [
     "DURATION_BOUNDS_MS",
     "TERMINAL",
     "TRANSITIONS",
+    "ArchiveReport",
     "Claim",
     "DuplicateQuestion",
     "FoldWatcher",
+    "Hold",
     "IllegalTransition",
     "LaneBusy",
     "NotWaitingOnHuman",
@@ -57,12 +60,16 @@ __all__ = [
     "StopReason",
     "Usage",
     "allowed_targets",
+    "archive",
     "check",
     "check_transition",
     "conversation_run",
+    "cut_for_age",
     "evolve",
     "fold",
     "new_run_id",
+    "parse_age",
+    "plan_cut",
     "rebuild",
     "resume_available",
     "seen_at",

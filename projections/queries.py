@@ -7,6 +7,7 @@ a run that existed when it started. Cursors are opaque to clients.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import re
@@ -17,10 +18,13 @@ from typing import Any, Literal
 from eventstore import (
     EVENT_COLUMNS,
     AgentEvent,
+    ArchiveReader,
     EventStore,
     EventType,
     InvalidCursor,
+    RunArchived,
     RunStatus,
+    SegmentError,
     UnknownRun,
     Visibility,
     event_columns,
@@ -120,8 +124,10 @@ def decode_cursor(cursor: str) -> int:
 
 
 class RunQueries:
-    def __init__(self, store: EventStore) -> None:
+    def __init__(self, store: EventStore, archive: ArchiveReader | None = None) -> None:
         self._store = store
+        self._archive = archive
+        """The segments of archived events, where this process can read them."""
 
     async def get(self, organization_id: str, run_id: str) -> RunState:
         rows = await self._store.fetchall(
@@ -252,19 +258,72 @@ class RunQueries:
     async def tool_results(
         self, organization_id: str, run_id: str, visibility: Visibility = Visibility.INTERNAL
     ) -> list[AgentEvent]:
-        await self.get(organization_id, run_id)
+        state = await self.get(organization_id, run_id)
+        archived = await self._archived_of_type(state, EventType.TOOL_FINISHED.value, visibility)
         labels = visibility.labels_up_to()
         rows = await self._store.fetchall(
             f"SELECT {event_columns('e')} FROM tool_results t JOIN events e ON e.id = t.event_id "
             f"WHERE t.run_id = ? AND e.visibility IN ({_marks(labels)}) ORDER BY e.id",
             (run_id, *labels),
         )
-        return [AgentEvent.from_row(row) for row in rows]
+        if archived:  # the results the table points at, of those the archive holds
+            kept = {
+                int(row[0])
+                for row in await self._store.fetchall(
+                    "SELECT event_id FROM tool_results WHERE run_id = ?", (run_id,)
+                )
+            }
+            archived = [e for e in archived if e.id in kept]
+        return archived + [AgentEvent.from_row(row) for row in rows]
+
+    async def archived_events(
+        self, state: RunState, visibility: Visibility = Visibility.INTERNAL, after: int = 0
+    ) -> tuple[list[AgentEvent], int] | None:
+        """The run's archived events after ``after`` that ``visibility`` may see, read from the
+        segments, and the cut (where its live events start); None when none of its events after
+        ``after`` were archived. ``RunArchived``, naming the segment, when they cannot be read."""
+        anchor = await self._store.anchor()
+        if anchor is None:
+            return None
+        first, last = (
+            max(after + 1, state.created_event_id),
+            min(anchor.cut_id, state.last_event_id),
+        )
+        if first > last:
+            return None
+        segment = await self._store.segment_for(first)
+        if self._archive is None:
+            raise RunArchived(
+                f"run {state.run_id}'s events from {first} are archived in segment {segment}; "
+                "this server has no --archive-dir to read them from",
+                run_id=state.run_id,
+                segment=segment,
+                oldest_event_id=anchor.oldest_event_id,
+            )
+        try:
+            events = await asyncio.to_thread(self._archive.run_events, state.run_id, first, last)
+        except SegmentError as exc:
+            raise RunArchived(
+                f"run {state.run_id}'s archived events cannot be read: {exc}",
+                run_id=state.run_id,
+                segment=segment,
+                oldest_event_id=anchor.oldest_event_id,
+            ) from exc
+        labels = visibility.labels_up_to()
+        return [e for e in events if e.visibility in labels], anchor.cut_id
+
+    async def _archived_of_type(
+        self, state: RunState, event_type: str, visibility: Visibility
+    ) -> list[AgentEvent]:
+        archived = await self.archived_events(state, visibility)
+        return [] if archived is None else [e for e in archived[0] if e.event_type == event_type]
 
     async def state_at(self, organization_id: str, run_id: str, event_id: int) -> RunState:
         """The run as it was just after event ``event_id`` (a fold of a prefix of its events)."""
-        events: list[AgentEvent] = []
-        sequence = 0
+        archived = await self.archived_events(await self.get(organization_id, run_id))
+        events: list[AgentEvent] = [] if archived is None else archived[0]
+        events = [e for e in events if e.id <= event_id]
+        sequence = events[-1].sequence if events else 0
         while True:
             page = await self._store.read_run(organization_id, run_id, after_sequence=sequence)
             events.extend(e for e in page if e.id <= event_id)
@@ -285,14 +344,15 @@ class RunQueries:
     async def _events_of_type(
         self, organization_id: str, run_id: str, event_type: str, visibility: Visibility
     ) -> list[AgentEvent]:
-        await self.get(organization_id, run_id)
+        state = await self.get(organization_id, run_id)
+        archived = await self._archived_of_type(state, event_type, visibility)
         labels = visibility.labels_up_to()
         rows = await self._store.fetchall(
             f"SELECT {EVENT_COLUMNS} FROM events WHERE run_id = ? AND event_type = ? "
             f"AND visibility IN ({_marks(labels)}) ORDER BY sequence",
             (run_id, event_type, *labels),
         )
-        return [AgentEvent.from_row(row) for row in rows]
+        return archived + [AgentEvent.from_row(row) for row in rows]
 
 
 def allowed_statuses(flt: RunFilter) -> list[str] | None:

@@ -42,6 +42,8 @@ __all__ = [
     "RunProjection",
     "load_state",
     "metadata_rows",
+    "snapshot_json",
+    "snapshot_state",
     "state_from_row",
     "state_to_row",
 ]
@@ -182,6 +184,18 @@ def state_from_row(row: Row) -> RunState:
     return state
 
 
+def snapshot_json(row: Row, tool_results: dict[str, int]) -> str:
+    """A run's snapshot at an archive's cut: its ``runs`` row by column name, and its tool
+    results (``tool_call_id`` → event id)."""
+    return json.dumps({"row": dict(zip(_FIELDS, row, strict=True)), "tools": tool_results})
+
+
+def snapshot_state(text: str) -> tuple[RunState, dict[str, int]]:
+    """What ``snapshot_json`` wrote, back as a state and its tool results."""
+    data = json.loads(text)
+    return state_from_row(tuple(data["row"][name] for name in _FIELDS)), data["tools"]
+
+
 def _decode_json(text: str | None) -> Any:
     if text is None:
         return None
@@ -279,6 +293,24 @@ class RunProjection(Projection):
         self._uncommitted.add(state.run_id)
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
+
+    def archiving(self, tx: Transaction, first_id: int, last_id: int) -> None:
+        """Keep each run the leaving events touched as it is now (its row and tool results):
+        a rebuild starts from these and skips the events each one already folded."""
+        runs = "SELECT DISTINCT run_id FROM events WHERE id BETWEEN ? AND ?"
+        bounds = (first_id, last_id)
+        tools: dict[str, dict[str, int]] = {}
+        for run_id, call, event_id in tx.fetchall(
+            f"SELECT run_id, tool_call_id, event_id FROM tool_results WHERE run_id IN ({runs})",
+            bounds,
+        ):
+            tools.setdefault(run_id, {})[call] = int(event_id)
+        rows = tx.fetchall(f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id IN ({runs})", bounds)
+        tx.executemany(
+            "INSERT INTO projection_snapshots (projection, key, snapshot) VALUES (?, ?, ?) "
+            "ON CONFLICT (projection, key) DO UPDATE SET snapshot = excluded.snapshot",
+            [(self.name, row[0], snapshot_json(row, tools.get(row[0], {}))) for row in rows],
+        )
 
     def apply(self, tx: Transaction, events: Sequence[AgentEvent]) -> None:
         for run_events in _by_run(events):

@@ -32,6 +32,7 @@ from .readmodel import (
     RUN_COLUMNS,
     RunProjection,
     metadata_rows,
+    snapshot_state,
     state_from_row,
     state_to_row,
 )
@@ -75,8 +76,10 @@ class _Fold:
             state = states.get(event.run_id)
             if state is None:
                 states[event.run_id] = evolve(None, event)
-            else:
+            elif event.id > state.last_event_id:  # not already in an archive's snapshot
                 advance(state, event)
+            else:
+                continue
             if event.event_type == _TOOL_FINISHED:
                 tool_results[(event.run_id, event.payload["tool_call_id"])] = event.id
         _check_not_kept(event)
@@ -163,9 +166,9 @@ def _no_cyclic_collections() -> Iterator[None]:
 
 async def _fold_pages(store: EventStore) -> _Fold:
     """Fold the log up to the head seen at start, reading each next page while folding one."""
-    folded = _Fold()
+    folded = await _from_snapshots(store)
     head = await store.head()
-    pending = asyncio.ensure_future(store.fetchall(_PAGE_SQL, (0, _LOG_PAGE)))
+    pending = asyncio.ensure_future(store.fetchall(_PAGE_SQL, (folded.position, _LOG_PAGE)))
     while True:
         rows = await pending
         last = int(rows[-1][0]) if rows else head
@@ -177,6 +180,24 @@ async def _fold_pages(store: EventStore) -> _Fold:
         folded.apply_rows(rows)
         if last >= head:
             return folded
+
+
+async def _from_snapshots(store: EventStore) -> _Fold:
+    """Start where the last archive cut the log: the runs as its snapshots kept them."""
+    folded = _Fold()
+    anchor = await store.anchor()
+    if anchor is None:
+        return folded
+    rows = await store.fetchall(
+        "SELECT snapshot FROM projection_snapshots WHERE projection = ?", (RunProjection.name,)
+    )
+    for (text,) in rows:
+        state, tools = snapshot_state(str(text))
+        folded.states[state.run_id] = state
+        for call, event_id in tools.items():
+            folded.tool_results[(state.run_id, call)] = event_id
+    folded.position = anchor.cut_id
+    return folded
 
 
 _FOLDED_COLUMNS = EVENT_COLUMNS.replace("prev_hash, hash", "'' AS prev_hash, '' AS hash")

@@ -32,6 +32,8 @@ QUICK_RUNS = {
         "store256/ceiling=",
         "replay/ceiling=",
         "growth_last/empty=",
+        "archive_ev_s=",
+        "archive_p99_ms=",
     ),
     "bench.projections": ("projections:", "rebuild_ev_s=", "claim_per_s="),
     "bench.sse": ("sse:", "replay/ceiling=", *SSE_FIELDS, "http_append_ev_s=", "http/bare="),

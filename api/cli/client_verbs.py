@@ -30,7 +30,7 @@ from rich.table import Table
 from api.cli import run_detail, track_view
 from api.cli.errors import explain
 from api.cli.styles import elapsed, status_text
-from api.client import RuntrackClient, RuntrackError
+from api.client import CursorExpiredError, RuntrackClient, RuntrackError
 from api.client.contract import STATUSES, TERMINAL_STATUSES
 from api.client.models import Message, Run, StoredEvent
 
@@ -416,12 +416,35 @@ def tail(
     cursor_file: Annotated[
         Path | None, typer.Option(help="resume from, and record, the cursor")
     ] = None,
+    from_oldest: Annotated[
+        bool,
+        typer.Option(
+            "--from-oldest", help="if the cursor's events were archived, go on from the oldest kept"
+        ),
+    ] = False,
 ) -> None:
-    """Print events as JSON lines; with --cursor-file a restart resumes where it stopped."""
+    """Print events as JSON lines; with --cursor-file a restart resumes where it stopped.
+
+    A cursor older than the oldest kept event (archived) is an error, never a silent skip;
+    --from-oldest says so on stderr and goes on from the oldest event kept."""
     connection = _connection(ctx)
     after = int(cursor_file.read_text() or 0) if cursor_file and cursor_file.exists() else 0
 
     async def go() -> None:
+        try:
+            await tail_from(after)
+        except CursorExpiredError as exc:
+            if not from_oldest:
+                raise
+            typer.echo(
+                f"note: events up to {exc.resume_after} are archived"
+                f"{f' (segment {exc.segment})' if exc.segment else ''}; "
+                f"going on from event {exc.oldest_event_id}",
+                err=True,
+            )
+            await tail_from(exc.resume_after)
+
+    async def tail_from(after: int) -> None:
         async with connection.client() as client:
             only = _Only(run, conversation, visibility)
             if last is not None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import httpx
 
-from api.client import RuntrackError
+from api.client import CursorExpiredError, RuntrackError
 
 __all__ = ["explain"]
 
@@ -25,4 +25,11 @@ def explain(exc: RuntrackError | httpx.TransportError, url: str, key: str | None
         return f"error: {url} refused the API key given by --key or RUNTRACK_KEY ({said})"
     if exc.status == 403:
         return f"error: {exc.message} ({exc.code}): use a key that may (--key or RUNTRACK_KEY)"
+    if isinstance(exc, CursorExpiredError) and exc.code == "run_archived":
+        return f"error: {exc.message} ({exc.code}): ask a server with the segments (--archive-dir)"
+    if isinstance(exc, CursorExpiredError):
+        return (
+            f"error: {exc.message} ({exc.code}); the oldest event kept is {exc.oldest_event_id}: "
+            "'events tail --from-oldest' goes on from there without the archived events"
+        )
     return f"error: {exc.message} ({exc.code})"

@@ -16,7 +16,7 @@ import typer
 if TYPE_CHECKING:
     from api.server.settings import Settings
 
-__all__ = ["add_groups", "serve", "settings_from"]
+__all__ = ["add_groups", "archive", "serve", "settings_from"]
 
 DEFAULT_ORGANIZATION = "default"
 """``api.server.auth.DEFAULT_ORGANIZATION``, written here so that defining the verbs needs no
@@ -166,6 +166,16 @@ def serve(
     chain_head_seconds: Annotated[
         float, _positive("RUNTRACK_CHAIN_HEAD_SECONDS", "how often the chain's head is signed")
     ] = 60.0,
+    archive_dir: Annotated[
+        str | None, _option("RUNTRACK_ARCHIVE_DIR", "archive segments' directory (this machine)")
+    ] = None,
+    retain: Annotated[
+        str | None,
+        _option("RUNTRACK_RETAIN", "archive what is older (30d) to --archive-dir"),
+    ] = None,
+    archive_interval: Annotated[
+        float, _positive("RUNTRACK_ARCHIVE_INTERVAL", "seconds between retention passes")
+    ] = 3600.0,
     demo: Annotated[bool, typer.Option("--demo", help="also run simulated agents")] = False,
 ) -> None:
     """Serve the HTTP API and SSE streams (and, on the leader, the background services)."""
@@ -199,6 +209,57 @@ def settings_from(options: dict[str, Any]) -> Settings:
             "reconcile_seconds": min(options["reconcile_seconds"], 5.0),
         }
     return Settings(**options)
+
+
+def archive(
+    to: Annotated[str, typer.Option("--to", help="directory of the segments (this machine)")],
+    before: Annotated[
+        int | None, typer.Option("--before", min=1, help="archive the events before this id")
+    ] = None,
+    older_than: Annotated[
+        str | None, typer.Option("--older-than", help="archive the events older than this (30d)")
+    ] = None,
+    batch: Annotated[int, typer.Option(min=1, help="events per segment")] = 2500,
+    database: Database = "runtrack.db",
+) -> None:
+    """Move a prefix of the log to segment files (on the database directly, like ``keys``).
+
+    The cut stops before any run that has not ended, is resumable or has a callback to deliver,
+    and at every durable consumer's cursor; what held it back is printed. Servers keep serving
+    meanwhile: each batch holds the log's lock only briefly."""
+    if (before is None) == (older_than is None):
+        raise typer.BadParameter("give exactly one of --before EVENT_ID and --older-than AGE")
+    from pathlib import Path
+
+    from projections import ArchiveReport, parse_age
+
+    try:
+        age = None if older_than is None else parse_age(older_than)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--older-than") from exc
+    report: ArchiveReport = asyncio.run(_archive(database, Path(to), before, age, batch))
+    typer.echo(
+        f"archived {report.events} events in {len(report.segments)} segments to {to}; "
+        f"the live log starts at event {report.cut + 1}"
+    )
+    for hold in report.holds:
+        typer.echo(f"held back at event {hold.event_id - 1}: {hold.reason}")
+
+
+async def _archive(database: str, to: Any, before: int | None, age: Any, batch: int) -> Any:
+    from eventstore import StoreError, open_store
+    from projections import RunProjection, cut_for_age
+    from projections import archive as archive_log
+
+    async with open_store(database, projections=[RunProjection()]) as store:
+        if store.stale_projections:
+            raise typer.Exit(_say_stale(store.stale_projections))
+        requested = before - 1 if before is not None else await cut_for_age(store, age)
+        try:
+            return await archive_log(store, requested, to, batch=batch)
+        except StoreError as exc:
+            typer.echo(f"archive stopped: {exc.message}", err=True)
+            raise typer.Exit(1) from exc
 
 
 @keys_app.command("create")

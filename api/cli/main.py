@@ -37,6 +37,7 @@ app = typer.Typer(
 )
 local_verbs.add_groups(app)
 client_verbs.register(app)
+app.command()(local_verbs.archive)
 app.command()(local_verbs.serve)  # after the client verbs: the order ``--help`` lists them in
 
 

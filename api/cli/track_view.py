@@ -23,7 +23,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from api.cli.styles import elapsed, queued_for, status_text, styled_status
-from api.client import RuntrackClient
+from api.client import CursorExpiredError, RuntrackClient
 from api.client.models import Message, Run
 
 __all__ = ["LiveView", "PlainView", "QuietView", "TrackView", "follow", "summary"]
@@ -142,7 +142,11 @@ async def _track(client: RuntrackClient, run_id: str, view: TrackView) -> tuple[
             if event.event_type == "run_status_changed":
                 view.changed(await client.get_run(run_id))
         run = await client.get_run(run_id)
-    messages = await client.messages(run_id)
+    try:
+        messages = await client.messages(run_id)
+    except CursorExpiredError as exc:  # archived, and this server cannot read the segment
+        typer.echo(f"note: run {run_id}'s messages are not shown: {exc.message}", err=True)
+        messages = []
     view.ended(run, messages)
     return run, messages
 

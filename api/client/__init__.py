@@ -1,7 +1,7 @@
 """The Python client of runtrack's HTTP API and its worker SDK: it imports nothing of the server
 or the store."""
 
-from api.client.async_client import RuntrackClient, RuntrackError
+from api.client.async_client import CursorExpiredError, RuntrackClient, RuntrackError
 from api.client.models import Run, StoredEvent
 from api.client.run_context import RunContext
 from api.client.sync_client import SyncRuntrackClient
@@ -16,6 +16,7 @@ from api.client.worker_errors import (
 )
 
 __all__ = [
+    "CursorExpiredError",
     "HumanInputPending",
     "Run",
     "RunCancelled",

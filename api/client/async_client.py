@@ -40,7 +40,7 @@ from api.client.models import (
     Usage,
 )
 
-__all__ = ["RuntrackClient", "RuntrackError"]
+__all__ = ["CursorExpiredError", "RuntrackClient", "RuntrackError"]
 
 
 class RuntrackError(Exception):
@@ -52,6 +52,27 @@ class RuntrackError(Exception):
         self.code = code
         self.message = message
         self.details = details
+
+
+class CursorExpiredError(RuntrackError):
+    """``410``: the cursor is older than the oldest event the server keeps (the events after it
+    were archived), or a run's archived events cannot be read there. Nothing was skipped: to go
+    on without them, ask again after ``oldest_event_id - 1`` (``resume_after``)."""
+
+    @property
+    def oldest_event_id(self) -> int:
+        return int(self.details.get("oldest_event_id", 1))
+
+    @property
+    def resume_after(self) -> int:
+        """The cursor that starts at the oldest kept event."""
+        return self.oldest_event_id - 1
+
+    @property
+    def segment(self) -> str | None:
+        """The archive segment holding what was asked for, when the server named one."""
+        segment = self.details.get("segment")
+        return None if segment is None else str(segment)
 
 
 class RuntrackClient:
@@ -288,9 +309,8 @@ def _error(response: httpx.Response) -> RuntrackError:
         error = response.json()["error"]
     except (ValueError, KeyError, TypeError):
         return RuntrackError(response.status_code, "http_error", response.text[:200], {})
-    return RuntrackError(
-        response.status_code, error["code"], error["message"], error.get("details", {})
-    )
+    kind = CursorExpiredError if response.status_code == 410 else RuntrackError
+    return kind(response.status_code, error["code"], error["message"], error.get("details", {}))
 
 
 def _channel(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
 from typing import Protocol, TypeVar
 
 from sse_starlette.sse import AppStatus
@@ -28,7 +29,7 @@ from api.server.run_metrics import RunObservations
 from api.server.services import Services
 from api.server.settings import Settings, demo_callback_url
 from api.server.sse import RAW_SEND, QuietDrops, StreamGate
-from eventstore import EventStore, HeadSigner, StoreError, open_store
+from eventstore import ArchiveReader, EventStore, HeadSigner, StoreError, open_store
 from projections import RunCommands, RunProjection, RunQueries, rebuild
 
 __all__ = ["create_app"]
@@ -108,6 +109,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
     return app
 
 
+def _archive_reader(settings: Settings) -> ArchiveReader | None:
+    """Archived runs' events are read from ``--archive-dir`` when this server has one."""
+    return None if settings.archive_dir is None else ArchiveReader(Path(settings.archive_dir))
+
+
 @asynccontextmanager
 async def _lifespan(app: Starlette) -> AsyncIterator[None]:
     """Starts the store and the services in order; whatever started is stopped in reverse,
@@ -124,7 +130,7 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
         await _refill_stale_read_models(store)
         app.state.store = store
         app.state.commands = RunCommands(store)
-        app.state.queries = RunQueries(store)
+        app.state.queries = RunQueries(store, _archive_reader(settings))
         await _start_keys(app, store, settings, stack)
         app.state.leadership = await _started(
             stack, store.leadership("services", interval=settings.leader_interval).start()

@@ -15,17 +15,31 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from eventstore import (
+    ArchiveRefused,
     ConcurrencyConflict,
+    CursorExpired,
     IdempotencyMismatch,
     InvalidCursor,
     InvalidEvent,
     RefusedByProjection,
+    RunArchived,
     StoreError,
     StoreUnavailable,
     UnknownRun,
 )
 
-__all__ = ["ApiError", "error_response", "handle_api_error", "handle_store_error", "status_for"]
+__all__ = [
+    "OLDEST_EVENT_HEADER",
+    "ApiError",
+    "error_response",
+    "handle_api_error",
+    "handle_store_error",
+    "status_for",
+]
+
+
+OLDEST_EVENT_HEADER = "Runtrack-Oldest-Event-Id"
+"""On a 410: the oldest event the live log keeps (a cursor of that id minus one is valid)."""
 
 
 class ApiError(Exception):
@@ -52,6 +66,9 @@ STATUS_FOR: tuple[tuple[type[StoreError], int], ...] = (
     (IdempotencyMismatch, 409),
     (RefusedByProjection, 409),
     (InvalidCursor, 400),
+    (CursorExpired, 410),
+    (RunArchived, 410),
+    (ArchiveRefused, 409),
     (StoreUnavailable, 503),
 )
 
@@ -77,7 +94,9 @@ def error_response(
 async def handle_store_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StoreError)
     code = "run_not_found" if isinstance(exc, UnknownRun) else exc.code
-    return error_response(status_for(exc), code, exc.message, exc.details)
+    oldest = exc.details.get("oldest_event_id")
+    headers = None if oldest is None else {OLDEST_EVENT_HEADER: str(oldest)}
+    return error_response(status_for(exc), code, exc.message, exc.details, headers)
 
 
 async def handle_api_error(request: Request, exc: Exception) -> JSONResponse:

@@ -58,8 +58,19 @@ _REF = "#/components/schemas/{model}"
 _ERRORS = (400, 401, 403, 404, 409, 413, 422)
 _RATE_LIMITED = (*_ERRORS, 429)
 """Routes under a per-key rate (docs/security.md): 429 with Retry-After."""
-_STREAMED = (*_ERRORS, 429, 503)
-"""Routes that open streams: 429 past a key's or organization's cap, 503 past the server's."""
+_STREAMED = (*_ERRORS, 410, 429, 503)
+"""Routes that open streams: 429 past a key's or organization's cap, 503 past the server's;
+410 for a cursor older than the oldest kept event, or a run's archived events the server cannot
+read (header ``Runtrack-Oldest-Event-Id``)."""
+_OLDEST_HEADER = {
+    "Runtrack-Oldest-Event-Id": {
+        "description": "The oldest event the live log keeps (the rest is archived)",
+        "schema": {"type": "integer", "minimum": 1},
+    }
+}
+_ARCHIVED = (*_ERRORS, 410)
+"""Routes that read a run's events: 410 ``run_archived`` when they are archived and the server
+cannot read the segments."""
 
 
 @dataclass(frozen=True)
@@ -170,16 +181,41 @@ OPERATIONS = (
         also=((200, "Recorded before: the first result, replayed", ToolResultRecorded),),
         errors=_RATE_LIMITED,
     ),
-    _Op("get", "/v1/runs/{run_id}/tool-results", "Recorded tool results", returns=ToolResultList),
-    _Op("get", "/v1/runs/{run_id}/messages", "The run's messages", returns=MessageList),
-    _Op("get", "/v1/runs/{run_id}/usage", "Token usage and steps", returns=Usage),
-    _Op("get", "/v1/runs/{run_id}/journal", "The run journal", returns=Journal),
+    _Op(
+        "get",
+        "/v1/runs/{run_id}/tool-results",
+        "Recorded tool results",
+        returns=ToolResultList,
+        errors=_ARCHIVED,
+    ),
+    _Op(
+        "get",
+        "/v1/runs/{run_id}/messages",
+        "The run's messages",
+        returns=MessageList,
+        errors=_ARCHIVED,
+    ),
+    _Op(
+        "get",
+        "/v1/runs/{run_id}/usage",
+        "Token usage and steps",
+        returns=Usage,
+        errors=_ARCHIVED,
+    ),
+    _Op(
+        "get",
+        "/v1/runs/{run_id}/journal",
+        "The run journal",
+        returns=Journal,
+        errors=_ARCHIVED,
+    ),
     _Op(
         "get",
         "/v1/runs/{run_id}/state",
         "The run as of an event id",
         returns=Run,
         query=(query.AT_EVENT_ID,),
+        errors=_ARCHIVED,
     ),
     _Op(
         "get",
@@ -316,6 +352,8 @@ def _operation(op: _Op) -> dict[str, Any]:
             "description": "Error",
             "content": {"application/json": {"schema": {"$ref": _REF.format(model="Error")}}},
         }
+        if status == 410:
+            responses["410"]["headers"] = _OLDEST_HEADER
     operation: dict[str, Any] = {
         "summary": op.summary,
         "parameters": parameters,

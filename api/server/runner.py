@@ -92,6 +92,7 @@ def check_settings(settings: Settings) -> None:
     _check_callbacks(settings)
     otlp_target(os.environ)  # an OTEL endpoint that is no http(s) URL, named
     _check_signing(settings)
+    _check_retention(settings)
     if not 0.05 <= settings.key_poll_seconds <= 1.0:
         raise ValueError(
             "--key-poll-seconds must be between 0.05 and 1: a revocation must reach every "
@@ -113,6 +114,18 @@ def _check_signing(settings: Settings) -> None:
         raise ValueError("--chain-head-seconds must be above 0")
     if settings.signing_key is not None:
         HeadSigner.from_file(settings.signing_key)  # raises ValueError naming the problem
+
+
+def _check_retention(settings: Settings) -> None:
+    if settings.retain is None:
+        return
+    from projections import parse_age
+
+    parse_age(settings.retain)  # raises ValueError naming the expected form
+    if settings.archive_dir is None:
+        raise ValueError("--retain needs --archive-dir: the archived events go there")
+    if settings.archive_interval <= 0:
+        raise ValueError("--archive-interval must be above 0 seconds")
 
 
 def _check_metrics(settings: Settings) -> None:

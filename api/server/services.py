@@ -1,6 +1,6 @@
-"""Background services of the server: the reconciler, the callback deliverer, the head signer
-and, when the ``OTEL_EXPORTER_OTLP_*`` variables name a collector, the trace exporter
-(``telemetry/``).
+"""Background services of the server: the reconciler, the callback deliverer, retention, the
+head signer and, when the ``OTEL_EXPORTER_OTLP_*`` variables name a collector, the trace
+exporter (``telemetry/``).
 
 All run only while this server holds the ``services`` leadership, so with several servers on
 one database each pass and each delivery is made by one of them. A failed pass is logged and
@@ -18,6 +18,7 @@ import logging
 import os
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 from api.server.callbacks.addresses import AddressPolicy
 from api.server.callbacks.dispatch import Dispatcher
@@ -25,6 +26,7 @@ from api.server.callbacks.sender import CallbackSender
 from api.server.settings import Settings, callback_networks
 from api.server.telemetry import TraceExporter, otlp_target
 from eventstore import AppendSignedHead, EventStore, HeadSigner, Leadership, cancel_and_wait
+from projections import archive, cut_for_age, parse_age
 from projections.callbacks import CallbackPolicy, Delivery, record_attempt
 from projections.reconciler import Thresholds, reconcile
 
@@ -99,6 +101,10 @@ class Services:
             self._tasks.append(
                 asyncio.create_task(every(self._settings.chain_head_seconds, self._sign(sign)))
             )
+        if self._settings.retain is not None:
+            self._tasks.append(
+                asyncio.create_task(every(self._settings.archive_interval, self._retain))
+            )
         return self
 
     def _sign(self, sign: AppendSignedHead) -> Callable[[], Awaitable[None]]:
@@ -132,6 +138,20 @@ class Services:
                 len(report.queue_timed_out),
                 len(report.cancelled),
             )
+
+    async def _retain(self) -> None:
+        """Archive what is older than ``--retain`` (as far as the holds allow)."""
+        settings = self._settings
+        assert settings.retain is not None  # check_settings: --retain needs --archive-dir
+        assert settings.archive_dir is not None
+        requested = await cut_for_age(self._store, parse_age(settings.retain))
+        report = await archive(self._store, requested, Path(settings.archive_dir))
+        if report.events:
+            logger.info(
+                "archived %d events; the live log starts at %d", report.events, report.cut + 1
+            )
+        for hold in report.holds:
+            logger.info("retention held back at event %d: %s", hold.event_id - 1, hold.reason)
 
     async def _send(self, delivery: Delivery) -> None:
         url = delivery.run.callback_url or ""

@@ -112,6 +112,14 @@ class Settings:
     chain heads with; without one, no ``chain_head`` is appended."""
     chain_head_seconds: float = 60.0
     """How often the leader signs the chain's head (when something was appended since)."""
+    archive_dir: str | None = None
+    """Where archive segments are (on this machine): archived runs' events are read from
+    them, and ``retain`` writes them there."""
+    retain: str | None = None
+    """Keep this much of the log live (``30d``); the leader archives what is older to
+    ``archive_dir`` every ``archive_interval`` seconds (docs/operations.md, "Retention")."""
+    archive_interval: float = 3600.0
+    """Seconds between the leader's retention passes."""
     demo: bool = False
     """Also run simulated agents (``api/server/demo.py``)."""
     demo_pace: float = 1.0

@@ -39,6 +39,7 @@ from api.server.input_limits import bounded_int
 from api.server.metrics import Metrics
 from api.server.replay import Replay
 from eventstore import (
+    CursorExpired,
     EventFilter,
     EventPage,
     EventStore,
@@ -303,6 +304,8 @@ async def frames(
     run_id = channel.run_id
     async with aclosing(Replay(store, channel.filter, cursor).pages()) as replay:
         async for replayed in replay:
+            if run_id is None and await _archived_since(store, cursor):
+                return  # the client reconnects from its cursor and is told (410)
             cursor = replayed.position
             yield replayed.chunk
             if run_id and (end := await _end_of_run(store, channel, replayed.last_status, cursor)):
@@ -321,6 +324,18 @@ async def frames(
                 return
     finally:
         await subscription.aclose()
+
+
+async def _archived_since(store: EventStore, cursor: int) -> bool:
+    """Whether an archive has taken events after ``cursor`` (checked after each replayed page
+    was read, so a page read before the archive is whole and one read after it is never
+    sent with a gap). Not for run channels: a run's cursor may be older than the cut while
+    none of the run's events were archived (``streams._check_run_cursor`` decides at open)."""
+    try:
+        await store.check_cursor(cursor)
+    except CursorExpired:
+        return True
+    return False
 
 
 async def _end_of_run(

@@ -110,10 +110,17 @@ async def event_page(request: Request, flt: EventFilter) -> Response:
     """
     after, limit = AFTER_EVENT_ID.value(request), EVENT_LIMIT.value(request)
     page = await store(request).read(flt, after=after, limit=limit)
+    if flt.run_id is None:  # a run's own archived events are its route's (runs.run_events)
+        await store(request).check_cursor(after)  # after the read: no archive slips between
+    return await events_page(request, page.events, page.position)
+
+
+async def events_page(request: Request, events: Sequence[AgentEvent], position: int) -> Response:
+    """An ``EventList`` answer: ``events``, read up to ``position``, and the head now."""
     head = await store(request).head()
-    cursor = str(page.position) if page.position < head else None
-    more = {"next_cursor": cursor, "position": page.position, "head": head}
-    return events_response(EventList, page.events, more, 200)
+    cursor = str(position) if position < head else None
+    more = {"next_cursor": cursor, "position": position, "head": head}
+    return events_response(EventList, events, more, 200)
 
 
 def wants_stream(request: Request) -> bool:

@@ -41,6 +41,7 @@ from api.server.rate_limits import rate_limits
 from api.server.routes._common import (
     commands,
     event_page,
+    events_page,
     events_response,
     json_response,
     queries,
@@ -218,11 +219,17 @@ async def run_events(request: Request) -> Response:
     run_id = request.path_params["run_id"]
     if wants_stream(request):
         return await run_stream(request, principal, run_id, conversation_id=None)
-    await queries(request).get(principal.organization_id, run_id)
+    run = await queries(request).get(principal.organization_id, run_id)
     query.AFTER_SEQUENCE.get(request)  # in range, though only a stream starts from it
-    flt = EventFilter(
-        principal.organization_id, run_id=run_id, visibility=resolve_visibility(request, principal)
-    )
+    visibility = resolve_visibility(request, principal)
+    after = query.AFTER_EVENT_ID.value(request)
+    archived = await queries(request).archived_events(run, visibility, after)
+    if archived is not None:  # from the segments, up to the cut; the live log after it
+        events, cut = archived
+        limit = query.EVENT_LIMIT.value(request)
+        position = events[limit - 1].id if len(events) > limit else cut
+        return await events_page(request, events[:limit], position)
+    flt = EventFilter(principal.organization_id, run_id=run_id, visibility=visibility)
     return await event_page(request, flt)
 
 

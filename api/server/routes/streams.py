@@ -22,7 +22,7 @@ from api.server.routes._common import (
 )
 from api.server.sse import Channel, open_stream, resolve_cursor, resolve_visibility
 from api.server.wire import run_json
-from eventstore import EventFilter, UnknownRun
+from eventstore import CursorExpired, EventFilter, UnknownRun
 from projections import (
     ACTIVE,
     TERMINAL,
@@ -50,11 +50,35 @@ async def run_stream(
         run=run,
         sequence_ids=await _sequence_ids(request, run),
     )
+    await _check_run_cursor(request, run, cursor)
     latest = await store(request).last_status_change(run_id) if run.terminal else None
+    if latest is None and run.terminal:  # its last status change was archived
+        latest = (run.last_event_id, run.status.value)
     if latest is not None and cursor >= latest[0]:
         return Response(status_code=204)
     flt = EventFilter(principal.organization_id, run_id=run_id, visibility=visibility)
     return open_stream(request, store(request), Channel(flt, cursor, run_id), principal)
+
+
+async def _check_run_cursor(request: Request, run: RunState, cursor: int) -> None:
+    """A run channel does not replay from the segments: a cursor (0 too) before some of the
+    run's archived events is ``410`` naming the segment, never a silent skip of them; the JSON
+    pages of ``GET /v1/runs/{id}/events`` read them where the server has ``--archive-dir``."""
+    anchor = await store(request).anchor()
+    if anchor is None or cursor >= min(anchor.cut_id, run.last_event_id):
+        return
+    first = max(cursor + 1, run.created_event_id)
+    if first > anchor.cut_id:
+        return
+    segment = await store(request).segment_for(first)
+    raise CursorExpired(
+        f"run {run.run_id}'s events from {first} to {anchor.cut_id} are archived (segment "
+        f"{segment}): read them as JSON pages, or follow from event {anchor.cut_id}",
+        cursor=cursor,
+        oldest_event_id=anchor.oldest_event_id,
+        run_id=run.run_id,
+        segment=segment,
+    )
 
 
 async def _sequence_ids(request: Request, run: RunState) -> dict[int, int]:
@@ -84,6 +108,7 @@ async def conversation_events(request: Request) -> Response:
         visibility=resolve_visibility(request, principal),
     )
     cursor = resolve_cursor(request, await store(request).head())
+    await store(request).check_cursor(cursor)
     return open_stream(request, store(request), Channel(flt, cursor), principal)
 
 
@@ -92,6 +117,7 @@ async def firehose(request: Request) -> Response:
     flt = EventFilter(principal.organization_id, visibility=resolve_visibility(request, principal))
     if wants_stream(request):
         cursor = resolve_cursor(request, await store(request).head())
+        await store(request).check_cursor(cursor)
         return open_stream(request, store(request), Channel(flt, cursor), principal)
     return await event_page(request, flt)
 

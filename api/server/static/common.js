@@ -44,7 +44,14 @@ export async function api(path, options = {}) {
   if (response.status === 401) { await login(Boolean(key())); return api(path, options); }
   if (response.status === 204) return null;
   const body = await response.json();
-  if (!response.ok) throw new Error(body.error ? body.error.message : response.statusText);
+  if (!response.ok) {
+    // The status and details go with the message: a page may answer some refusals itself
+    // (a 410 for archived events names the segment and the oldest event kept).
+    const error = new Error(body.error ? body.error.message : response.statusText);
+    error.status = response.status;
+    error.details = body.error ? body.error.details || {} : {};
+    throw error;
+  }
   return body;
 }
 

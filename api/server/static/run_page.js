@@ -40,10 +40,21 @@ class RunPage {
     closeStreams();
     Object.assign(this, { events: [], toolStarts: new Map(), selected: null, model: null });
     this.timeline.replaceChildren();
+    for (const note of main.querySelectorAll("p.archived")) note.remove();
     await this.refresh();
     let after = 0;
     for (;;) {
-      const page = await api(`/v1/runs/${this.runId}/events?after_event_id=${after}&limit=1000&visibility=${this.visibility}`);
+      let page;
+      try {
+        page = await api(`/v1/runs/${this.runId}/events?after_event_id=${after}&limit=1000&visibility=${this.visibility}`);
+      } catch (error) {
+        // Archived events this server cannot read: say so above the timeline (naming the
+        // segment), go on from the oldest kept event; the run still shows from the read model.
+        if (error.status !== 410 || !error.details.oldest_event_id) throw error;
+        this.slots.waterfall.before(el("p", { class: "archived", role: "note", text: error.message }));
+        after = error.details.oldest_event_id - 1;
+        continue;
+      }
       page.items.forEach((event) => this.add(event));
       after = page.position;
       if (!page.next_cursor) break;

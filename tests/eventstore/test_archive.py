@@ -1,0 +1,148 @@
+"""Archiving a prefix of the log: segments, the anchor, the guard that still refuses a DELETE.
+
+Both backends; the run semantics of where the cut may go are in tests/projections/test_archive.py.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from eventstore import (
+    GENESIS_HASH,
+    CursorExpired,
+    EventFilter,
+    EventStore,
+    list_manifests,
+    read_segment,
+)
+from eventstore.segments import segment_name
+from tests.conftest import StoreFactory
+
+from .helpers import ORG, all_events, message, new_run
+from .raw_database import RawDatabase
+
+pytestmark = pytest.mark.anyio
+
+
+async def _log(store: EventStore, runs: int = 3, messages: int = 4) -> None:
+    for r in range(runs):
+        await new_run(store, f"run-{r}")
+        for n in range(messages):
+            await store.append(ORG, f"run-{r}", [message(str(n))])
+
+
+async def test_archived_events_move_to_checked_segments(store: EventStore, tmp_path: Path) -> None:
+    await _log(store)
+    before = await all_events(store)
+    manifests = await store.archive_through(10, tmp_path, batch=4)
+    assert [(m.first_id, m.last_id) for m in manifests] == [(1, 4), (5, 8), (9, 10)]
+    first = manifests[0]
+    data = (tmp_path / first.name).read_bytes()
+    assert first.name == segment_name(1, 4) == "events-000000000001-000000000004.jsonl.gz"
+    assert hashlib.sha256(data).hexdigest() == first.sha256
+    lines = gzip.decompress(data).decode().splitlines()
+    assert lines == [event.to_json() for event in before[:4]]
+    manifest = json.loads((tmp_path / "events-000000000001-000000000004.manifest.json").read_text())
+    assert manifest["format"] == 1
+    assert manifest["count"] == 4
+    assert manifest["prev_hash"] == GENESIS_HASH
+    assert manifest["last_hash"] == before[3].hash
+    assert manifest["organizations"] == {ORG: 4}
+    assert [e.id for m in list_manifests(tmp_path) for e in read_segment(tmp_path, m)] == list(
+        range(1, 11)
+    )
+    assert [e.id for e in await all_events(store)] == list(range(11, 16))
+    anchor = await store.anchor()
+    assert anchor is not None
+    assert (anchor.cut_id, anchor.cut_hash) == (10, before[9].hash)
+    assert await store.oldest_event_id() == 11
+
+
+async def test_verify_starts_from_the_anchor(store: EventStore, tmp_path: Path) -> None:
+    await _log(store)
+    await store.archive_through(7, tmp_path)
+    report = await store.verify()
+    assert report.ok
+    assert report.events == 8
+    assert report.head_id == 15
+    run = await store.verify(run_id="run-1")  # its first events are archived
+    assert run.ok
+    assert run.events == 3
+
+
+async def test_head_stays_when_everything_is_archived(store: EventStore, tmp_path: Path) -> None:
+    await _log(store, runs=1, messages=2)
+    await store.archive_through(3, tmp_path)
+    assert await store.head() == 3
+    assert await all_events(store) == []
+    appended = await store.append(ORG, "run-0", [message("after")])
+    assert appended[0].id == 4
+    assert appended[0].sequence == 4
+    assert (await store.verify()).ok
+
+
+async def test_a_plain_delete_still_fails(
+    store_factory: StoreFactory, backend: str, database_url: str, tmp_path: Path
+) -> None:
+    async with store_factory() as store:
+        await _log(store, runs=1)
+        await store.archive_through(2, tmp_path)
+    raw = RawDatabase(backend, database_url)
+    for statement in ("DELETE FROM events WHERE id = 3", raw.truncate):
+        with pytest.raises(raw.refusal, match="append-only"):
+            raw.execute(statement)
+    with pytest.raises(raw.refusal, match="append-only"):  # a permit is only ever in-transaction
+        raw.execute(
+            "INSERT INTO archive_permits (first_id, last_id) VALUES (100, 200)",
+            "DELETE FROM events WHERE id = 3",
+        )
+
+
+async def test_expired_cursors_are_refused_with_the_oldest_id(
+    store: EventStore, tmp_path: Path
+) -> None:
+    await _log(store)
+    await store.archive_through(6, tmp_path)
+    for fine in (0, 6, 9):
+        await store.check_cursor(fine)
+    with pytest.raises(CursorExpired) as refused:
+        await store.check_cursor(5)
+    assert refused.value.details["oldest_event_id"] == 7
+    page = await store.read(EventFilter(), after=0, limit=100)
+    assert page.events[0].id == 7
+
+
+async def test_segments_left_by_a_crash_before_commit_are_written_again(
+    store: EventStore, tmp_path: Path
+) -> None:
+    """Files of a batch that never committed (its events are still live) are replaced."""
+    archive = tmp_path / "archive"
+    await _log(store)
+    await store.archive_through(4, archive)
+    (archive / "events-000000000005-000000000009.manifest.json").write_text("{}")
+    (archive / "events-000000000005-000000000009.jsonl.gz.tmp").write_bytes(b"partial")
+    (archive / "events-000000000005-000000000007.jsonl.gz").write_bytes(b"no manifest")
+    manifests = await store.archive_through(8, archive)
+    assert [(m.first_id, m.last_id) for m in manifests] == [(5, 8)]
+    assert sorted(p.name for p in archive.iterdir()) == [
+        "events-000000000001-000000000004.jsonl.gz",
+        "events-000000000001-000000000004.manifest.json",
+        "events-000000000005-000000000008.jsonl.gz",
+        "events-000000000005-000000000008.manifest.json",
+    ]
+
+
+async def test_appends_go_on_between_batches(store: EventStore, tmp_path: Path) -> None:
+    import asyncio
+
+    await _log(store, runs=2, messages=40)
+    archiving = asyncio.ensure_future(store.archive_through(60, tmp_path, batch=5))
+    appended = [await store.append(ORG, "run-1", [message("live")]) for _ in range(5)]
+    await archiving
+    assert (await store.verify()).ok
+    assert [e.id for e in await all_events(store)][-5:] == [e[0].id for e in appended]
