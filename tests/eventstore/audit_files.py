@@ -110,8 +110,8 @@ def archive_prefix(database: Path, cut: AgentEvent) -> None:
     sql(
         database,
         f"DELETE FROM events WHERE id <= {cut.id}",
-        "CREATE TABLE log_anchor (cut_id INTEGER, cut_hash TEXT, archived_at TEXT)",
-        f"INSERT INTO log_anchor VALUES ({cut.id}, '{cut.hash}', '{cut.created_at}')",
+        "INSERT INTO log_anchor (singleton, cut_id, cut_hash, cut_created_at, archived_at) "
+        f"VALUES (1, {cut.id}, '{cut.hash}', '{cut.created_at}', '{cut.created_at}')",
     )
 
 

@@ -237,6 +237,28 @@ def test_an_export_segments_and_the_live_part_verify_as_one_chain(log: Log, tmp_
     assert alone.first_id == events[12].id
 
 
+async def _archive(database: Path, through: int, directory: Path) -> None:
+    async with open_store(str(database), projections=[RunProjection()]) as store:
+        await store.archive_through(through, directory, batch=4)
+
+
+def test_the_stores_own_archive_and_live_part_verify_as_one_chain(log: Log, tmp_path: Path) -> None:
+    """Segments and anchor as ``EventStore.archive_through`` writes them, not as a test does."""
+    archive = tmp_path / "archive"
+    asyncio.run(_archive(log.database, log.events[9].id, archive))
+    assert len(list(archive.glob("*.manifest.json"))) == 3  # batches of 4: 4 + 4 + 2
+    report = verify(log, archive=archive)
+    assert report.ok, report
+    assert (report.first_id, report.events, report.head_id) == (
+        1,
+        len(log.events),
+        log.events[-1].id,
+    )
+    segment = sorted(archive.glob("*.jsonl.gz"))[1]
+    segment.write_bytes(segment.read_bytes()[:-8] + b"\0" * 8)  # a changed segment
+    assert not verify(log, archive=archive).ok
+
+
 def test_a_gap_between_the_archive_and_the_live_part_is_named(log: Log, tmp_path: Path) -> None:
     archive = tmp_path / "archive"
     archive.mkdir()
