@@ -229,7 +229,10 @@ class TraceExporter:
             logger.warning("collector rejected %d spans: %s", rejected, message)
 
     def _backoff(self, attempt: int, retry_after: str | None) -> float:
+        """The usual backoff, or a longer ``Retry-After`` (up to the cap): never shorter, so a
+        collector answering ``Retry-After: 0`` is not sent a request per millisecond."""
         base, cap = self._retry
+        wait = min(cap, base * 2.0 ** min(attempt, 30)) * random.uniform(0.5, 1.0)
         if retry_after is not None and retry_after.isdigit():
-            return min(float(retry_after), cap)
-        return min(cap, base * 2.0 ** min(attempt, 30)) * random.uniform(0.5, 1.0)
+            return max(wait, min(float(retry_after), cap))
+        return wait
