@@ -4,8 +4,10 @@ At least once, never ahead of the collector: a page of the log is folded into sp
 (``spans.py``), sent as one OTLP/HTTP request, retried with backoff until the collector answers
 2xx, and only then is the cursor moved past it. A crash between the answer and the cursor sends
 the page again: the same spans with the same ids, which backends deduplicate. The folds of runs
-in progress live in memory; whenever they might be ahead of the durable cursor (a failed pass,
-another leader in between) they are dropped and refolded from the log.
+live in memory, least recently fed first out, within a bound in bytes and in count, and any
+idle for an hour go: the log is the source of truth, and a run evicted is refolded from it when
+it next has an event. Whenever the folds might be ahead of the durable cursor (a failed pass,
+another leader in between) they are dropped and refolded from the log too.
 """
 
 from __future__ import annotations
@@ -22,28 +24,24 @@ import httpx
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 from opentelemetry.sdk.trace import ReadableSpan
 
-from eventstore import (
-    AgentEvent,
-    EventFilter,
-    EventStore,
-    EventType,
-    RunStatus,
-    is_reserved_organization,
-)
+from eventstore import AgentEvent, EventFilter, EventStore, EventType, is_reserved_organization
 
 from .sizing import MIN_REQUEST_BYTES, Batch, batches, trim
-from .spans import RunTrace, SpanOptions
+from .spans import RunTrace, SpanOptions, time_ns
 from .target import OtlpTarget
 
 __all__ = ["CURSOR", "ExportStopped", "TraceExporter"]
 
 CURSOR = "otel"
 """The exporter's name among the store's durable consumers."""
-_ENDED = frozenset(
-    {RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.TIMED_OUT}
-)
 _MAX_ROOTS = 100_000
-_RECENTLY_ENDED = 4096
+MAX_FOLD_BYTES = 64 * 1024 * 1024
+"""What the folds of runs may weigh in all (``RunTrace.weight``: their span events' and open
+tool calls' text, and an overhead for each)."""
+MAX_FOLDS = 10_000
+IDLE_SECONDS = 3600.0
+"""A fold not fed for this long (in the log's time) is evicted: a run waiting on a person for
+weeks is refolded when the answer comes, instead of pinning its memory meanwhile."""
 logger = logging.getLogger("runtrack.telemetry")
 
 
@@ -81,6 +79,9 @@ class TraceExporter:
         retry_cap: float = 30.0,
         max_request_bytes: int = MAX_REQUEST_BYTES,
         drop_after: int = DROP_AFTER,
+        max_fold_bytes: int = MAX_FOLD_BYTES,
+        max_folds: int = MAX_FOLDS,
+        idle_seconds: float = IDLE_SECONDS,
         still_leader: Callable[[], bool] = lambda: True,
         cursor: str = CURSOR,
     ) -> None:
@@ -100,10 +101,14 @@ class TraceExporter:
         if target.gzip:
             headers["content-encoding"] = "gzip"
         self._client = httpx.AsyncClient(headers=headers, timeout=target.timeout)
-        self._traces: dict[str, RunTrace] = {}
-        self._ended: OrderedDict[str, RunTrace] = OrderedDict()
-        """Runs ended lately, kept for the events that follow an end (a callback attempt,
-        a resume) so that those need no refold from the log."""
+        self._folds: OrderedDict[str, RunTrace] = OrderedDict()
+        """The runs met lately, the least recently fed first; ended ones too, for the events
+        that follow an end (a callback attempt, a resume) so that those need no refold."""
+        self.fold_bytes = 0
+        """The folds' weight in all (each as of when it was last fed)."""
+        self._fold_limits = (max_fold_bytes, max_folds, int(idle_seconds * 1e9))
+        self.folds_evicted = 0
+        """Folds dropped to stay within the bounds (each refolded from the log if needed)."""
         self._roots: dict[str, str] = {}
         self._position: int | None = None
         self.spans_sent = 0
@@ -122,8 +127,8 @@ class TraceExporter:
         """Send everything after the cursor, page by page, each only once accepted."""
         cursor = (await self._store.consumer_cursors()).get(self._cursor, 0)
         if cursor != self._position:  # first pass, or another leader moved it: refold
-            self._traces.clear()
-            self._ended.clear()
+            self._folds.clear()
+            self.fold_bytes = 0
             self._position = cursor
         try:
             while await self._export_page(cursor):
@@ -158,16 +163,29 @@ class TraceExporter:
                 spans += trace.feed(event)
             except Exception:  # a bug here must not hold back every later span
                 logger.exception("event %d not exported as a span", event.id)
-            if trace.status in _ENDED:
-                self._end(event.run_id)
+            self._keep(event.run_id, trace, trace.last_ns or time_ns(event.created_at))
         return spans
 
     async def _trace_for(self, event: AgentEvent) -> RunTrace:
-        trace = self._traces.get(event.run_id) or self._ended.pop(event.run_id, None)
+        trace = self._folds.pop(event.run_id, None)
         if trace is None:
-            trace = await self._open(event)
-        self._traces[event.run_id] = trace
+            return await self._open(event)
+        self.fold_bytes -= trace.weight
         return trace
+
+    def _keep(self, run_id: str, trace: RunTrace, now: int) -> None:
+        """Hold ``trace`` as the most recently fed, evicting what the bounds require."""
+        self._folds[run_id] = trace
+        self.fold_bytes += trace.weight
+        max_bytes, max_count, idle = self._fold_limits
+        while len(self._folds) > 1:
+            oldest_id, oldest = next(iter(self._folds.items()))
+            stale = oldest.last_ns is not None and oldest.last_ns < now - idle
+            if not stale and self.fold_bytes <= max_bytes and len(self._folds) <= max_count:
+                return
+            del self._folds[oldest_id]
+            self.fold_bytes -= oldest.weight
+            self.folds_evicted += 1
 
     async def _open(self, event: AgentEvent) -> RunTrace:
         """The fold of ``event``'s run so far, refolded from the log when it began earlier."""
@@ -183,11 +201,6 @@ class TraceExporter:
         for old in earlier:  # exported before the cursor: fold only
             trace.feed(old)
         return trace
-
-    def _end(self, run_id: str) -> None:
-        self._ended[run_id] = self._traces.pop(run_id)
-        if len(self._ended) > _RECENTLY_ENDED:
-            self._ended.popitem(last=False)
 
     async def _before(self, event: AgentEvent) -> list[AgentEvent]:
         found: list[AgentEvent] = []
