@@ -30,11 +30,25 @@ from .sizing import MIN_REQUEST_BYTES, Batch, batches, trim
 from .spans import RunTrace, SpanOptions, time_ns
 from .target import OtlpTarget
 
-__all__ = ["CURSOR", "ExportStopped", "TraceExporter"]
+__all__ = [
+    "CURSOR",
+    "DROP_AFTER",
+    "IDLE_SECONDS",
+    "MAX_FOLDS",
+    "MAX_FOLD_BYTES",
+    "MAX_REQUEST_BYTES",
+    "ExportStopped",
+    "TraceExporter",
+]
 
 CURSOR = "otel"
 """The exporter's name among the store's durable consumers."""
-_MAX_ROOTS = 100_000
+MAX_REQUEST_BYTES = 4 * 1024 * 1024
+"""A request's default limit before compression: within common collectors' and proxies'
+limits (gRPC's default message size; the OpenTelemetry Collector's HTTP default is larger)."""
+DROP_AFTER = 5
+"""Refusals (400) of a span sent on its own before it is dropped: a few, against a collector
+that refuses for a moment, while one span the collector cannot take holds nothing for long."""
 MAX_FOLD_BYTES = 64 * 1024 * 1024
 """What the folds of runs may weigh in all (``RunTrace.weight``: their span events' and open
 tool calls' text, and an overhead for each)."""
@@ -42,13 +56,8 @@ MAX_FOLDS = 10_000
 IDLE_SECONDS = 3600.0
 """A fold not fed for this long (in the log's time) is evicted: a run waiting on a person for
 weeks is refolded when the answer comes, instead of pinning its memory meanwhile."""
+_MAX_ROOTS = 100_000
 logger = logging.getLogger("runtrack.telemetry")
-
-
-MAX_REQUEST_BYTES = 4 * 1024 * 1024
-"""A request's default limit before compression: within common collectors' and proxies'
-limits (gRPC's default message size; the OpenTelemetry Collector's HTTP default is larger)."""
-DROP_AFTER = 5
 
 
 class ExportStopped(Exception):
