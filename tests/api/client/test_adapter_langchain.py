@@ -231,3 +231,20 @@ async def test_concurrent_invocations_on_one_handler_are_separate_runs(
         statuses = [p["to"] for p in of_type(events, "run_status_changed")]
         assert statuses == ["running", "waiting_on_tool", "running", "completed"]
     assert calls == {"call-ann", "call-bob"}
+
+
+async def test_a_handler_given_to_an_inner_runnable_only_records_its_runs(
+    client: RuntrackClient,
+) -> None:
+    handler = RuntrackCallbackHandler(client, "inner")
+    model = scripted(answers("hi"))
+    tracked = model.with_config(callbacks=[handler])
+
+    async def outer(question: str, config: RunnableConfig) -> str:
+        reply = await tracked.ainvoke([HumanMessage(question)], config)
+        return str(reply.content)
+
+    assert await RunnableLambda(outer).ainvoke("hello") == "hi"
+    assert handler.run_id is not None
+    run = await client.get_run(handler.run_id)
+    assert (run.status, run.num_steps, run.prompt_tokens) == ("completed", 1, 60)
