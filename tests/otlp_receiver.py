@@ -1,7 +1,9 @@
 """An OTLP/HTTP traces receiver for the exporter's tests: a real uvicorn on 127.0.0.1.
 
 It decodes each ``ExportTraceServiceRequest`` with opentelemetry-proto, answers ``failures``
-requests with 503 before accepting, and can be stopped and started again on the same port
+requests with ``refuse_status`` (503, with ``refuse_headers``) before accepting, answers 413
+for a body past ``max_body`` bytes and 400 for a request ``bad`` picks, records when each
+request arrived, and can be stopped and started again on the same port
 (a collector that is down, then up).
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -76,6 +79,18 @@ class OtlpReceiver:
     requests: list[ExportTraceServiceRequest] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
     refused: int = 0
+    refuse_status: int = 503
+    refuse_headers: dict[str, str] = field(default_factory=dict)
+    max_body: int | None = None
+    """Bodies (before decompression) longer than this are answered 413, as a proxy would."""
+    bad: Callable[[ExportTraceServiceRequest], bool] | None = None
+    """Requests it picks are answered 400 (a collector that cannot take some span)."""
+    arrivals: list[float] = field(default_factory=list)
+    """``time.monotonic()`` of each request's arrival, answered or refused."""
+    sizes: list[int] = field(default_factory=list)
+    """Each request's body length before decompression, answered or refused."""
+    too_large: int = 0
+    malformed: int = 0
     hold: asyncio.Event | None = None
     """When set, each accepted request from the ``hold_from``-th on is recorded but answered
     only once the event is set (a collector that has the spans while the sender dies waiting
@@ -112,12 +127,20 @@ class OtlpReceiver:
 
     async def _traces(self, request: Request) -> Response:
         body = await request.body()
+        self.arrivals.append(time.monotonic())
+        self.sizes.append(len(body))
+        if self.max_body is not None and len(body) > self.max_body:
+            self.too_large += 1
+            return Response(status_code=413)
         if request.headers.get("content-encoding") == "gzip":
             body = gzip.decompress(body)
         if self.refused < self.failures:
             self.refused += 1
-            return Response(status_code=503)
+            return Response(status_code=self.refuse_status, headers=self.refuse_headers)
         decoded = ExportTraceServiceRequest.FromString(body)
+        if self.bad is not None and self.bad(decoded):
+            self.malformed += 1
+            return Response(b"bad span", status_code=400)
         async with self.arrived:
             self.requests.append(decoded)
             self.headers.append(dict(request.headers))

@@ -159,6 +159,17 @@ def serve(
             help="export tool arguments, results and messages with the OTLP traces",
         ),
     ] = False,
+    otel_max_request_bytes: Annotated[
+        int,
+        _option("RUNTRACK_OTEL_MAX_REQUEST_BYTES", "largest OTLP request, before compression"),
+    ] = 4_194_304,
+    otel_drop_after: Annotated[
+        int,
+        _option(
+            "RUNTRACK_OTEL_DROP_AFTER",
+            "attempts before a span the collector refuses is dropped (0: never)",
+        ),
+    ] = 5,
     signing_key: Annotated[
         str | None,
         _option("RUNTRACK_SIGNING_KEY", "Ed25519 private key file that signs chain heads"),

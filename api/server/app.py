@@ -137,6 +137,7 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
         )
         services = Services(store, app.state.leadership, settings, app.state.signer).start()
         app.state.services = await _started(stack, services)
+        app.state.metrics.watch_export(app.state.services.exporter)
         demo = await _start_demo(app, settings)
         if demo is not None:
             stack.push_async_callback(demo.aclose)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 __all__ = ["FIRST_TOKEN_BUCKETS", "RUN_DURATION_BUCKETS", "Metrics"]
@@ -29,6 +30,36 @@ class _RunsByStatus(Collector):
         for status, count in sorted(self.counts.items()):
             family.add_metric([status], count)
         yield family
+
+
+class ExportCounts(Protocol):
+    """What the trace exporter counts (``api/server/telemetry/exporter.py``)."""
+
+    spans_sent: int
+    spans_trimmed: int
+    spans_dropped: int
+    failures: int
+
+
+_EXPORT_FAMILIES = (
+    ("runtrack_otel_spans_sent", "Spans the OTLP collector accepted", "spans_sent"),
+    ("runtrack_otel_spans_trimmed", "Spans cut down to fit a request", "spans_trimmed"),
+    ("runtrack_otel_spans_dropped", "Spans the collector refused, given up", "spans_dropped"),
+    ("runtrack_otel_requests_failed", "OTLP requests not accepted (retried or not)", "failures"),
+)
+
+
+class _TraceExport(Collector):
+    """The trace exporter's counts, read from it when scraped (nothing without export)."""
+
+    def __init__(self) -> None:
+        self.counts: ExportCounts | None = None
+
+    def collect(self) -> Iterable[Metric]:
+        if self.counts is None:
+            return
+        for name, documentation, attribute in _EXPORT_FAMILIES:
+            yield CounterMetricFamily(name, documentation, getattr(self.counts, attribute))
 
 
 class Metrics:
@@ -79,6 +110,12 @@ class Metrics:
         )
         self._runs = _RunsByStatus()
         self.registry.register(self._runs)
+        self._export = _TraceExport()
+        self.registry.register(self._export)
+
+    def watch_export(self, counts: ExportCounts | None) -> None:
+        """Serve the trace exporter's counts (when this server has one)."""
+        self._export.counts = counts
 
     async def render(self, status_counts: StatusCounts) -> bytes:
         self._runs.counts = await status_counts()

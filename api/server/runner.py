@@ -18,7 +18,7 @@ from api.server.app import create_app
 from api.server.gc_tuning import tune_collector
 from api.server.log_redaction import redact_server_logs
 from api.server.settings import Settings, callback_networks, listen_address
-from api.server.telemetry import otlp_target
+from api.server.telemetry import MIN_REQUEST_BYTES, otlp_target
 from api.server.transport.protocol import ConnectionLimits, ServerConfig
 from eventstore import HeadSigner, disable_memory_statistics
 
@@ -91,6 +91,7 @@ def check_settings(settings: Settings) -> None:
     _check_metrics(settings)
     _check_callbacks(settings)
     otlp_target(os.environ)  # an OTEL endpoint that is no http(s) URL, named
+    _check_otel(settings)
     _check_signing(settings)
     _check_retention(settings)
     if not 0.05 <= settings.key_poll_seconds <= 1.0:
@@ -107,6 +108,16 @@ def check_settings(settings: Settings) -> None:
         )
     if settings.demo:
         raise ValueError("--demo runs in one process: drop --processes")
+
+
+def _check_otel(settings: Settings) -> None:
+    if settings.otel_max_request_bytes < MIN_REQUEST_BYTES:
+        raise ValueError(
+            f"--otel-max-request-bytes must be at least {MIN_REQUEST_BYTES}: below it a span "
+            "without content may not fit"
+        )
+    if settings.otel_drop_after < 0:
+        raise ValueError("--otel-drop-after must be 0 (never drop) or more")
 
 
 def _check_signing(settings: Settings) -> None:

@@ -80,6 +80,8 @@ class Services:
                 store,
                 target,
                 content=settings.otel_content,
+                max_request_bytes=settings.otel_max_request_bytes,
+                drop_after=settings.otel_drop_after,
                 still_leader=lambda: leadership.is_leader,
             )
         )

@@ -107,6 +107,12 @@ class Settings:
     """Export content (tool arguments and results, messages, journals, questions and answers,
     error texts) with the traces; without it only names, ids, statuses, times and token counts
     leave (docs/telemetry.md). Export itself is on when ``OTEL_EXPORTER_OTLP_*`` is set."""
+    otel_max_request_bytes: int = 4_194_304
+    """Largest OTLP request before compression: a page is split to fit, a span too large on
+    its own trimmed. Lowered by itself when the collector answers 413 to a smaller one."""
+    otel_drop_after: int = 5
+    """Attempts after which a span the collector refuses on its own (400, or 413 once it
+    cannot be trimmed) is dropped and logged; 0 keeps retrying it, holding the export."""
     signing_key: str | None = None
     """A file holding the Ed25519 private key (``runtrack audit keygen``) the leader signs
     chain heads with; without one, no ``chain_head`` is appended."""

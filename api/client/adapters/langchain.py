@@ -7,7 +7,8 @@ Model calls become ``step_completed`` (tokens from the message's ``usage_metadat
 tool envelope (``tool_started``, then ``tool_finished`` through ``POST …/tool-results``). On
 its own the handler creates a run at each outermost LangChain run's start (or takes
 ``run_id=``, a queued run) and ends it with that LangChain run: ``completed`` when it ends,
-``failed`` with the error when it raises. Inside a worker's handler
+``failed`` with the error when it raises. Runs are keyed by the outermost LangChain run's id,
+so invocations running at once on one handler are separate runs. Inside a worker's handler
 (``RuntrackCallbackHandler.in_worker(ctx)``) it records into the claimed run and leaves the
 ending to the worker, which sees the exception. Async callbacks: use ``ainvoke``/``astream``
 (docs/integrations.md).
@@ -43,6 +44,8 @@ class _Call:
     """A model call or tool call between its start and end callbacks."""
 
     began: float
+    run: TrackedRun | None
+    """The runtrack run the call belongs to (its outermost LangChain run's)."""
     name: str | None = None
     call_id: str = ""
     first_token: float | None = None
@@ -67,12 +70,15 @@ class RuntrackCallbackHandler(AsyncCallbackHandler):
         self.run_id = run_id
         """The runtrack run: the one given, or the last one created."""
         self.run: TrackedRun | None = None
-        """The run being recorded, between the outermost LangChain run's start and end."""
+        """The run opened last (with invocations at once, each has its own: ``_runs``)."""
         self._attach_to = run_id
         self._in_worker = False
         self._run_fields = run_fields
         self._heartbeat_seconds = heartbeat_seconds
-        self._outermost: UUID | None = None
+        self._runs: dict[UUID, TrackedRun] = {}
+        """Each outermost LangChain run in progress → the runtrack run it records into."""
+        self._roots: dict[UUID, UUID] = {}
+        """Each LangChain run in progress → its outermost run (itself for an outermost one)."""
         self._calls: dict[UUID, _Call] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -107,6 +113,26 @@ class RuntrackCallbackHandler(AsyncCallbackHandler):
     async def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         await self._finish(run_id, _describe(error))
 
+    async def on_retriever_start(
+        self,
+        serialized: dict[str, Any] | None,
+        query: str,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Not recorded itself; known so that a model called inside joins its outermost run."""
+        await self._begin(run_id, parent_run_id)
+
+    async def on_retriever_end(self, documents: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        await self._finish(run_id, None)
+
+    async def on_retriever_error(
+        self, error: BaseException, *, run_id: UUID, **kwargs: Any
+    ) -> None:
+        await self._finish(run_id, _describe(error))
+
     # -- model calls ---------------------------------------------------------------------------
 
     async def on_chat_model_start(
@@ -119,8 +145,10 @@ class RuntrackCallbackHandler(AsyncCallbackHandler):
         metadata: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        await self._begin(run_id, parent_run_id)
-        self._calls[run_id] = _Call(time.perf_counter(), _model_name(serialized, metadata, kwargs))
+        run = await self._begin(run_id, parent_run_id)
+        self._calls[run_id] = _Call(
+            time.perf_counter(), run, _model_name(serialized, metadata, kwargs)
+        )
 
     async def on_llm_start(
         self,
@@ -132,8 +160,10 @@ class RuntrackCallbackHandler(AsyncCallbackHandler):
         metadata: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        await self._begin(run_id, parent_run_id)
-        self._calls[run_id] = _Call(time.perf_counter(), _model_name(serialized, metadata, kwargs))
+        run = await self._begin(run_id, parent_run_id)
+        self._calls[run_id] = _Call(
+            time.perf_counter(), run, _model_name(serialized, metadata, kwargs)
+        )
 
     async def on_llm_new_token(self, token: Any, *, run_id: UUID, **kwargs: Any) -> None:
         call = self._calls.get(run_id)
@@ -142,10 +172,10 @@ class RuntrackCallbackHandler(AsyncCallbackHandler):
 
     async def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
         call = self._calls.pop(run_id, None)
-        if call is not None and self.run is not None:
+        if call is not None and call.run is not None:
             prompt, completion, model = _usage(response)
             ttft = None if call.first_token is None else int((call.first_token - call.began) * 1e9)
-            await self.run.step(
+            await call.run.step(
                 call.name or model,
                 prompt,
                 completion,
@@ -198,26 +228,33 @@ class RuntrackCallbackHandler(AsyncCallbackHandler):
     async def _tool_started(
         self, run_id: UUID, parent_run_id: UUID | None, call_id: str, name: str, arguments: Any
     ) -> None:
-        await self._begin(run_id, parent_run_id)
-        self._calls[run_id] = _Call(time.perf_counter(), name, call_id)
-        if self.run is not None:
-            await self.run.tool_started(call_id, name, arguments)
+        run = await self._begin(run_id, parent_run_id)
+        self._calls[run_id] = _Call(time.perf_counter(), run, name, call_id)
+        if run is not None:
+            await run.tool_started(call_id, name, arguments)
 
-    async def _begin(self, run_id: UUID, parent_run_id: UUID | None) -> None:
-        """A callback without a parent opens the runtrack run: the given one, or a new one
-        for each outermost invocation (in a worker, the claimed run is open already)."""
+    async def _begin(self, run_id: UUID, parent_run_id: UUID | None) -> TrackedRun | None:
+        """The runtrack run ``run_id`` records into. A LangChain run without a parent (or
+        whose parent this handler never saw) is outermost and opens one: the given run, or a
+        new one per invocation (in a worker, the claimed run is open already)."""
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
-        if parent_run_id is not None or self._outermost is not None:
-            return
-        self._outermost = run_id
-        if self._in_worker:
-            return
+        root = None if parent_run_id is None else self._roots.get(parent_run_id)
+        if root is not None:
+            self._roots[run_id] = root
+            return self._runs.get(root)
+        self._roots[run_id] = run_id
+        run = self.run if self._in_worker else await self._open()
+        if run is not None:
+            self._runs[run_id] = run
+        return run
+
+    async def _open(self) -> TrackedRun:
         if self._attach_to is not None:
             self.run = await TrackedRun.attach(
                 self.client, self._attach_to, heartbeat_seconds=self._heartbeat_seconds
             )
-            return
+            return self.run
         assert self.agent_id is not None
         self.run = await TrackedRun.create(
             self.client,
@@ -226,22 +263,25 @@ class RuntrackCallbackHandler(AsyncCallbackHandler):
             **self._run_fields,
         )
         self.run_id = self.run.run_id
+        return self.run
 
     async def _finish(self, run_id: UUID, error: str | None) -> None:
-        """The outermost LangChain run ended: so does the runtrack run (when it is ours)."""
-        if run_id != self._outermost or self.run is None:
+        """A LangChain run ended; an outermost one ends its runtrack run (when it is ours)."""
+        if self._roots.pop(run_id, None) != run_id:
             return
-        self._outermost = None
-        await self.run.end(error)
-        if not self._in_worker:
+        run = self._runs.pop(run_id, None)
+        if run is None:
+            return
+        await run.end(error)
+        if not self._in_worker and self.run is run:
             self.run = None
 
     async def _tool_finished(
         self, run_id: UUID, *, result: Any = None, error: str | None = None
     ) -> None:
         call = self._calls.pop(run_id, None)
-        if call is not None and self.run is not None:
-            await self.run.tool_finished(
+        if call is not None and call.run is not None:
+            await call.run.tool_finished(
                 call.call_id,
                 call.name or "tool",
                 duration_ms=(time.perf_counter() - call.began) * 1000,

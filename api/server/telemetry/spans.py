@@ -27,6 +27,7 @@ from eventstore import PAYLOAD_MODELS, AgentEvent, EventType, RunStatus
 __all__ = [
     "MAX_CONTENT_CHARS",
     "MAX_SPAN_EVENTS",
+    "MAX_SPAN_EVENT_CHARS",
     "SCOPE",
     "RunTrace",
     "SpanOptions",
@@ -39,8 +40,16 @@ MAX_CONTENT_CHARS = 16_384
 """The longest content attribute (arguments, results, messages): a collector refuses requests
 past a few MiB, and one tool result must not hold back every span behind it."""
 MAX_SPAN_EVENTS = 1_000
-"""Span events one run's span carries; later ones are counted in ``runtrack.events_dropped``
-(so that the fold of a long run stays small and its span within a collector's limits)."""
+"""Span events one run's span carries; later ones (every one after the first dropped) are
+counted in ``runtrack.events_dropped``, so that the fold of a long run stays small and its span
+within a collector's limits."""
+MAX_SPAN_EVENT_CHARS = 1_048_576
+"""The text (attribute keys and values) one run's span events may hold in all; later events are
+dropped and counted too. With content, 1,000 events of 16 KiB would otherwise keep 16 MiB in
+memory for one run, for a span that must be trimmed to be sent."""
+_EVENT_OVERHEAD = 128
+"""What a span event or an open tool call is reckoned to weigh besides its text."""
+_FOLD_OVERHEAD = 1_024
 SCOPE = InstrumentationScope("runtrack")
 _TERMINAL = frozenset(
     {RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.TIMED_OUT}
@@ -104,7 +113,8 @@ def _json(value: Any) -> str:
 class _OpenTool:
     name: str
     started_ns: int
-    arguments: Any
+    arguments: str | None
+    """Only with content, and already cut: what the span will carry, nothing more."""
 
 
 @dataclass
@@ -140,6 +150,10 @@ class RunTrace:
     """The open question to a person (asked just before or after the wait begins)."""
     events: list[Event] = field(default_factory=list)
     events_dropped: int = 0
+    event_chars: int = 0
+    """The text the span events hold (``MAX_SPAN_EVENT_CHARS``)."""
+    tool_chars: int = 0
+    """The text the open tool calls hold (their cut arguments, with content)."""
 
     context: SpanContext = field(init=False)
     """The run span's context: its children's parent."""
@@ -147,6 +161,12 @@ class RunTrace:
     def __post_init__(self) -> None:
         run_span = span_id(self.run_id, "run")
         self.context = SpanContext(trace_id(self.root_run_id), run_span, False, _SAMPLED)
+
+    @property
+    def weight(self) -> int:
+        """About the bytes this fold keeps in memory (the exporter bounds their sum)."""
+        held = len(self.events) + len(self.tools)
+        return _FOLD_OVERHEAD + held * _EVENT_OVERHEAD + self.event_chars + self.tool_chars
 
     def feed(self, event: AgentEvent) -> list[ReadableSpan]:
         """Fold ``event`` in; the spans it ends (none for most events)."""
@@ -197,13 +217,23 @@ class RunTrace:
     def _tool_started(self, event: AgentEvent, now: int) -> list[ReadableSpan]:
         payload = event.payload
         call_id = str(payload["tool_call_id"])
-        self.tools[call_id] = _OpenTool(str(payload["name"]), now, payload.get("arguments"))
+        given = payload.get("arguments")
+        arguments = _json(given) if self.options.content and given is not None else None
+        self._forget_tool(call_id)
+        self.tools[call_id] = _OpenTool(str(payload["name"]), now, arguments)
+        self.tool_chars += len(arguments or "")
         return []
+
+    def _forget_tool(self, call_id: str) -> _OpenTool | None:
+        opened = self.tools.pop(call_id, None)
+        if opened is not None:
+            self.tool_chars -= len(opened.arguments or "")
+        return opened
 
     def _tool_finished(self, event: AgentEvent, now: int) -> list[ReadableSpan]:
         payload = event.payload
         call_id = str(payload["tool_call_id"])
-        opened = self.tools.pop(call_id, None)
+        opened = self._forget_tool(call_id)
         start = opened.started_ns if opened else now - int((payload.get("duration_ms") or 0) * 1e6)
         arguments = opened.arguments if opened else None
         span = self._tool_span(str(payload["name"]), call_id, start, now, arguments, payload)
@@ -215,7 +245,7 @@ class RunTrace:
         call_id: str,
         start: int,
         end: int,
-        arguments: Any,
+        arguments: str | None,
         finished: dict[str, Any] | None,
     ) -> ReadableSpan:
         attributes: Attributes = {
@@ -233,7 +263,7 @@ class RunTrace:
             status = Status(StatusCode.ERROR, self._content(finished.get("error")))
         if self.options.content:
             if arguments is not None:
-                attributes["gen_ai.tool.call.arguments"] = _json(arguments)
+                attributes["gen_ai.tool.call.arguments"] = arguments
             if finished is not None and finished.get("result") is not None:
                 attributes["gen_ai.tool.call.result"] = _json(finished["result"])
         span_name = f"execute_tool {name}"
@@ -297,8 +327,11 @@ class RunTrace:
     # -- building spans ------------------------------------------------------------------------
 
     def _add_event(self, name: str, now: int, attributes: Attributes) -> None:
-        if len(self.events) < MAX_SPAN_EVENTS:
+        chars = len(name) + sum(len(key) + len(str(value)) for key, value in attributes.items())
+        full = self.event_chars + chars > MAX_SPAN_EVENT_CHARS
+        if not self.events_dropped and len(self.events) < MAX_SPAN_EVENTS and not full:
             self.events.append(Event(name, attributes, now))
+            self.event_chars += chars
         else:
             self.events_dropped += 1
 

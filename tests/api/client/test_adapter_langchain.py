@@ -197,3 +197,54 @@ def test_without_langchain_core_the_import_names_the_extra() -> None:
     )
     assert done.returncode == 1
     assert "pip install 'runtrack[langchain]'" in done.stderr
+
+
+async def test_concurrent_invocations_on_one_handler_are_separate_runs(
+    client: RuntrackClient,
+) -> None:
+    both_inside = asyncio.Barrier(2)
+
+    @tool
+    async def meet(who: str) -> str:
+        """Wait until the other invocation is inside its tool call too."""
+        await both_inside.wait()
+        return f"met {who}"
+
+    handler = RuntrackCallbackHandler(client, "pair")
+
+    async def invoke(who: str) -> str:
+        model = scripted(asks("meet", {"who": who}, f"call-{who}"), answers(f"done {who}"))
+        return await agent(model, [meet]).ainvoke(who, {"callbacks": [handler]})
+
+    outputs = await asyncio.gather(invoke("ann"), invoke("bob"))
+    assert list(outputs) == ["done ann", "done bob"]
+    runs, _ = await client.list_runs(agent_id="pair")
+    assert len(runs) == 2
+    calls = set()
+    for run in runs:
+        assert (run.status, run.num_steps, run.tools_used) == ("completed", 2, ["meet"])
+        events = await events_of(client, run.id)
+        (started,) = of_type(events, "tool_started")
+        (finished,) = of_type(events, "tool_finished")
+        assert finished["result"] == f"met {started['arguments']['who']}"
+        calls.add(started["tool_call_id"])
+        statuses = [p["to"] for p in of_type(events, "run_status_changed")]
+        assert statuses == ["running", "waiting_on_tool", "running", "completed"]
+    assert calls == {"call-ann", "call-bob"}
+
+
+async def test_a_handler_given_to_an_inner_runnable_only_records_its_runs(
+    client: RuntrackClient,
+) -> None:
+    handler = RuntrackCallbackHandler(client, "inner")
+    model = scripted(answers("hi"))
+    tracked = model.with_config(callbacks=[handler])
+
+    async def outer(question: str, config: RunnableConfig) -> str:
+        reply = await tracked.ainvoke([HumanMessage(question)], config)
+        return str(reply.content)
+
+    assert await RunnableLambda(outer).ainvoke("hello") == "hi"
+    assert handler.run_id is not None
+    run = await client.get_run(handler.run_id)
+    assert (run.status, run.num_steps, run.prompt_tokens) == ("completed", 1, 60)

@@ -4,6 +4,7 @@ run, content only with the option, the cursor moved only after the collector acc
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -301,3 +302,21 @@ async def test_a_server_that_stops_leading_stops_retrying_and_leaves_the_cursor(
         await exporter.aclose()
     assert exporter.failures == 2
     assert CURSOR not in await store.consumer_cursors()
+
+
+async def test_retry_after_zero_still_waits_the_backoff_minimum(
+    store: EventStore, receiver: OtlpReceiver
+) -> None:
+    receiver.failures = 3
+    receiver.refuse_headers = {"retry-after": "0"}
+    await known_run(RunCommands(store))
+    target = OtlpTarget(receiver.url)
+    exporter = TraceExporter(store, target, retry_base=0.2, retry_cap=0.4)
+    try:
+        await exporter.export_pending()
+    finally:
+        await exporter.aclose()
+    assert (receiver.refused, len(receiver.requests)) == (3, 1)
+    gaps = [b - a for a, b in itertools.pairwise(receiver.arrivals)]
+    assert len(gaps) == 3
+    assert min(gaps) >= 0.1, gaps  # the jittered minimum of the first backoff: half of 0.2 s
