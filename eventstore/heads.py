@@ -90,17 +90,24 @@ class HeadChecks:
 
     def see(self, event: AgentEvent) -> HeadProblem | None:
         """Check ``event`` (whose own hash and link were already checked)."""
-        kept = self._kept.get(event.id)
-        if kept is not None:
-            if event.hash != kept.head_hash:
-                return HeadProblem(
-                    event.id,
-                    "the hash of this event is not the one a kept signed head names: "
-                    "the chain was rewritten up to here",
-                )
-            self._count(kept)
-        if event.event_type == CHAIN_HEAD and event.organization_id == SYSTEM_ORGANIZATION:
-            return self._in_log(event)
+        problem = self.see_hash(event.id, event.hash)
+        if problem is not None or event.event_type != CHAIN_HEAD:
+            return problem
+        return self._in_log(event) if event.organization_id == SYSTEM_ORGANIZATION else None
+
+    def see_hash(self, event_id: int, event_hash: str) -> HeadProblem | None:
+        """Compare the hash of event ``event_id`` with a kept head naming it, if any: all a
+        redacted line offers, and all the comparison needs."""
+        kept = self._kept.get(event_id)
+        if kept is None:
+            return None
+        if event_hash != kept.head_hash:
+            return HeadProblem(
+                event_id,
+                "the hash of this event is not the one a kept signed head names: "
+                "the chain was rewritten up to here",
+            )
+        self._count(kept)
         return None
 
     def _in_log(self, event: AgentEvent) -> HeadProblem | None:

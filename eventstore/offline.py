@@ -303,10 +303,13 @@ class _Walk:
     def _extend(self, line: Line) -> None:
         self.events += 1
         self.redacted += line.redacted
-        if not line.redacted and (line.event_type == "chain_head" or line.id in self.heads.ids):
+        problem = None
+        if line.redacted:
+            problem = self.heads.see_hash(line.id, line.hash)
+        elif line.event_type == "chain_head" or line.id in self.heads.ids:
             problem = self.heads.see(_event(line))
-            if problem is not None:
-                raise Broken(problem.event_id, problem.reason)
+        if problem is not None:
+            raise Broken(problem.event_id, problem.reason)
         self.tip_id, self.tip_hash = line.id, line.hash
 
 

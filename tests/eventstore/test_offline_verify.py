@@ -38,6 +38,7 @@ from tests.eventstore.audit_files import (
     archive_prefix,
     export_lines,
     rehash,
+    rows,
     sql,
     write_segment,
 )
@@ -268,10 +269,11 @@ def test_a_changed_segment_fails_its_digest(log: Log, tmp_path: Path) -> None:
     assert broken_at(verify(log, archive=archive)) == (False, changed.id, MODIFIED)
 
 
-def test_an_organizations_redacted_export_verifies_as_one_chain(log: Log, tmp_path: Path) -> None:
+def org_export(events: list[AgentEvent], path: Path, organization: str = "org-a") -> list[str]:
+    """``organization``'s export as ``GET /v1/audit/export`` writes it; its lines."""
     lines = []
-    for event in log.events:
-        if event.organization_id == "org-a" or event.event_type == "chain_head":
+    for event in events:
+        if event.organization_id == organization or event.event_type == "chain_head":
             lines.append(event.to_json())
         else:
             lines.append(
@@ -280,8 +282,13 @@ def test_an_organizations_redacted_export_verifies_as_one_chain(log: Log, tmp_pa
                      "redacted": True}
                 )
             )  # fmt: skip
+    path.write_text("\n".join(lines) + "\n")
+    return lines
+
+
+def test_an_organizations_redacted_export_verifies_as_one_chain(log: Log, tmp_path: Path) -> None:
     export = tmp_path / "org-a.jsonl"
-    export.write_text("\n".join(lines) + "\n")
+    lines = org_export(log.events, export)
     report = verify(log, files=[export], sqlite=False)
     assert report.ok, report
     assert report.redacted == sum(
@@ -328,3 +335,16 @@ def test_a_segment_cut_short_is_named(log: Log, tmp_path: Path) -> None:
     report = verify(log, archive=archive)
     assert report.ok is False
     assert "cannot be read" in (report.reason or "")
+
+
+def test_a_kept_head_naming_a_redacted_line_is_compared(log: Log, tmp_path: Path) -> None:
+    """A kept head signs the event before a chain_head, mostly another organization's: the
+    hash of its redacted line is all the comparison needs."""
+    rehash(log.database, log.events[1].id, '{"content":"x","role":"user"}', forge_heads=True)
+    export = tmp_path / "org-a.jsonl"
+    org_export(rows(log.database), export)
+    kept = log.kept().head_id
+    assert next(e for e in log.events if e.id == kept).organization_id == "org-b"
+    ok, bad, reason = broken_at(verify(log, files=[export], sqlite=False, keys=False))
+    assert (ok, bad) == (False, kept)
+    assert "not the one a kept signed head names" in (reason or "")
