@@ -76,9 +76,12 @@ class HeadChecks:
     keys: PublicKeys = field(default_factory=PublicKeys)
     kept: Sequence[SignedHead] = ()
     signed: int = 0
-    """Heads whose signature verified (in the log, and kept ones the walk reached)."""
+    """Heads whose signature verified with ``keys`` (in the log, and kept ones the walk
+    reached); none without keys, since nothing was checked then."""
     signed_through: int = 0
     """The highest event id a verified signature covers."""
+    kept_reached: int = 0
+    """Kept heads the walk reached with their hash, signature checked or not."""
 
     def __post_init__(self) -> None:
         self._kept = {head.head_id: head for head in self.kept}
@@ -107,7 +110,9 @@ class HeadChecks:
                 "the hash of this event is not the one a kept signed head names: "
                 "the chain was rewritten up to here",
             )
-        self._count(kept)
+        self.kept_reached += 1
+        if self.keys and self.keys.problem(kept) is None:
+            self._count(kept)
         return None
 
     def _in_log(self, event: AgentEvent) -> HeadProblem | None:

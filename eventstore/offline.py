@@ -68,7 +68,10 @@ class OfflineReport:
     head_id: int
     head_hash: str
     signed_heads: int
+    """Signed heads whose signature verified with the given keys (0 without keys)."""
     signed_through: int
+    kept_heads: int = 0
+    """Kept heads the walk reached with their hash."""
     first_bad_event_id: int | None = None
     reason: str | None = None
     source: str | None = None
@@ -388,6 +391,7 @@ def _report(walk: _Walk, broken: Broken | None, name: str | None) -> OfflineRepo
         head_hash=walk.tip_hash,
         signed_heads=walk.heads.signed,
         signed_through=walk.heads.signed_through,
+        kept_heads=walk.heads.kept_reached,
         first_bad_event_id=None if broken is None else broken.event_id,
         reason=None if broken is None else broken.reason,
         source=name,

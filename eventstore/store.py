@@ -497,8 +497,12 @@ class _Walk:
 
     def report(self, report: VerifyReport) -> VerifyReport:
         """``report`` with what the walk checked of signed heads."""
+        heads = self.heads
         return replace(
-            report, signed_heads=self.heads.signed, signed_through=self.heads.signed_through
+            report,
+            signed_heads=heads.signed,
+            signed_through=heads.signed_through,
+            kept_heads=heads.kept_reached,
         )
 
 

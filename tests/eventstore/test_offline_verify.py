@@ -348,3 +348,16 @@ def test_a_kept_head_naming_a_redacted_line_is_compared(log: Log, tmp_path: Path
     ok, bad, reason = broken_at(verify(log, files=[export], sqlite=False, keys=False))
     assert (ok, bad) == (False, kept)
     assert "not the one a kept signed head names" in (reason or "")
+
+
+def test_a_kept_head_counts_as_signed_only_when_its_signature_was_checked(log: Log) -> None:
+    unchecked = verify(log, keys=False)
+    assert unchecked.ok, unchecked
+    assert (unchecked.signed_heads, unchecked.signed_through) == (0, 0)  # no key: none verified
+    assert unchecked.kept_heads == 1
+    checked = verify(log)
+    assert (checked.signed_heads, checked.kept_heads) == (len(log.heads) + 1, 1)
+    forged = SignedHead(log.kept().head_id, log.kept().head_hash, "0" * 128, log.signer.key_id)
+    report = verify_sources(open_sources([], None, log.database), HeadChecks(log.keys(), [forged]))
+    assert report.ok, report  # its hash matches: the chain reaches it, unsigned
+    assert (report.signed_heads, report.kept_heads) == (len(log.heads), 1)

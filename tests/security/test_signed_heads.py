@@ -169,6 +169,11 @@ async def test_the_servers_verify_checks_every_signature(
     assert report["ok"] is True
     assert report["signed_heads"] == 2  # the one at start and this one
     assert report["signed_through"] == (await latest_head(signed))["head_id"]
+    assert "kept_heads" not in report
+    kept = await latest_head(signed)
+    with_kept = await verify(signed, head=f"{kept['head_id']}:{kept['head_hash']}")
+    # ID:HASH carries no signature: the kept head is reached, not counted as signed
+    assert (with_kept["signed_heads"], with_kept["kept_heads"]) == (2, 1)
     stranger = generate_key_file(tmp_path / "stranger.pem")
     refused = await verify(signed, public_key=public_hex(stranger.public))
     assert refused["ok"] is False

@@ -55,6 +55,8 @@ async def audit_verify(request: Request) -> JSONResponse:
         answer.first_bad_event_id, answer.reason = report.first_bad_event_id, report.reason
     if heads.keys or heads.kept:
         answer.signed_heads, answer.signed_through = report.signed_heads, report.signed_through
+    if heads.kept:
+        answer.kept_heads = report.kept_heads
     return json_response(answer.model_dump(mode="json", exclude_unset=True))
 
 
