@@ -138,9 +138,18 @@ class HeadChecks:
         self.signed += 1
         self.signed_through = max(self.signed_through, head.head_id)
 
-    def finish(self, last_id: int) -> HeadProblem | None:
+    def finish(self, first_id: int, last_id: int) -> HeadProblem | None:
         """After the last event: a kept head past it means the tail was cut (with the id
-        counter rewound, since the walk found no id missing); with keys, some head must hold."""
+        counter rewound, since the walk found no id missing), one before the first was never
+        compared (the start was cut, or not given); with keys, some head must hold."""
+        before = [head_id for head_id in self._kept if head_id < first_id]
+        if before:
+            return HeadProblem(
+                min(before),
+                f"a kept signed head names event {min(before)}, before the first event given "
+                f"({first_id}): the start of the log was removed, or the files that hold it "
+                "were not given",
+            )
         beyond = [head_id for head_id in self._kept if head_id > last_id]
         if beyond:
             return HeadProblem(

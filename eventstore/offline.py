@@ -251,6 +251,8 @@ class _Walk:
     """Where the chain stands: its tip, and the hashes kept for sources that join earlier."""
 
     heads: HeadChecks
+    after: int = 0
+    """Events up to this id are not asked for (``audit verify --after``)."""
     joins: set[int] = field(default_factory=set)
     """Ids whose hash a later source starts after (first id - 1 of each source)."""
     joined: dict[int, str] = field(default_factory=dict)
@@ -266,14 +268,30 @@ class _Walk:
         if self.first_id == 0:
             self.first_id = source.first
             self.tip_id = before
-            start = GENESIS_HASH if before == 0 else source.start
-            self.tip_hash = start if start is not None else ""
+            self.tip_hash = self._first_start(source)
             return self.tip_hash
         if before > self.tip_id:
             raise Broken(self.tip_id + 1, "this event is in none of the given files")
         if before == 0:
             return GENESIS_HASH
         return self.tip_hash if before == self.tip_id else self.joined[before]
+
+    def _first_start(self, source: Source) -> str:
+        """The hash the chain starts from: the genesis at event 1; past it, the hash the source
+        names before its first event (an archive's manifest or anchor), or none at all when the
+        caller asked for the events after an id only. Anything else lost the log's start."""
+        before = source.first - 1
+        if before == 0:
+            return GENESIS_HASH
+        if source.start is not None:
+            return source.start
+        if before <= self.after:
+            return ""  # not proven: the caller asked for the events after ``after`` only
+        raise Broken(
+            self.after + 1,
+            f"events {self.after + 1} to {before} are in none of the given files: the start of "
+            f"the log was removed (or give the files that hold them, or --after {before})",
+        )
 
     def walk(self, source: Source) -> None:
         expected_id, expected_prev = source.first, self.start_hash(source)
@@ -365,15 +383,19 @@ def open_sources(files: Sequence[Path], archive: Path | None, sqlite: Path | Non
     return sorted((s for s in sources if s.first > 0), key=lambda s: s.first)
 
 
-def verify_sources(sources: Sequence[Source], heads: HeadChecks) -> OfflineReport:
-    """Walk ``sources`` (``open_sources``) as one chain; the first break, if any."""
-    walk = _Walk(heads, joins={source.first - 1 for source in sources})
+def verify_sources(
+    sources: Sequence[Source], heads: HeadChecks, *, after: int = 0
+) -> OfflineReport:
+    """Walk ``sources`` (``open_sources``) as one chain; the first break, if any. The chain
+    starts at event 1, or where a source proves what came before, or (unproven) anywhere past
+    ``after``."""
+    walk = _Walk(heads, after=after, joins={source.first - 1 for source in sources})
     current: Source | None = None
     try:
         for current in sources:
             walk.walk(current)
         current = None
-        problem = heads.finish(walk.tip_id)
+        problem = heads.finish(walk.first_id, walk.tip_id)
         if problem is not None:
             raise Broken(problem.event_id, problem.reason)
     except Broken as broken:

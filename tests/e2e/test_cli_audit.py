@@ -132,6 +132,15 @@ async def test_a_changed_export_line_is_named(
     async with httpx.AsyncClient(base_url=server.url) as client:
         created = await client.post("/v1/runs", json={"agent_id": "a", "message": "the truth"})
         await signed_past(client, created.json()["last_event_id"])
+    code, later, _ = await runtrack("events", "export", "--after", "2", "--url", server.url)
+    assert code == 0
+    (tmp_path / "later.jsonl").write_text(later)
+    offline = ("audit", "verify", "--file", str(tmp_path / "later.jsonl"))
+    code, out, _ = await runtrack(*offline)
+    assert (code, report(out)["first_bad_event_id"]) == (1, 1)
+    assert "the start of the log was removed" in report(out)["reason"]
+    code, out, _ = await runtrack(*offline, "--after", "2")
+    assert (code, report(out)["first_id"]) == (0, 3)
     code, out, _ = await runtrack("events", "export", "--url", server.url)
     assert code == 0
     export = tmp_path / "export.jsonl"

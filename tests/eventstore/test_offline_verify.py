@@ -113,10 +113,15 @@ def verify(
     sqlite: bool = True,
     keys: bool = True,
     kept: bool = True,
+    early: bool = False,
+    after: int = 0,
 ) -> OfflineReport:
-    heads = HeadChecks(log.keys() if keys else PublicKeys(), [log.kept()] if kept else [])
+    """``early`` keeps the first signed head too (it names event 7)."""
+    heads = [log.kept()] if kept else []
+    heads += [SignedHead.from_json(log.heads[0].payload)] if early else []
+    checks = HeadChecks(log.keys() if keys else PublicKeys(), heads)
     sources = open_sources(list(files), archive, log.database if sqlite else None)
-    return verify_sources(sources, heads)
+    return verify_sources(sources, checks, after=after)
 
 
 def broken_at(report: OfflineReport) -> tuple[bool, int | None, str | None]:
@@ -361,3 +366,31 @@ def test_a_kept_head_counts_as_signed_only_when_its_signature_was_checked(log: L
     report = verify_sources(open_sources([], None, log.database), HeadChecks(log.keys(), [forged]))
     assert report.ok, report  # its hash matches: the chain reaches it, unsigned
     assert (report.signed_heads, report.kept_heads) == (len(log.heads), 1)
+
+
+CUT_START = "the start of the log was removed"
+
+
+def test_a_database_missing_the_start_of_its_log_is_named(log: Log) -> None:
+    """No anchor says what came before, so the live part must start at event 1."""
+    sql(log.database, "DELETE FROM events WHERE id <= 4")
+    ok, bad, reason = broken_at(verify(log))
+    assert (ok, bad) == (False, 1)
+    assert f"events 1 to 4 are in none of the given files: {CUT_START}" in (reason or "")
+    sql(log.database, "DELETE FROM events WHERE id <= 8")  # the first signed head's event too
+    assert broken_at(verify(log, early=True, after=8))[:2] == (False, 7)
+
+
+def test_an_export_from_an_id_on_verifies_only_when_asked_to(log: Log, tmp_path: Path) -> None:
+    export = tmp_path / "later.jsonl"
+    export.write_text(export_lines(log.events[8:]))  # events 9 on, as --after 8 exports them
+    ok, bad, reason = broken_at(verify(log, files=[export], sqlite=False))
+    assert (ok, bad) == (False, 1)
+    assert CUT_START in (reason or "")
+    report = verify(log, files=[export], sqlite=False, after=8)
+    assert report.ok, report
+    assert (report.first_id, report.kept_heads) == (9, 1)
+    ok, bad, reason = broken_at(verify(log, files=[export], sqlite=False, early=True, after=8))
+    assert (ok, bad) == (False, 7)
+    assert "a kept signed head names event 7, before the first event given (9)" in (reason or "")
+    assert broken_at(verify(log, files=[export], sqlite=False, after=7))[:2] == (False, 8)
