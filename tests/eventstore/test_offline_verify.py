@@ -12,7 +12,7 @@ import gzip
 import hashlib
 import json
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pytest
@@ -28,6 +28,7 @@ from eventstore import (
     OfflineReport,
     PublicKeys,
     SignedHead,
+    event_hash,
     generate_key_file,
     open_sources,
     open_store,
@@ -36,6 +37,7 @@ from eventstore import (
 from projections import RunProjection
 from tests.eventstore.audit_files import (
     archive_prefix,
+    cut_tail,
     export_lines,
     rehash,
     rows,
@@ -389,8 +391,55 @@ def test_an_export_from_an_id_on_verifies_only_when_asked_to(log: Log, tmp_path:
     assert CUT_START in (reason or "")
     report = verify(log, files=[export], sqlite=False, after=8)
     assert report.ok, report
+    assert verify(log, files=[export]).ok  # inside the database's range, ending where it ends
     assert (report.first_id, report.kept_heads) == (9, 1)
     ok, bad, reason = broken_at(verify(log, files=[export], sqlite=False, early=True, after=8))
     assert (ok, bad) == (False, 7)
     assert "a kept signed head names event 7, before the first event given (9)" in (reason or "")
     assert broken_at(verify(log, files=[export], sqlite=False, after=7))[:2] == (False, 8)
+
+
+DIFFERS = "this event differs from its copy in another file"
+
+
+def forged_copy(events: list[AgentEvent]) -> list[AgentEvent]:
+    """``events`` with each secret rewritten and every hash recomputed: self-consistent."""
+    forged, prev = [], events[0].prev_hash
+    for event in events:
+        payload = event.payload_json.replace("secret", "FORGED")
+        fields = {**asdict(event), "payload_json": payload, "prev_hash": prev}
+        del fields["hash"]
+        prev = event_hash(**fields)
+        forged.append(AgentEvent(**fields, hash=prev))
+    return forged
+
+
+def test_a_forged_segment_inside_an_export_is_compared_with_it(log: Log, tmp_path: Path) -> None:
+    export = tmp_path / "export.jsonl"
+    export.write_text(export_lines(log.events))
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    manifest = write_segment(archive, forged_copy(log.events[:4]))  # manifest agrees with it
+    report = verify(log, files=[export], archive=archive, sqlite=False)
+    assert broken_at(report) == (False, 2, DIFFERS)  # event 1 holds no secret: the same
+    assert report.source == str(manifest).replace(".manifest.json", ".jsonl.gz")
+
+
+def test_a_rehashed_database_inside_an_export_is_compared_with_it(log: Log, tmp_path: Path) -> None:
+    export = tmp_path / "export.jsonl"
+    export.write_text(export_lines(log.events))
+    rehash(log.database, 10, '{"content":"x","role":"user"}')
+    report = verify(log, files=[export], keys=False, kept=False)
+    assert broken_at(report) == (False, 10, DIFFERS)
+    assert report.source == str(log.database)
+
+
+def test_a_database_cut_shorter_than_an_export_is_named(log: Log, tmp_path: Path) -> None:
+    export = tmp_path / "export.jsonl"
+    export.write_text(export_lines(log.events[:15]))
+    cut_tail(log.database, 12)  # the counter rewound: the database alone looks whole
+    assert verify(log, kept=False).ok
+    report = verify(log, files=[export], kept=False)
+    assert (report.ok, report.first_bad_event_id) == (False, 13)
+    assert "the database ends at event 12, but another file holds event 13" in (report.reason or "")
+    assert report.source == str(log.database)
