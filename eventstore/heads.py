@@ -58,6 +58,12 @@ class AppendSignedHead:
         return context.append(prepare_append(SYSTEM_ORGANIZATION, SYSTEM_RUN, [event]))[0]
 
 
+_UNKNOWN_KEY = (
+    "a forgery, or a key the deployment signed with before a rotation (trust every such key: "
+    "audit verify --public-key, repeatable; serve --trusted-public-key)"
+)
+
+
 @dataclass(frozen=True)
 class HeadProblem:
     event_id: int
@@ -122,6 +128,8 @@ class HeadChecks:
             return HeadProblem(event.id, f"a malformed chain_head: {exc}")
         if self.keys:
             problem = self.keys.problem(head)
+            if problem is not None and not self.keys.knows(head.key_id):
+                return HeadProblem(event.id, f"{problem}: {_UNKNOWN_KEY}")
             if problem is not None:
                 return HeadProblem(event.id, f"{problem}: the chain was rewritten up to here")
         if head.head_id != event.id - 1 or head.head_hash != event.prev_hash:

@@ -77,7 +77,7 @@ def verify(
     if after:
         raise typer.BadParameter("a server verifies the whole log", param_hint="--after")
     connection = _connection(ctx)
-    key_hex = _first_hex(public_key or [])
+    key_hex = _hex_keys(public_key or [])
 
     async def go() -> AuditReport:
         async with connection.client() as client:
@@ -127,13 +127,13 @@ def _check_signature(keys: PublicKeys, head: SignedHead, what: str) -> None:
         raise typer.Exit(1)
 
 
-def _first_hex(values: list[str]) -> str | None:
-    """The first key as hex, for the server (which checks with one key)."""
+def _hex_keys(values: list[str]) -> list[str] | None:
+    """Every key given, as hex for the server (which then trusts those instead of its own)."""
     if not values:
         return None
     from eventstore import load_public_key, public_hex
 
-    return public_hex(load_public_key(values[0]))
+    return [public_hex(load_public_key(value)) for value in values]
 
 
 def _offline(

@@ -28,10 +28,17 @@ from api.server.run_metrics import RunObservations
 from api.server.services import Services
 from api.server.settings import Settings, demo_callback_url
 from api.server.sse import RAW_SEND, QuietDrops, StreamGate
-from eventstore import EventStore, HeadSigner, StoreError, open_store
+from eventstore import (
+    EventStore,
+    HeadSigner,
+    PublicKeys,
+    StoreError,
+    load_public_key,
+    open_store,
+)
 from projections import RunCommands, RunProjection, RunQueries, rebuild
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "trusted_keys"]
 
 logger = logging.getLogger("runtrack")
 
@@ -105,7 +112,20 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.signer = (
         None if settings.signing_key is None else HeadSigner.from_file(settings.signing_key)
     )
+    app.state.trusted_keys = trusted_keys(settings, app.state.signer)
     return app
+
+
+def trusted_keys(settings: Settings, signer: HeadSigner | None = None) -> PublicKeys:
+    """The keys the server's verify checks signed heads with when the caller pins none: its
+    own signing key's and every ``--trusted-public-key`` (the keys of earlier rotations)."""
+    keys = [] if signer is None else [signer.public]
+    for value in settings.trusted_public_keys:
+        try:
+            keys.append(load_public_key(value))
+        except ValueError as exc:
+            raise ValueError(f"--trusted-public-key: {exc}") from exc
+    return PublicKeys(keys)
 
 
 @asynccontextmanager

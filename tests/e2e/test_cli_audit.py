@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from eventstore import generate_key_file, public_hex
 from tests.eventstore.audit_files import cut_tail
 
 from .conftest import ProcessFactory, create_key
@@ -100,7 +101,10 @@ async def test_an_auditor_catches_a_truncated_tail_with_a_kept_head(
     export = tmp_path / "export.jsonl"
     export.write_text(out)
     assert any(json.loads(line).get("redacted") for line in out.splitlines())  # org-b's
-    audit = ("audit", "verify", "--head", str(head_file), "--public-key", str(public))
+    retired = public_hex(generate_key_file(tmp_path / "retired.pem").public)
+    # every key goes to the server, not the first only
+    keys = ("--public-key", retired, "--public-key", str(public))
+    audit = ("audit", "verify", "--head", str(head_file), *keys)
     code, out, err = await runtrack(*audit, *connect)
     assert code == 0, err
     assert report(out)["ok"] is True
