@@ -88,6 +88,9 @@ class HeadChecks:
     """The highest event id a verified signature covers."""
     kept_reached: int = 0
     """Kept heads the walk reached with their hash, signature checked or not."""
+    anchored_through: int = 0
+    """The highest event id a head vouches for: a kept head reached (the auditor's own copy),
+    or a head whose signature verified. What it binds before it: ``offline_proof.py``."""
 
     def __post_init__(self) -> None:
         self._kept = {head.head_id: head for head in self.kept}
@@ -117,6 +120,7 @@ class HeadChecks:
                 "the chain was rewritten up to here",
             )
         self.kept_reached += 1
+        self.anchored_through = max(self.anchored_through, event_id)
         if self.keys and self.keys.problem(kept) is None:
             self._count(kept)
         return None
@@ -145,6 +149,7 @@ class HeadChecks:
     def _count(self, head: SignedHead) -> None:
         self.signed += 1
         self.signed_through = max(self.signed_through, head.head_id)
+        self.anchored_through = max(self.anchored_through, head.head_id)
 
     def finish(self, first_id: int, last_id: int) -> HeadProblem | None:
         """After the last event: a kept head past it means the tail was cut (with the id

@@ -13,11 +13,12 @@ file it is in and why.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .chain import canonical_json, event_hash
 from .heads import HeadChecks
+from .offline_proof import Coverage
 from .offline_sources import Broken, Line, Source
 from .records import GENESIS_HASH, AgentEvent, decode_json
 
@@ -39,6 +40,12 @@ class OfflineReport:
     signed_through: int
     kept_heads: int = 0
     """Kept heads the walk reached with their hash."""
+    unproven: int = 0
+    """Whole events no head binds (a redacted line between, or none after): self-consistent
+    only (``offline_proof.py``)."""
+    unproven_ranges: tuple[tuple[int, int], ...] = ()
+    """The stretches (first, last id) holding them, the first ``MAX_RANGES`` of them."""
+    unproven_ranges_complete: bool = True
     first_bad_event_id: int | None = None
     reason: str | None = None
     source: str | None = None
@@ -77,6 +84,10 @@ class _Walk:
     tip_hash: str = GENESIS_HASH
     events: int = 0
     redacted: int = 0
+    coverage: Coverage = field(default_factory=Coverage)
+    kept_ids: Mapping[int, object] = field(default_factory=dict)
+    anchored: int = 0
+    """How far the heads vouched when the coverage last heard of it."""
 
     def run(self) -> None:
         if not self.pending:
@@ -85,6 +96,8 @@ class _Walk:
         self.first_id, self.tip_id = first.first, first.first - 1
         self.current = first
         self.tip_hash = self._first_start(first)
+        self.coverage.start(first.first)
+        self.kept_ids = self.heads.ids
         while self.pending or self.reading:
             self._open(self.tip_id + 1)
             if len(self.reading) == 1:
@@ -189,11 +202,15 @@ class _Walk:
         self.redacted += line.redacted
         problem = None
         if line.redacted:
+            self.coverage.redacted(line.id)
             problem = self.heads.see_hash(line.id, line.hash)
-        elif line.event_type == "chain_head" or line.id in self.heads.ids:
+        elif line.event_type == "chain_head" or line.id in self.kept_ids:
             problem = self.heads.see(_event(line))
         if problem is not None:
             raise Broken(problem.event_id, problem.reason)
+        if self.heads.anchored_through > self.anchored:
+            self.anchored = self.heads.anchored_through
+            self.coverage.bound(self.anchored)
         self.tip_id, self.tip_hash = line.id, line.hash
 
     def close(self) -> None:
@@ -277,6 +294,8 @@ def verify_sources(
 
 
 def _report(walk: _Walk, broken: Broken | None, name: str | None) -> OfflineReport:
+    coverage = walk.coverage
+    coverage.finish(walk.tip_id)
     return OfflineReport(
         ok=broken is None,
         events=walk.events,
@@ -287,6 +306,9 @@ def _report(walk: _Walk, broken: Broken | None, name: str | None) -> OfflineRepo
         signed_heads=walk.heads.signed,
         signed_through=walk.heads.signed_through,
         kept_heads=walk.heads.kept_reached,
+        unproven=coverage.unproven,
+        unproven_ranges=tuple(coverage.ranges),
+        unproven_ranges_complete=not coverage.truncated,
         first_bad_event_id=None if broken is None else broken.event_id,
         reason=None if broken is None else broken.reason,
         source=name,

@@ -112,6 +112,8 @@ async def test_an_auditor_catches_a_truncated_tail_with_a_kept_head(
     code, out, err = await runtrack(*audit, "--file", str(export))
     assert code == 0, out + err
     assert report(out)["redacted"] >= 2
+    assert report(out)["unproven"] >= 1  # the newest head's own event, at least
+    assert report(out)["unproven_ranges"][-1][1] == report(out)["head_id"]
 
     await server.stop()
     cut = kept["head_id"] - 2

@@ -443,3 +443,34 @@ def test_a_database_cut_shorter_than_an_export_is_named(log: Log, tmp_path: Path
     assert (report.ok, report.first_bad_event_id) == (False, 13)
     assert "the database ends at event 12, but another file holds event 13" in (report.reason or "")
     assert report.source == str(log.database)
+
+
+def test_events_no_head_binds_are_reported_unproven(log: Log) -> None:
+    report = verify(log)
+    assert report.ok, report
+    last_head = log.heads[-1].id  # it signs the event before it, and nothing binds it or after
+    assert (report.unproven, report.unproven_ranges) == (2, ((last_head, log.events[-1].id),))
+    assert report.unproven_ranges_complete
+    unanchored = verify(log, keys=False, kept=False)  # nothing vouches: self-consistent only
+    assert (unanchored.unproven, unanchored.unproven_ranges) == (len(log.events), ((1, 19),))
+
+
+def test_an_event_spliced_in_through_a_redacted_line_is_reported_unproven(
+    log: Log, tmp_path: Path
+) -> None:
+    """A v1 redacted line gives a hash without the content it seals, so a forger may change an
+    organization's event and point the next redacted line at it: the chain holds, and the
+    verifier must say that no head vouches for the organization's events."""
+    forged, after = log.events[1], log.events[2]
+    assert (forged.organization_id, after.organization_id) == ("org-a", "org-b")
+    lines = org_export(log.events, tmp_path / "org-a.jsonl")
+    changed = forged_copy([forged])[0]
+    lines[1] = changed.to_json()
+    stub = json.loads(lines[2])
+    lines[2] = json.dumps({**stub, "prev_hash": changed.hash})
+    export = tmp_path / "forged.jsonl"
+    export.write_text("\n".join(lines) + "\n")
+    report = verify(log, files=[export], sqlite=False)
+    assert report.ok, report  # what a v1 chain cannot see
+    whole = sum(1 for line in lines if '"redacted"' not in line)
+    assert (report.unproven, report.unproven_ranges) == (whole, ((1, log.events[-1].id),))
