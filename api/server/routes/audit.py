@@ -65,7 +65,10 @@ def _head_checks(request: Request) -> HeadChecks:
     ``--trusted-public-key`` ones), so an auditor checks with the keys it holds."""
     given = PUBLIC_KEY.get(request)
     trusted: PublicKeys = request.app.state.trusted_keys
-    keys = PublicKeys([load_public_key(value) for value in given]) if given else trusted
+    try:
+        keys = PublicKeys([load_public_key(value) for value in given]) if given else trusted
+    except ValueError as exc:
+        raise ApiError(400, "invalid_parameter", f"public_key: {exc}") from None
     kept = KEPT_HEAD.get(request)
     if kept is None:
         return HeadChecks(keys)
