@@ -95,8 +95,8 @@ class _Walk:
         first = self.pending[0]
         self.first_id, self.tip_id = first.first, first.first - 1
         self.current = first
-        self.tip_hash = self._first_start(first)
         self.coverage.start(first.first)
+        self.tip_hash = self._first_start(first)
         self.kept_ids = self.heads.ids
         while self.pending or self.reading:
             self._open(self.tip_id + 1)

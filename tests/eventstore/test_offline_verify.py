@@ -376,9 +376,11 @@ CUT_START = "the start of the log was removed"
 def test_a_database_missing_the_start_of_its_log_is_named(log: Log) -> None:
     """No anchor says what came before, so the live part must start at event 1."""
     sql(log.database, "DELETE FROM events WHERE id <= 4")
-    ok, bad, reason = broken_at(verify(log))
+    report = verify(log)
+    ok, bad, reason = broken_at(report)
     assert (ok, bad) == (False, 1)
     assert f"events 1 to 4 are in none of the given files: {CUT_START}" in (reason or "")
+    assert (report.events, report.unproven) == (0, 0)  # nothing walked, nothing claimed
     sql(log.database, "DELETE FROM events WHERE id <= 8")  # the first signed head's event too
     assert broken_at(verify(log, early=True, after=8))[:2] == (False, 7)
 
