@@ -39,7 +39,8 @@ from .factory import open_store
 from .framing import FramePage, encode_event, id_block, page_end, read_frames
 from .heads import SYSTEM_RUN, AppendSignedHead, HeadChecks
 from .leadership import Leadership
-from .offline import Broken, OfflineReport, open_sources, verify_sources
+from .offline import OfflineReport, verify_sources
+from .offline_sources import Broken, open_sources
 from .payloads import (
     MAX_INTEGER,
     PAYLOAD_MODELS,

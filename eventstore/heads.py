@@ -58,6 +58,12 @@ class AppendSignedHead:
         return context.append(prepare_append(SYSTEM_ORGANIZATION, SYSTEM_RUN, [event]))[0]
 
 
+_UNKNOWN_KEY = (
+    "a forgery, or a key the deployment signed with before a rotation (trust every such key: "
+    "audit verify --public-key, repeatable; serve --trusted-public-key)"
+)
+
+
 @dataclass(frozen=True)
 class HeadProblem:
     event_id: int
@@ -76,9 +82,15 @@ class HeadChecks:
     keys: PublicKeys = field(default_factory=PublicKeys)
     kept: Sequence[SignedHead] = ()
     signed: int = 0
-    """Heads whose signature verified (in the log, and kept ones the walk reached)."""
+    """Heads whose signature verified with ``keys`` (in the log, and kept ones the walk
+    reached); none without keys, since nothing was checked then."""
     signed_through: int = 0
     """The highest event id a verified signature covers."""
+    kept_reached: int = 0
+    """Kept heads the walk reached with their hash, signature checked or not."""
+    anchored_through: int = 0
+    """The highest event id a head vouches for: a kept head reached (the auditor's own copy),
+    or a head whose signature verified. What it binds before it: ``offline_proof.py``."""
 
     def __post_init__(self) -> None:
         self._kept = {head.head_id: head for head in self.kept}
@@ -90,17 +102,27 @@ class HeadChecks:
 
     def see(self, event: AgentEvent) -> HeadProblem | None:
         """Check ``event`` (whose own hash and link were already checked)."""
-        kept = self._kept.get(event.id)
-        if kept is not None:
-            if event.hash != kept.head_hash:
-                return HeadProblem(
-                    event.id,
-                    "the hash of this event is not the one a kept signed head names: "
-                    "the chain was rewritten up to here",
-                )
+        problem = self.see_hash(event.id, event.hash)
+        if problem is not None or event.event_type != CHAIN_HEAD:
+            return problem
+        return self._in_log(event) if event.organization_id == SYSTEM_ORGANIZATION else None
+
+    def see_hash(self, event_id: int, event_hash: str) -> HeadProblem | None:
+        """Compare the hash of event ``event_id`` with a kept head naming it, if any: all a
+        redacted line offers, and all the comparison needs."""
+        kept = self._kept.get(event_id)
+        if kept is None:
+            return None
+        if event_hash != kept.head_hash:
+            return HeadProblem(
+                event_id,
+                "the hash of this event is not the one a kept signed head names: "
+                "the chain was rewritten up to here",
+            )
+        self.kept_reached += 1
+        self.anchored_through = max(self.anchored_through, event_id)
+        if self.keys and self.keys.problem(kept) is None:
             self._count(kept)
-        if event.event_type == CHAIN_HEAD and event.organization_id == SYSTEM_ORGANIZATION:
-            return self._in_log(event)
         return None
 
     def _in_log(self, event: AgentEvent) -> HeadProblem | None:
@@ -110,6 +132,8 @@ class HeadChecks:
             return HeadProblem(event.id, f"a malformed chain_head: {exc}")
         if self.keys:
             problem = self.keys.problem(head)
+            if problem is not None and not self.keys.knows(head.key_id):
+                return HeadProblem(event.id, f"{problem}: {_UNKNOWN_KEY}")
             if problem is not None:
                 return HeadProblem(event.id, f"{problem}: the chain was rewritten up to here")
         if head.head_id != event.id - 1 or head.head_hash != event.prev_hash:
@@ -125,10 +149,20 @@ class HeadChecks:
     def _count(self, head: SignedHead) -> None:
         self.signed += 1
         self.signed_through = max(self.signed_through, head.head_id)
+        self.anchored_through = max(self.anchored_through, head.head_id)
 
-    def finish(self, last_id: int) -> HeadProblem | None:
+    def finish(self, first_id: int, last_id: int) -> HeadProblem | None:
         """After the last event: a kept head past it means the tail was cut (with the id
-        counter rewound, since the walk found no id missing); with keys, some head must hold."""
+        counter rewound, since the walk found no id missing), one before the first was never
+        compared (the start was cut, or not given); with keys, some head must hold."""
+        before = [head_id for head_id in self._kept if head_id < first_id]
+        if before:
+            return HeadProblem(
+                min(before),
+                f"a kept signed head names event {min(before)}, before the first event given "
+                f"({first_id}): the start of the log was removed, or the files that hold it "
+                "were not given",
+            )
         beyond = [head_id for head_id in self._kept if head_id > last_id]
         if beyond:
             return HeadProblem(

@@ -1,60 +1,28 @@
 """Offline verification: exports, archive segments and a SQLite file's live part as one chain.
 
-No server and no store: files are read as they are. Each source is walked in id order and the
-sources join where their ids meet (they may overlap: an export of the whole log and the live
-part of the database both hold the newest events; where they overlap they must agree). A
-redacted line (another organization's event in an organization's export: id and hashes only)
-is checked for its links; its content hash cannot be recomputed. Signed heads are checked by
-``HeadChecks``. The first bad event is named, with the file it is in and why.
+No server and no store: files are read as they are (``offline_sources.py``). The sources are
+walked together, one event id at a time: every file that holds an id gives its line, each line
+is checked (its link to the hash before it, its content hash), and the copies of one id must be
+the same line, hash and link, so a file nested inside another's range is compared line by line
+and a forged copy is named where it differs. A redacted line (another organization's event in an
+organization's export: id and hashes only) is checked for its links; its content hash cannot be
+recomputed. Signed heads are checked by ``HeadChecks``. The first bad event is named, with the
+file it is in and why.
 """
 
 from __future__ import annotations
 
-import abc
-import gzip
-import hashlib
-import sqlite3
-from collections.abc import Iterator, Sequence
+from collections import deque
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
-import msgspec
-
-from .appending import EVENT_COLUMNS
 from .chain import canonical_json, event_hash
 from .heads import HeadChecks
+from .offline_proof import Coverage
+from .offline_sources import Broken, Line, Source
 from .records import GENESIS_HASH, AgentEvent, decode_json
 
-__all__ = ["Broken", "OfflineReport", "Source", "archive_sources", "open_sources", "verify_sources"]
-
-
-class Line(msgspec.Struct):
-    """One line of an export or a segment: a whole event, or a redacted one (id and hashes)."""
-
-    id: int
-    prev_hash: str
-    hash: str
-    redacted: bool = False
-    organization_id: str = ""
-    run_id: str = ""
-    conversation_id: str = ""
-    sequence: int = 0
-    event_type: str = ""
-    visibility: str = ""
-    payload: msgspec.Raw = msgspec.Raw()
-    created_at: str = ""
-
-
-_decode_line = msgspec.json.Decoder(Line).decode
-
-
-class Broken(Exception):
-    """A break in the chain: the event it is at and why."""
-
-    def __init__(self, event_id: int, reason: str) -> None:
-        super().__init__(reason)
-        self.event_id, self.reason = event_id, reason
+__all__ = ["OfflineReport", "verify_sources"]
 
 
 @dataclass(frozen=True)
@@ -68,246 +36,203 @@ class OfflineReport:
     head_id: int
     head_hash: str
     signed_heads: int
+    """Signed heads whose signature verified with the given keys (0 without keys)."""
     signed_through: int
+    kept_heads: int = 0
+    """Kept heads the walk reached with their hash."""
+    unproven: int = 0
+    """Whole events no head binds (a redacted line between, or none after): self-consistent
+    only (``offline_proof.py``)."""
+    unproven_ranges: tuple[tuple[int, int], ...] = ()
+    """The stretches (first, last id) holding them, the first ``MAX_RANGES`` of them."""
+    unproven_ranges_complete: bool = True
     first_bad_event_id: int | None = None
     reason: str | None = None
     source: str | None = None
     """The file the break was found in."""
 
 
-class Source(abc.ABC):
-    """Lines of one file in id order; ``first`` and ``start`` are read before the walk."""
-
-    name: str
-    first: int = 0
-    """The first event's id (0: the source holds none)."""
-    start: str | None = None
-    """The hash before the first event when the source says so (a manifest, an anchor)."""
-
-    @abc.abstractmethod
-    def lines(self) -> Iterator[Line]: ...
-
-    def close_check(self, last: Line | None, count: int) -> None:  # noqa: B027 - most claim nothing
-        """After its last line: what the source claims about its end (a manifest's)."""
+_DATABASE_CUT = (
+    "the database ends at event {}, but another file holds event {}: "
+    "events at the end of the log were removed"
+)
 
 
-class ExportFile(Source):
-    """An ``events export`` file: JSON lines."""
+@dataclass
+class _Reading:
+    """A source being read: its lines, and how far it got."""
 
-    def __init__(self, path: Path) -> None:
-        self.name, self._path = str(path), path
-        with path.open("rb") as lines:
-            first = next((line for line in lines if line.strip()), None)
-        self.first = 0 if first is None else _parse(first, 1, self.name).id
-
-    def lines(self) -> Iterator[Line]:
-        expected = self.first
-        with self._path.open("rb") as lines:
-            for raw in lines:
-                if raw.strip():
-                    line = _parse(raw, expected, self.name)
-                    expected = line.id + 1
-                    yield line
-
-
-class Segment(Source):
-    """An archive segment: ``events-…jsonl.gz`` and its manifest, checked against each other."""
-
-    def __init__(self, manifest_path: Path) -> None:
-        self.name = str(manifest_path)
-        self._gz = manifest_path.with_name(
-            manifest_path.name.removesuffix(".manifest.json") + ".jsonl.gz"
-        )
-        try:
-            self.manifest: dict[str, Any] = decode_json(manifest_path.read_bytes())
-            self.first = int(self.manifest["first_id"])
-            self.start = str(self.manifest["prev_hash"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise Broken(0, f"{self.name} is not a segment manifest: {exc}") from exc
-
-    def lines(self) -> Iterator[Line]:
-        self._check_digest()
-        self.name = str(self._gz)
-        expected = self.first
-        try:
-            with gzip.open(self._gz, "rb") as lines:
-                for raw in lines:
-                    line = _parse(raw, expected, self.name)
-                    expected = line.id + 1
-                    yield line
-        except (OSError, EOFError) as exc:  # a segment that is not gzip, or cut short
-            raise Broken(expected, f"{self._gz.name} cannot be read: {exc}") from exc
-
-    def _check_digest(self) -> None:
-        digest = hashlib.sha256()
-        try:
-            with self._gz.open("rb") as segment:
-                while chunk := segment.read(1 << 20):
-                    digest.update(chunk)
-        except OSError as exc:
-            raise Broken(self.first, f"the segment of {self.name} cannot be read: {exc}") from exc
-        if digest.hexdigest() != self.manifest.get("sha256"):
-            raise Broken(
-                self.first,
-                f"the SHA-256 of {self._gz.name} is not its manifest's: the segment was changed",
-            )
-
-    def close_check(self, last: Line | None, count: int) -> None:
-        claims = self.manifest
-        if last is None or last.id != claims.get("last_id") or count != claims.get("count"):
-            at = self.first if last is None else last.id + 1
-            raise Broken(at, f"{self._gz.name} does not hold the events its manifest lists")
-        if last.hash != claims.get("last_hash"):
-            raise Broken(last.id, "the segment's last hash is not its manifest's")
-
-
-class SqliteLive(Source):
-    """The live part of a SQLite database: from its archive anchor (``log_anchor``) on."""
-
-    def __init__(self, path: Path) -> None:
-        self.name = str(path)
-        self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        try:
-            self._read_bounds()
-        except sqlite3.Error as exc:
-            self._db.close()
-            raise Broken(0, f"{path} is not a runtrack SQLite database: {exc}") from exc
-
-    def _read_bounds(self) -> None:
-        anchor = self._anchor()
-        self._after = 0 if anchor is None else anchor[0]
-        self.start = None if anchor is None else anchor[1]
-        row = self._db.execute("SELECT MIN(id) FROM events WHERE id > ?", (self._after,)).fetchone()
-        self.first = self._after + 1 if anchor is not None else int(row[0] or 0)
-        counter = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'")
-        found = counter.fetchone()
-        self._assigned = int(found[0]) if found else 0
-
-    def _anchor(self) -> tuple[int, str] | None:
-        tables = self._db.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'log_anchor'"
-        ).fetchall()
-        if not tables:
-            return None
-        row = self._db.execute("SELECT cut_id, cut_hash FROM log_anchor").fetchone()
-        return None if row is None else (int(row[0]), str(row[1]))
-
-    def lines(self) -> Iterator[Line]:
-        try:
-            yield from self._rows()
-        finally:
-            self._db.close()
-
-    def _rows(self) -> Iterator[Line]:
-        rows = self._db.execute(
-            f"SELECT {EVENT_COLUMNS} FROM events WHERE id > ? ORDER BY id", (self._after,)
-        )
-        for row in rows:
-            if self.start is not None and row[0] == self._after + 1 and row[9] != self.start:
-                raise Broken(row[0], "the first live event does not follow the archive anchor")
-            yield Line(
-                id=row[0],
-                prev_hash=row[9],
-                hash=row[10],
-                organization_id=row[1],
-                run_id=row[2],
-                conversation_id=row[3],
-                sequence=row[4],
-                event_type=row[5],
-                visibility=row[6],
-                payload=msgspec.Raw(row[7].encode("utf-8")),
-                created_at=row[8],
-            )
-
-    def close_check(self, last: Line | None, count: int) -> None:
-        end = 0 if last is None else last.id
-        if self._assigned > end:
-            raise Broken(end + 1, "events at the end of the log are missing")
-
-
-def archive_sources(directory: Path) -> list[Source]:
-    """Every segment of an archive directory, by its manifest."""
-    manifests = sorted(directory.glob("events-*.manifest.json"))
-    if not manifests:
-        raise Broken(0, f"{directory} holds no segment manifest (events-*.manifest.json)")
-    return [Segment(path) for path in manifests]
-
-
-def _parse(raw: bytes, expected: int, name: str) -> Line:
-    try:
-        line = _decode_line(raw)
-    except msgspec.DecodeError as exc:
-        raise Broken(expected, f"a line of {name} is not an event: {exc}") from exc
-    if not line.redacted and (not line.created_at or not line.payload or not line.event_type):
-        raise Broken(line.id, f"event {line.id} in {name} lacks some of its fields")
-    return line
+    source: Source
+    lines: Iterator[Line]
+    last: Line | None = None
+    count: int = 0
 
 
 @dataclass
 class _Walk:
-    """Where the chain stands: its tip, and the hashes kept for sources that join earlier."""
+    """Where the chain stands: its tip, the sources still to open and those being read."""
 
     heads: HeadChecks
-    joins: set[int] = field(default_factory=set)
-    """Ids whose hash a later source starts after (first id - 1 of each source)."""
-    joined: dict[int, str] = field(default_factory=dict)
+    pending: deque[Source]
+    after: int = 0
+    """Events up to this id are not asked for (``audit verify --after``)."""
+    reading: list[_Reading] = field(default_factory=list)
+    current: Source | None = None
+    """The source a break is in."""
     first_id: int = 0
     tip_id: int = 0
     tip_hash: str = GENESIS_HASH
     events: int = 0
     redacted: int = 0
+    coverage: Coverage = field(default_factory=Coverage)
+    kept_ids: Mapping[int, object] = field(default_factory=dict)
+    anchored: int = 0
+    """How far the heads vouched when the coverage last heard of it."""
 
-    def start_hash(self, source: Source) -> str:
-        """The hash ``source``'s first event must follow."""
+    def run(self) -> None:
+        if not self.pending:
+            return
+        first = self.pending[0]
+        self.first_id, self.tip_id = first.first, first.first - 1
+        self.current = first
+        self.coverage.start(first.first)
+        self.tip_hash = self._first_start(first)
+        self.kept_ids = self.heads.ids
+        while self.pending or self.reading:
+            self._open(self.tip_id + 1)
+            if len(self.reading) == 1:
+                self._alone(self.reading[0])
+            else:
+                self._step(self.tip_id + 1)
+        self.current = None
+
+    def _open(self, at: int) -> None:
+        while self.pending and self.pending[0].first == at:
+            source = self.pending.popleft()
+            self.reading.append(_Reading(source, source.lines()))
+
+    def _first_start(self, source: Source) -> str:
+        """The hash the chain starts from: the genesis at event 1; past it, the hash the source
+        names before its first event (an archive's manifest or anchor), or none at all when the
+        caller asked for the events after an id only. Anything else lost the log's start."""
         before = source.first - 1
-        if self.first_id == 0:
-            self.first_id = source.first
-            self.tip_id = before
-            start = GENESIS_HASH if before == 0 else source.start
-            self.tip_hash = start if start is not None else ""
-            return self.tip_hash
-        if before > self.tip_id:
-            raise Broken(self.tip_id + 1, "this event is in none of the given files")
         if before == 0:
             return GENESIS_HASH
-        return self.tip_hash if before == self.tip_id else self.joined[before]
+        if source.start is not None:
+            return source.start
+        if before <= self.after:
+            return ""  # not proven: the caller asked for the events after ``after`` only
+        raise Broken(
+            self.after + 1,
+            f"events {self.after + 1} to {before} are in none of the given files: the start of "
+            f"the log was removed (or give the files that hold them, or --after {before})",
+        )
 
-    def walk(self, source: Source) -> None:
-        expected_id, expected_prev = source.first, self.start_hash(source)
-        last: Line | None = None
-        count = 0
-        for line in source.lines():
-            self._check(line, expected_id, expected_prev)
-            if line.id in self.joins:
-                self.joined[line.id] = line.hash
-            if line.id > self.tip_id:
-                self._extend(line)
-            elif line.id == self.tip_id and line.hash != self.tip_hash:
-                raise Broken(line.id, "this event differs from its copy in another file")
-            expected_id, expected_prev, last, count = line.id + 1, line.hash, line, count + 1
-        source.close_check(last, count)
+    def _step(self, at: int) -> None:
+        """Event ``at``: each copy read and checked, the copies compared, the chain extended."""
+        if not self.reading:
+            raise Broken(at, "this event is in none of the given files")
+        copies: list[tuple[Source, Line]] = []
+        ended: list[Source] = []
+        for reading in list(self.reading):
+            line = self._next(reading, at)
+            if line is None:
+                ended.append(reading.source)
+            else:
+                copies.append((reading.source, line))
+        live = next((source for source in ended if source.holds_the_end), None)
+        if live is not None and (copies or self.pending):
+            self.current = live
+            raise Broken(at, _DATABASE_CUT.format(at - 1, at))
+        if copies:
+            self._extend(self._agreed(at, copies))
 
-    def _check(self, line: Line, expected_id: int, expected_prev: str) -> None:
-        if line.id != expected_id:
-            if line.id > expected_id:
-                raise Broken(expected_id, "this event is missing here: removed or reordered")
-            raise Broken(line.id, f"event {line.id} comes after event {expected_id - 1}: reordered")
-        if expected_prev and line.prev_hash != expected_prev:
+    def _alone(self, reading: _Reading) -> None:
+        """Lines no other file holds, up to where the next file starts: ``_step`` without the
+        comparison, for speed (most of a walk is one file)."""
+        self.current = source = reading.source
+        until = self.pending[0].first - 1 if self.pending else None
+        for line in reading.lines:
+            if reading.count == 0:
+                self._check_start(source, line)
+            _check(line, self.tip_id + 1, self.tip_hash)
+            reading.last, reading.count = line, reading.count + 1
+            self._extend(line)
+            if line.id == until:
+                return
+        source.close_check(reading.last, reading.count)
+        self.reading.remove(reading)
+        if source.holds_the_end and self.pending:
+            raise Broken(self.tip_id + 1, _DATABASE_CUT.format(self.tip_id, self.tip_id + 1))
+
+    def _next(self, reading: _Reading, at: int) -> Line | None:
+        """``reading``'s line for event ``at``, checked; None when it ended before it."""
+        self.current = source = reading.source
+        line = next(reading.lines, None)
+        if line is None:
+            source.close_check(reading.last, reading.count)
+            self.reading.remove(reading)
+            return None
+        if reading.count == 0:
+            self._check_start(source, line)
+        _check(line, at, self.tip_hash)
+        reading.last, reading.count = line, reading.count + 1
+        return line
+
+    @staticmethod
+    def _check_start(source: Source, line: Line) -> None:
+        if source.start is not None and line.prev_hash != source.start:
             raise Broken(
-                line.id,
-                "prev_hash does not match the previous event: an event was removed or reordered",
+                line.id, "the first event does not follow the hash its file names before it"
             )
-        if not line.redacted and _content_hash(line) != line.hash:
-            raise Broken(line.id, "hash does not match the event's content: the event was modified")
+
+    def _agreed(self, at: int, copies: list[tuple[Source, Line]]) -> Line:
+        """The one line every copy of event ``at`` is (a whole one where some are redacted)."""
+        chosen = copies[0][1]
+        for source, line in copies[1:]:
+            if (line.hash, line.prev_hash) != (chosen.hash, chosen.prev_hash):
+                self.current = source
+                raise Broken(at, "this event differs from its copy in another file")
+            if chosen.redacted and not line.redacted:
+                chosen = line
+        return chosen
 
     def _extend(self, line: Line) -> None:
         self.events += 1
         self.redacted += line.redacted
-        if not line.redacted and (line.event_type == "chain_head" or line.id in self.heads.ids):
+        problem = None
+        if line.redacted:
+            self.coverage.redacted(line.id)
+            problem = self.heads.see_hash(line.id, line.hash)
+        elif line.event_type == "chain_head" or line.id in self.kept_ids:
             problem = self.heads.see(_event(line))
-            if problem is not None:
-                raise Broken(problem.event_id, problem.reason)
+        if problem is not None:
+            raise Broken(problem.event_id, problem.reason)
+        if self.heads.anchored_through > self.anchored:
+            self.anchored = self.heads.anchored_through
+            self.coverage.bound(self.anchored)
         self.tip_id, self.tip_hash = line.id, line.hash
+
+    def close(self) -> None:
+        """Close every source still open (a walk that stopped at a break)."""
+        for reading in self.reading:
+            reading.source.close()
+        for source in self.pending:
+            source.close()
+
+
+def _check(line: Line, expected_id: int, expected_prev: str) -> None:
+    if line.id != expected_id:
+        if line.id > expected_id:
+            raise Broken(expected_id, "this event is missing here: removed or reordered")
+        raise Broken(line.id, f"event {line.id} comes after event {expected_id - 1}: reordered")
+    if expected_prev and line.prev_hash != expected_prev:
+        raise Broken(
+            line.id,
+            "prev_hash does not match the previous event: an event was removed or reordered",
+        )
+    if not line.redacted and _content_hash(line) != line.hash:
+        raise Broken(line.id, "hash does not match the event's content: the event was modified")
 
 
 def _content_hash(line: Line) -> str:
@@ -349,33 +274,28 @@ def _event(line: Line) -> AgentEvent:
     )
 
 
-def open_sources(files: Sequence[Path], archive: Path | None, sqlite: Path | None) -> list[Source]:
-    """The sources named on the command line, in the order their first ids take."""
-    sources: list[Source] = [ExportFile(path) for path in files]
-    if archive is not None:
-        sources += archive_sources(archive)
-    if sqlite is not None:
-        sources.append(SqliteLive(sqlite))
-    return sorted((s for s in sources if s.first > 0), key=lambda s: s.first)
-
-
-def verify_sources(sources: Sequence[Source], heads: HeadChecks) -> OfflineReport:
-    """Walk ``sources`` (``open_sources``) as one chain; the first break, if any."""
-    walk = _Walk(heads, joins={source.first - 1 for source in sources})
-    current: Source | None = None
+def verify_sources(
+    sources: Sequence[Source], heads: HeadChecks, *, after: int = 0
+) -> OfflineReport:
+    """Walk ``sources`` (``open_sources``) as one chain; the first break, if any. The chain
+    starts at event 1, or where a source proves what came before, or (unproven) anywhere past
+    ``after``."""
+    walk = _Walk(heads, deque(sorted(sources, key=lambda s: s.first)), after=after)
     try:
-        for current in sources:
-            walk.walk(current)
-        current = None
-        problem = heads.finish(walk.tip_id)
+        walk.run()
+        problem = heads.finish(walk.first_id, walk.tip_id)
         if problem is not None:
             raise Broken(problem.event_id, problem.reason)
     except Broken as broken:
-        return _report(walk, broken, None if current is None else current.name)
+        return _report(walk, broken, None if walk.current is None else walk.current.name)
+    finally:
+        walk.close()
     return _report(walk, None, None)
 
 
 def _report(walk: _Walk, broken: Broken | None, name: str | None) -> OfflineReport:
+    coverage = walk.coverage
+    coverage.finish(walk.tip_id)
     return OfflineReport(
         ok=broken is None,
         events=walk.events,
@@ -385,6 +305,10 @@ def _report(walk: _Walk, broken: Broken | None, name: str | None) -> OfflineRepo
         head_hash=walk.tip_hash,
         signed_heads=walk.heads.signed,
         signed_through=walk.heads.signed_through,
+        kept_heads=walk.heads.kept_reached,
+        unproven=coverage.unproven,
+        unproven_ranges=tuple(coverage.ranges),
+        unproven_ranges_complete=not coverage.truncated,
         first_bad_event_id=None if broken is None else broken.event_id,
         reason=None if broken is None else broken.reason,
         source=name,

@@ -102,6 +102,8 @@ class VerifyReport:
     first_bad_event_id: int | None = None
     reason: str | None = None
     signed_heads: int = 0
-    """Signed heads whose signature (or kept hash) the walk checked."""
+    """Signed heads whose signature verified with the walk's keys (none without keys)."""
     signed_through: int = 0
     """The highest event id one of those heads covers."""
+    kept_heads: int = 0
+    """Kept heads the walk reached with their hash."""

@@ -159,6 +159,9 @@ class PublicKeys:
     def __bool__(self) -> bool:
         return bool(self._by_id)
 
+    def knows(self, key_id: str) -> bool:
+        return key_id in self._by_id
+
     def problem(self, head: SignedHead) -> str | None:
         """Why ``head``'s signature does not hold, or None when it does."""
         key = self._by_id.get(head.key_id)

@@ -548,7 +548,7 @@ class EventStore(abc.ABC):
                 return broken
         if recorded > walk.prev_id:
             return walk.broken(walk.prev_id + 1, "events at the end of the log are missing")
-        cut = heads.finish(walk.prev_id)
+        cut = heads.finish(walk.first_id, walk.prev_id)
         if cut is not None:
             return walk.broken(cut.event_id, cut.reason)
         return walk.report(VerifyReport(True, walk.counted, walk.prev_id, walk.prev_hash))
@@ -606,6 +606,7 @@ class _Walk:
         self.organization_id = organization_id
         self.heads = heads
         self.walked, self.counted, self.prev_id, self.prev_hash = 0, 0, 0, GENESIS_HASH
+        self.first_id = 1
         if anchor is not None:  # the archived prefix is proven by its segments, up to here
             self.walked, self.prev_id, self.prev_hash = 1, anchor.cut_id, anchor.cut_hash
 
@@ -617,6 +618,8 @@ class _Walk:
             problem = verify_link(event, self.prev_hash) or self.heads.see(event)
             if problem is not None:
                 return self.broken(problem.event_id, problem.reason)
+            if self.walked == 0:
+                self.first_id = event.id
             self.walked += 1
             if self.organization_id in (None, event.organization_id):
                 self.counted += 1
@@ -628,8 +631,12 @@ class _Walk:
 
     def report(self, report: VerifyReport) -> VerifyReport:
         """``report`` with what the walk checked of signed heads."""
+        heads = self.heads
         return replace(
-            report, signed_heads=self.heads.signed, signed_through=self.heads.signed_through
+            report,
+            signed_heads=heads.signed,
+            signed_through=heads.signed_through,
+            kept_heads=heads.kept_reached,
         )
 
 

@@ -42,6 +42,14 @@ Heads = Annotated[
     list[Path] | None,
     typer.Option("--head", exists=True, dir_okay=False, help="a signed head kept (repeatable)"),
 ]
+After = Annotated[
+    int,
+    typer.Option(
+        "--after",
+        min=0,
+        help="offline: verify from event N+1 on (an export made --after N); unproven before",
+    ),
+]
 Keys = Annotated[
     list[str] | None,
     typer.Option("--public-key", help="trusted public key: hex, or a file (repeatable)"),
@@ -57,16 +65,19 @@ def verify(
     file: Files = None,
     archive: Archive = None,
     sqlite: Sqlite = None,
+    after: After = 0,
 ) -> None:
     """Verify the hash chain and its signed heads: exit 1 when it is broken."""
     keys, kept = _trusted(public_key or [], head or [])
     if file or archive or sqlite:
         if run_id is not None:
             raise typer.BadParameter("one run is verified through a server", param_hint="--run")
-        _offline(file or [], archive, sqlite, keys, kept)
+        _offline(file or [], archive, sqlite, keys, kept, after)
         return
+    if after:
+        raise typer.BadParameter("a server verifies the whole log", param_hint="--after")
     connection = _connection(ctx)
-    key_hex = _first_hex(public_key or [])
+    key_hex = _hex_keys(public_key or [])
 
     async def go() -> AuditReport:
         async with connection.client() as client:
@@ -116,13 +127,13 @@ def _check_signature(keys: PublicKeys, head: SignedHead, what: str) -> None:
         raise typer.Exit(1)
 
 
-def _first_hex(values: list[str]) -> str | None:
-    """The first key as hex, for the server (which checks with one key)."""
+def _hex_keys(values: list[str]) -> list[str] | None:
+    """Every key given, as hex for the server (which then trusts those instead of its own)."""
     if not values:
         return None
     from eventstore import load_public_key, public_hex
 
-    return public_hex(load_public_key(values[0]))
+    return [public_hex(load_public_key(value)) for value in values]
 
 
 def _offline(
@@ -131,6 +142,7 @@ def _offline(
     sqlite: Path | None,
     keys: PublicKeys,
     kept: list[SignedHead],
+    after: int,
 ) -> None:
     from eventstore import Broken, HeadChecks, open_sources, verify_sources
 
@@ -139,7 +151,7 @@ def _offline(
     except Broken as broken:
         typer.echo(f"error: {broken.reason}", err=True)
         raise typer.Exit(1) from broken
-    report = verify_sources(sources, HeadChecks(keys, kept))
+    report = verify_sources(sources, HeadChecks(keys, kept), after=after)
     shown = {k: v for k, v in dataclasses.asdict(report).items() if v is not None}
     typer.echo(json.dumps(shown))
     if not report.ok:

@@ -174,6 +174,14 @@ def serve(
         str | None,
         _option("RUNTRACK_SIGNING_KEY", "Ed25519 private key file that signs chain heads"),
     ] = None,
+    trusted_public_keys: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--trusted-public-key",
+            envvar="RUNTRACK_TRUSTED_PUBLIC_KEY",
+            help="a public key verify trusts besides the signing key's (repeatable): hex or file",
+        ),
+    ] = None,
     chain_head_seconds: Annotated[
         float, _positive("RUNTRACK_CHAIN_HEAD_SECONDS", "how often the chain's head is signed")
     ] = 60.0,
@@ -211,8 +219,9 @@ def settings_from(options: dict[str, Any]) -> Settings:
     from api.server.settings import Settings
 
     options = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
-    if options.get("callback_allow_networks") is None:
-        options["callback_allow_networks"] = ()
+    for repeated in ("callback_allow_networks", "trusted_public_keys"):
+        if options.get(repeated) is None:
+            options[repeated] = ()
     if options.get("demo") is True:
         options = {
             **options,

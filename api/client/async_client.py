@@ -195,14 +195,15 @@ class RuntrackClient:
         run_id: str | None = None,
         *,
         head: tuple[int, str] | None = None,
-        public_key: str | None = None,
+        public_key: str | Sequence[str] | None = None,
     ) -> AuditReport:
         """The chain check; ``model_fields_set`` holds what the server sent. ``head`` is a head
-        kept earlier (event id, hash), ``public_key`` the key signed heads are checked with."""
+        kept earlier (event id, hash), ``public_key`` the key (or keys, in hex) signed heads
+        are checked with."""
         wanted = {
             "run_id": run_id,
             "head": None if head is None else f"{head[0]}:{head[1]}",
-            "public_key": public_key,
+            "public_key": [public_key] if isinstance(public_key, str) else public_key,
         }
         params = httpx.QueryParams(_params(wanted))
         return AuditReport.model_validate(

@@ -455,9 +455,11 @@ class AuditReport(BaseModel):
     first_bad_event_id: int | None = None
     reason: str | None = None
     signed_heads: int | None = None
-    """Signed heads the walk verified."""
+    """Signed heads whose signature the walk verified."""
     signed_through: int | None = None
     """The highest event id a verified signed head covers."""
+    kept_heads: int | None = None
+    """Kept heads (``head``) the walk reached with their hash; sent when one was given."""
 
 
 class ChainHeadAnswer(BaseModel):

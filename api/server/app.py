@@ -29,10 +29,18 @@ from api.server.run_metrics import RunObservations
 from api.server.services import Services
 from api.server.settings import Settings, demo_callback_url
 from api.server.sse import RAW_SEND, QuietDrops, StreamGate
-from eventstore import ArchiveReader, EventStore, HeadSigner, StoreError, open_store
+from eventstore import (
+    ArchiveReader,
+    EventStore,
+    HeadSigner,
+    PublicKeys,
+    StoreError,
+    load_public_key,
+    open_store,
+)
 from projections import RunCommands, RunProjection, RunQueries, rebuild
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "trusted_keys"]
 
 logger = logging.getLogger("runtrack")
 
@@ -106,12 +114,25 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.signer = (
         None if settings.signing_key is None else HeadSigner.from_file(settings.signing_key)
     )
+    app.state.trusted_keys = trusted_keys(settings, app.state.signer)
     return app
 
 
 def _archive_reader(settings: Settings) -> ArchiveReader | None:
     """Archived runs' events are read from ``--archive-dir`` when this server has one."""
     return None if settings.archive_dir is None else ArchiveReader(Path(settings.archive_dir))
+
+
+def trusted_keys(settings: Settings, signer: HeadSigner | None = None) -> PublicKeys:
+    """The keys the server's verify checks signed heads with when the caller pins none: its
+    own signing key's and every ``--trusted-public-key`` (the keys of earlier rotations)."""
+    keys = [] if signer is None else [signer.public]
+    for value in settings.trusted_public_keys:
+        try:
+            keys.append(load_public_key(value))
+        except ValueError as exc:
+            raise ValueError(f"--trusted-public-key: {exc}") from exc
+    return PublicKeys(keys)
 
 
 @asynccontextmanager

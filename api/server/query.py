@@ -6,6 +6,7 @@ pattern cannot say one thing in the document and do another in the route.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -171,6 +172,42 @@ class Statuses:
 
 
 @dataclass(frozen=True)
+class PublicKeyList:
+    """Ed25519 public keys in hex, repeatable up to ``longest``: the keys a verify trusts."""
+
+    name: str
+    longest: int
+
+    @property
+    def schema(self) -> dict[str, Any]:
+        return {
+            "type": "array",
+            "items": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+            "maxItems": self.longest,
+            "description": "Check signed heads with these Ed25519 public keys (repeat; "
+            "default: the server's own and its --trusted-public-key ones)",
+        }
+
+    def get(self, request: Request) -> list[str]:
+        values = request.query_params.getlist(self.name)
+        if len(values) > self.longest:
+            raise ApiError(
+                400,
+                "invalid_parameter",
+                f"{self.name} is given at most {self.longest} times; got {len(values)}",
+            )
+        for value in values:
+            if not _HEX_KEY.fullmatch(value):
+                raise ApiError(
+                    400, "invalid_parameter", f"{self.name} must be 64 lower-case hex digits"
+                )
+        return values
+
+
+_HEX_KEY = re.compile(r"[0-9a-f]{64}")
+
+
+@dataclass(frozen=True)
 class MetadataFilters:
     """``key=value`` filters on a run's metadata, repeatable up to a cap."""
 
@@ -255,14 +292,7 @@ KEPT_HEAD = Param(
         "description": "A head kept earlier, EVENT_ID:HASH: the log must reach it, with that hash",
     },
 )
-PUBLIC_KEY = Param(
-    "public_key",
-    {
-        "type": "string",
-        "pattern": "^[0-9a-f]{64}$",
-        "description": "Check signed heads with this Ed25519 public key (default: the server's)",
-    },
-)
+PUBLIC_KEY = PublicKeyList("public_key", longest=16)
 RUN_ID_PREFIX = Text("run_id_prefix", MAX_ID_CHARS, "Runs whose id starts with this text")
 SECONDS = Integer("seconds", 60, low=1, high=MAX_HISTORY_SECONDS)
 STATUS = Statuses("status")

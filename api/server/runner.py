@@ -14,7 +14,7 @@ from starlette.applications import Starlette
 from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
-from api.server.app import create_app
+from api.server.app import create_app, trusted_keys
 from api.server.gc_tuning import tune_collector
 from api.server.log_redaction import redact_server_logs
 from api.server.settings import Settings, callback_networks, listen_address
@@ -125,6 +125,7 @@ def _check_signing(settings: Settings) -> None:
         raise ValueError("--chain-head-seconds must be above 0")
     if settings.signing_key is not None:
         HeadSigner.from_file(settings.signing_key)  # raises ValueError naming the problem
+    trusted_keys(settings)  # each --trusted-public-key readable, or a ValueError naming it
 
 
 def _check_retention(settings: Settings) -> None:

@@ -116,6 +116,9 @@ class Settings:
     signing_key: str | None = None
     """A file holding the Ed25519 private key (``runtrack audit keygen``) the leader signs
     chain heads with; without one, no ``chain_head`` is appended."""
+    trusted_public_keys: tuple[str, ...] = ()
+    """Public keys (64 hex digits, or files holding them) the server's verify trusts besides
+    its own signing key's: the keys it signed with before a rotation (docs/security.md)."""
     chain_head_seconds: float = 60.0
     """How often the leader signs the chain's head (when something was appended since)."""
     archive_dir: str | None = None

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from eventstore import generate_key_file, public_hex
 from tests.eventstore.audit_files import cut_tail
 
 from .conftest import ProcessFactory, create_key
@@ -100,7 +101,10 @@ async def test_an_auditor_catches_a_truncated_tail_with_a_kept_head(
     export = tmp_path / "export.jsonl"
     export.write_text(out)
     assert any(json.loads(line).get("redacted") for line in out.splitlines())  # org-b's
-    audit = ("audit", "verify", "--head", str(head_file), "--public-key", str(public))
+    retired = public_hex(generate_key_file(tmp_path / "retired.pem").public)
+    # every key goes to the server, not the first only
+    keys = ("--public-key", retired, "--public-key", str(public))
+    audit = ("audit", "verify", "--head", str(head_file), *keys)
     code, out, err = await runtrack(*audit, *connect)
     assert code == 0, err
     assert report(out)["ok"] is True
@@ -108,6 +112,8 @@ async def test_an_auditor_catches_a_truncated_tail_with_a_kept_head(
     code, out, err = await runtrack(*audit, "--file", str(export))
     assert code == 0, out + err
     assert report(out)["redacted"] >= 2
+    assert report(out)["unproven"] >= 1  # the newest head's own event, at least
+    assert report(out)["unproven_ranges"][-1][1] == report(out)["head_id"]
 
     await server.stop()
     cut = kept["head_id"] - 2
@@ -132,6 +138,15 @@ async def test_a_changed_export_line_is_named(
     async with httpx.AsyncClient(base_url=server.url) as client:
         created = await client.post("/v1/runs", json={"agent_id": "a", "message": "the truth"})
         await signed_past(client, created.json()["last_event_id"])
+    code, later, _ = await runtrack("events", "export", "--after", "2", "--url", server.url)
+    assert code == 0
+    (tmp_path / "later.jsonl").write_text(later)
+    offline = ("audit", "verify", "--file", str(tmp_path / "later.jsonl"))
+    code, out, _ = await runtrack(*offline)
+    assert (code, report(out)["first_bad_event_id"]) == (1, 1)
+    assert "the start of the log was removed" in report(out)["reason"]
+    code, out, _ = await runtrack(*offline, "--after", "2")
+    assert (code, report(out)["first_id"]) == (0, 3)
     code, out, _ = await runtrack("events", "export", "--url", server.url)
     assert code == 0
     export = tmp_path / "export.jsonl"

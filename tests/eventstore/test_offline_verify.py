@@ -12,7 +12,7 @@ import gzip
 import hashlib
 import json
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pytest
@@ -28,6 +28,7 @@ from eventstore import (
     OfflineReport,
     PublicKeys,
     SignedHead,
+    event_hash,
     generate_key_file,
     open_sources,
     open_store,
@@ -36,8 +37,10 @@ from eventstore import (
 from projections import RunProjection
 from tests.eventstore.audit_files import (
     archive_prefix,
+    cut_tail,
     export_lines,
     rehash,
+    rows,
     sql,
     write_segment,
 )
@@ -112,10 +115,15 @@ def verify(
     sqlite: bool = True,
     keys: bool = True,
     kept: bool = True,
+    early: bool = False,
+    after: int = 0,
 ) -> OfflineReport:
-    heads = HeadChecks(log.keys() if keys else PublicKeys(), [log.kept()] if kept else [])
+    """``early`` keeps the first signed head too (it names event 7)."""
+    heads = [log.kept()] if kept else []
+    heads += [SignedHead.from_json(log.heads[0].payload)] if early else []
+    checks = HeadChecks(log.keys() if keys else PublicKeys(), heads)
     sources = open_sources(list(files), archive, log.database if sqlite else None)
-    return verify_sources(sources, heads)
+    return verify_sources(sources, checks, after=after)
 
 
 def broken_at(report: OfflineReport) -> tuple[bool, int | None, str | None]:
@@ -290,10 +298,11 @@ def test_a_changed_segment_fails_its_digest(log: Log, tmp_path: Path) -> None:
     assert broken_at(verify(log, archive=archive)) == (False, changed.id, MODIFIED)
 
 
-def test_an_organizations_redacted_export_verifies_as_one_chain(log: Log, tmp_path: Path) -> None:
+def org_export(events: list[AgentEvent], path: Path, organization: str = "org-a") -> list[str]:
+    """``organization``'s export as ``GET /v1/audit/export`` writes it; its lines."""
     lines = []
-    for event in log.events:
-        if event.organization_id == "org-a" or event.event_type == "chain_head":
+    for event in events:
+        if event.organization_id == organization or event.event_type == "chain_head":
             lines.append(event.to_json())
         else:
             lines.append(
@@ -302,8 +311,13 @@ def test_an_organizations_redacted_export_verifies_as_one_chain(log: Log, tmp_pa
                      "redacted": True}
                 )
             )  # fmt: skip
+    path.write_text("\n".join(lines) + "\n")
+    return lines
+
+
+def test_an_organizations_redacted_export_verifies_as_one_chain(log: Log, tmp_path: Path) -> None:
     export = tmp_path / "org-a.jsonl"
-    export.write_text("\n".join(lines) + "\n")
+    lines = org_export(log.events, export)
     report = verify(log, files=[export], sqlite=False)
     assert report.ok, report
     assert report.redacted == sum(
@@ -350,3 +364,137 @@ def test_a_segment_cut_short_is_named(log: Log, tmp_path: Path) -> None:
     report = verify(log, archive=archive)
     assert report.ok is False
     assert "cannot be read" in (report.reason or "")
+
+
+def test_a_kept_head_naming_a_redacted_line_is_compared(log: Log, tmp_path: Path) -> None:
+    """A kept head signs the event before a chain_head, mostly another organization's: the
+    hash of its redacted line is all the comparison needs."""
+    rehash(log.database, log.events[1].id, '{"content":"x","role":"user"}', forge_heads=True)
+    export = tmp_path / "org-a.jsonl"
+    org_export(rows(log.database), export)
+    kept = log.kept().head_id
+    assert next(e for e in log.events if e.id == kept).organization_id == "org-b"
+    ok, bad, reason = broken_at(verify(log, files=[export], sqlite=False, keys=False))
+    assert (ok, bad) == (False, kept)
+    assert "not the one a kept signed head names" in (reason or "")
+
+
+def test_a_kept_head_counts_as_signed_only_when_its_signature_was_checked(log: Log) -> None:
+    unchecked = verify(log, keys=False)
+    assert unchecked.ok, unchecked
+    assert (unchecked.signed_heads, unchecked.signed_through) == (0, 0)  # no key: none verified
+    assert unchecked.kept_heads == 1
+    checked = verify(log)
+    assert (checked.signed_heads, checked.kept_heads) == (len(log.heads) + 1, 1)
+    forged = SignedHead(log.kept().head_id, log.kept().head_hash, "0" * 128, log.signer.key_id)
+    report = verify_sources(open_sources([], None, log.database), HeadChecks(log.keys(), [forged]))
+    assert report.ok, report  # its hash matches: the chain reaches it, unsigned
+    assert (report.signed_heads, report.kept_heads) == (len(log.heads), 1)
+
+
+CUT_START = "the start of the log was removed"
+
+
+def test_a_database_missing_the_start_of_its_log_is_named(log: Log) -> None:
+    """No anchor says what came before, so the live part must start at event 1."""
+    sql(log.database, "DELETE FROM events WHERE id <= 4")
+    report = verify(log)
+    ok, bad, reason = broken_at(report)
+    assert (ok, bad) == (False, 1)
+    assert f"events 1 to 4 are in none of the given files: {CUT_START}" in (reason or "")
+    assert (report.events, report.unproven) == (0, 0)  # nothing walked, nothing claimed
+    sql(log.database, "DELETE FROM events WHERE id <= 8")  # the first signed head's event too
+    assert broken_at(verify(log, early=True, after=8))[:2] == (False, 7)
+
+
+def test_an_export_from_an_id_on_verifies_only_when_asked_to(log: Log, tmp_path: Path) -> None:
+    export = tmp_path / "later.jsonl"
+    export.write_text(export_lines(log.events[8:]))  # events 9 on, as --after 8 exports them
+    ok, bad, reason = broken_at(verify(log, files=[export], sqlite=False))
+    assert (ok, bad) == (False, 1)
+    assert CUT_START in (reason or "")
+    report = verify(log, files=[export], sqlite=False, after=8)
+    assert report.ok, report
+    assert verify(log, files=[export]).ok  # inside the database's range, ending where it ends
+    assert (report.first_id, report.kept_heads) == (9, 1)
+    ok, bad, reason = broken_at(verify(log, files=[export], sqlite=False, early=True, after=8))
+    assert (ok, bad) == (False, 7)
+    assert "a kept signed head names event 7, before the first event given (9)" in (reason or "")
+    assert broken_at(verify(log, files=[export], sqlite=False, after=7))[:2] == (False, 8)
+
+
+DIFFERS = "this event differs from its copy in another file"
+
+
+def forged_copy(events: list[AgentEvent]) -> list[AgentEvent]:
+    """``events`` with each secret rewritten and every hash recomputed: self-consistent."""
+    forged, prev = [], events[0].prev_hash
+    for event in events:
+        payload = event.payload_json.replace("secret", "FORGED")
+        fields = {**asdict(event), "payload_json": payload, "prev_hash": prev}
+        del fields["hash"]
+        prev = event_hash(**fields)
+        forged.append(AgentEvent(**fields, hash=prev))
+    return forged
+
+
+def test_a_forged_segment_inside_an_export_is_compared_with_it(log: Log, tmp_path: Path) -> None:
+    export = tmp_path / "export.jsonl"
+    export.write_text(export_lines(log.events))
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    manifest = write_segment(archive, forged_copy(log.events[:4]))  # manifest agrees with it
+    report = verify(log, files=[export], archive=archive, sqlite=False)
+    assert broken_at(report) == (False, 2, DIFFERS)  # event 1 holds no secret: the same
+    assert report.source == str(manifest).replace(".manifest.json", ".jsonl.gz")
+
+
+def test_a_rehashed_database_inside_an_export_is_compared_with_it(log: Log, tmp_path: Path) -> None:
+    export = tmp_path / "export.jsonl"
+    export.write_text(export_lines(log.events))
+    rehash(log.database, 10, '{"content":"x","role":"user"}')
+    report = verify(log, files=[export], keys=False, kept=False)
+    assert broken_at(report) == (False, 10, DIFFERS)
+    assert report.source == str(log.database)
+
+
+def test_a_database_cut_shorter_than_an_export_is_named(log: Log, tmp_path: Path) -> None:
+    export = tmp_path / "export.jsonl"
+    export.write_text(export_lines(log.events[:15]))
+    cut_tail(log.database, 12)  # the counter rewound: the database alone looks whole
+    assert verify(log, kept=False).ok
+    report = verify(log, files=[export], kept=False)
+    assert (report.ok, report.first_bad_event_id) == (False, 13)
+    assert "the database ends at event 12, but another file holds event 13" in (report.reason or "")
+    assert report.source == str(log.database)
+
+
+def test_events_no_head_binds_are_reported_unproven(log: Log) -> None:
+    report = verify(log)
+    assert report.ok, report
+    last_head = log.heads[-1].id  # it signs the event before it, and nothing binds it or after
+    assert (report.unproven, report.unproven_ranges) == (2, ((last_head, log.events[-1].id),))
+    assert report.unproven_ranges_complete
+    unanchored = verify(log, keys=False, kept=False)  # nothing vouches: self-consistent only
+    assert (unanchored.unproven, unanchored.unproven_ranges) == (len(log.events), ((1, 19),))
+
+
+def test_an_event_spliced_in_through_a_redacted_line_is_reported_unproven(
+    log: Log, tmp_path: Path
+) -> None:
+    """A v1 redacted line gives a hash without the content it seals, so a forger may change an
+    organization's event and point the next redacted line at it: the chain holds, and the
+    verifier must say that no head vouches for the organization's events."""
+    forged, after = log.events[1], log.events[2]
+    assert (forged.organization_id, after.organization_id) == ("org-a", "org-b")
+    lines = org_export(log.events, tmp_path / "org-a.jsonl")
+    changed = forged_copy([forged])[0]
+    lines[1] = changed.to_json()
+    stub = json.loads(lines[2])
+    lines[2] = json.dumps({**stub, "prev_hash": changed.hash})
+    export = tmp_path / "forged.jsonl"
+    export.write_text("\n".join(lines) + "\n")
+    report = verify(log, files=[export], sqlite=False)
+    assert report.ok, report  # what a v1 chain cannot see
+    whole = sum(1 for line in lines if '"redacted"' not in line)
+    assert (report.unproven, report.unproven_ranges) == (whole, ((1, log.events[-1].id),))

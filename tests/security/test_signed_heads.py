@@ -17,6 +17,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from api.client.models import ChainHeadAnswer
 from api.server.auth import Role
+from api.server.runner import check_settings
+from api.server.settings import Settings
 from eventstore import (
     SYSTEM_ORGANIZATION,
     SYSTEM_RUN,
@@ -169,6 +171,11 @@ async def test_the_servers_verify_checks_every_signature(
     assert report["ok"] is True
     assert report["signed_heads"] == 2  # the one at start and this one
     assert report["signed_through"] == (await latest_head(signed))["head_id"]
+    assert "kept_heads" not in report
+    kept = await latest_head(signed)
+    with_kept = await verify(signed, head=f"{kept['head_id']}:{kept['head_hash']}")
+    # ID:HASH carries no signature: the kept head is reached, not counted as signed
+    assert (with_kept["signed_heads"], with_kept["kept_heads"]) == (2, 1)
     stranger = generate_key_file(tmp_path / "stranger.pem")
     refused = await verify(signed, public_key=public_hex(stranger.public))
     assert refused["ok"] is False
@@ -205,6 +212,51 @@ async def test_a_rehashed_chain_fails_at_the_servers_own_signed_head(
     assert "does not verify" in report["reason"]
     report = await verify(signed, head=f"{kept['head_id']}:{kept['head_hash']}")
     assert report["ok"] is False
+
+
+async def test_a_head_of_a_key_the_server_does_not_trust_fails_naming_the_option(
+    signed: Tenants, signer: HeadSigner, tmp_path: Path
+) -> None:
+    retired = generate_key_file(tmp_path / "retired.pem")
+    await some_runs(signed)
+    await sign(signed, retired)  # a key the deployment signed with before this one
+    report = await verify(signed)
+    assert report["ok"] is False
+    assert f"signed by key {retired.key_id}, which is not among" in report["reason"]
+    assert "--trusted-public-key" in report["reason"]
+
+
+async def test_after_a_key_rotation_the_server_trusts_the_keys_it_lists(
+    server_factory: ServerFactory, signer: HeadSigner, tmp_path: Path
+) -> None:
+    retired = generate_key_file(tmp_path / "retired.pem")
+    (tmp_path / "retired.pub").write_text(public_hex(retired.public) + "\n")
+    server = await server_factory(
+        heartbeat_seconds=15.0,
+        signing_key=str(tmp_path / "signing.pem"),
+        chain_head_seconds=3600.0,
+        trusted_public_keys=(str(tmp_path / "retired.pub"),),
+    )
+    tenants = await Tenants(server).create_keys()
+    try:
+        await some_runs(tenants)
+        await sign(tenants, retired)
+        await some_runs(tenants)
+        await sign(tenants, signer)
+        report = await verify(tenants)
+        assert (report["ok"], report["signed_heads"]) == (True, 3), report
+        admin = tenants.client("org-a", Role.ADMIN)
+        pinned = [public_hex(signer.public), public_hex(retired.public)]
+        answer = await admin.get("/v1/audit/verify", params={"public_key": pinned})
+        assert (answer.json()["ok"], answer.json()["signed_heads"]) == (True, 3), answer.text
+        only_new = await verify(tenants, public_key=public_hex(signer.public))
+        assert only_new["ok"] is False  # the caller's keys replace the server's
+        assert f"signed by key {retired.key_id}" in only_new["reason"]
+        too_many = await admin.get("/v1/audit/verify", params={"public_key": pinned * 9})
+        assert too_many.status_code == 400
+        assert "public_key" in too_many.json()["error"]["message"]
+    finally:
+        await tenants.aclose()
 
 
 async def test_no_key_reaches_the_system_organization(signed: Tenants) -> None:
@@ -302,3 +354,9 @@ async def test_the_read_model_rebuilds_to_the_same_tables_with_the_system_run(
     )
     assert rows == [("completed",)]  # ended: no worker claims it, no timeout touches it
     assert (await check(store)).differences == []
+
+
+def test_a_trusted_key_the_server_cannot_read_stops_it_starting(tmp_path: Path) -> None:
+    missing = str(tmp_path / "retired.pub")
+    with pytest.raises(ValueError, match="--trusted-public-key: a public key is 64 hex digits"):
+        check_settings(Settings(trusted_public_keys=(missing,)))

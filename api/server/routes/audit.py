@@ -26,7 +26,6 @@ from eventstore import (
     EventFilter,
     EventType,
     HeadChecks,
-    HeadSigner,
     PublicKeys,
     SignedHead,
     Visibility,
@@ -42,7 +41,8 @@ async def audit_verify(request: Request) -> JSONResponse:
     """The chain's integrity as the caller's organization may know it: every event is checked,
     only the organization's own are counted, and a break elsewhere is named by its global id
     and kind, never by its organization, run or content. Signed heads are checked with the
-    server's own key, or with ``public_key``; ``head=ID:HASH`` is a head the caller kept."""
+    server's trusted keys, or with ``public_key`` (repeatable); ``head=ID:HASH`` is a head the
+    caller kept."""
     principal = await require(request, Role.ADMIN)
     heads = _head_checks(request)
     report = await store(request).verify(
@@ -55,27 +55,30 @@ async def audit_verify(request: Request) -> JSONResponse:
         answer.first_bad_event_id, answer.reason = report.first_bad_event_id, report.reason
     if heads.keys or heads.kept:
         answer.signed_heads, answer.signed_through = report.signed_heads, report.signed_through
+    if heads.kept:
+        answer.kept_heads = report.kept_heads
     return json_response(answer.model_dump(mode="json", exclude_unset=True))
 
 
 def _head_checks(request: Request) -> HeadChecks:
-    signer: HeadSigner | None = request.app.state.signer
+    """The caller's ``public_key`` values replace the server's trusted keys (its own and its
+    ``--trusted-public-key`` ones), so an auditor checks with the keys it holds."""
     given = PUBLIC_KEY.get(request)
-    keys = [] if signer is None else [signer.public]
-    if given is not None:
-        if not re.fullmatch(r"[0-9a-f]{64}", given):
-            raise ApiError(400, "invalid_parameter", "public_key must be 64 lower-case hex digits")
-        keys = [load_public_key(given)]
+    trusted: PublicKeys = request.app.state.trusted_keys
+    try:
+        keys = PublicKeys([load_public_key(value) for value in given]) if given else trusted
+    except ValueError as exc:
+        raise ApiError(400, "invalid_parameter", f"public_key: {exc}") from None
     kept = KEPT_HEAD.get(request)
     if kept is None:
-        return HeadChecks(PublicKeys(keys))
+        return HeadChecks(keys)
     match = _KEPT.fullmatch(kept)
     if match is None:
         raise ApiError(
             400, "invalid_parameter", "head must be EVENT_ID:HASH (the hash in 64 hex digits)"
         )
     head = SignedHead(int(match[1]), match[2], signature="", key_id="")
-    return HeadChecks(PublicKeys(keys), kept=[head])
+    return HeadChecks(keys, kept=[head])
 
 
 async def audit_head(request: Request) -> JSONResponse:
