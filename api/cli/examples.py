@@ -48,6 +48,10 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "runtrack audit verify --run RUN_ID",
     ),
     "audit keygen": ("runtrack audit keygen --out signing.pem",),
+    "archive": (
+        "runtrack archive --older-than 30d --to /var/lib/runtrack/archive",
+        "runtrack archive --before 1000000 --to ./archive --database runtrack.db",
+    ),
     "serve": (
         "runtrack serve --database runtrack.db --port 8000",
         "runtrack serve --database postgresql://localhost/runtrack --processes 4",
