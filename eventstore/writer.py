@@ -13,8 +13,8 @@ When the next group is already queued, a committed group is handed back only onc
 one's writes are done, just before its COMMIT: the loop's burst of answers then runs while the
 writer waits for the fsync (the GIL free), instead of holding the GIL while the writer begins
 and writes the next group (docs/benchmarks.md, "the writer's hand-over"). With nothing queued,
-with units other than plain appends, or where other writers share the lock (PostgreSQL), a
-group is handed back at once.
+with units other than plain appends or more than ``HELD_EVENTS`` events next, or where other
+writers share the lock (PostgreSQL), a group is handed back at once.
 """
 
 from __future__ import annotations
@@ -261,8 +261,8 @@ class GroupCommitWriter:
         write fails, the group is redone with each unit written inside its own savepoint, so
         the unit at fault fails alone.
         """
-        if self._backend.shared_lock or not all(isinstance(u, PlainAppend) for u in units):
-            before_commit()  # a lock wait, or a unit of its own, may be long: answer first
+        if self._backend.shared_lock or not _brief(units):
+            before_commit()  # a lock wait, a unit of its own or a long group: answer first
         backend = self._backend
         tx, head = backend.begin()
         try:
@@ -324,6 +324,21 @@ class GroupCommitWriter:
 
     async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
+
+
+HELD_EVENTS = 256
+"""The most events a group may append while the group before it waits for its COMMIT to be
+answered (about 10 ms of writes here): past that, the loop's burst no longer matters."""
+
+
+def _brief(units: list[Unit]) -> bool:
+    """Plain appends of at most ``HELD_EVENTS`` events in all: quick to write."""
+    total = 0
+    for unit in units:
+        if not isinstance(unit, PlainAppend):
+            return False
+        total += len(unit.request.events)
+    return total <= HELD_EVENTS
 
 
 def _appends_need_savepoints(projections: Sequence[Projection]) -> bool:
