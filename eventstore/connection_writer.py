@@ -81,6 +81,8 @@ class ConnectionWriter(ABC, Generic[C]):
     dialect: Dialect
     label: str
     """The database's name in messages."""
+    shared_lock: bool
+    """See ``WriterBackend.shared_lock``."""
 
     def __init__(self, projections: Sequence[Projection], *, replace_stale_tables: bool) -> None:
         self._projections = projections

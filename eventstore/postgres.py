@@ -117,6 +117,7 @@ class _PgWriter(ConnectionWriter[psycopg.Connection[Any]]):
 
     dialect = POSTGRESQL
     label = "PostgreSQL"
+    shared_lock = True
 
     def __init__(
         self,

@@ -117,11 +117,19 @@ many commits wrote it, so rarer checkpoints copy far fewer pages per event (docs
 "Notes from the code"). The WAL file then grows to about 40 MB before it is reused."""
 
 
+_HEAD = (
+    "SELECT s.seq, e.hash, e.created_at FROM sqlite_sequence AS s "
+    "LEFT JOIN events AS e ON e.id = s.seq WHERE s.name = 'events'"
+)
+"""The log's head under the write lock: the highest id ever used, and that event."""
+
+
 class _SQLiteWriter(ConnectionWriter[sqlite3.Connection]):
     """The writer side: every method runs on the store's writer thread."""
 
     dialect = SQLITE
     label = "SQLite"
+    shared_lock = False
 
     def __init__(
         self,
@@ -162,18 +170,17 @@ class _SQLiteWriter(ConnectionWriter[sqlite3.Connection]):
 
     def _begin(self, connection: sqlite3.Connection) -> Head:
         connection.execute("BEGIN IMMEDIATE")
-        row = connection.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+        # One statement, not two: each step is a release and a wait for the GIL on a busy server.
+        row = connection.execute(_HEAD).fetchone()
         head_id = int(row[0]) if row else 0
         if head_id == 0:
             return Head(0, GENESIS_HASH, "")
-        last = connection.execute(
-            "SELECT hash, created_at FROM events WHERE id = ?", (head_id,)
-        ).fetchone()
-        if last is None:
+        last = row[1:]
+        if last[0] is None:
             last = connection.execute(
                 "SELECT cut_hash, cut_created_at FROM log_anchor WHERE cut_id = ?", (head_id,)
             ).fetchone()  # every event has been archived: the anchor is the head
-        if last is None:
+        if last is None or last[0] is None:
             raise StoreUnavailable(
                 f"event {head_id}, the head of the log, is missing: the log was tampered with; "
                 "run 'runtrack audit verify'"

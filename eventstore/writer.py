@@ -8,6 +8,13 @@ each caller's future. While a group is being committed, the next one accumulates
 each commit (and its fsync) is shared by hundreds of appends. The thread takes the next group
 itself, as soon as it has committed one: it does not wait for the event loop, busy answering
 the last group's callers, to hand it over.
+
+When the next group is already queued, a committed group is handed back only once the next
+one's writes are done, just before its COMMIT: the loop's burst of answers then runs while the
+writer waits for the fsync (the GIL free), instead of holding the GIL while the writer begins
+and writes the next group (docs/benchmarks.md, "the writer's hand-over"). With nothing queued,
+with units other than plain appends or more than ``HELD_EVENTS`` events next, or where other
+writers share the lock (PostgreSQL), a group is handed back at once.
 """
 
 from __future__ import annotations
@@ -40,6 +47,10 @@ class WriterBackend(Protocol):
 
     stale_projections: list[str]
     """Projections found at ``connect`` with tables to refill from the log (projection_schemas)."""
+
+    shared_lock: bool
+    """Other writers commonly hold the log's lock between this writer's groups (several servers
+    on one PostgreSQL database): ``begin`` may wait for them, so no group is held through it."""
 
     def connect(self) -> None: ...
 
@@ -90,6 +101,23 @@ class _GroupResult:
 
 
 OnCommit = Callable[[list[AgentEvent], int], None]
+_HandOver = tuple[Callable[..., None], list[_Pending], Any]
+"""A group's answer for the event loop: the callback, the group, its result or error."""
+
+
+class _Once:
+    """``hand_over(*args)`` the first time it is called, nothing after (or without args)."""
+
+    __slots__ = ("_args", "_hand_over")
+
+    def __init__(self, hand_over: Callable[..., None], args: _HandOver | None) -> None:
+        self._hand_over = hand_over
+        self._args = args
+
+    def __call__(self) -> None:
+        args, self._args = self._args, None
+        if args is not None:
+            self._hand_over(*args)
 
 
 class GroupCommitWriter:
@@ -143,15 +171,28 @@ class GroupCommitWriter:
     def _serve(self) -> None:
         """On the writer thread, until ``aclose``: each group as soon as it is queued."""
         closing = False
+        held: _HandOver | None = None
+        """The last group committed, not yet handed back (see the module's docstring)."""
         while not closing:
-            group, closing = self._take()
+            group, closing = self._take(wait=held is None)
             if group:
-                self._commit(group)
+                held = self._commit(group, held)
+            elif held is not None:  # nothing queued: answer the last group now
+                self._hand_over(*held)
+                held = None
+        if held is not None:
+            self._hand_over(*held)
 
-    def _take(self) -> tuple[list[_Pending], bool]:
-        """Everything queued so far, up to ``max_group`` (waiting for a first unit), and
-        whether ``aclose`` came after it."""
-        first = self._next()
+    def _take(self, *, wait: bool = True) -> tuple[list[_Pending], bool]:
+        """Everything queued so far, up to ``max_group`` (unless ``wait`` is false, waiting for
+        a first unit), and whether ``aclose`` came after it."""
+        if wait:
+            first = self._next()
+        else:
+            try:
+                first = self._queue.get_nowait()
+            except queue.Empty:
+                return [], False
         if first is None:
             return [], True
         group = [first]
@@ -176,16 +217,21 @@ class GroupCommitWriter:
                 if self._loop is None or self._loop.is_closed():
                     return None
 
-    def _commit(self, group: list[_Pending]) -> None:
+    def _commit(self, group: list[_Pending], held: _HandOver | None) -> _HandOver | None:
+        """Run ``group``; ``held``, the group before it, is handed back before this one's
+        COMMIT (or its failure). Returns this group's hand-over, or None once made."""
+        release = _Once(self._hand_over, held)
         try:
-            result = self._run_group([unit for unit, _ in group])
+            result = self._run_group([unit for unit, _ in group], release)
         except BaseException as exc:
+            release()
             error = self._backend.translate(exc) or exc
             self._hand_over(self._failed, group, error)
             if not isinstance(exc, Exception):
                 raise
-            return
-        self._hand_over(self._committed, group, result)
+            return None
+        release()
+        return (self._committed, group, result)
 
     def _hand_over(self, callback: Callable[..., None], *args: Any) -> None:
         """One call on the event loop per group (one wake-up for all its callers)."""
@@ -208,13 +254,15 @@ class GroupCommitWriter:
         for _, future in group:
             _settle(future, False, error)
 
-    def _run_group(self, units: list[Unit]) -> _GroupResult:
+    def _run_group(self, units: list[Unit], before_commit: Callable[[], None]) -> _GroupResult:
         """On the writer thread: one transaction for the whole group, one commit.
 
         The fast path buffers every append and writes them together at the end. If that final
         write fails, the group is redone with each unit written inside its own savepoint, so
         the unit at fault fails alone.
         """
+        if self._backend.shared_lock or not _brief(units):
+            before_commit()  # a lock wait, a unit of its own or a long group: answer first
         backend = self._backend
         tx, head = backend.begin()
         try:
@@ -225,6 +273,7 @@ class GroupCommitWriter:
                 self._rolled_back()
                 tx, head = backend.begin()
                 context, outcomes = self._apply(tx, head, units, isolated=True)
+            before_commit()
             backend.commit(context.head)
         except BaseException:
             with contextlib.suppress(Exception):
@@ -275,6 +324,21 @@ class GroupCommitWriter:
 
     async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
+
+
+HELD_EVENTS = 256
+"""The most events a group may append while the group before it waits for its COMMIT to be
+answered (about 10 ms of writes here): past that, the loop's burst no longer matters."""
+
+
+def _brief(units: list[Unit]) -> bool:
+    """Plain appends of at most ``HELD_EVENTS`` events in all: quick to write."""
+    total = 0
+    for unit in units:
+        if not isinstance(unit, PlainAppend):
+            return False
+        total += len(unit.request.events)
+    return total <= HELD_EVENTS
 
 
 def _appends_need_savepoints(projections: Sequence[Projection]) -> bool:

@@ -165,12 +165,6 @@ def _column_value(name: str, value: Any) -> Any:
     return value if convert is None else convert(value)
 
 
-def changed_columns(before: RunState, after: RunState) -> list[tuple[str, Any]]:
-    """The columns whose values differ, with their new column values."""
-    old, new = before.__dict__, after.__dict__
-    return [(name, _column_value(name, new[name])) for name in _FIELDS if old[name] != new[name]]
-
-
 def state_from_row(row: Row) -> RunState:
     """A RunState from a ``runs`` row; on the append path, so it fills ``__dict__`` directly."""
     values: dict[str, Any] = dict(zip(_FIELDS, row, strict=True))
@@ -362,13 +356,27 @@ class RunProjection(Projection):
 
 
 def _update(tx: Transaction, before: RunState, after: RunState) -> None:
-    """Write only what the events changed: most appends touch three or four columns of forty."""
-    changes = changed_columns(before, after)
-    assignments = ", ".join(f"{name} = ?" for name, _ in changes)
-    tx.execute(
-        f"UPDATE runs SET {assignments} WHERE run_id = ?",
-        (*(value for _, value in changes), after.run_id),
-    )
+    """Write only what the events changed: most appends touch three or four columns of forty,
+    and the same ones append after append, so the statement of each set is built once."""
+    old, new = before.__dict__, after.__dict__
+    names = tuple([name for name in _FIELDS if old[name] != new[name]])
+    sql = _UPDATES.get(names)
+    if sql is None:
+        sql = _update_sql(names)
+    tx.execute(sql, (*[_column_value(name, new[name]) for name in names], after.run_id))
+
+
+_UPDATES: dict[tuple[str, ...], str] = {}
+"""``UPDATE runs`` by the columns it sets (a few dozen sets in practice; bounded anyway)."""
+_MAX_UPDATES = 512
+
+
+def _update_sql(names: tuple[str, ...]) -> str:
+    if len(_UPDATES) >= _MAX_UPDATES:
+        _UPDATES.clear()
+    sql = f"UPDATE runs SET {', '.join(f'{name} = ?' for name in names)} WHERE run_id = ?"
+    _UPDATES[names] = sql
+    return sql
 
 
 def _by_run(events: Sequence[AgentEvent]) -> Iterable[list[AgentEvent]]:

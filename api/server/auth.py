@@ -230,7 +230,7 @@ class KeyRing:
 async def authenticate(request: Request) -> Principal:
     """The caller, from ``Authorization: Bearer``; open mode lets everyone in as admin."""
     state = request.app.state
-    header = request.headers.get("authorization", "")
+    header = _authorization(request.scope["headers"])
     if not header and request.method == "GET" and (param := _token_param(request)):
         header = f"Bearer {param}"  # EventSource cannot send headers (docs/api.md)
     scheme, _, token = header.partition(" ")
@@ -254,6 +254,15 @@ async def authenticate(request: Request) -> Principal:
             headers={"WWW-Authenticate": "Bearer"},
         )
     return principal
+
+
+def _authorization(headers: list[tuple[bytes, bytes]]) -> str:
+    """The first ``Authorization`` header, as ``request.headers.get`` finds it (the server
+    lowercases names), without building Starlette's ``Headers`` on every request."""
+    for name, value in headers:
+        if name == b"authorization":
+            return value.decode("latin-1")
+    return ""
 
 
 def _require_loopback_origin(request: Request) -> None:

@@ -139,10 +139,20 @@ def events_response(
     """``model``'s answer: ``events`` under its first field, ``extra`` its others (unchecked on
     this hot path: ``tests/api/server/test_wire.py`` holds them to the model), each event's
     public JSON written as it is kept (``AgentEvent.to_json``), not decoded and encoded again."""
-    rest = "".join(f",{_quoted(k)}:{compact_json(v)}" for k, v in extra.items())
+    rest = "".join(f",{_quoted(k)}:{_encoded(v)}" for k, v in extra.items())
     listed = ",".join(event.to_json() for event in events)
     body = f"{{{_quoted(field_names(model)[0])}:[{listed}]{rest}}}"
     return Response(body.encode("utf-8"), status_code=status, media_type="application/json")
+
+
+class JsonText(str):
+    """A value already written as JSON: ``events_response`` puts it in as it is."""
+
+    __slots__ = ()
+
+
+def _encoded(value: Any) -> str:
+    return value if isinstance(value, JsonText) else compact_json(value)
 
 
 @cache

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from time import perf_counter
 
 from starlette.requests import Request
@@ -39,7 +40,9 @@ from api.server.auth import Role, cap, require
 from api.server.claim_wait import claim_with_wait
 from api.server.rate_limits import rate_limits
 from api.server.routes._common import (
+    JsonText,
     commands,
+    compact_json,
     event_page,
     events_page,
     events_response,
@@ -206,12 +209,18 @@ async def append_events(request: Request) -> Response:
     finally:  # as ``Histogram.time()`` does, without its context object per request
         metrics.append_latency.observe(perf_counter() - started)
     metrics.events_appended.inc(len(events))
-    state = {_STATUS: run.status.value, _CANCEL_REQUESTED: run.cancel_requested}
+    state = _appended_run(run.status.value, run.cancel_requested)
     return events_response(Appended, events, {"run": state}, 201)
 
 
 _STATUS, _CANCEL_REQUESTED = field_names(AppendedRun)
 """``AppendedRun``'s fields, unpacked once: the append answers without a call per request."""
+
+
+@cache
+def _appended_run(status: str, cancel_requested: bool) -> JsonText:
+    """The answer's ``run``, encoded once per status and flag (a few dozen values at most)."""
+    return JsonText(compact_json({_STATUS: status, _CANCEL_REQUESTED: cancel_requested}))
 
 
 async def run_events(request: Request) -> Response:
