@@ -342,6 +342,8 @@ ROUTE_CONTENT = {
     ("GET", "/v1/conversations/{conversation_id}/agent-status"): "a run and panel, capped",
     ("GET", "/v1/me"): "the key itself",
     ("GET", "/v1/audit/verify"): "admin only, counts and hashes",
+    ("GET", "/v1/audit/head"): "a global event id and hash, signed: no content",
+    ("GET", "/v1/audit/export"): "admin only; other organizations' events as ids and hashes",
 }
 """Every ``/v1`` route and what it answers of runs' content (docs/security.md)."""
 
