@@ -29,6 +29,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from tests.prompt_server import PromptServer
 from tests.waiting import eventually
 
 
@@ -165,7 +166,7 @@ class OtlpReceiver:
         self.port = sock.getsockname()[1]
         app = Starlette(routes=[Route("/v1/traces", self._traces, methods=["POST"])])
         config = uvicorn.Config(app, log_level="warning", lifespan="off")
-        self._server = uvicorn.Server(config)
+        self._server = PromptServer(config)
         self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
         server = self._server
         await eventually(lambda: server.started)

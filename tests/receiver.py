@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from tests.prompt_server import PromptServer
 from tests.waiting import eventually
 
 
@@ -56,7 +57,7 @@ class Receiver:
             sock.close()
             raise
         app = Starlette(routes=[Route("/hook", self._hook, methods=["POST"])])
-        self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+        self._server = PromptServer(uvicorn.Config(app, log_level="warning", lifespan="off"))
         self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
         server = self._server
         await eventually(lambda: server.started)

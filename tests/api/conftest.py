@@ -16,6 +16,7 @@ from starlette.applications import Starlette
 from api.server.app import create_app
 from api.server.auth import KeyRing, Role
 from api.server.settings import Settings
+from tests.prompt_server import PromptServer
 
 
 @dataclass
@@ -49,7 +50,7 @@ async def start_server(settings: Settings) -> LiveServer:
     port = sock.getsockname()[1]
     app = create_app(replace(settings, port=port))
     config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=2)
-    server = uvicorn.Server(config)
+    server = PromptServer(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:
         if task.done():

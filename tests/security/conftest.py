@@ -13,7 +13,6 @@ from dataclasses import dataclass, field, replace
 
 import httpx
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 
 from api.server.app import create_app
@@ -23,6 +22,7 @@ from api.server.settings import Settings
 from eventstore import scratch_schema
 from tests.api.conftest import LiveServer, ServerFactory, server_factory, start_server
 from tests.conftest import BACKENDS, POSTGRES_URL, require_postgres
+from tests.prompt_server import PromptServer
 
 __all__ = ["ORGANIZATIONS", "Served", "Tenants", "served", "server_factory", "shared_tenants"]
 
@@ -105,7 +105,7 @@ async def served(settings: Settings) -> AsyncIterator[Served]:
     port = sock.getsockname()[1]
     app = create_app(replace(settings, port=port))
     config = server_config(app, settings, log_level="warning", timeout_graceful_shutdown=2)
-    server = uvicorn.Server(config)
+    server = PromptServer(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         while not server.started:
