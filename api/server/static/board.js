@@ -1,11 +1,12 @@
 // The runs board: filters, counts, charts and the live table.
-import { STATUSES, api, el, elapsed, every, main, statusCell, stream, timestamp } from "./common.js";
+import { STATUSES, api, currentPage, el, elapsed, every, main, statusCell, stillShown, stream, timestamp } from "./common.js";
 import { DURATION_LABELS, SAMPLES, durations, eventsPerSecond, statusOverTime } from "./charts.js";
 import { fromAddress, matches, parseMetadata, toAddress, toQuery } from "./board_filters.js";
 
 const COLUMNS = ["run", "status", "agent", "created", "elapsed", "conversation", "stop reason", "tokens"];
 
 export async function board(search) {
+  const page = currentPage();
   const runs = new Map();
   const filters = fromAddress(search);
   const perSecond = [0];
@@ -95,6 +96,7 @@ export async function board(search) {
       renderRows();
     }, 100);
   }
+  stillShown(page);
   every(1000, async () => {
     perSecond.push(0);
     if (perSecond.length > SAMPLES) perSecond.shift();
@@ -105,6 +107,7 @@ export async function board(search) {
   // Only what comes next: the listing below already holds every run as of ``head``.
   const { head } = await api("/v1/events?limit=1");
   await reload();
+  stillShown(page);
   stream(`/v1/events?visibility=user&after_event_id=${head}`, (event) => { perSecond[perSecond.length - 1] += 1; changed(event.run_id); });
 }
 

@@ -22,6 +22,14 @@ export function closeAll() {
   for (const t of timers.splice(0)) clearInterval(t);
 }
 
+// Each page asked for gets a number. A page still loading when the next one is asked for (its
+// reads were slow) stops at its next draw or stream, instead of drawing over the page shown.
+let shownPage = 0;
+export class PageLeft extends Error {}
+export function startPage() { shownPage += 1; return shownPage; }
+export function currentPage() { return shownPage; }
+export function stillShown(page) { if (page !== shownPage) throw new PageLeft(); }
+
 // Close the streams alone (a page reloading its own data).
 export function closeStreams() { for (const s of streams.splice(0)) s.close(); }
 

@@ -1,14 +1,16 @@
 // A conversation's page: the status panel of the run holding it, then its runs oldest first,
 // each with its messages as a chat and its events on demand. Only the newest runs are read at
 // first ("Show earlier runs" pages back), so a long conversation stays a short page.
-import { api, coalesced, el, every, main, stream, whoAmI } from "./common.js";
+import { api, coalesced, currentPage, el, every, main, stillShown, stream, whoAmI } from "./common.js";
 import { RunGroup } from "./conversation_run.js";
 import { panelFor } from "./panel.js";
 
 const WINDOW = 10;
 
 export async function conversationPage(conversationId) {
+  const page = currentPage();
   const visibility = (await whoAmI()).max_visibility;
+  stillShown(page);
   const conversation = encodeURIComponent(conversationId);
   const groups = new Map();
   const panelSlot = el("div");
@@ -86,6 +88,7 @@ export async function conversationPage(conversationId) {
   const { head } = await api("/v1/events?limit=1");  // streamed from here: the reads below hold the rest
   await refreshPanel();
   await loadRuns(null);
+  stillShown(page);
   stream(`/v1/conversations/${conversation}/agent-events?visibility=${visibility}&after_event_id=${head}`, follow);
   every(1000, () => { for (const group of groups.values()) if (!group.run.terminal) group.update(group.run); });
 }

@@ -1,6 +1,6 @@
 // A run's page: status panel, summary, waterfall, related runs, the full event list and the
 // state as of any event (time travel). Everything is read at the visibility the key allows.
-import { VISIBILITIES, api, closeStreams, coalesced, el, elapsed, every, main, stream, summary, timestamp, whoAmI } from "./common.js";
+import { VISIBILITIES, api, closeStreams, coalesced, currentPage, el, elapsed, every, main, stillShown, stream, summary, timestamp, whoAmI } from "./common.js";
 import { panelFor } from "./panel.js";
 import { rowDetail } from "./row_detail.js";
 import { runSummary } from "./run_summary.js";
@@ -9,8 +9,12 @@ import { waterfallModel } from "./timeline_model.js";
 import { renderWaterfall } from "./waterfall.js";
 
 export async function runPage(runId) {
+  const page = currentPage();
   const allowed = VISIBILITIES.slice(0, VISIBILITIES.indexOf((await whoAmI()).max_visibility) + 1);
-  await new RunPage(runId, allowed).load();
+  stillShown(page);
+  const shown = new RunPage(runId, allowed);
+  shown.page = page;
+  await shown.load();
 }
 
 class RunPage {
@@ -61,6 +65,7 @@ class RunPage {
     }
     this.draw();
     await this.drawTree();
+    stillShown(this.page);
     stream(`/v1/runs/${this.runId}/events?after_event_id=${after}&visibility=${this.visibility}`, (event) => {
       this.add(event);
       this.drawSoon();
