@@ -8,7 +8,6 @@ import asyncio
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +17,10 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMe
 from langchain_core.runnables import RunnableConfig, RunnableLambda
 from langchain_core.tools import BaseTool, tool
 
-from api.client import RunContext, RuntrackClient, StoredEvent, Worker
+from api.client import RunContext, RuntrackClient, Worker
 from api.client.adapters.langchain import RuntrackCallbackHandler
-from api.server.settings import Settings
-from tests.api.conftest import LiveServer, start_server
+from tests.api.client.recorded import events_of, of_type
+from tests.api.conftest import LiveServer
 
 pytestmark = pytest.mark.anyio
 ROOT = Path(__file__).resolve().parents[3]
@@ -72,28 +71,6 @@ def agent(model: GenericFakeChatModel, tools: list[BaseTool]) -> RunnableLambda[
                 messages.append(result)
 
     return RunnableLambda(loop, name="agent")
-
-
-@pytest.fixture
-async def live(tmp_path: Path) -> AsyncIterator[LiveServer]:
-    server = await start_server(Settings(database=str(tmp_path / "lc.db")))
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
-async def client(live: LiveServer) -> AsyncIterator[RuntrackClient]:
-    async with RuntrackClient(live.url) as opened:
-        yield opened
-
-
-async def events_of(client: RuntrackClient, run_id: str) -> list[StoredEvent]:
-    events, _ = await client.events(run_id=run_id, limit=1000, visibility="internal")
-    return events
-
-
-def of_type(events: list[StoredEvent], event_type: str) -> list[dict[str, Any]]:
-    return [e.payload for e in events if e.event_type == event_type]
 
 
 async def test_a_chain_with_a_tool_call_is_a_completed_run_with_its_steps_and_tool(

@@ -9,7 +9,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +25,10 @@ from openai.types.responses import (
     ResponseOutputText,
 )
 
-from api.client import RunContext, RuntrackClient, StoredEvent, Worker
+from api.client import RunContext, RuntrackClient, Worker
 from api.client.adapters.openai_agents import RUN_ID_METADATA, RuntrackTracingProcessor
-from api.server.settings import Settings
-from tests.api.conftest import LiveServer, start_server
+from tests.api.client.recorded import events_of, of_type
+from tests.api.conftest import LiveServer
 
 pytestmark = pytest.mark.anyio
 ROOT = Path(__file__).resolve().parents[3]
@@ -95,19 +95,6 @@ def lookup(city: str) -> str:
 
 
 @pytest.fixture
-async def live(tmp_path: Path) -> AsyncIterator[LiveServer]:
-    server = await start_server(Settings(database=str(tmp_path / "agents.db")))
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
-async def client(live: LiveServer) -> AsyncIterator[RuntrackClient]:
-    async with RuntrackClient(live.url) as opened:
-        yield opened
-
-
-@pytest.fixture
 def processor(live: LiveServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-not-used")
     processor = RuntrackTracingProcessor(live.url)
@@ -125,15 +112,6 @@ async def flushed(processor: RuntrackTracingProcessor) -> None:
 async def only_run(client: RuntrackClient, agent_id: str) -> Any:
     (run,), _ = await client.list_runs(agent_id=agent_id)
     return run
-
-
-async def events_of(client: RuntrackClient, run_id: str) -> list[StoredEvent]:
-    events, _ = await client.events(run_id=run_id, limit=1000, visibility="internal")
-    return events
-
-
-def of_type(events: list[StoredEvent], event_type: str) -> list[dict[str, Any]]:
-    return [e.payload for e in events if e.event_type == event_type]
 
 
 async def test_an_agent_with_a_function_call_is_a_completed_run(

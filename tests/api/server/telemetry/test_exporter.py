@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -13,27 +12,13 @@ import pytest
 from api.server.telemetry import CURSOR, OtlpTarget, TraceExporter, span_id, trace_id
 from api.server.telemetry.spans import MAX_SPAN_EVENTS, time_ns
 from eventstore import EventStore, NewEvent, RunStatus
-from projections import RunCommands, RunProjection
-from tests.conftest import StoreFactory
+from projections import RunCommands
 from tests.otlp_receiver import OtlpReceiver, ReceivedSpan, attributes
 from tests.waiting import eventually
 
 from .scenario import ORG, OTHER_ORG, KnownRun, known_run
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-async def store(store_factory: StoreFactory) -> AsyncIterator[EventStore]:
-    async with store_factory(projections=[RunProjection()]) as opened:
-        yield opened
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[OtlpReceiver]:
-    started = await OtlpReceiver().start()
-    yield started
-    await started.stop()
 
 
 def exporter_for(store: EventStore, receiver: OtlpReceiver, **options: Any) -> TraceExporter:

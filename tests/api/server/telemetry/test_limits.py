@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -17,8 +16,7 @@ from api.server.settings import Settings
 from api.server.telemetry import CURSOR, OtlpTarget, TraceExporter
 from api.server.telemetry.spans import MAX_CONTENT_CHARS
 from eventstore import EventStore, EventType, NewEvent, RunStatus
-from projections import RunCommands, RunProjection
-from tests.conftest import StoreFactory
+from projections import RunCommands
 from tests.otlp_receiver import OtlpReceiver, spans_in
 
 from .scenario import ORG, OTHER_ORG, known_run
@@ -27,19 +25,6 @@ pytestmark = pytest.mark.anyio
 LIMIT = 65_536
 WITHIN = 60.0
 """A pass that never ends (the old exporter resent a refused request forever) fails here."""
-
-
-@pytest.fixture
-async def store(store_factory: StoreFactory) -> AsyncIterator[EventStore]:
-    async with store_factory(projections=[RunProjection()]) as opened:
-        yield opened
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[OtlpReceiver]:
-    started = await OtlpReceiver().start()
-    yield started
-    await started.stop()
 
 
 async def export(store: EventStore, receiver: OtlpReceiver, **options: Any) -> TraceExporter:
