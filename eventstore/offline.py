@@ -17,7 +17,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .chain import canonical_json, event_hash
-from .heads import HeadChecks
+from .heads import CHAIN_HEAD, HeadChecks
 from .offline_proof import Coverage
 from .offline_sources import Broken, Line, Source
 from .records import GENESIS_HASH, AgentEvent, decode_json
@@ -204,7 +204,7 @@ class _Walk:
         if line.redacted:
             self.coverage.redacted(line.id)
             problem = self.heads.see_hash(line.id, line.hash)
-        elif line.event_type == "chain_head" or line.id in self.kept_ids:
+        elif line.event_type == CHAIN_HEAD or line.id in self.kept_ids:
             problem = self.heads.see(_event(line))
         if problem is not None:
             raise Broken(problem.event_id, problem.reason)

@@ -236,9 +236,7 @@ class RunQueries:
     ) -> Usage:
         """Token and step counters (the summary, whole) and the steps ``visibility`` may see."""
         state = await self.get(organization_id, run_id)
-        steps = await self._events_of_type(
-            organization_id, run_id, EventType.STEP_COMPLETED, visibility
-        )
+        steps = await self._state_events_of_type(state, EventType.STEP_COMPLETED, visibility)
         return Usage(
             state.prompt_tokens,
             state.completion_tokens,
@@ -345,12 +343,18 @@ class RunQueries:
         self, organization_id: str, run_id: str, event_type: str, visibility: Visibility
     ) -> list[AgentEvent]:
         state = await self.get(organization_id, run_id)
+        return await self._state_events_of_type(state, event_type, visibility)
+
+    async def _state_events_of_type(
+        self, state: RunState, event_type: str, visibility: Visibility
+    ) -> list[AgentEvent]:
+        """The events of ``event_type`` of a run already read (archived ones first)."""
         archived = await self._archived_of_type(state, event_type, visibility)
         labels = visibility.labels_up_to()
         rows = await self._store.fetchall(
             f"SELECT {EVENT_COLUMNS} FROM events WHERE run_id = ? AND event_type = ? "
             f"AND visibility IN ({_marks(labels)}) ORDER BY sequence",
-            (run_id, event_type, *labels),
+            (state.run_id, event_type, *labels),
         )
         return archived + [AgentEvent.from_row(row) for row in rows]
 

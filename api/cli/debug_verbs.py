@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import typer
 
 from api.cli.client_verbs import Output, _connection, run_async
-from api.cli.run_detail import detail_lines
+from api.cli.run_detail import children_of, detail_lines
 from api.client import RuntrackClient
 from api.client.models import Run, StoredEvent
 
@@ -97,7 +97,7 @@ async def _dump(client: RuntrackClient, run: Run, with_children: bool) -> Dumped
     events = await _events(client, run.id)
     if not with_children:
         return Dumped(run, events)
-    below = [await client.get_run(child_id) for child_id in run.child_run_ids]
+    below = await children_of(client, run)
     return Dumped(run, events, [await _dump(client, child, True) for child in below])
 
 

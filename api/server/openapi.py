@@ -48,6 +48,7 @@ from api.client.models import (
     Usage,
 )
 from api.server import query
+from api.server.errors import OLDEST_EVENT_HEADER
 from api.server.input_limits import advertised
 from api.server.query import Documented
 from eventstore import PAYLOAD_MODELS, USER_ONLY_TYPES
@@ -63,7 +64,7 @@ _STREAMED = (*_ERRORS, 410, 429, 503)
 410 for a cursor older than the oldest kept event, or a run's archived events the server cannot
 read (header ``Runtrack-Oldest-Event-Id``)."""
 _OLDEST_HEADER = {
-    "Runtrack-Oldest-Event-Id": {
+    OLDEST_EVENT_HEADER: {
         "description": "The oldest event the live log keeps (the rest is archived)",
         "schema": {"type": "integer", "minimum": 1},
     }

@@ -45,6 +45,8 @@ class RunObservations:
             if event.event_type == EventType.CALLBACK_ATTEMPTED:
                 self._callback_attempted(event)
         with self._lock:
+            if not self._held:  # the common case: nothing this group told is held
+                return
             facts = [self._held.pop(id(e), (e, None))[1] for e in events]
             self._forget_rolled_back(events[-1].id)
         for observe in facts:

@@ -1,14 +1,14 @@
 // A run's log as the rows of a waterfall on one time axis (milliseconds since the epoch):
 // status phases, LLM steps, tool calls, human waits, child runs, checkpoints and messages.
 // No DOM here: the page rebuilds the model from its whole event list whenever events arrive.
-import { timestamp } from "./common.js";
+import { ACTIVE, ENDED, timestamp } from "./common.js";
 
 // A claim moves a run to running from one of these, and the SDK calls the handler from its
 // start: a new attempt (docs/architecture.md, "The dashboard").
 const CLAIMED_FROM = new Set(["queued", "waiting_on_lane", "resuming"]);
 // While a run is in one of these, the attempt's worker still holds it.
-const HELD = new Set(["running", "waiting_on_tool", "waiting_on_child"]);
-const TERMINAL = new Set(["completed", "failed", "cancelled", "timed_out"]);
+const HELD = ACTIVE;
+const TERMINAL = new Set(["completed", ...Object.keys(ENDED)]);
 
 const at = (event) => timestamp(event.created_at);
 

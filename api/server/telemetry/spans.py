@@ -23,6 +23,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 from eventstore import PAYLOAD_MODELS, AgentEvent, EventType, RunStatus
+from projections import TERMINAL
 
 __all__ = [
     "MAX_CONTENT_CHARS",
@@ -51,9 +52,6 @@ _EVENT_OVERHEAD = 128
 """What a span event or an open tool call is reckoned to weigh besides its text."""
 _FOLD_OVERHEAD = 1_024
 SCOPE = InstrumentationScope("runtrack")
-_TERMINAL = frozenset(
-    {RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.TIMED_OUT}
-)
 _ERROR_STATUSES = frozenset({RunStatus.FAILED.value, RunStatus.TIMED_OUT.value})
 _WAITS = frozenset({RunStatus.WAITING_ON_LANE.value, RunStatus.WAITING_ON_HUMAN.value})
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
@@ -196,7 +194,7 @@ class RunTrace:
         if target in _WAITS:
             question = self.question_id if target == RunStatus.WAITING_ON_HUMAN else None
             self.wait = _Wait(target, now, event.id, question)
-        if target in _TERMINAL:
+        if target in TERMINAL:
             spans += self._unfinished_tools(now)
             spans.append(self._run_span(event, now))
         return spans
