@@ -25,6 +25,7 @@ from eventstore import (
     HeadSigner,
     PublicKeys,
     canonical_json,
+    event_content_hash,
     event_hash,
     generate_key_file,
     open_sources,
@@ -41,7 +42,7 @@ def _event(event_id: int, prev: str, signer: HeadSigner) -> AgentEvent:
     ``HEAD_EVERY`` events."""
     if event_id % HEAD_EVERY == 0:
         org, run, kind = SYSTEM_ORGANIZATION, SYSTEM_RUN, "chain_head"
-        payload = canonical_json(signer.sign(event_id - 1, prev).payload())
+        payload = canonical_json(signer.sign(event_id - 1, prev, chain_v2_from=1).payload())
     else:
         org, run = ("org-a", f"run-{event_id % 500}")
         kind, body = _kinds[event_id % 3]
@@ -78,7 +79,8 @@ def write_export(path: Path, count: int, signer: HeadSigner, *, redact: bool) ->
             event = _event(event_id, prev, signer)
             if redact and event_id % 3 == 1 and event.event_type != "chain_head":
                 stub = f'"prev_hash":"{event.prev_hash}","hash":"{event.hash}"'
-                out.write(f'{{"id":{event_id},{stub},"redacted":true}}\n')
+                content = f'"content_hash":"{event_content_hash(event)}"'
+                out.write(f'{{"id":{event_id},{stub},{content},"redacted":true}}\n')
             else:
                 out.write(event.to_json() + "\n")
             prev = event.hash

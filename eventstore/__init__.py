@@ -20,7 +20,7 @@ from .appending import (
 )
 from .archive import Anchor
 from .callback_url import check_callback_url
-from .chain import canonical_json, event_hash
+from .chain import CHAIN_V1, CHAIN_V2, canonical_json, event_content_hash, event_hash, link_hash
 from .dialect import Dialect
 from .errors import (
     ArchiveRefused,
@@ -92,6 +92,8 @@ from .tasks import cancel_and_wait, stop_requested
 
 __all__ = [
     "ARCHIVE_BATCH",
+    "CHAIN_V1",
+    "CHAIN_V2",
     "CONTROL_CHARACTER",
     "EVENT_COLUMNS",
     "GENESIS_HASH",
@@ -162,12 +164,14 @@ __all__ = [
     "drop_scratch_schema",
     "encode_event",
     "event_columns",
+    "event_content_hash",
     "event_hash",
     "format_timestamp",
     "generate_key_file",
     "id_block",
     "is_reserved_organization",
     "key_id_of",
+    "link_hash",
     "list_manifests",
     "load_public_key",
     "normalise_payload",

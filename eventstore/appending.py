@@ -17,8 +17,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Generic, NamedTuple, TypeVar
 
-from .chain import canonical_json
-from .errors import ConcurrencyConflict, IdempotencyMismatch, InvalidEvent, UnknownRun
+from .chain import V2_LINK_PREFIX, canonical_json
+from .errors import (
+    ConcurrencyConflict,
+    IdempotencyMismatch,
+    InvalidEvent,
+    StoreUnavailable,
+    UnknownRun,
+)
 from .payloads import EventType, default_visibility, normal_json, normalise_payload
 from .protocol import Projection, Transaction
 from .records import AgentEvent, NewEvent, Visibility, quote_json
@@ -236,6 +242,7 @@ _quote = quote_json
 _ESCAPED = json.encoder.ESCAPE
 """What ``records.plain_names`` looks for: a name with none of these is written as stored."""
 _sha256 = hashlib.sha256
+_V2_LINK = V2_LINK_PREFIX
 _new_instance = object.__new__
 _set_attribute = object.__setattr__
 _tuple_new = tuple.__new__
@@ -251,9 +258,18 @@ class WriteContext:
     reads the ``events`` table itself must call ``flush`` first.
     """
 
-    def __init__(self, tx: Transaction, head: Head, projections: Sequence[Projection] = ()) -> None:
+    def __init__(
+        self,
+        tx: Transaction,
+        head: Head,
+        projections: Sequence[Projection] = (),
+        chain_v2_from: int = 1,
+    ) -> None:
         self.tx = tx
         self.head = head
+        self.chain_v2_from = chain_v2_from
+        """The first id hashed with chain v2: the migration recorded the id after the head, so
+        every event this writer appends is past it (``_build``)."""
         self.projections = tuple(projections)
         self.committed: list[AgentEvent] = []
         self._now = max(_utc_now(), head.created_at)
@@ -392,9 +408,10 @@ class WriteContext:
     def _build(self, request: AppendRequest, stream: _Stream) -> list[AgentEvent]:
         """The request's events with ids, sequences and hashes; their rows go to ``_rows``.
 
-        The hashed text is ``chain.event_hash``'s, written here with the parts every event of
-        the request shares quoted once (a test in tests/eventstore/test_contract.py holds the two
-        equal); the row is built at the same time, so ``flush`` walks no event again.
+        The hashed texts are ``chain.event_hash``'s (chain v2: the content, then the link),
+        written here with the parts every event of the request shares quoted once (a test in
+        tests/eventstore/test_contract.py holds the two equal); the row is built at the same
+        time, so ``flush`` walks no event again.
         """
         org, run, conversation, now = (
             stream.organization_id,
@@ -408,6 +425,11 @@ class WriteContext:
         middle = f',"organization_id":{_quote(org)},"payload":'
         run_part = f',"run_id":{_quote(run)},"sequence":'
         prev_hash, event_id, seq = self.head.hash, self.head.id, stream.last_sequence
+        if event_id < self.chain_v2_from - 1:
+            raise StoreUnavailable(
+                f"the log's head (event {event_id}) is before chain v2's first event "
+                f"({self.chain_v2_from}): the log was truncated; run 'runtrack audit verify'"
+            )
         events: list[AgentEvent] = []
         rows = self._rows
         for new in request.events:
@@ -416,9 +438,10 @@ class WriteContext:
             event_type, visibility, payload_json = new.event_type, new.visibility, new.payload_json
             text = (
                 f'{head}"event_type":{_quote(event_type)},"id":{event_id}{middle}{payload_json}'
-                f',"prev_hash":{_quote(prev_hash)}{run_part}{seq},"visibility":{_quote(visibility)}}}'
+                f'{run_part}{seq},"visibility":{_quote(visibility)}}}'
             )
-            digest = _sha256(text.encode("utf-8")).hexdigest()
+            content = _sha256(text.encode("utf-8")).hexdigest()
+            digest = _sha256(f"{_V2_LINK}{prev_hash}\n{content}".encode("ascii")).hexdigest()
             event = _new_instance(AgentEvent)
             _set_attribute(
                 event,

@@ -1,10 +1,15 @@
 """The tamper-evident hash chain.
 
-Each event's ``hash`` is SHA-256 over the canonical JSON of the event, which includes the previous
-event's hash (``prev_hash``). Canonical JSON: keys sorted, no spaces, UTF-8, no NaN/Infinity; the
-payload is stored as its own canonical text, so the hashed bytes can be rebuilt from a row without
-decoding anything. An auditor can recompute every hash with any JSON library that sorts keys (see
-docs/eventstore.md, "The hash chain"; what the chain proves: docs/security.md).
+Version 2 (every database since migration 6, from the id it records in ``chain_version``): an
+event's ``content_hash`` is SHA-256 over the canonical JSON of the event *without* ``prev_hash``,
+and its ``hash`` is SHA-256 over ``runtrack chain v2\n<prev_hash>\n<content_hash>``. The link does
+not depend on the content, so a line that shows only an event's id and hashes (another
+organization's event in an export) still proves its link, and a signed head binds every event
+before it. Version 1 (the events written before the migration): ``hash`` is SHA-256 over the
+canonical JSON of the event *with* ``prev_hash``. Canonical JSON: keys sorted, no spaces, UTF-8,
+no NaN/Infinity; the payload is stored as its own canonical text, so the hashed bytes can be
+rebuilt from a row without decoding anything. An auditor can recompute every hash with any JSON
+library that sorts keys (docs/eventstore.md, "The hash chain"; what it proves: docs/security.md).
 """
 
 from __future__ import annotations
@@ -20,7 +25,26 @@ import orjson
 
 from .records import AgentEvent, decode_json
 
-__all__ = ["ChainBreak", "canonical_json", "event_hash", "verify_link"]
+__all__ = [
+    "CHAIN_V1",
+    "CHAIN_V2",
+    "V2_LINK_PREFIX",
+    "ChainBreak",
+    "canonical_json",
+    "content_hash",
+    "event_content_hash",
+    "event_hash",
+    "link_hash",
+    "recompute_hash",
+    "verify_link",
+]
+
+CHAIN_V1 = 1
+CHAIN_V2 = 2
+V2_LINK_PREFIX = "runtrack chain v2\n"
+_V2_DOMAIN = V2_LINK_PREFIX.encode("ascii")
+"""Keeps a v2 link hash from being the hash of anything else (a v1 event's canonical JSON
+starts with ``{``)."""
 
 _quote = json.encoder.encode_basestring
 
@@ -88,6 +112,35 @@ def _fast_path_is_safe() -> bool:
 _FAST = _fast_path_is_safe()
 
 
+def content_hash(
+    *,
+    id: int,
+    organization_id: str,
+    run_id: str,
+    conversation_id: str,
+    sequence: int,
+    event_type: str,
+    visibility: str,
+    payload_json: str,
+    created_at: str,
+) -> str:
+    """SHA-256 of the event's canonical JSON without ``prev_hash`` (chain v2's content)."""
+    text = (
+        f'{{"conversation_id":{_quote(conversation_id)},"created_at":{_quote(created_at)},'
+        f'"event_type":{_quote(event_type)},"id":{id},"organization_id":{_quote(organization_id)},'
+        f'"payload":{payload_json},"run_id":{_quote(run_id)},'
+        f'"sequence":{sequence},"visibility":{_quote(visibility)}}}'
+    )
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def link_hash(prev_hash: str, content: str) -> str:
+    """Chain v2's ``hash``: what binds an event's content hash to the hash before it."""
+    return hashlib.sha256(
+        _V2_DOMAIN + prev_hash.encode("ascii") + b"\n" + content.encode("ascii")
+    ).hexdigest()
+
+
 def event_hash(
     *,
     id: int,
@@ -100,8 +153,22 @@ def event_hash(
     payload_json: str,
     created_at: str,
     prev_hash: str,
+    version: int = CHAIN_V2,
 ) -> str:
-    """SHA-256 of the event's canonical JSON (sorted keys, written out by hand for speed)."""
+    """The event's ``hash`` in chain ``version`` (v1: written out by hand, for speed)."""
+    if version == CHAIN_V2:
+        content = content_hash(
+            id=id,
+            organization_id=organization_id,
+            run_id=run_id,
+            conversation_id=conversation_id,
+            sequence=sequence,
+            event_type=event_type,
+            visibility=visibility,
+            payload_json=payload_json,
+            created_at=created_at,
+        )
+        return link_hash(prev_hash, content)
     text = (
         f'{{"conversation_id":{_quote(conversation_id)},"created_at":{_quote(created_at)},'
         f'"event_type":{_quote(event_type)},"id":{id},"organization_id":{_quote(organization_id)},'
@@ -111,7 +178,30 @@ def event_hash(
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def recompute_hash(event: AgentEvent) -> str:
+def event_content_hash(event: AgentEvent) -> str:
+    """``event``'s v2 content hash, from its payload as stored when that is the hashed text
+    (always, for events this store wrote), else from its canonical form."""
+    stored = _content_of(event, event.payload_json)
+    if link_hash(event.prev_hash, stored) == event.hash:
+        return stored
+    return _content_of(event, canonical_json(decode_json(event.payload_json)))
+
+
+def _content_of(event: AgentEvent, payload_json: str) -> str:
+    return content_hash(
+        id=event.id,
+        organization_id=event.organization_id,
+        run_id=event.run_id,
+        conversation_id=event.conversation_id,
+        sequence=event.sequence,
+        event_type=event.event_type,
+        visibility=event.visibility,
+        payload_json=payload_json,
+        created_at=event.created_at,
+    )
+
+
+def recompute_hash(event: AgentEvent, version: int = CHAIN_V2) -> str:
     return event_hash(
         id=event.id,
         organization_id=event.organization_id,
@@ -123,6 +213,7 @@ def recompute_hash(event: AgentEvent) -> str:
         payload_json=canonical_json(decode_json(event.payload_json)),
         created_at=event.created_at,
         prev_hash=event.prev_hash,
+        version=version,
     )
 
 
@@ -132,14 +223,21 @@ class ChainBreak:
     reason: str
 
 
-def verify_link(event: AgentEvent, expected_prev_hash: str | None) -> ChainBreak | None:
-    """Check one event: its hash, and (when known) that it follows the expected previous hash."""
+def verify_link(
+    event: AgentEvent,
+    expected_prev_hash: str | None,
+    version: int = CHAIN_V2,
+    *,
+    check_hash: bool = True,
+) -> ChainBreak | None:
+    """Check one event: (when known) that it follows the expected previous hash, and its hash
+    in chain ``version`` (``check_hash``)."""
     if expected_prev_hash is not None and event.prev_hash != expected_prev_hash:
         return ChainBreak(
             event.id,
             "prev_hash does not match the previous event: an event was removed or reordered",
         )
-    if recompute_hash(event) != event.hash:
+    if check_hash and recompute_hash(event, version) != event.hash:
         return ChainBreak(
             event.id, "hash does not match the event's content: the event was modified"
         )

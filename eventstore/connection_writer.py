@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
 from .appending import Head
+from .chain_cutover import read_chain_v2_from
 from .dialect import Dialect
 from .errors import StoreError, StoreUnavailable
 from .projection_schemas import prepare_projection_tables
@@ -89,6 +90,7 @@ class ConnectionWriter(ABC, Generic[C]):
         self._replace_stale_tables = replace_stale_tables
         self._connection: C | None = None
         self.stale_projections: list[str] = []
+        self.chain_v2_from = 1
 
     # -- backend hooks -------------------------------------------------------------------------
 
@@ -120,6 +122,7 @@ class ConnectionWriter(ABC, Generic[C]):
     def connect(self) -> None:
         self._connection = self._connect()
         self._create_schema(self._connection)
+        self.chain_v2_from = read_chain_v2_from(self._transaction(self._connection))
 
     def _transaction(self, connection: C) -> ConnectionTransaction:
         return ConnectionTransaction(connection, self.dialect)

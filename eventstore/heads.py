@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .appending import WriteContext, prepare_append
+from .chain_versions import ChainVersions
 from .payloads import EventType
 from .records import AgentEvent, NewEvent, decode_json
 from .signing import HeadSigner, PublicKeys, SignedHead
@@ -53,7 +54,7 @@ class AppendSignedHead:
         elif context.run_last_event_id(SYSTEM_RUN) == context.head.id:
             return None
         head = context.head
-        signed = self.signer.sign(head.id, head.hash)
+        signed = self.signer.sign(head.id, head.hash, context.chain_v2_from)
         event = NewEvent(EventType.CHAIN_HEAD, signed.payload())
         return context.append(prepare_append(SYSTEM_ORGANIZATION, SYSTEM_RUN, [event]))[0]
 
@@ -91,9 +92,20 @@ class HeadChecks:
     anchored_through: int = 0
     """The highest event id a head vouches for: a kept head reached (the auditor's own copy),
     or a head whose signature verified. What it binds before it: ``offline_proof.py``."""
+    versions: ChainVersions = field(default_factory=ChainVersions)
+    """The chain versions the walk expects: the heads say where chain v2 starts."""
 
     def __post_init__(self) -> None:
         self._kept = {head.head_id: head for head in self.kept}
+
+    def opening_problem(self) -> HeadProblem | None:
+        """Before the walk: the kept heads must agree on where chain v2 starts."""
+        for head in self.kept:
+            where = f"the kept signed head of event {head.head_id}"
+            problem = self.versions.learn(head.chain_v2_from, head.head_id, where)
+            if problem is not None:
+                return HeadProblem(problem.event_id, problem.reason)
+        return None
 
     @property
     def ids(self) -> Mapping[int, SignedHead]:
@@ -142,6 +154,10 @@ class HeadChecks:
                 "this chain_head signs another hash than the chain has before it: "
                 "the chain was rewritten up to here",
             )
+        where = f"the signed head in event {event.id}"
+        cutover = self.versions.learn(head.chain_v2_from, event.id, where)
+        if cutover is not None:
+            return HeadProblem(cutover.event_id, cutover.reason)
         if self.keys:
             self._count(head)
         return None

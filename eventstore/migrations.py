@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from .errors import StoreUnavailable
 from .protocol import Transaction
 
 __all__ = ["Migration", "apply_migrations"]
@@ -34,6 +35,13 @@ def apply_migrations(tx: Transaction, migrations: Sequence[Migration]) -> list[i
     """Apply the migrations not yet recorded; returns the versions applied now."""
     tx.execute(_TABLE)
     done = {int(row[0]) for row in tx.fetchall("SELECT version FROM schema_migrations")}
+    unknown = sorted(done - {m.version for m in migrations})
+    if unknown:
+        raise StoreUnavailable(
+            f"this database has schema migrations {unknown} that this version of runtrack does "
+            "not know: a newer version opened it; upgrade this server (every server on one "
+            "database runs the same version)"
+        )
     applied = []
     for migration in sorted(migrations, key=lambda m: m.version):
         if migration.version in done:

@@ -2,27 +2,34 @@
 
 No server and no store: files are read as they are (``offline_sources.py``). The sources are
 walked together, one event id at a time: every file that holds an id gives its line, each line
-is checked (its link to the hash before it, its content hash), and the copies of one id must be
-the same line, hash and link, so a file nested inside another's range is compared line by line
-and a forged copy is named where it differs. A redacted line (another organization's event in an
-organization's export: id and hashes only) is checked for its links; its content hash cannot be
-recomputed. Signed heads are checked by ``HeadChecks``. The first bad event is named, with the
-file it is in and why.
+is checked (its link to the hash before it, its hash in its chain version: ``chain_versions``),
+and the copies of one id must be the same line, hash and link, so a file nested inside another's
+range is compared line by line and a forged copy is named where it differs. A redacted line
+(another organization's event in an organization's export: id and hashes only) is checked for
+its link; a v2 one's hash is recomputed from its ``prev_hash`` and ``content_hash``. Signed
+heads are checked by ``HeadChecks``. The first bad event is named, with the file it is in and
+why.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from .chain import canonical_json, event_hash
-from .heads import CHAIN_HEAD, HeadChecks
+from .chain import V2_LINK_PREFIX, ChainBreak, canonical_json, event_hash
+from .chain_versions import ChainVersions
+from .heads import CHAIN_HEAD, HeadChecks, HeadProblem
 from .offline_proof import Coverage
 from .offline_sources import Broken, Line, Source
 from .records import GENESIS_HASH, AgentEvent, decode_json
 
 __all__ = ["OfflineReport", "verify_sources"]
+
+_quote = json.encoder.encode_basestring
+_sha256 = hashlib.sha256
 
 
 @dataclass(frozen=True)
@@ -98,6 +105,7 @@ class _Walk:
         self.coverage.start(first.first)
         self.tip_hash = self._first_start(first)
         self.kept_ids = self.heads.ids
+        _raise(self.heads.opening_problem())
         while self.pending or self.reading:
             self._open(self.tip_id + 1)
             if len(self.reading) == 1:
@@ -109,6 +117,9 @@ class _Walk:
     def _open(self, at: int) -> None:
         while self.pending and self.pending[0].first == at:
             source = self.pending.popleft()
+            self.current = source
+            where = f"{source.name} (its chain_version)"
+            _raise(self.heads.versions.learn(source.chain_v2_from, at, where))
             self.reading.append(_Reading(source, source.lines()))
 
     def _first_start(self, source: Source) -> str:
@@ -155,7 +166,7 @@ class _Walk:
         for line in reading.lines:
             if reading.count == 0:
                 self._check_start(source, line)
-            _check(line, self.tip_id + 1, self.tip_hash)
+            _check(line, self.tip_id + 1, self.tip_hash, self.heads.versions)
             reading.last, reading.count = line, reading.count + 1
             self._extend(line)
             if line.id == until:
@@ -175,7 +186,7 @@ class _Walk:
             return None
         if reading.count == 0:
             self._check_start(source, line)
-        _check(line, at, self.tip_hash)
+        _check(line, at, self.tip_hash, self.heads.versions)
         reading.last, reading.count = line, reading.count + 1
         return line
 
@@ -202,7 +213,8 @@ class _Walk:
         self.redacted += line.redacted
         problem = None
         if line.redacted:
-            self.coverage.redacted(line.id)
+            if not line.content_hash:  # a v1 line: nothing binds what lies before it
+                self.coverage.redacted(line.id)
             problem = self.heads.see_hash(line.id, line.hash)
         elif line.event_type == CHAIN_HEAD or line.id in self.kept_ids:
             problem = self.heads.see(_event(line))
@@ -221,7 +233,7 @@ class _Walk:
             source.close()
 
 
-def _check(line: Line, expected_id: int, expected_prev: str) -> None:
+def _check(line: Line, expected_id: int, expected_prev: str, versions: ChainVersions) -> None:
     if line.id != expected_id:
         if line.id > expected_id:
             raise Broken(expected_id, "this event is missing here: removed or reordered")
@@ -231,19 +243,44 @@ def _check(line: Line, expected_id: int, expected_prev: str) -> None:
             line.id,
             "prev_hash does not match the previous event: an event was removed or reordered",
         )
-    if not line.redacted and _content_hash(line) != line.hash:
-        raise Broken(line.id, "hash does not match the event's content: the event was modified")
+    if line.redacted:
+        _raise(versions.redacted(line.id, line.prev_hash, line.hash, line.content_hash))
+    elif not (versions.past_cutover(line.id) and _v2_as_written(line) == line.hash):
+        _raise(_whole(line, versions))  # another version, another JSON form, or modified
 
 
-def _content_hash(line: Line) -> str:
+def _v2_as_written(line: Line) -> str:
+    """The line's chain v2 hash with its payload as written: most lines' (``_whole`` is the
+    general case), written out here for speed, as ``chain.content_hash`` and ``link_hash``."""
+    text = (
+        f'{{"conversation_id":{_quote(line.conversation_id)},'
+        f'"created_at":{_quote(line.created_at)},"event_type":{_quote(line.event_type)},'
+        f'"id":{line.id},"organization_id":{_quote(line.organization_id)},'
+        f'"payload":{bytes(line.payload).decode("utf-8")},"run_id":{_quote(line.run_id)},'
+        f'"sequence":{line.sequence},"visibility":{_quote(line.visibility)}}}'
+    )
+    content = _sha256(text.encode("utf-8")).hexdigest()
+    return _sha256(f"{V2_LINK_PREFIX}{line.prev_hash}\n{content}".encode("ascii")).hexdigest()
+
+
+def _raise(problem: ChainBreak | HeadProblem | None) -> None:
+    if problem is not None:
+        raise Broken(problem.event_id, problem.reason)
+
+
+def _whole(line: Line, versions: ChainVersions) -> ChainBreak | None:
+    return versions.whole(line.id, line.hash, lambda version: _hash_from_content(line, version))
+
+
+def _hash_from_content(line: Line, version: int) -> str:
     payload = bytes(line.payload).decode("utf-8")
-    digest = _hash_with(line, payload)
+    digest = _hash_with(line, payload, version)
     if digest != line.hash:  # a payload written in another JSON form: hash its canonical one
-        digest = _hash_with(line, canonical_json(decode_json(payload)))
+        digest = _hash_with(line, canonical_json(decode_json(payload)), version)
     return digest
 
 
-def _hash_with(line: Line, payload_json: str) -> str:
+def _hash_with(line: Line, payload_json: str, version: int) -> str:
     return event_hash(
         id=line.id,
         organization_id=line.organization_id,
@@ -255,6 +292,7 @@ def _hash_with(line: Line, payload_json: str) -> str:
         payload_json=payload_json,
         created_at=line.created_at,
         prev_hash=line.prev_hash,
+        version=version,
     )
 
 

@@ -1,13 +1,12 @@
 """Which whole events of an export a head actually vouches for.
 
-A v1 hash covers an event's content and its ``prev_hash``, so a head (a kept one, or one whose
-signature verified) naming event H binds every event before H back along the chain, as far as
-the lines are whole. A redacted line gives its hash without the content it was computed from:
-nothing ties that hash to its ``prev_hash``, so the binding stops there, and whole events before
-a redacted line are proven only by a head that names one of them or a whole event after them
-with no redacted line between. Every other whole event is self-consistent only: *unproven*.
-An organization's export, whose heads mostly name another organization's (redacted) event, is
-mostly unproven (docs/security.md, "What an organization's export proves").
+A head (a kept one, or one whose signature verified) naming event H binds every event before H
+back along the chain: a whole line's hash covers its content and its ``prev_hash``, and a
+redacted chain v2 line's hash is recomputed from its ``prev_hash`` and ``content_hash``. A
+redacted v1 line gives its hash without the content it was computed from: nothing ties that
+hash to its ``prev_hash``, so the binding stops there, and whole events before it are proven
+only by a head that names one of them or an event after them with no redacted v1 line between.
+Every other whole event is self-consistent only: *unproven* (docs/security.md, "Chain v2").
 """
 
 from __future__ import annotations
@@ -40,7 +39,8 @@ class Coverage:
         self._settled = first_id - 1
 
     def redacted(self, event_id: int) -> None:
-        """The binding stops here: what is still open before it is unproven."""
+        """A redacted v1 line: the binding stops here, what is still open before it is
+        unproven."""
         self._close(event_id - 1)
         self._settled = event_id
 

@@ -39,6 +39,8 @@ class Line(msgspec.Struct):
     prev_hash: str
     hash: str
     redacted: bool = False
+    content_hash: str = ""
+    """A redacted chain v2 line's content hash: what its link is checked with."""
     organization_id: str = ""
     run_id: str = ""
     conversation_id: str = ""
@@ -70,6 +72,8 @@ class Source(abc.ABC):
     """The hash before the first event when the source says so (a manifest, an anchor)."""
     holds_the_end: bool = False
     """The live log: no other file may hold an event past its last."""
+    chain_v2_from: int | None = None
+    """Where chain v2 starts, when the source records it (a database)."""
 
     @abc.abstractmethod
     def lines(self) -> Iterator[Line]: ...
@@ -174,12 +178,22 @@ class SqliteLive(Source):
         counter = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'")
         found = counter.fetchone()
         self._assigned = int(found[0]) if found else 0
+        self.chain_v2_from = self._cutover()
+
+    def _cutover(self) -> int | None:
+        if not self._has_table("chain_version"):
+            return None
+        row = self._db.execute("SELECT v2_from FROM chain_version").fetchone()
+        return None if row is None else int(row[0])
+
+    def _has_table(self, name: str) -> bool:
+        found = self._db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
+        ).fetchall()
+        return bool(found)
 
     def _anchor(self) -> tuple[int, str] | None:
-        tables = self._db.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'log_anchor'"
-        ).fetchall()
-        if not tables:
+        if not self._has_table("log_anchor"):
             return None
         row = self._db.execute("SELECT cut_id, cut_hash FROM log_anchor").fetchone()
         return None if row is None else (int(row[0]), str(row[1]))

@@ -326,6 +326,8 @@ class ChainHead(_Payload):
     head_hash: str = Field(pattern="^[0-9a-f]{64}$")
     signature: str = Field(pattern="^[0-9a-f]{128}$")
     key_id: str = Field(pattern="^[0-9a-f]{16}$")
+    chain_v2_from: Annotated[int, Field(ge=1, le=MAX_INTEGER), INTEGRAL] | None = None
+    """The first event hashed with chain v2 (signed too); absent in heads signed before it."""
 
 
 PAYLOAD_MODELS: dict[str, type[_Payload]] = {

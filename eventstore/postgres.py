@@ -25,6 +25,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from .appending import Head
 from .archive import archive_migration
+from .chain_cutover import chain_version_migration
 from .connection_writer import ConnectionWriter
 from .dialect import POSTGRESQL, Dialect
 from .errors import StoreError, StoreUnavailable, translate_driver_error
@@ -103,6 +104,7 @@ MIGRATIONS = (
     STATUS_CHANGES_MIGRATION,
     CONSUMER_CURSORS_MIGRATION,
     archive_migration(POSTGRESQL),
+    chain_version_migration(POSTGRESQL),
 )
 
 

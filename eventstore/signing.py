@@ -32,14 +32,20 @@ __all__ = [
 
 _DOMAIN = b"runtrack chain head v1\n"
 """Keeps a head's signature from meaning anything else the same key might sign."""
+_DOMAIN_V2 = b"runtrack chain head v2\n"
+"""A head that also signs where the log's chain v2 starts (``chain_v2_from``)."""
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _HEX128 = re.compile(r"[0-9a-f]{128}")
 
 
-def signed_bytes(head_id: int, head_hash: str) -> bytes:
-    """Exactly what is signed: ``runtrack chain head v1\\n<head_id>\\n<head_hash>\\n`` in ASCII,
-    the id in decimal without leading zeros and the hash as 64 lower-case hex digits."""
-    return _DOMAIN + f"{head_id}\n{head_hash}\n".encode("ascii")
+def signed_bytes(head_id: int, head_hash: str, chain_v2_from: int | None = None) -> bytes:
+    """Exactly what is signed, in ASCII, ids in decimal without leading zeros and the hash as 64
+    lower-case hex digits: ``runtrack chain head v2\\n<head_id>\\n<head_hash>\\n<chain_v2_from>\\n``
+    (the first id hashed with chain v2), or without a cutover (heads signed before chain v2)
+    ``runtrack chain head v1\\n<head_id>\\n<head_hash>\\n``."""
+    if chain_v2_from is None:
+        return _DOMAIN + f"{head_id}\n{head_hash}\n".encode("ascii")
+    return _DOMAIN_V2 + f"{head_id}\n{head_hash}\n{chain_v2_from}\n".encode("ascii")
 
 
 def _raw(public: Ed25519PublicKey) -> bytes:
@@ -64,6 +70,9 @@ class SignedHead:
     head_hash: str
     signature: str
     key_id: str
+    chain_v2_from: int | None = None
+    """The first event hashed with chain v2, which the signature covers too (None: a head
+    signed before chain v2)."""
 
     @classmethod
     def from_json(cls, data: Any) -> SignedHead:
@@ -80,7 +89,12 @@ class SignedHead:
             raise ValueError("a signed head's signature must be 128 lower-case hex digits")
         if not isinstance(key_id, str) or not key_id:
             raise ValueError("a signed head needs its key_id")
-        return cls(head_id, head_hash, signature, key_id)
+        cutover = data.get("chain_v2_from")
+        if cutover is not None and (
+            not isinstance(cutover, int) or isinstance(cutover, bool) or cutover < 1
+        ):
+            raise ValueError("a signed head's chain_v2_from must be an integer of at least 1")
+        return cls(head_id, head_hash, signature, key_id, cutover)
 
     def payload(self) -> dict[str, Any]:
         return {
@@ -88,7 +102,7 @@ class SignedHead:
             "head_hash": self.head_hash,
             "signature": self.signature,
             "key_id": self.key_id,
-        }
+        } | ({} if self.chain_v2_from is None else {"chain_v2_from": self.chain_v2_from})
 
 
 class HeadSigner:
@@ -110,9 +124,10 @@ class HeadSigner:
             raise ValueError(f"the signing key {path} is not an Ed25519 private key")
         return cls(private)
 
-    def sign(self, head_id: int, head_hash: str) -> SignedHead:
-        signature = self._private.sign(signed_bytes(head_id, head_hash)).hex()
-        return SignedHead(head_id, head_hash, signature, self.key_id)
+    def sign(self, head_id: int, head_hash: str, chain_v2_from: int | None = None) -> SignedHead:
+        signed = signed_bytes(head_id, head_hash, chain_v2_from)
+        signature = self._private.sign(signed).hex()
+        return SignedHead(head_id, head_hash, signature, self.key_id, chain_v2_from)
 
 
 def generate_key_file(path: str | Path) -> HeadSigner:
@@ -168,7 +183,8 @@ class PublicKeys:
         if key is None:
             return f"signed by key {head.key_id}, which is not among the given public keys"
         try:
-            key.verify(bytes.fromhex(head.signature), signed_bytes(head.head_id, head.head_hash))
+            signed = signed_bytes(head.head_id, head.head_hash, head.chain_v2_from)
+            key.verify(bytes.fromhex(head.signature), signed)
         except (InvalidSignature, ValueError):
             return f"the signature of the head of event {head.head_id} does not verify"
         return None

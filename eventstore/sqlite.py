@@ -22,6 +22,7 @@ import aiosqlite
 
 from .appending import Head
 from .archive import archive_migration
+from .chain_cutover import chain_version_migration
 from .connection_writer import ConnectionWriter
 from .dialect import SQLITE, Dialect
 from .errors import StoreError, StoreUnavailable, translate_driver_error
@@ -100,6 +101,7 @@ MIGRATIONS = (
     STATUS_CHANGES_MIGRATION,
     CONSUMER_CURSORS_MIGRATION,
     archive_migration(SQLITE),
+    chain_version_migration(SQLITE),
 )
 
 BUSY_TIMEOUT_MS = 10_000

@@ -14,12 +14,14 @@ import logging
 from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, Self, TypedDict, TypeVar
 
 from .appending import EVENT_COLUMNS, AppendUnit, WriteContext, prepare_append
 from .archive import _ANCHOR_SQL, Anchor, anchor_from_row, archive_unit
-from .chain import verify_link
+from .chain import ChainBreak, recompute_hash, verify_link
+from .chain_versions import ChainVersions
 from .dialect import Dialect
 from .errors import ArchiveRefused, CursorExpired, InvalidCursor, StoreUnavailable, UnknownRun
 from .heads import HeadChecks
@@ -123,6 +125,7 @@ class EventStore(abc.ABC):
         self._tail_capacity = tail_capacity
         self._scan_slots: asyncio.Semaphore | None = None
         self._page_size = page_size
+        self._chain_v2_from: int | None = None
         self._writer: GroupCommitWriter | None = None
         self.stale_projections: list[str] = []
         """Projections found at open whose tables were filled under another schema (or never
@@ -260,6 +263,16 @@ class EventStore(abc.ABC):
             "SELECT COALESCE(MAX(id), (SELECT MAX(cut_id) FROM log_anchor), 0) FROM events"
         )
         return int(row[0][0] or 0)
+
+    async def chain_v2_from(self) -> int:
+        """The first event id hashed with chain v2 (``chain_cutover.py``): fixed once the
+        migration ran, so it is read once."""
+        if self._chain_v2_from is None:
+            rows = await self.fetchall("SELECT v2_from FROM chain_version")
+            if not rows:
+                raise StoreUnavailable("chain_version is empty: the schema was tampered with")
+            self._chain_v2_from = int(rows[0][0])
+        return self._chain_v2_from
 
     async def anchor(self) -> Anchor | None:
         """The last archived event (None while nothing has been archived)."""
@@ -537,6 +550,11 @@ class EventStore(abc.ABC):
         """
         recorded = await self._recorded_head()
         walk = _Walk(organization_id, heads, await self.anchor())
+        opening = heads.opening_problem() or heads.versions.learn(
+            await self.chain_v2_from(), 1, "the database"
+        )
+        if opening is not None:
+            return walk.broken(opening.event_id, opening.reason)
         while walk.prev_id < recorded:
             events = [
                 e for e in await self._read_after(walk.prev_id, self._page_size) if e.id <= recorded
@@ -556,6 +574,7 @@ class EventStore(abc.ABC):
     async def _verify_run(self, run_id: str, organization_id: str | None) -> VerifyReport:
         count, sequence, last_id, last_hash = 0, 0, 0, GENESIS_HASH
         anchor = await self.anchor()
+        versions = ChainVersions(v2_from=await self.chain_v2_from())
         while True:
             events = await self.read_run(
                 organization_id, run_id, after_sequence=sequence, limit=self._page_size
@@ -574,7 +593,10 @@ class EventStore(abc.ABC):
                         event.id,
                         "a run event before this one is missing",
                     )
-                problem = verify_link(event, predecessors.get(event.id - 1, GENESIS_HASH))
+                previous = predecessors.get(event.id - 1, GENESIS_HASH)
+                problem = verify_link(event, previous, check_hash=False) or versions.whole(
+                    event.id, event.hash, partial(recompute_hash, event)
+                )
                 if problem is not None:
                     return _broken(count, last_id, last_hash, problem.event_id, problem.reason)
                 count, sequence, last_id, last_hash = (
@@ -615,7 +637,7 @@ class _Walk:
         for event in events:
             if event.id != self.prev_id + 1 and self.walked > 0:
                 return self.broken(self.prev_id + 1, "this event is missing")
-            problem = verify_link(event, self.prev_hash) or self.heads.see(event)
+            problem = self._link(event) or self.heads.see(event)
             if problem is not None:
                 return self.broken(problem.event_id, problem.reason)
             if self.walked == 0:
@@ -625,6 +647,13 @@ class _Walk:
                 self.counted += 1
             self.prev_id, self.prev_hash = event.id, event.hash
         return None
+
+    def _link(self, event: AgentEvent) -> ChainBreak | None:
+        """The event's link, and its hash in the version the cutover gives its id."""
+        problem = verify_link(event, self.prev_hash, check_hash=False)
+        return problem or self.heads.versions.whole(
+            event.id, event.hash, partial(recompute_hash, event)
+        )
 
     def broken(self, bad_id: int, reason: str) -> VerifyReport:
         return self.report(_broken(self.counted, self.prev_id, self.prev_hash, bad_id, reason))

@@ -48,6 +48,9 @@ class WriterBackend(Protocol):
     stale_projections: list[str]
     """Projections found at ``connect`` with tables to refill from the log (projection_schemas)."""
 
+    chain_v2_from: int
+    """The first event id the chain hashes with v2 (``chain_cutover.py``), read at ``connect``."""
+
     shared_lock: bool
     """Other writers commonly hold the log's lock between this writer's groups (several servers
     on one PostgreSQL database): ``begin`` may wait for them, so no group is held through it."""
@@ -291,7 +294,7 @@ class GroupCommitWriter:
     def _apply(
         self, tx: Transaction, head: Head, units: list[Unit], *, isolated: bool
     ) -> tuple[WriteContext, list[tuple[bool, Any]]]:
-        context = WriteContext(tx, head, self._projections)
+        context = WriteContext(tx, head, self._projections, self._backend.chain_v2_from)
         context.preload([u.request.run_id for u in units if isinstance(u, PlainAppend)])
         outcomes = [self._run_unit(context, unit, isolated) for unit in units]
         if not isolated:

@@ -472,11 +472,14 @@ class ChainHeadAnswer(BaseModel):
     signature: str
     key_id: str
     created_at: str
+    chain_v2_from: int | None = None
+    """The first event hashed with chain v2, covered by the signature (absent in older heads)."""
 
 
 class ExportPage(BaseModel):
     """A page of the whole log for an organization's export (``GET /v1/audit/export``): its
-    own events whole, every other one as ``{"id", "prev_hash", "hash", "redacted": true}``."""
+    own events whole, every other one as ``{"id", "prev_hash", "hash", "content_hash",
+    "redacted": true}`` (no ``content_hash`` for an event hashed with chain v1)."""
 
     items: list[dict[str, Any]]
     next_cursor: str | None = None

@@ -100,7 +100,9 @@ async def test_an_auditor_catches_a_truncated_tail_with_a_kept_head(
     assert code == 0, err
     export = tmp_path / "export.jsonl"
     export.write_text(out)
-    assert any(json.loads(line).get("redacted") for line in out.splitlines())  # org-b's
+    stubs = [json.loads(line) for line in out.splitlines() if '"redacted"' in line]
+    assert stubs  # org-b's
+    assert all(len(stub["content_hash"]) == 64 for stub in stubs)  # chain v2: links checked
     retired = public_hex(generate_key_file(tmp_path / "retired.pem").public)
     # every key goes to the server, not the first only
     keys = ("--public-key", retired, "--public-key", str(public))
@@ -114,6 +116,8 @@ async def test_an_auditor_catches_a_truncated_tail_with_a_kept_head(
     assert report(out)["redacted"] >= 2
     assert report(out)["unproven"] >= 1  # the newest head's own event, at least
     assert report(out)["unproven_ranges"][-1][1] == report(out)["head_id"]
+    # org-a's own events are proven up to the newest signed head, through org-b's lines
+    assert report(out)["unproven_ranges"][0][0] > report(out)["signed_through"] >= kept["head_id"]
 
     await server.stop()
     cut = kept["head_id"] - 2

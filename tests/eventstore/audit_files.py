@@ -18,11 +18,21 @@ from pathlib import Path
 
 import psycopg
 
-from eventstore import EVENT_COLUMNS, AgentEvent, event_hash
+from eventstore import (
+    CHAIN_V1,
+    CHAIN_V2,
+    EVENT_COLUMNS,
+    GENESIS_HASH,
+    AgentEvent,
+    HeadSigner,
+    canonical_json,
+    event_hash,
+)
 
 __all__ = [
     "archive_prefix",
     "cut_tail",
+    "downgrade_to_chain_v1",
     "export_lines",
     "rehash",
     "rows",
@@ -116,12 +126,17 @@ def archive_prefix(database: Path, cut: AgentEvent) -> None:
 
 
 def rehash(
-    database: str | Path, from_id: int, new_payload: str | None = None, *, forge_heads: bool = False
+    database: str | Path,
+    from_id: int,
+    new_payload: str | None = None,
+    *,
+    forge_heads: bool = False,
+    v1_ids: frozenset[int] = frozenset(),
 ) -> None:
     """Recompute every hash from ``from_id`` on (after replacing its payload, if given), so
     that every link and content hash holds again: the rewrite a plain chain cannot catch.
     ``forge_heads`` also points each ``chain_head`` at the new hash before it (the attacker
-    cannot sign, so its signature no longer verifies)."""
+    cannot sign, so its signature no longer verifies). ``v1_ids`` are hashed with chain v1."""
     updates: list[str] = []
     prev = None
     for event in rows(database):
@@ -144,6 +159,7 @@ def rehash(
             payload_json=payload,
             created_at=event.created_at,
             prev_hash=prev_hash,
+            version=CHAIN_V1 if event.id in v1_ids else CHAIN_V2,
         )
         quoted = payload.replace("'", "''")
         updates.append(
@@ -152,3 +168,39 @@ def rehash(
         )
         prev = digest
     sql(database, *updates)
+
+
+def downgrade_to_chain_v1(database: Path, signer: HeadSigner) -> None:
+    """The SQLite database as runtrack wrote it before chain v2 (migration 6): every event
+    hashed with chain v1, every head signed without a cutover, no ``chain_version``."""
+    updates, prev = [], GENESIS_HASH
+    for event in rows(database):
+        payload = event.payload_json
+        if event.event_type == "chain_head":
+            payload = canonical_json(signer.sign(event.id - 1, prev).payload())
+        digest = event_hash(
+            id=event.id,
+            organization_id=event.organization_id,
+            run_id=event.run_id,
+            conversation_id=event.conversation_id,
+            sequence=event.sequence,
+            event_type=event.event_type,
+            visibility=event.visibility,
+            payload_json=payload,
+            created_at=event.created_at,
+            prev_hash=prev,
+            version=CHAIN_V1,
+        )
+        updates.append(
+            f"UPDATE events SET payload = '{payload}', prev_hash = '{prev}', hash = '{digest}' "
+            f"WHERE id = {event.id}"
+        )
+        prev = digest
+    sql(
+        database,
+        *updates,
+        "DROP TRIGGER chain_version_never_deleted",
+        "DROP TRIGGER chain_version_never_updated",
+        "DROP TABLE chain_version",
+        "DELETE FROM schema_migrations WHERE version = 6",
+    )

@@ -28,6 +28,7 @@ from eventstore import (
     OfflineReport,
     PublicKeys,
     SignedHead,
+    event_content_hash,
     event_hash,
     generate_key_file,
     open_sources,
@@ -298,19 +299,20 @@ def test_a_changed_segment_fails_its_digest(log: Log, tmp_path: Path) -> None:
     assert broken_at(verify(log, archive=archive)) == (False, changed.id, MODIFIED)
 
 
-def org_export(events: list[AgentEvent], path: Path, organization: str = "org-a") -> list[str]:
-    """``organization``'s export as ``GET /v1/audit/export`` writes it; its lines."""
+def org_export(
+    events: list[AgentEvent], path: Path, organization: str = "org-a", v2_from: int = 1
+) -> list[str]:
+    """``organization``'s export as ``GET /v1/audit/export`` writes it; its lines. A redacted
+    line of an event hashed with chain v2 (``v2_from`` on) carries its content hash."""
     lines = []
     for event in events:
         if event.organization_id == organization or event.event_type == "chain_head":
             lines.append(event.to_json())
-        else:
-            lines.append(
-                json.dumps(
-                    {"id": event.id, "prev_hash": event.prev_hash, "hash": event.hash,
-                     "redacted": True}
-                )
-            )  # fmt: skip
+            continue
+        stub = {"id": event.id, "prev_hash": event.prev_hash, "hash": event.hash}
+        if event.id >= v2_from:
+            stub["content_hash"] = event_content_hash(event)
+        lines.append(json.dumps({**stub, "redacted": True}))
     path.write_text("\n".join(lines) + "\n")
     return lines
 
@@ -326,7 +328,7 @@ def test_an_organizations_redacted_export_verifies_as_one_chain(log: Log, tmp_pa
     tampered = export.read_text().replace('"redacted": true', '"redacted": true', 1)
     first_stub = next(json.loads(line) for line in lines if '"redacted"' in line)
     export.write_text(tampered.replace(first_stub["hash"], "f" * 64, 1))
-    assert verify(log, files=[export], sqlite=False).first_bad_event_id == first_stub["id"] + 1
+    assert verify(log, files=[export], sqlite=False).first_bad_event_id == first_stub["id"]
 
 
 def test_events_removed_from_the_end_without_rewinding_the_counter_are_named(log: Log) -> None:
@@ -479,12 +481,11 @@ def test_events_no_head_binds_are_reported_unproven(log: Log) -> None:
     assert (unanchored.unproven, unanchored.unproven_ranges) == (len(log.events), ((1, 19),))
 
 
-def test_an_event_spliced_in_through_a_redacted_line_is_reported_unproven(
+def test_an_event_spliced_in_through_a_redacted_line_is_caught_there(
     log: Log, tmp_path: Path
 ) -> None:
-    """A v1 redacted line gives a hash without the content it seals, so a forger may change an
-    organization's event and point the next redacted line at it: the chain holds, and the
-    verifier must say that no head vouches for the organization's events."""
+    """A forger changes an organization's event and points the next (redacted) line at its
+    new hash: in chain v2 that line's hash follows from its prev_hash, so the link breaks."""
     forged, after = log.events[1], log.events[2]
     assert (forged.organization_id, after.organization_id) == ("org-a", "org-b")
     lines = org_export(log.events, tmp_path / "org-a.jsonl")
@@ -494,7 +495,20 @@ def test_an_event_spliced_in_through_a_redacted_line_is_reported_unproven(
     lines[2] = json.dumps({**stub, "prev_hash": changed.hash})
     export = tmp_path / "forged.jsonl"
     export.write_text("\n".join(lines) + "\n")
-    report = verify(log, files=[export], sqlite=False)
-    assert report.ok, report  # what a v1 chain cannot see
-    whole = sum(1 for line in lines if '"redacted"' not in line)
-    assert (report.unproven, report.unproven_ranges) == (whole, ((1, log.events[-1].id),))
+    ok, bad, reason = broken_at(verify(log, files=[export], sqlite=False, kept=False))
+    assert (ok, bad) == (False, after.id)
+    assert "does not follow from its prev_hash and content_hash" in (reason or "")
+
+
+def test_an_organizations_export_proves_its_events_up_to_the_newest_head(
+    log: Log, tmp_path: Path
+) -> None:
+    """Redacted v2 lines carry their links, so a head binds every event before it: only what
+    comes after the newest signed head is unproven."""
+    export = tmp_path / "org-a.jsonl"
+    org_export(log.events, export)
+    report = verify(log, files=[export], sqlite=False, kept=False)
+    assert report.ok, report
+    newest = log.heads[-1]
+    assert report.signed_through == newest.id - 1
+    assert report.unproven_ranges == ((newest.id, log.events[-1].id),)

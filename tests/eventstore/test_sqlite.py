@@ -65,3 +65,19 @@ async def test_none_binds_as_null_through_the_registered_adapter(tmp_path: Path)
             return tx.fetchall("SELECT a IS NULL, typeof(a), b IS NULL FROM nulls ORDER BY rowid")
 
         assert await store.transact(unit) == [(1, "null", 0), (1, "null", 0), (0, "integer", 1)]
+
+
+async def test_a_database_a_newer_version_migrated_is_refused(tmp_path: Path) -> None:
+    """An older server would write what the newer schema no longer means (chain v1 hashes past
+    the v2 cutover, say): it must refuse to open the database, naming the versions."""
+    path = tmp_path / "newer.db"
+    async with SQLiteEventStore(path):
+        pass
+    lite = sqlite3.connect(path, isolation_level=None)
+    lite.execute(
+        "INSERT INTO schema_migrations (version, name, applied_at) VALUES (99, 'later', 'now')"
+    )
+    lite.close()
+    with pytest.raises(StoreUnavailable, match=r"migrations \[99\] that this version"):
+        async with SQLiteEventStore(path):
+            pass

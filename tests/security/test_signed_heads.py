@@ -117,7 +117,10 @@ async def test_the_head_is_signed_over_the_documented_bytes(
     assert head["event_id"] == head["head_id"] + 1
     # What an auditor checks with any Ed25519 library: the bytes of docs/security.md.
     public = Ed25519PublicKey.from_public_bytes(bytes.fromhex(public_hex(signer.public)))
-    message = f"runtrack chain head v1\n{head['head_id']}\n{head['head_hash']}\n".encode()
+    assert head["chain_v2_from"] == 1  # a new database: chain v2 from its first event
+    message = (
+        f"runtrack chain head v2\n{head['head_id']}\n{head['head_hash']}\n{head['chain_v2_from']}\n"
+    ).encode()
     public.verify(bytes.fromhex(head["signature"]), message)  # raises when it does not hold
     assert head["key_id"] == signer.key_id
     for organization in ORGANIZATIONS:
@@ -316,13 +319,15 @@ async def test_an_organizations_export_verifies_as_one_chain(
     for foreign in (runs["org-b"], "m-org-b", "org-b"):
         assert foreign not in text
     stub = next(line for line in lines if line.get("redacted"))
-    assert set(stub) == {"id", "prev_hash", "hash", "redacted"}
+    assert set(stub) == {"id", "prev_hash", "hash", "content_hash", "redacted"}
     path = tmp_path / "org-a.jsonl"
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
     heads = HeadChecks(PublicKeys([signer.public]))
     report = verify_sources(open_sources([path], None, None), heads)
     assert report.ok, report
     assert report.signed_heads == 2
+    # chain v2: org-a's events are proven through org-b's lines, up to the newest head
+    assert report.unproven_ranges == ((report.signed_through + 1, head),)
     user_level = await export(signed, "org-a", visibility="user")
     checkpoint = next(line for line in lines if line.get("event_type") == "checkpoint_created")
     assert next(line for line in user_level if line["id"] == checkpoint["id"])["redacted"]

@@ -29,6 +29,7 @@ from eventstore import (
     PublicKeys,
     SignedHead,
     Visibility,
+    event_content_hash,
     load_public_key,
 )
 
@@ -110,21 +111,28 @@ async def audit_export(request: Request) -> Response:
     after, limit = AFTER_EVENT_ID.value(request), EXPORT_LIMIT.value(request)
     page = await store(request).read(EventFilter(), after=after, limit=limit)
     head = await store(request).head()
-    lines = ",".join(_line(event, principal, visibility) for event in page.events)
+    v2_from = await store(request).chain_v2_from()
+    lines = ",".join(_line(event, principal, visibility, v2_from) for event in page.events)
     cursor = str(page.position) if page.position < head else None
     rest = {"next_cursor": cursor, "position": page.position, "head": head}
     body = f'{{"items":[{lines}],{compact_json(rest)[1:]}'
     return Response(body.encode("utf-8"), media_type="application/json")
 
 
-def _line(event: AgentEvent, principal: Principal, visibility: Visibility) -> str:
+def _line(event: AgentEvent, principal: Principal, visibility: Visibility, v2_from: int) -> str:
     shown = (
         event.organization_id == principal.organization_id and event.visibility_level <= visibility
     ) or (event.organization_id == SYSTEM_ORGANIZATION and event.event_type == _CHAIN_HEAD)
     if shown:
         return event.to_json()
+    if event.id < v2_from:  # chain v1: the link cannot be shown without the content
+        return (
+            f'{{"id":{event.id},"prev_hash":"{event.prev_hash}","hash":"{event.hash}",'
+            '"redacted":true}'
+        )
     return (
-        f'{{"id":{event.id},"prev_hash":"{event.prev_hash}","hash":"{event.hash}","redacted":true}}'
+        f'{{"id":{event.id},"prev_hash":"{event.prev_hash}","hash":"{event.hash}",'
+        f'"content_hash":"{event_content_hash(event)}","redacted":true}}'
     )
 
 
