@@ -14,6 +14,8 @@ import hashlib
 import json
 import os
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,6 +26,8 @@ from .chain import canonical_json
 from .records import AgentEvent
 
 __all__ = [
+    "READ_CACHE_BYTES",
+    "READ_CACHE_SLICES",
     "SEGMENT_FORMAT",
     "ArchiveReader",
     "Batch",
@@ -169,14 +173,19 @@ def _durable_write(path: Path, data: bytes) -> None:
 
 def read_segment(directory: Path, manifest: Manifest) -> Iterator[AgentEvent]:
     """The segment's events in id order, after checking its SHA-256 against the manifest."""
+    for line in _segment_lines(directory, manifest).splitlines():
+        yield _event_from_json(json.loads(line))
+
+
+def _segment_lines(directory: Path, manifest: Manifest) -> bytes:
+    """The segment's export lines, decompressed once its SHA-256 is the manifest's."""
     try:
         data = (directory / manifest.name).read_bytes()
     except OSError as exc:
         raise SegmentError(f"{manifest.name}: cannot be read ({exc})") from exc
     if hashlib.sha256(data).hexdigest() != manifest.sha256:
         raise SegmentError(f"{manifest.name}: its SHA-256 differs from the manifest")
-    for line in gzip.decompress(data).splitlines():
-        yield _event_from_json(json.loads(line))
+    return gzip.decompress(data)
 
 
 def _event_from_json(data: dict[str, Any]) -> AgentEvent:
@@ -218,20 +227,49 @@ def list_manifests(directory: Path) -> list[Manifest]:
     return sorted(found, key=lambda m: m.first_id)
 
 
+READ_CACHE_BYTES = 16 * 1024 * 1024
+"""What the runs' slices an ``ArchiveReader`` keeps may weigh in all, in their export lines'
+bytes: the events built from them held 2.7 times that (tracemalloc, docs/benchmarks.md), so
+about 45 MB at most."""
+READ_CACHE_SLICES = 1_024
+"""How many (segment, run) slices it keeps at most, whatever their weight."""
+
+
 class ArchiveReader:
     """Reads archived events of one run from a directory of segments (a server's
     ``--archive-dir``). The manifests are listed once and again only when a range asked for
-    lies past the last one known."""
+    lies past the last one known.
 
-    def __init__(self, directory: Path) -> None:
+    Each segment read keeps the run's events in it (its *slice*) in a small LRU, bounded by
+    ``READ_CACHE_BYTES`` and ``READ_CACHE_SLICES``: the pages of a long archived run (``GET
+    /v1/runs/{id}/events``, each asking for what follows its cursor) then read and decompress
+    each segment once, not once per page. Segments are never rewritten once their events left
+    the log, so a slice cannot go stale. Thread-safe (the routes read it from worker threads).
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        cache_bytes: int = READ_CACHE_BYTES,
+        cache_slices: int = READ_CACHE_SLICES,
+    ) -> None:
         self.directory = directory
         self._manifests: list[Manifest] = []
+        self._slices: OrderedDict[tuple[str, str], _Slice] = OrderedDict()
+        self._bounds = (cache_bytes, cache_slices)
+        self._cached_bytes = 0
+        self._lock = threading.Lock()
+        self.segment_reads = 0
+        """Segments read and decompressed (the cache's misses)."""
 
     def covering(self, first_id: int, last_id: int) -> list[Manifest]:
         """The segments holding any of ``first_id..last_id`` (SegmentError for a hole)."""
-        if not self._manifests or self._manifests[-1].last_id < last_id:
-            self._manifests = list_manifests(self.directory)
-        found = [m for m in self._manifests if m.last_id >= first_id and m.first_id <= last_id]
+        with self._lock:
+            if not self._manifests or self._manifests[-1].last_id < last_id:
+                self._manifests = list_manifests(self.directory)
+            known = self._manifests
+        found = [m for m in known if m.last_id >= first_id and m.first_id <= last_id]
         expected = first_id
         for manifest in found:
             if manifest.first_id > expected:
@@ -246,9 +284,90 @@ class ArchiveReader:
         return [
             event
             for manifest in self.covering(first_id, last_id)
-            for event in read_segment(self.directory, manifest)
-            if event.run_id == run_id and first_id <= event.id <= last_id
+            for event in self._slice(manifest, run_id).events
+            if first_id <= event.id <= last_id
         ]
+
+    def _slice(self, manifest: Manifest, run_id: str) -> _Slice:
+        key = (manifest.name, run_id)
+        with self._lock:
+            found = self._slices.get(key)
+            if found is not None:
+                self._slices.move_to_end(key)
+                return found
+        found = _Slice.of(run_events_in(self.directory, manifest, run_id))
+        with self._lock:
+            self.segment_reads += 1
+            self._keep(key, found)
+        return found
+
+    def _keep(self, key: tuple[str, str], found: _Slice) -> None:
+        """Hold ``found`` as the most recent slice, evicting the least recent beyond the
+        bounds (a slice larger than the whole bound is returned but not kept)."""
+        max_bytes, max_slices = self._bounds
+        if found.weight > max_bytes or key in self._slices:
+            return
+        self._slices[key] = found
+        self._cached_bytes += found.weight
+        while self._cached_bytes > max_bytes or len(self._slices) > max_slices:
+            _, evicted = self._slices.popitem(last=False)
+            self._cached_bytes -= evicted.weight
+
+
+@dataclass(frozen=True)
+class _Slice:
+    """One run's events in one segment, and what they weigh (their lines' bytes)."""
+
+    events: tuple[AgentEvent, ...]
+    weight: int
+
+    @classmethod
+    def of(cls, lines: list[tuple[bytes, AgentEvent]]) -> _Slice:
+        return cls(tuple(event for _, event in lines), sum(len(line) for line, _ in lines) + 64)
+
+
+def run_events_in(
+    directory: Path, manifest: Manifest, run_id: str
+) -> list[tuple[bytes, AgentEvent]]:
+    """``run_id``'s events in the segment with their lines, after checking its SHA-256.
+
+    Only lines that hold the run's id as the export writes its ``run_id`` field are decoded
+    (``_candidates``), then the decoded field is compared: a payload holding the same text can
+    only add a candidate, never hide an event of the run."""
+    data = _segment_lines(directory, manifest)
+    needle = _run_id_needle(run_id)
+    lines = data.splitlines() if needle is None else _candidates(data, needle)
+    found = []
+    for line in lines:
+        event = _event_from_json(json.loads(line))
+        if event.run_id == run_id:
+            found.append((line, event))
+    return found
+
+
+_PLAIN_ID = re.compile(r"[A-Za-z0-9_.:@+-]+")
+"""Ids that every JSON writer (Python's, SQLite's ``json_quote``, PostgreSQL's ``to_json``, or
+the segment's lines written as stored for ``plain_names``) writes as they are, between quotes."""
+
+
+def _run_id_needle(run_id: str) -> bytes | None:
+    """The bytes every line of ``run_id``'s events holds (None: an id that some writer might
+    escape, for which every line is decoded)."""
+    if _PLAIN_ID.fullmatch(run_id) is None:
+        return None
+    return f'"run_id":"{run_id}",'.encode()
+
+
+def _candidates(data: bytes, needle: bytes) -> Iterator[bytes]:
+    """The lines of ``data`` that contain ``needle``, found by ``bytes.find`` (a JSON line holds
+    no raw newline: one in a string is escaped)."""
+    at = data.find(needle)
+    while at >= 0:
+        begin = data.rfind(b"\n", 0, at) + 1
+        end = data.find(b"\n", at)
+        end = len(data) if end < 0 else end
+        yield data[begin:end]
+        at = data.find(needle, end)
 
 
 def _crash_point(name: str) -> None:

@@ -32,7 +32,7 @@ from api.cli.errors import explain
 from api.cli.styles import elapsed, status_text
 from api.client import CursorExpiredError, RuntrackClient, RuntrackError
 from api.client.contract import STATUSES, TERMINAL_STATUSES
-from api.client.models import Message, Run, StoredEvent
+from api.client.models import ExportPage, Message, Run, StoredEvent
 
 __all__ = ["Connection", "events_app", "get_app", "register", "run_async"]
 
@@ -517,6 +517,22 @@ async def _print_pages(
         after = position
 
 
+async def _export_page(client: RuntrackClient, after: int, visibility: str | None) -> ExportPage:
+    """A page of the export; a 410 says how to export what is kept and check the rest."""
+    try:
+        return await client.export_page(after, visibility=visibility)
+    except CursorExpiredError as exc:
+        if exc.code != "cursor_expired":
+            raise
+        typer.echo(
+            f"error: {exc.message} ({exc.code}): export what is kept with --after "
+            f"{exc.resume_after}, and check the archived part with its segments "
+            "(audit verify --file EXPORT --archive DIR)",
+            err=True,
+        )
+        raise typer.Exit(2) from exc
+
+
 def _save_cursor(cursor_file: Path | None, position: int) -> None:
     """Write the cursor atomically, so a kill mid-write never leaves a broken file."""
     if cursor_file is None:
@@ -537,7 +553,8 @@ def export(
     """Write the whole log (from --after) as JSON lines, in id order (an admin key).
 
     Your organization's events up to --visibility are written whole; every other event as its
-    id and hashes only, so that ``audit verify --file`` checks the export as one chain.
+    id and hashes only, so that ``audit verify --file`` checks the export as one chain. An
+    --after older than the oldest kept event is an error (the events after it are archived).
     """
     connection = _connection(ctx)
 
@@ -545,7 +562,7 @@ def export(
         async with connection.client() as client:
             position = after
             while True:
-                page = await client.export_page(position, visibility=visibility)
+                page = await _export_page(client, position, visibility)
                 for item in page.items:
                     typer.echo(json.dumps(item, ensure_ascii=False, separators=(",", ":")))
                 if not page.items:

@@ -151,12 +151,15 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
         await _refill_stale_read_models(store)
         app.state.store = store
         app.state.commands = RunCommands(store)
-        app.state.queries = RunQueries(store, _archive_reader(settings))
+        reader = _archive_reader(settings)
+        app.state.queries = RunQueries(store, reader)
         await _start_keys(app, store, settings, stack)
         app.state.leadership = await _started(
             stack, store.leadership("services", interval=settings.leader_interval).start()
         )
-        services = Services(store, app.state.leadership, settings, app.state.signer).start()
+        services = Services(
+            store, app.state.leadership, settings, app.state.signer, archive=reader
+        ).start()
         app.state.services = await _started(stack, services)
         app.state.metrics.watch_export(app.state.services.exporter)
         demo = await _start_demo(app, settings)

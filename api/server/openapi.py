@@ -72,6 +72,9 @@ _OLDEST_HEADER = {
 _ARCHIVED = (*_ERRORS, 410)
 """Routes that read a run's events: 410 ``run_archived`` when they are archived and the server
 cannot read the segments."""
+_PAGED = (*_ERRORS, 410)
+"""Routes that page the log from a cursor: 410 ``cursor_expired`` for one older than the
+oldest kept event."""
 
 
 @dataclass(frozen=True)
@@ -268,6 +271,7 @@ OPERATIONS = (
         "A page of the whole log: the caller's events whole, the others redacted to their hashes",
         returns=ExportPage,
         query=(query.AFTER_EVENT_ID, query.EXPORT_LIMIT, query.VISIBILITY),
+        errors=_PAGED,
     ),
     _Op("get", "/healthz", "Liveness", returns=Health, errors=(), open=True),
     _Op(

@@ -25,7 +25,14 @@ from api.server.callbacks.dispatch import Dispatcher
 from api.server.callbacks.sender import CallbackSender
 from api.server.settings import Settings, callback_networks
 from api.server.telemetry import TraceExporter, otlp_target
-from eventstore import AppendSignedHead, EventStore, HeadSigner, Leadership, cancel_and_wait
+from eventstore import (
+    AppendSignedHead,
+    ArchiveReader,
+    EventStore,
+    HeadSigner,
+    Leadership,
+    cancel_and_wait,
+)
 from projections import archive, cut_for_age, parse_age
 from projections.callbacks import CallbackPolicy, Delivery, record_attempt
 from projections.reconciler import Thresholds, reconcile
@@ -45,6 +52,7 @@ class Services:
         leadership: Leadership,
         settings: Settings,
         signer: HeadSigner | None = None,
+        archive: ArchiveReader | None = None,
     ) -> None:
         self._store = store
         self._signer = signer
@@ -83,6 +91,7 @@ class Services:
                 max_request_bytes=settings.otel_max_request_bytes,
                 drop_after=settings.otel_drop_after,
                 still_leader=lambda: leadership.is_leader,
+                archive=archive,
             )
         )
 

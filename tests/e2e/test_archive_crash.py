@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import os
 import signal
 import sys
@@ -112,6 +113,13 @@ async def test_archive_reports_what_holds_it_and_the_cli_shows_archived_runs(
     code, out, err = await run_cli(server, "events", "tail", "--run", done, "-f", "--from-oldest")
     assert code == 0, err
     assert f"going on from event {head + 1}" in err
+    code, out, err = await run_cli(server, "events", "export", "--after", "1")
+    assert code == 2
+    assert out == ""  # nothing written: an export never has a silent gap
+    assert f"export what is kept with --after {head}" in err
+    code, out, err = await run_cli(server, "events", "export", "--after", str(head))
+    assert code == 0, err
+    assert json.loads(out.splitlines()[0])["id"] == head + 1
     without = await server_process(database=database)
     code, out, err = await run_cli(without, "track", done)
     assert code == 0, err

@@ -14,9 +14,11 @@ import pytest
 
 from eventstore import (
     GENESIS_HASH,
+    ArchiveReader,
     CursorExpired,
     EventFilter,
     EventStore,
+    NewEvent,
     list_manifests,
     read_segment,
 )
@@ -146,3 +148,53 @@ async def test_appends_go_on_between_batches(store: EventStore, tmp_path: Path) 
     await archiving
     assert (await store.verify()).ok
     assert [e.id for e in await all_events(store)][-5:] == [e[0].id for e in appended]
+
+
+async def test_the_reader_finds_only_the_runs_events(store: EventStore, tmp_path: Path) -> None:
+    """Lines are picked by the run id's bytes before decoding: another run's payload holding
+    the same text, or a run id it would be a prefix of, adds no event; an id that a writer
+    may escape (quotes, a slash, non-ASCII) is found by decoding every line."""
+    odd = 'run "odd"/é'
+    for run_id in ("run-a", "run-ab", odd):
+        await new_run(store, run_id)
+    decoy = {"n": 1, "nested": {"run_id": "run-a"}, "text": '"run_id":"run-a",'}
+    await store.append(ORG, "run-ab", [NewEvent("custom.tick", decoy)])
+    for run_id in ("run-a", odd):
+        await store.append(ORG, run_id, [message("x")])
+    everything = await all_events(store)
+    await store.archive_through(await store.head(), tmp_path, batch=3)
+    reader = ArchiveReader(tmp_path)
+    for run_id in ("run-a", "run-ab", odd):
+        expected = [e for e in everything if e.run_id == run_id]
+        assert reader.run_events(run_id, 1, everything[-1].id) == expected, run_id
+    assert reader.run_events("run-a", 2, everything[-1].id - 1) == [
+        e for e in everything[1:-1] if e.run_id == "run-a"
+    ]
+
+
+async def test_the_reader_reads_each_segment_once_for_a_runs_pages(
+    store: EventStore, tmp_path: Path
+) -> None:
+    """Paging a run (each page asks for what follows its cursor) reads each segment once; the
+    cache's bounds in slices and in bytes hold."""
+    await _log(store, runs=2, messages=20)
+    last = await store.head()
+    manifests = await store.archive_through(last, tmp_path, batch=8)
+    whole = ArchiveReader(tmp_path).run_events("run-0", 1, last)
+    reader = ArchiveReader(tmp_path)
+    paged, after = [], 0
+    while page := reader.run_events("run-0", after + 1, last)[:3]:
+        paged += page
+        after = page[-1].id
+    assert paged == whole
+    assert reader.segment_reads == len(manifests)
+    reader.run_events("run-0", 1, last)
+    assert reader.segment_reads == len(manifests)
+    few = ArchiveReader(tmp_path, cache_slices=2)
+    for _ in range(2):
+        assert few.run_events("run-0", 1, last) == whole
+    assert few.segment_reads == 2 * len(manifests)
+    light = ArchiveReader(tmp_path, cache_bytes=100)  # less than one slice: nothing kept
+    light.run_events("run-0", 1, last)
+    light.run_events("run-0", 1, last)
+    assert light.segment_reads == 2 * len(manifests)

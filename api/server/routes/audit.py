@@ -110,6 +110,7 @@ async def audit_export(request: Request) -> Response:
     visibility = resolve_visibility(request, principal)
     after, limit = AFTER_EVENT_ID.value(request), EXPORT_LIMIT.value(request)
     page = await store(request).read(EventFilter(), after=after, limit=limit)
+    await store(request).check_cursor(after)  # after the read, as every cursor route
     head = await store(request).head()
     v2_from = await store(request).chain_v2_from()
     lines = ",".join(_line(event, principal, visibility, v2_from) for event in page.events)

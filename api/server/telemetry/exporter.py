@@ -7,7 +7,9 @@ the page again: the same spans with the same ids, which backends deduplicate. Th
 live in memory, least recently fed first out, within a bound in bytes and in count, and any
 idle for an hour go: the log is the source of truth, and a run evicted is refolded from it when
 it next has an event. Whenever the folds might be ahead of the durable cursor (a failed pass,
-another leader in between) they are dropped and refolded from the log too.
+another leader in between) they are dropped and refolded from the log too. A run whose first
+events were archived is refolded from the segments (``--archive-dir``), else from its live events
+only (docs/telemetry.md, "Archived runs").
 """
 
 from __future__ import annotations
@@ -24,7 +26,17 @@ import httpx
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 from opentelemetry.sdk.trace import ReadableSpan
 
-from eventstore import AgentEvent, EventFilter, EventStore, EventType, is_reserved_organization
+from eventstore import (
+    AgentEvent,
+    ArchiveReader,
+    EventFilter,
+    EventStore,
+    EventType,
+    RunArchived,
+    UnknownRun,
+    is_reserved_organization,
+)
+from projections import RunQueries
 
 from .sizing import MIN_REQUEST_BYTES, Batch, batches, trim
 from .spans import RunTrace, SpanOptions, time_ns
@@ -57,6 +69,8 @@ IDLE_SECONDS = 3600.0
 """A fold not fed for this long (in the log's time) is evicted: a run waiting on a person for
 weeks is refolded when the answer comes, instead of pinning its memory meanwhile."""
 _MAX_ROOTS = 100_000
+_PAGE = 1000
+"""Events per read when a run is refolded from the log."""
 logger = logging.getLogger("runtrack.telemetry")
 
 
@@ -93,8 +107,12 @@ class TraceExporter:
         idle_seconds: float = IDLE_SECONDS,
         still_leader: Callable[[], bool] = lambda: True,
         cursor: str = CURSOR,
+        archive: ArchiveReader | None = None,
     ) -> None:
         self._store = store
+        self._queries = RunQueries(store, archive)
+        """Where a run refolded after an archive took its first events reads them (the
+        server's ``--archive-dir``; without one, what is live is folded)."""
         self._cursor = cursor
         self._target = target
         self._options = SpanOptions(content=content, service_name=target.service_name)
@@ -205,31 +223,63 @@ class TraceExporter:
             if first.event_type == EventType.RUN_CREATED
             else None
         )
-        root = await self._root(event.run_id, parent)
+        root = await self._root(event.run_id, parent, event.organization_id)
         trace = RunTrace(event.run_id, event.organization_id, root, self._options)
         for old in earlier:  # exported before the cursor: fold only
             trace.feed(old)
         return trace
 
     async def _before(self, event: AgentEvent) -> list[AgentEvent]:
-        found: list[AgentEvent] = []
-        while len(found) < event.sequence - 1:
-            batch = await self._store.read_run(
-                None, event.run_id, after_sequence=len(found), limit=1000
-            )
-            found += [old for old in batch if old.sequence < event.sequence]
-            if len(batch) < 1000:
-                break
-        return found
+        """``event``'s run before it: the live log's events, after those archived when the run's
+        first events left the log (the fold needs its start, its agent, its open tool calls)."""
+        live = await self._live_before(event.run_id, event.sequence)
+        first = live[0].sequence if live else event.sequence
+        if first == 1:
+            return live
+        archived = await self._archived(event.organization_id, event.run_id)
+        return [old for old in archived if old.sequence < first] + live
 
-    async def _root(self, run_id: str, parent: str | None) -> str:
+    async def _live_before(self, run_id: str, sequence: int) -> list[AgentEvent]:
+        """The run's live events before ``sequence``, paged by the last sequence read (a run's
+        live sequences start past 1 once its first events are archived)."""
+        found: list[AgentEvent] = []
+        after = 0
+        while True:
+            batch = await self._store.read_run(None, run_id, after_sequence=after, limit=_PAGE)
+            found += [old for old in batch if old.sequence < sequence]
+            if len(batch) < _PAGE or batch[-1].sequence >= sequence:
+                return found
+            after = batch[-1].sequence
+
+    async def _archived(self, organization_id: str, run_id: str) -> list[AgentEvent]:
+        """The run's archived events from the segments; none where this server cannot read
+        them (no ``--archive-dir``, a missing segment): the fold then starts at what is live,
+        so its spans miss what came before (logged), and the export goes on."""
+        try:
+            state = await self._queries.get(organization_id, run_id)
+            archived = await self._queries.archived_events(state)
+        except (RunArchived, UnknownRun) as exc:
+            logger.warning("run %s folded from its live events only: %s", run_id, exc)
+            return []
+        return [] if archived is None else archived[0]
+
+    async def _created(self, organization_id: str, run_id: str) -> AgentEvent | None:
+        """``run_id``'s ``run_created`` event, live or archived (None: neither can be read)."""
+        live = await self._store.read_run(None, run_id, limit=1)
+        if live and live[0].sequence == 1:
+            return live[0]
+        archived = await self._archived(organization_id, run_id)
+        return archived[0] if archived and archived[0].sequence == 1 else None
+
+    async def _root(self, run_id: str, parent: str | None, organization_id: str) -> str:
         """The root of ``run_id``'s tree of runs: its trace id is derived from it."""
         root = run_id if parent is None else self._roots.get(parent)
         if root is None:
             assert parent is not None
-            created = await self._store.read_run(None, parent, limit=1)
-            grand = created[0].payload.get("parent_run_id") if created else None
-            root = await self._root(parent, grand if isinstance(grand, str) else None)
+            created = await self._created(organization_id, parent)
+            grand = created.payload.get("parent_run_id") if created else None
+            grand = grand if isinstance(grand, str) else None
+            root = await self._root(parent, grand, organization_id)
         if len(self._roots) >= _MAX_ROOTS:
             self._roots.clear()
         self._roots[run_id] = root

@@ -66,6 +66,7 @@ async def test_expired_cursors_answer_410_and_no_cursor_starts_at_the_oldest(
             ("/v1/events?after_event_id=1", SSE),
             ("/v1/events", {**SSE, "Last-Event-ID": "1"}),
             ("/v1/conversations/new/agent-events?after_event_id=1", SSE),
+            ("/v1/audit/export?after_event_id=1", {}),
         ]:
             response = await client.get(url, headers=headers)
             assert response.status_code == 410, (url, headers, response.text)
@@ -74,8 +75,9 @@ async def test_expired_cursors_answer_410_and_no_cursor_starts_at_the_oldest(
             assert error["details"]["oldest_event_id"] == cut + 1
             assert response.headers["Runtrack-Oldest-Event-Id"] == str(cut + 1)
         for after in ("", "?after_event_id=0", f"?after_event_id={cut}"):
-            page = (await client.get(f"/v1/events{after}")).json()
-            assert page["items"][0]["id"] == cut + 1
+            for path in ("/v1/events", "/v1/audit/export"):
+                page = (await client.get(f"{path}{after}")).json()
+                assert page["items"][0]["id"] == cut + 1, (path, after)
 
 
 async def test_an_archived_run_is_read_from_the_segments(
@@ -183,6 +185,7 @@ def test_retention_needs_an_archive_dir_and_an_age() -> None:
 
 def test_openapi_lists_the_410_and_its_header() -> None:
     document = openapi_document(1024)
-    for path in ("/v1/events", "/v1/runs/{run_id}/events", "/v1/runs/{run_id}/messages"):
+    paths = ("/v1/events", "/v1/runs/{run_id}/events", "/v1/runs/{run_id}/messages")
+    for path in (*paths, "/v1/audit/export"):
         gone = document["paths"][path]["get"]["responses"]["410"]
         assert "Runtrack-Oldest-Event-Id" in gone["headers"]
