@@ -12,6 +12,7 @@ BENCHMARKS = (
     "bench.workers",
     "bench.otel_export",
     "bench.audit",
+    "bench.archive_pages",
 )
 
 

@@ -92,6 +92,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a small run (a smoke test)")
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--limit", type=int, default=1_000)
+    parser.add_argument("--postgres", help="ignored: the segments are read the same way")
     args = parser.parse_args()
     events = 3_000 if args.quick else args.events
     asyncio.run(run(events, args.limit))
