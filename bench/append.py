@@ -650,7 +650,7 @@ def main() -> None:
     if args.archive_half != 0 and (args.archive_half or not args.quick):
         from bench.archive_half import FULL_EVENTS, run_and_print  # it imports this module
 
-        run_and_print(args.archive_half or FULL_EVENTS)
+        run_and_print(args.archive_half or FULL_EVENTS, args.postgres)
 
 
 if __name__ == "__main__":

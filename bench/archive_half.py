@@ -25,21 +25,32 @@ import asyncio
 import json
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench._machine import describe_machine, status_mb
 from bench.append import (
     BATCH,
+    PAGE,
     Result,
     append_concurrently,
     connect_plain,
     create_runs,
     in_data_folder,
-    replay,
     timed,
 )
-from eventstore import ARCHIVE_BATCH, GENESIS_HASH, INSERT_EVENT, RunStatus, SQLiteEventStore
+from eventstore import (
+    ARCHIVE_BATCH,
+    EVENT_COLUMNS,
+    GENESIS_HASH,
+    INSERT_EVENT,
+    EventFilter,
+    EventStore,
+    RunStatus,
+    open_store,
+    scratch_schema,
+)
 from eventstore import event_hash as chain_hash
 from projections import RunFilter, RunProjection, RunQueries, rebuild
 
@@ -108,35 +119,74 @@ def chained_row(
     return (*names, STAMP, previous, digest, True)  # True: plain_names (nothing to escape)
 
 
-def fill_histories(path: Path, count: int) -> int:
-    """``count`` chained events of whole run histories (the last one cut short); the number of
-    runs. ``run_streams`` gets each run's head in the same transaction as its events."""
-    connection = connect_plain(path, "NORMAL")
+Rows = list[tuple[object, ...]]
+
+
+def chained_batches(count: int) -> Iterator[tuple[Rows, Rows]]:
+    """``count`` chained events of whole run histories (the last one cut short), in batches of
+    about ``BATCH`` events: (``events`` rows, the ``run_streams`` rows of their runs)."""
     previous, event_id, run = GENESIS_HASH, 0, 0
+    while event_id < count:
+        rows: Rows = []
+        heads: Rows = []
+        while len(rows) < BATCH and event_id < count:
+            events = history(run)[: count - event_id]
+            for sequence, event in enumerate(events, start=1):
+                event_id += 1
+                rows.append(chained_row(event_id, run, sequence, event, previous))
+                previous = str(rows[-1][10])
+            heads.append((f"hist-{run}", ORG, f"conv-{run}", len(events), event_id))
+            run += 1
+        yield rows, heads
+
+
+def fill_sqlite(path: str, count: int) -> int:
+    """The log written with plain sqlite3, a transaction per batch; the number of runs."""
+    connection = connect_plain(Path(path), "NORMAL")
+    runs = 0
     try:
-        while event_id < count:
-            rows: list[tuple[object, ...]] = []
-            heads: list[tuple[object, ...]] = []
-            while len(rows) < BATCH and event_id < count:
-                events = history(run)[: count - event_id]
-                for sequence, event in enumerate(events, start=1):
-                    event_id += 1
-                    rows.append(chained_row(event_id, run, sequence, event, previous))
-                    previous = str(rows[-1][10])
-                heads.append((f"hist-{run}", ORG, f"conv-{run}", len(events), event_id))
-                run += 1
+        for rows, heads in chained_batches(count):
             connection.execute("BEGIN IMMEDIATE")
             connection.executemany(INSERT_EVENT, rows)
             connection.executemany("INSERT INTO run_streams VALUES (?,?,?,?,?)", heads)
             connection.execute("COMMIT")
+            runs += len(heads)
     finally:
         connection.close()
-    return run
+    return runs
 
 
-def server_store(path: Path, *, refill: bool = False) -> SQLiteEventStore:
+def fill_postgres(url: str, count: int) -> int:
+    """The same log through COPY (the store made the schema), ``log_head`` set to its end."""
+    import psycopg  # only with --postgres
+
+    asyncio.run(_create_schema(url))
+    runs, last = 0, GENESIS_HASH
+    with psycopg.connect(url) as connection, connection.cursor() as cursor:
+        for rows, heads in chained_batches(count):
+            with cursor.copy(f"COPY events ({EVENT_COLUMNS}, plain_names) FROM STDIN") as copy:
+                for event in rows:
+                    copy.write_row(event)
+            with cursor.copy("COPY run_streams FROM STDIN") as copy:
+                for head in heads:
+                    copy.write_row(head)
+            connection.commit()
+            runs, last = runs + len(heads), str(rows[-1][10])
+        cursor.execute(
+            "UPDATE log_head SET last_id = %s, last_hash = %s, last_created_at = %s",
+            (count, last, STAMP),
+        )
+    return runs
+
+
+async def _create_schema(database: str) -> None:
+    async with open_store(database):
+        pass
+
+
+def server_store(database: str, *, refill: bool = False) -> EventStore:
     """The store as the server opens it: the run projection folded in every append."""
-    return SQLiteEventStore(path, projections=[RunProjection()], replace_stale_tables=refill)
+    return open_store(database, projections=[RunProjection()], replace_stale_tables=refill)
 
 
 @dataclass
@@ -146,16 +196,17 @@ class Prepared:
     rebuild: Result
 
 
-def prepare(path: Path, count: int) -> Prepared:
+def prepare(database: str, count: int) -> Prepared:
     started = time.perf_counter()
-    runs = fill_histories(path, count)
+    fill = fill_postgres if database.startswith("postgres") else fill_sqlite
+    runs = fill(database, count)
     fill_seconds = time.perf_counter() - started
-    rebuilt = asyncio.run(build_read_model(path, runs))
+    rebuilt = asyncio.run(build_read_model(database, runs))
     return Prepared(runs, fill_seconds, rebuilt)
 
 
-async def build_read_model(path: Path, runs: int) -> Result:
-    async with server_store(path, refill=True) as store:
+async def build_read_model(database: str, runs: int) -> Result:
+    async with server_store(database, refill=True) as store:
         with timed() as watch:
             report = await rebuild(store)
         if report.runs != runs:
@@ -187,7 +238,7 @@ class Rates:
     replay: Result
 
 
-async def append_rate(store: SQLiteEventStore, sizes: Sizes, *, create: bool) -> Result:
+async def append_rate(store: EventStore, sizes: Sizes, *, create: bool) -> Result:
     """``create``: the tasks' runs are new (before); after the archive the same runs go on."""
     if create:
         await create_runs(store, TASKS)
@@ -198,7 +249,7 @@ async def append_rate(store: SQLiteEventStore, sizes: Sizes, *, create: bool) ->
     return watch.result(each * TASKS)
 
 
-async def list_rate(store: SQLiteEventStore, flt: RunFilter, calls: int) -> Result:
+async def list_rate(store: EventStore, flt: RunFilter, calls: int) -> Result:
     """Calls per second of one page of ``flt``, newest first (``GET /v1/runs``'s query)."""
     queries = RunQueries(store)
     await queries.list_runs(ORG, flt, limit=LIST_PAGE)  # warm the connection and the cache
@@ -210,17 +261,30 @@ async def list_rate(store: SQLiteEventStore, flt: RunFilter, calls: int) -> Resu
     return watch.result(calls)
 
 
-async def measure(path: Path, sizes: Sizes, *, create: bool) -> Rates:
-    async with server_store(path) as store:
+async def measure(database: str, sizes: Sizes, *, create: bool) -> Rates:
+    async with server_store(database) as store:
         appended = await append_rate(store, sizes, create=create)
         lists = {name: await list_rate(store, flt, sizes.lists) for name, flt in FILTERS.items()}
         live = await store.head() - await store.oldest_event_id() + 1
-    replayed, _ = await replay(path, live)
-    return Rates(appended, lists, replayed)
+    return Rates(appended, lists, await replay_rate(database, live))
 
 
-async def archive_first_half(path: Path, segments: Path, cut: int) -> Result:
-    async with server_store(path) as store:
+async def replay_rate(database: str, expected: int) -> Result:
+    """The whole live log in pages of ``PAGE`` from the oldest kept event, as the replay case
+    reads it (bench.append's ``replay_pages``, less its RSS samples), on either backend."""
+    async with open_store(database) as store:
+        cursor, count = 0, 0
+        with timed() as watch:
+            while (page := await store.read(EventFilter(), after=cursor, limit=PAGE)).events:
+                count += len(page.events)
+                cursor = page.position
+    if count != expected:
+        raise RuntimeError(f"replayed {count} events, expected {expected}")
+    return watch.result(count)
+
+
+async def archive_first_half(database: str, segments: Path, cut: int) -> Result:
+    async with server_store(database) as store:
         with timed() as watch:
             manifests = await store.archive_through(cut, segments, batch=ARCHIVE_BATCH)
         if sum(m.count for m in manifests) != cut or await store.oldest_event_id() != cut + 1:
@@ -248,15 +312,25 @@ class HalfRun:
         return found
 
 
-def archive_half_case(root: Path, count: int) -> HalfRun:
-    """The whole case in ``root``: fill, rebuild, measure, archive half, measure again."""
-    path = root / "half.db"
-    prepared = prepare(path, count)
+def archive_half_case(database: str, segments: Path, count: int) -> HalfRun:
+    """The whole case on ``database``: fill, rebuild, measure, archive half, measure again."""
+    prepared = prepare(database, count)
     sizes = Sizes.for_log(count)
-    before = asyncio.run(measure(path, sizes, create=True))
-    archived = asyncio.run(archive_first_half(path, root / "segments", count // 2))
-    after = asyncio.run(measure(path, sizes, create=False))
+    before = asyncio.run(measure(database, sizes, create=True))
+    archived = asyncio.run(archive_first_half(database, segments, count // 2))
+    after = asyncio.run(measure(database, sizes, create=False))
     return HalfRun(count, prepared, archived, before, after)
+
+
+def both_backends(count: int, postgres: str | None) -> dict[str, HalfRun]:
+    """SQLite in bench/.data (the disk); then PostgreSQL in a scratch schema, if given."""
+    runs = {}
+    with in_data_folder() as folder:
+        runs["sqlite"] = archive_half_case(str(folder / "half.db"), folder / "segments", count)
+        if postgres:
+            with scratch_schema(postgres, prefix="bench_") as schema:
+                runs["postgres"] = archive_half_case(schema.url, folder / "pg-segments", count)
+    return runs
 
 
 # -- reporting ---------------------------------------------------------------------------------
@@ -271,13 +345,13 @@ def _row(label: str, before: Result, after: Result) -> str:
     )
 
 
-def half_lines(run: HalfRun) -> list[str]:
+def half_lines(run: HalfRun, backend: str) -> list[str]:
     prepared, archived = run.prepared, run.archived
     lines = [
-        f"  archive half of {run.events:,} events ({prepared.runs:,} runs of 9 events): fill "
-        f"{prepared.fill_seconds:,.0f} s, rebuild {prepared.rebuild.rate:,.0f} ev/s, archive "
-        f"of {archived.events:,} {archived.rate:,.0f} ev/s ({archived.seconds:,.0f} s), "
-        "untimed in the comparison",
+        f"  {backend}: archive half of {run.events:,} events ({prepared.runs:,} runs of 9 "
+        f"events): fill {prepared.fill_seconds:,.0f} s, rebuild {prepared.rebuild.rate:,.0f} "
+        f"ev/s, archive of {archived.events:,} {archived.rate:,.0f} ev/s "
+        f"({archived.seconds:,.0f} s), untimed in the comparison",
         f"  {'per event (list: per call)':<30} {'before/s':>10} {'after/s':>10} {'ratio':>6}"
         f" {'CPU µs bef':>10} {'CPU µs aft':>10} {'ratio':>6}   (targets >= 0.8)",
     ]
@@ -285,24 +359,25 @@ def half_lines(run: HalfRun) -> list[str]:
     return lines
 
 
-def half_field(run: HalfRun) -> str:
+def half_fields(run: HalfRun, prefix: str = "") -> str:
     fields = [
-        f"{name}={after.rate / before.rate:.2f} {name}_cpu={before.cpu_us / after.cpu_us:.2f}"
+        f"{prefix}{name}={after.rate / before.rate:.2f} "
+        f"{prefix}{name}_cpu={before.cpu_us / after.cpu_us:.2f}"
         for name, (_, before, after) in run.pairs().items()
     ]
-    return (
-        f"archive_half: events={run.events} {' '.join(fields)} archive_ev_s={run.archived.rate:.0f}"
-    )
+    return " ".join([*fields, f"{prefix}archive_ev_s={run.archived.rate:.0f}"])
 
 
-def run_and_print(count: int) -> HalfRun:
-    """The case on disk (bench/.data), then its lines and its summary line."""
-    with in_data_folder() as folder:
-        run = archive_half_case(folder, count)
-    print("\n".join(half_lines(run)))
+def run_and_print(count: int, postgres: str | None = None) -> dict[str, HalfRun]:
+    """The case on each backend, then its lines and one summary line (``pg_`` fields for
+    PostgreSQL)."""
+    runs = both_backends(count, postgres)
+    for backend, run in runs.items():
+        print("\n".join(half_lines(run, backend)))
     print(f"  load average at the end: {load()}; peak RSS {status_mb('VmHWM'):,.0f} MB")
-    print(half_field(run), flush=True)
-    return run
+    fields = [half_fields(run, "pg_" if name == "postgres" else "") for name, run in runs.items()]
+    print(f"archive_half: events={count} {' '.join(fields)}", flush=True)
+    return runs
 
 
 def load() -> str:
@@ -318,9 +393,7 @@ def main() -> None:
     args = parser.parse_args()
     count = args.events or (QUICK_EVENTS if args.quick else FULL_EVENTS)
     print(describe_machine(), f"| load {load()}", flush=True)
-    if args.postgres:
-        print("  (PostgreSQL is not measured by this case yet: SQLite only)")
-    run_and_print(count)
+    run_and_print(count, args.postgres)
 
 
 if __name__ == "__main__":
