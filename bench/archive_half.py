@@ -25,11 +25,13 @@ import asyncio
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
-from bench._machine import describe_machine, status_mb
+from bench._machine import PeakRss, describe_machine
 from bench.append import (
     BATCH,
     PAGE,
@@ -54,6 +56,7 @@ from eventstore import (
 from eventstore import event_hash as chain_hash
 from projections import RunFilter, RunProjection, RunQueries, rebuild
 
+T = TypeVar("T")
 FULL_EVENTS = 20_000_000
 QUICK_EVENTS = 10_000
 TASKS = 256
@@ -299,6 +302,7 @@ class HalfRun:
     archived: Result
     before: Rates
     after: Rates
+    peak_mb: dict[str, float]  # the process's peak RSS in each phase
 
     def pairs(self) -> dict[str, tuple[str, Result, Result]]:
         """Each rate's (label, before, after): per event, or per call for the lists."""
@@ -314,12 +318,23 @@ class HalfRun:
 
 def archive_half_case(database: str, segments: Path, count: int) -> HalfRun:
     """The whole case on ``database``: fill, rebuild, measure, archive half, measure again."""
-    prepared = prepare(database, count)
+    peaks: dict[str, float] = {}
     sizes = Sizes.for_log(count)
-    before = asyncio.run(measure(database, sizes, create=True))
-    archived = asyncio.run(archive_first_half(database, segments, count // 2))
-    after = asyncio.run(measure(database, sizes, create=False))
-    return HalfRun(count, prepared, archived, before, after)
+    prepared = in_phase(peaks, "fill and rebuild", lambda: prepare(database, count))
+    before = in_phase(peaks, "before", lambda: asyncio.run(measure(database, sizes, create=True)))
+    half = partial(archive_first_half, database, segments, count // 2)
+    archived = in_phase(peaks, "archive", lambda: asyncio.run(half()))
+    after = in_phase(peaks, "after", lambda: asyncio.run(measure(database, sizes, create=False)))
+    return HalfRun(count, prepared, archived, before, after, peaks)
+
+
+def in_phase(peaks: dict[str, float], name: str, work: Callable[[], T]) -> T:
+    """``work()``, its peak RSS kept as ``peaks[name]``: the rebuild holds every run's state,
+    so a 20M-event log needs gigabytes, and the lead's run must know how many."""
+    rss = PeakRss()
+    done = work()
+    peaks[name] = rss.baseline + rss.growth_mb()
+    return done
 
 
 def both_backends(count: int, postgres: str | None) -> dict[str, HalfRun]:
@@ -352,6 +367,7 @@ def half_lines(run: HalfRun, backend: str) -> list[str]:
         f"events): fill {prepared.fill_seconds:,.0f} s, rebuild {prepared.rebuild.rate:,.0f} "
         f"ev/s, archive of {archived.events:,} {archived.rate:,.0f} ev/s "
         f"({archived.seconds:,.0f} s), untimed in the comparison",
+        "  peak RSS: " + ", ".join(f"{name} {mb:,.0f} MB" for name, mb in run.peak_mb.items()),
         f"  {'per event (list: per call)':<30} {'before/s':>10} {'after/s':>10} {'ratio':>6}"
         f" {'CPU µs bef':>10} {'CPU µs aft':>10} {'ratio':>6}   (targets >= 0.8)",
     ]
@@ -374,7 +390,7 @@ def run_and_print(count: int, postgres: str | None = None) -> dict[str, HalfRun]
     runs = both_backends(count, postgres)
     for backend, run in runs.items():
         print("\n".join(half_lines(run, backend)))
-    print(f"  load average at the end: {load()}; peak RSS {status_mb('VmHWM'):,.0f} MB")
+    print(f"  load average at the end: {load()}")
     fields = [half_fields(run, "pg_" if name == "postgres" else "") for name, run in runs.items()]
     print(f"archive_half: events={count} {' '.join(fields)}", flush=True)
     return runs
