@@ -337,15 +337,12 @@ def in_phase(peaks: dict[str, float], name: str, work: Callable[[], T]) -> T:
     return done
 
 
-def both_backends(count: int, postgres: str | None) -> dict[str, HalfRun]:
-    """SQLite in bench/.data (the disk); then PostgreSQL in a scratch schema, if given."""
-    runs = {}
-    with in_data_folder() as folder:
-        runs["sqlite"] = archive_half_case(str(folder / "half.db"), folder / "segments", count)
-        if postgres:
-            with scratch_schema(postgres, prefix="bench_") as schema:
-                runs["postgres"] = archive_half_case(schema.url, folder / "pg-segments", count)
-    return runs
+def backend_runs(folder: Path, count: int, postgres: str | None) -> Iterator[tuple[str, HalfRun]]:
+    """SQLite in ``folder`` (on disk); then PostgreSQL in a scratch schema, if given."""
+    yield "sqlite", archive_half_case(str(folder / "half.db"), folder / "segments", count)
+    if postgres:
+        with scratch_schema(postgres, prefix="bench_") as schema:
+            yield "postgres", archive_half_case(schema.url, folder / "pg-segments", count)
 
 
 # -- reporting ---------------------------------------------------------------------------------
@@ -385,11 +382,13 @@ def half_fields(run: HalfRun, prefix: str = "") -> str:
 
 
 def run_and_print(count: int, postgres: str | None = None) -> dict[str, HalfRun]:
-    """The case on each backend, then its lines and one summary line (``pg_`` fields for
-    PostgreSQL)."""
-    runs = both_backends(count, postgres)
-    for backend, run in runs.items():
-        print("\n".join(half_lines(run, backend)))
+    """The case on each backend, its lines printed as each ends (a 20M run is long), then one
+    summary line (``pg_`` fields for PostgreSQL)."""
+    runs = {}
+    with in_data_folder() as folder:
+        for backend, run in backend_runs(folder, count, postgres):
+            print("\n".join(half_lines(run, backend)), flush=True)
+            runs[backend] = run
     print(f"  load average at the end: {load()}")
     fields = [half_fields(run, "pg_" if name == "postgres" else "") for name, run in runs.items()]
     print(f"archive_half: events={count} {' '.join(fields)}", flush=True)
