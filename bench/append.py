@@ -17,6 +17,8 @@ Cases, measured in one run on the same machine and the store's own schema:
   archive        (full mode: 1M events, or --archive N) a chained log of N events moved to
                  segments in batches of 2,500 (``EventStore.archive_through``) while 16 tasks
                  append: archive events/s, peak RSS growth, and the appends' p99 latency
+  archive half   (full mode: 20M events, or --archive-half N; bench/archive_half.py) append, list
+                 and replay rates on an N-event log before and after archiving its first half
 All runs share one organization and one conversation on both sides. Every append case first
 writes a short untimed warm-up (the first commits of a fresh WAL file also grow it, which makes
 early fsyncs slower), then times a fixed number of events, reported in fifths as well: the rate
@@ -618,6 +620,9 @@ def main() -> None:
     parser.add_argument("--only-growth", action="store_true", help="run the growth case alone")
     parser.add_argument("--archive", type=int, help="events the archive case moves (full: 1M)")
     parser.add_argument("--only-archive", action="store_true", help="run the archive case alone")
+    parser.add_argument(
+        "--archive-half", type=int, help="bench.archive_half's log size (full: 20M; 0: skip)"
+    )
     args = parser.parse_args()
     sizes = QUICK if args.quick else FULL
     if args.growth is not None:
@@ -642,6 +647,10 @@ def main() -> None:
     if args.postgres:
         postgres_cases(args.postgres, sizes, results)
     report(results, memory, sizes, archived)
+    if args.archive_half != 0 and (args.archive_half or not args.quick):
+        from bench.archive_half import FULL_EVENTS, run_and_print  # it imports this module
+
+        run_and_print(args.archive_half or FULL_EVENTS, args.postgres)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ QUICK_RUNS = {
         "archive_ev_s=",
         "archive_p99_ms=",
     ),
+    "bench.archive_half": ("archive_half:", "append=", "list_failed=", "replay=", "archive_ev_s="),
     "bench.projections": ("projections:", "rebuild_ev_s=", "claim_per_s="),
     "bench.sse": ("sse:", "replay/ceiling=", *SSE_FIELDS, "http_append_ev_s=", "http/bare="),
     "bench.workers": ("workers:", "runs_s_ratio=", "cpu_ratio="),
