@@ -551,13 +551,13 @@ HEADS_KEPT = 16_384
 class RunHeads:
     """The run heads as the writer's last committed group left them, for its next group.
 
-    Each group otherwise reads the heads of all its runs back from ``run_streams``: about a tenth of
-    the writer's CPU per event under many concurrent runs (docs/benchmarks.md, "Notes from the
-    code"). Only appends change ``run_streams``, and every append moves the log's head, which
-    the next group reads under the write lock: when that head is still the one this writer
-    committed, no other process (or writer) has appended since, and the kept heads are the
-    stored ones. Otherwise they are dropped and read again. A group that fails leaves nothing
-    kept: its heads are taken when it starts and given back only on commit.
+    Each group otherwise reads the heads of all its runs back from ``run_streams``: about a
+    tenth of the writer's CPU per event under many concurrent runs (docs/benchmarks.md, "Notes
+    from the code"). Only appends change ``run_streams``, and every append moves the log's
+    head, which the next group reads under the write lock: when that head is still the one
+    this writer committed, no other process (or writer) has appended since, and the kept heads
+    are the stored ones. Otherwise they are dropped and read again. A group that fails leaves
+    nothing kept: its heads are taken when it starts and given back only on commit.
     """
 
     def __init__(self, limit: int = HEADS_KEPT) -> None:
