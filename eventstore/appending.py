@@ -38,6 +38,7 @@ __all__ = [
     "Head",
     "PlainAppend",
     "PreparedEvent",
+    "RunHeads",
     "WriteContext",
     "event_columns",
     "format_timestamp",
@@ -264,6 +265,7 @@ class WriteContext:
         head: Head,
         projections: Sequence[Projection] = (),
         chain_v2_from: int = 1,
+        streams: dict[str, _Stream] | None = None,
     ) -> None:
         self.tx = tx
         self.head = head
@@ -276,7 +278,9 @@ class WriteContext:
         self._quoted_now = _quote(self._now)
         self._rows: list[tuple[Any, ...]] = []
         """The ``INSERT_EVENT`` row of each event of ``committed``, in the same order."""
-        self._streams: dict[str, _Stream] = {}
+        self._streams: dict[str, _Stream] = {} if streams is None else streams
+        """Run heads as of this transaction: ``RunHeads`` fills it with the heads the last group
+        committed when nobody else has written since."""
         self._keys: dict[tuple[str, str], tuple[str, list[AgentEvent]]] = {}
         self._stream_undo: list[tuple[str, _Stream]] = []
         """Each run head replaced in ``_streams``, with the head it replaced (for ``reset``)."""
@@ -323,6 +327,10 @@ class WriteContext:
             found = {row[0]: _Stream(row[1], row[2], row[3], row[4], exists=True) for row in rows}
             for run_id in part:
                 self._streams[run_id] = found.get(run_id, _MISSING)
+
+    def run_heads(self) -> dict[str, _Stream]:
+        """Every run head this transaction has read or written (for ``RunHeads``)."""
+        return self._streams
 
     def flush(self) -> None:
         """Write every buffered event, run head and idempotency key of this group."""
@@ -552,6 +560,40 @@ class WriteContext:
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
+
+
+HEADS_KEPT = 16_384
+"""The most run heads a writer keeps between groups (about 150 bytes each)."""
+
+
+class RunHeads:
+    """The run heads as the writer's last committed group left them, for its next group.
+
+    Each group otherwise reads the heads of all its runs back from ``run_streams``: about a
+    tenth of the writer's CPU per event under many concurrent runs (docs/benchmarks.md, "Notes
+    from the code"). Only appends change ``run_streams``, and every append moves the log's
+    head, which the next group reads under the write lock: when that head is still the one
+    this writer committed, no other process (or writer) has appended since, and the kept heads
+    are the stored ones. Otherwise they are dropped and read again. A group that fails leaves
+    nothing kept: its heads are taken when it starts and given back only on commit.
+    """
+
+    def __init__(self, limit: int = HEADS_KEPT) -> None:
+        self._limit = limit
+        self._head: Head | None = None
+        self._streams: dict[str, _Stream] = {}
+
+    def take(self, head: Head) -> dict[str, _Stream]:
+        """The kept heads if ``head`` (read under the lock) is the last one committed here."""
+        streams = self._streams if head == self._head else {}
+        self._head, self._streams = None, {}
+        return streams
+
+    def keep(self, context: WriteContext) -> None:
+        """After ``context``'s transaction committed: its heads are the stored ones."""
+        streams = context.run_heads()
+        if len(streams) <= self._limit:
+            self._head, self._streams = context.head, streams
 
 
 def _check_expected_sequence(request: AppendRequest, stream: _Stream) -> None:

@@ -30,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from .appending import Head, PlainAppend, WriteContext
+from .appending import Head, PlainAppend, RunHeads, WriteContext
 from .errors import StoreError, StoreUnavailable
 from .protocol import Projection, Transaction
 from .records import AgentEvent
@@ -137,6 +137,8 @@ class GroupCommitWriter:
         self._appends_need_savepoints = _appends_need_savepoints(self._projections)
         self._on_commit = on_commit
         self._max_group = max_group
+        self._heads = RunHeads()
+        """The run heads of the last committed group (only the writer thread touches it)."""
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         """Units for the thread; ``None`` after the last (``aclose``)."""
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="runtrack-writer")
@@ -278,6 +280,7 @@ class GroupCommitWriter:
                 context, outcomes = self._apply(tx, head, units, isolated=True)
             before_commit()
             backend.commit(context.head)
+            self._heads.keep(context)
         except BaseException:
             with contextlib.suppress(Exception):
                 backend.rollback()
@@ -294,7 +297,9 @@ class GroupCommitWriter:
     def _apply(
         self, tx: Transaction, head: Head, units: list[Unit], *, isolated: bool
     ) -> tuple[WriteContext, list[tuple[bool, Any]]]:
-        context = WriteContext(tx, head, self._projections, self._backend.chain_v2_from)
+        context = WriteContext(
+            tx, head, self._projections, self._backend.chain_v2_from, self._heads.take(head)
+        )
         context.preload([u.request.run_id for u in units if isinstance(u, PlainAppend)])
         outcomes = [self._run_unit(context, unit, isolated) for unit in units]
         if not isolated:

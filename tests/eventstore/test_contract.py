@@ -376,6 +376,22 @@ async def test_another_store_on_the_same_database_is_seen_live(store_factory: St
         assert [e.id for e in await collector] == [1, 2, 3, 4, 5, 6]
 
 
+async def test_two_stores_appending_to_one_run_take_turns_in_sequence(
+    store_factory: StoreFactory,
+) -> None:
+    """Each writer keeps its last group's run heads for the next (``RunHeads``): an append by
+    the other store in between must be seen, or the next sequence would be taken twice."""
+    async with store_factory() as first, store_factory() as second:
+        await new_run(first, "run-a")
+        for n in range(3):
+            await first.append(ORG, "run-a", [custom(n)])
+            await second.append(ORG, "run-a", [custom(n)])
+        await first.append(ORG, "run-a", [custom(9)], expected_sequence=7)
+        events = await all_events(first)
+        assert (await first.verify()).ok
+    assert [e.sequence for e in events] == list(range(1, 9))
+
+
 async def test_closing_the_store_ends_subscriptions(store_factory: StoreFactory) -> None:
     store = await store_factory().open()
     stream = store.subscribe(EventFilter(), after=0)
