@@ -2,8 +2,9 @@
 
 The writer checkpoints the WAL itself once it holds ``WAL_AUTOCHECKPOINT_PAGES`` pages, inside
 the commit that crossed the mark, so every append queued behind that commit waits for it. An
-archive deletes thousands of rows per unit (about 1,300 pages each in ``bench.append``'s log),
-which crosses the mark every few units: those commits took up to ten times the median. While
+archive deletes thousands of rows per unit (over a thousand pages each in ``bench.append``'s
+log, by the bytes written), which crosses the mark every few units: those commits took up to ten
+times the median. While
 an archive runs, a connection and thread of its own checkpoint every few units instead
 (``PASSIVE``: it never waits for the writer, and the writer never waits for it), which leaves
 the writer's own checkpoints little or nothing to copy (docs/benchmarks.md, "archive rate with

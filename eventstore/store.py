@@ -324,39 +324,24 @@ class EventStore(abc.ABC):
         cut, cut_hash = (0, GENESIS_HASH) if anchor is None else (anchor.cut_id, anchor.cut_hash)
         await asyncio.to_thread(_drop_unfinished, directory, cut)
         written: list[Manifest] = []
-        pending = 0  # the events of the unit committing
-        # Three batches at once: one read, the next written to its segment while the one before
-        # it is deleted under the lock (docs/benchmarks.md, "archive rate with appenders"). A
-        # unit is submitted only once its segment is durable and checked and the unit before it
-        # has committed; a segment written past the anchor by a crash is dropped above.
-        reading = self._archive_batch(cut, last_id, batch)
-        writing: asyncio.Future[Manifest] | None = None
-        committing: asyncio.Future[Anchor] | None = None
         checkpoints = self._archive_checkpointer()
+        reading = self._archive_batch(cut, last_id, batch)
         try:
             while (found := await reading) is not None:
                 _check_joins(found, cut, cut_hash)
+                # the next batch is read while this one is written and committed (ids past this
+                # batch's, which its delete does not touch); its segment is not written during
+                # this delete: that left the writer no time between units for the appends
+                # (docs/benchmarks.md, "archive rate with appenders")
                 reading = self._archive_batch(found.last_id, last_id, batch)
-                writing = asyncio.ensure_future(asyncio.to_thread(write_segment, directory, found))
-                if committing is not None:
-                    await committing
-                    _crash_point("committed")
-                    checkpoints.committed(pending)
-                manifest = await writing
-                committing = asyncio.ensure_future(
-                    self.transact(archive_unit(manifest, found.last_created_at))
-                )
-                written.append(manifest)
-                pending = manifest.count
-                cut, cut_hash = found.last_id, found.last_hash
-            if committing is not None:
-                await committing
+                manifest = await asyncio.to_thread(write_segment, directory, found)
+                anchor = await self.transact(archive_unit(manifest, found.last_created_at))
                 _crash_point("committed")
-                checkpoints.committed(pending)
-        except BaseException:
-            await _settle(reading, [writing, committing])
-            raise
+                checkpoints.committed(manifest.count)
+                written.append(manifest)
+                cut, cut_hash = anchor.cut_id, anchor.cut_hash
         finally:
+            await cancel_and_wait([reading])
             await checkpoints.aclose()
         return written
 
@@ -664,20 +649,6 @@ class _Walk:
 
 def _broken(count: int, head_id: int, head_hash: str, bad_id: int, reason: str) -> VerifyReport:
     return VerifyReport(False, count, head_id, head_hash, first_bad_event_id=bad_id, reason=reason)
-
-
-async def _settle(
-    reading: asyncio.Future[Any], started: Sequence[asyncio.Future[Any] | None]
-) -> None:
-    """An archive that failed: the next read is cancelled; a segment being written and a unit
-    submitted cannot be stopped halfway, so they are waited for (their errors are the
-    caller's to ignore: it is raising its own)."""
-    reading.cancel()
-    running = [reading, *(f for f in started if f is not None)]
-    await asyncio.wait(running)
-    for future in running:
-        if not future.cancelled():
-            future.exception()
 
 
 def _check_joins(batch: Batch, cut: int, cut_hash: str) -> None:

@@ -317,7 +317,7 @@ class GroupCommitWriter:
 
         A unit that runs alone needs none either: when it raises, its whole group (itself) is
         rolled back. A savepoint there cost a copy of every page the unit changed, in a
-        journal of its own (an archive's delete: about 1,300 pages, docs/benchmarks.md)."""
+        journal of its own (an archive's delete: over a thousand pages; docs/benchmarks.md)."""
         backend = self._backend
         if runs_alone(unit):
             return True, unit(context)
