@@ -20,6 +20,7 @@ from .errors import ArchiveRefused
 from .migrations import Migration
 from .protocol import Row, Transaction
 from .segments import Manifest, _crash_point
+from .writer import AloneUnit
 
 __all__ = ["Anchor", "archive_migration", "archive_unit", "read_anchor"]
 
@@ -38,12 +39,10 @@ _COMMON = (
         first_id BIGINT PRIMARY KEY, last_id BIGINT NOT NULL, name TEXT NOT NULL,
         sha256 TEXT NOT NULL, archived_at TEXT NOT NULL)""",
 )
-_SQLITE = (
-    "DROP TRIGGER IF EXISTS events_no_delete",
-    f"""CREATE TRIGGER events_no_delete BEFORE DELETE ON events
+_SQLITE_GUARD = f"""CREATE TRIGGER events_no_delete BEFORE DELETE ON events
        WHEN NOT EXISTS (SELECT 1 FROM archive_permits WHERE OLD.id BETWEEN first_id AND last_id)
-       BEGIN SELECT RAISE(ABORT, '{_DELETE_REFUSED}'); END""",
-)
+       BEGIN SELECT RAISE(ABORT, '{_DELETE_REFUSED}'); END"""
+_SQLITE = ("DROP TRIGGER IF EXISTS events_no_delete", _SQLITE_GUARD)
 _POSTGRESQL = (
     """CREATE OR REPLACE FUNCTION runtrack_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
        BEGIN
@@ -100,16 +99,9 @@ def archive_unit(manifest: Manifest, last_created_at: str) -> Callable[[WriteCon
         context.flush()
         tx = context.tx
         _check_range(tx, manifest)
-        tx.execute(
-            "INSERT INTO archive_permits (first_id, last_id) VALUES (?, ?)",
-            (manifest.first_id, manifest.last_id),
-        )
         for projection in context.projections:
             projection.archiving(tx, manifest.first_id, manifest.last_id)
-        tx.execute(
-            "DELETE FROM events WHERE id BETWEEN ? AND ?", (manifest.first_id, manifest.last_id)
-        )
-        tx.execute("DELETE FROM archive_permits")
+        _delete_range(tx, manifest.first_id, manifest.last_id)
         now = datetime.now(UTC).isoformat()
         anchor = Anchor(manifest.last_id, manifest.last_hash, last_created_at, now)
         tx.execute(
@@ -127,7 +119,29 @@ def archive_unit(manifest: Manifest, last_created_at: str) -> Callable[[WriteCon
         _crash_point("deleted")
         return anchor
 
-    return unit
+    return AloneUnit(unit)
+
+
+def _delete_range(tx: Transaction, first_id: int, last_id: int) -> None:
+    """Delete events ``first_id..last_id`` past the append-only guard, inside this transaction.
+
+    PostgreSQL: a permit the row trigger lets through, removed again before the commit. SQLite:
+    the trigger is dropped and created again around the delete, in the same transaction, so no
+    other connection ever sees the log without it (a crash rolls both back). A row trigger that
+    is there, even one that lets the row go, makes SQLite check each row in a program of its
+    own, keep a statement journal, and give up its one-pass delete: the delete cost twice the
+    CPU and wrote 40 % more (docs/benchmarks.md, "archive rate with appenders")."""
+    bounds = (first_id, last_id)
+    if tx.dialect.name != "sqlite":
+        tx.execute("INSERT INTO archive_permits (first_id, last_id) VALUES (?, ?)", bounds)
+        _crash_point("unguarded")
+        tx.execute("DELETE FROM events WHERE id BETWEEN ? AND ?", bounds)
+        tx.execute("DELETE FROM archive_permits")
+        return
+    tx.execute("DROP TRIGGER events_no_delete")
+    _crash_point("unguarded")
+    tx.execute("DELETE FROM events WHERE id BETWEEN ? AND ?", bounds)
+    tx.execute(_SQLITE_GUARD)
 
 
 def _check_range(tx: Transaction, manifest: Manifest) -> None:

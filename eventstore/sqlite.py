@@ -23,6 +23,7 @@ import aiosqlite
 from .appending import Head
 from .archive import archive_migration
 from .chain_cutover import chain_version_migration
+from .checkpoints import Checkpointer, WalCheckpointer
 from .connection_writer import ConnectionWriter
 from .dialect import SQLITE, Dialect
 from .errors import StoreError, StoreUnavailable, translate_driver_error
@@ -264,6 +265,9 @@ class SQLiteEventStore(EventStore):
     async def _recorded_head(self) -> int:
         rows = await self.fetchall("SELECT seq FROM sqlite_sequence WHERE name = 'events'")
         return int(rows[0][0]) if rows else 0
+
+    def _archive_checkpointer(self) -> Checkpointer:
+        return WalCheckpointer(self.path)
 
     def leadership(self, name: str, *, interval: float = 1.0) -> Leadership:
         return Leadership(FileLock(f"{self.path}.{name}.leader"), interval=interval)

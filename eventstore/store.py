@@ -22,6 +22,7 @@ from .appending import EVENT_COLUMNS, AppendUnit, WriteContext, prepare_append
 from .archive import _ANCHOR_SQL, Anchor, anchor_from_row, archive_unit
 from .chain import ChainBreak, recompute_hash, verify_link
 from .chain_versions import ChainVersions
+from .checkpoints import Checkpointer, NoCheckpoints
 from .dialect import Dialect
 from .errors import ArchiveRefused, CursorExpired, InvalidCursor, StoreUnavailable, UnknownRun
 from .heads import HeadChecks
@@ -158,6 +159,11 @@ class EventStore(abc.ABC):
     async def _recorded_head(self) -> int:
         """The highest id ever committed, as the database records it."""
 
+    def _archive_checkpointer(self) -> Checkpointer:
+        """What copies the database's journal back while an archive deletes (SQLite's WAL:
+        ``eventstore/checkpoints.py``); nothing by default."""
+        return NoCheckpoints()
+
     @abc.abstractmethod
     def leadership(self, name: str, *, interval: float = 1.0) -> Leadership:
         """A (not yet started) contest for ``name``: at most one holder per database at a time."""
@@ -229,7 +235,8 @@ class EventStore(abc.ABC):
         return await self._writer.submit(AppendUnit(request))  # not via transact: a frame less
 
     async def transact(self, unit: Callable[[WriteContext], T]) -> T:
-        """Run ``unit`` on the writer thread in the next group transaction, in its own savepoint."""
+        """Run ``unit`` on the writer thread in the next group transaction, in its own savepoint
+        (an ``AloneUnit``: in a group of its own)."""
         if self._writer is None:
             raise StoreUnavailable("the event store is not open")
         return await self._writer.submit(unit)
@@ -330,25 +337,25 @@ class EventStore(abc.ABC):
         cut, cut_hash = (0, GENESIS_HASH) if anchor is None else (anchor.cut_id, anchor.cut_hash)
         await asyncio.to_thread(_drop_unfinished, directory, cut)
         written: list[Manifest] = []
+        checkpoints = self._archive_checkpointer()
         reading = self._archive_batch(cut, last_id, batch)
-        while cut < last_id:
-            found = await reading
-            if found is None:
-                break
-            _check_joins(found, cut, cut_hash)
-            # the next batch is read while this one is written and committed (ids past this
-            # batch's, which its delete does not touch)
-            reading = self._archive_batch(found.last_id, last_id, batch)
-            try:
+        try:
+            while (found := await reading) is not None:
+                _check_joins(found, cut, cut_hash)
+                # the next batch is read while this one is written and committed (ids past this
+                # batch's, which its delete does not touch); its segment is not written during
+                # this delete: that left the writer no time between units for the appends
+                # (docs/benchmarks.md, "archive rate with appenders")
+                reading = self._archive_batch(found.last_id, last_id, batch)
                 manifest = await asyncio.to_thread(write_segment, directory, found)
                 anchor = await self.transact(archive_unit(manifest, found.last_created_at))
-            except BaseException:
-                await cancel_and_wait([reading])
-                raise
-            _crash_point("committed")
-            written.append(manifest)
-            cut, cut_hash = anchor.cut_id, anchor.cut_hash
-        await cancel_and_wait([reading])
+                _crash_point("committed")
+                checkpoints.committed(manifest.count)
+                written.append(manifest)
+                cut, cut_hash = anchor.cut_id, anchor.cut_hash
+        finally:
+            await cancel_and_wait([reading])
+            await checkpoints.aclose()
         return written
 
     def _archive_batch(self, after: int, last: int, batch: int) -> asyncio.Task[Batch | None]:

@@ -28,14 +28,14 @@ import queue
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from .appending import Head, PlainAppend, RunHeads, WriteContext
 from .errors import StoreError, StoreUnavailable
 from .protocol import Projection, Transaction
 from .records import AgentEvent
 
-__all__ = ["GroupCommitWriter", "WriterBackend"]
+__all__ = ["AloneUnit", "GroupCommitWriter", "WriterBackend"]
 
 T = TypeVar("T")
 Unit = Callable[[WriteContext], Any]
@@ -141,6 +141,8 @@ class GroupCommitWriter:
         """The run heads of the last committed group (only the writer thread touches it)."""
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         """Units for the thread; ``None`` after the last (``aclose``)."""
+        self._carried: _Pending | None = None
+        """An ``AloneUnit`` taken off the queue to end the group before it: the next group."""
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="runtrack-writer")
         self._serving: concurrent.futures.Future[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -190,8 +192,12 @@ class GroupCommitWriter:
 
     def _take(self, *, wait: bool = True) -> tuple[list[_Pending], bool]:
         """Everything queued so far, up to ``max_group`` (unless ``wait`` is false, waiting for
-        a first unit), and whether ``aclose`` came after it."""
-        if wait:
+        a first unit), and whether ``aclose`` came after it. An ``AloneUnit`` is a group of its
+        own: the units queued before it go first, without it."""
+        if self._carried is not None:
+            first: _Pending | None = self._carried
+            self._carried = None
+        elif wait:
             first = self._next()
         else:
             try:
@@ -201,6 +207,8 @@ class GroupCommitWriter:
         if first is None:
             return [], True
         group = [first]
+        if runs_alone(first[0]):
+            return group, False
         while len(group) < self._max_group:
             try:
                 pending = self._queue.get_nowait()
@@ -208,6 +216,9 @@ class GroupCommitWriter:
                 break
             if pending is None:
                 return group, True
+            if runs_alone(pending[0]):
+                self._carried = pending
+                break
             group.append(pending)
         return group, False
 
@@ -310,8 +321,14 @@ class GroupCommitWriter:
         return context, outcomes
 
     def _run_unit(self, context: WriteContext, unit: Unit, isolated: bool) -> tuple[bool, Any]:
-        """Run one unit; only units that may write SQL themselves need a savepoint."""
+        """Run one unit; only units that may write SQL themselves need a savepoint.
+
+        A unit that runs alone needs none either: when it raises, its whole group (itself) is
+        rolled back. A savepoint there cost a copy of every page the unit changed, in a
+        journal of its own (an archive's delete: over a thousand pages; docs/benchmarks.md)."""
         backend = self._backend
+        if runs_alone(unit):
+            return True, unit(context)
         guarded = isolated or self._appends_need_savepoints or not isinstance(unit, PlainAppend)
         mark = context.mark()
         if guarded:
@@ -337,6 +354,23 @@ class GroupCommitWriter:
 HELD_EVENTS = 256
 """The most events a group may append while the group before it waits for its COMMIT to be
 answered (about 10 ms of writes here): past that, the loop's burst no longer matters."""
+
+
+class AloneUnit(Generic[T]):
+    """A write unit that runs in a group of its own: a long one, such as an archive's delete,
+    that the appends queued before it should not wait for, nor those queued during it share."""
+
+    __slots__ = ("_run",)
+
+    def __init__(self, run: Callable[[WriteContext], T]) -> None:
+        self._run = run
+
+    def __call__(self, context: WriteContext) -> T:
+        return self._run(context)
+
+
+def runs_alone(unit: Unit) -> bool:
+    return isinstance(unit, AloneUnit)
 
 
 def _brief(units: list[Unit]) -> bool:

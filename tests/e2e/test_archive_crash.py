@@ -15,12 +15,13 @@ import pytest
 
 from eventstore import EventFilter, NewEvent, list_manifests, open_store, read_segment
 from projections import RunCommands, RunProjection, check
+from tests.eventstore.raw_database import RawDatabase
 
 from .conftest import ProcessFactory, run_cli
 
 pytestmark = pytest.mark.anyio
 ORG = "default"
-STEPS = ["segment_temporary", "segment_written", "deleted", "committed"]
+STEPS = ["segment_temporary", "segment_written", "unguarded", "deleted", "committed"]
 """The named points of eventstore/segments.py and archive.py, in the order a batch meets them."""
 
 
@@ -74,7 +75,7 @@ async def every_event_once(database: str, directory: Path, head: int) -> int:
 
 @pytest.mark.parametrize("step", STEPS)
 async def test_a_killed_archive_leaves_no_gap_and_a_rerun_finishes(
-    database_url: str, tmp_path: Path, step: str
+    backend: str, database_url: str, tmp_path: Path, step: str
 ) -> None:
     directory = tmp_path / "archive"
     head = await finished_runs(database_url)
@@ -82,6 +83,9 @@ async def test_a_killed_archive_leaves_no_gap_and_a_rerun_finishes(
     assert code == -signal.SIGKILL, out
     cut = await every_event_once(database_url, directory, head)
     assert cut == (4 if step == "committed" else 0)
+    raw = RawDatabase(backend, database_url)  # "unguarded": killed with the guard lifted
+    with pytest.raises(raw.refusal, match="append-only"):
+        raw.execute(f"DELETE FROM events WHERE id = {head}")
     code, out = await archive_cli(database_url, directory, head + 1)
     assert code == 0, out
     assert f"the live log starts at event {head + 1}" in out

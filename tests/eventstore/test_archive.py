@@ -198,3 +198,24 @@ async def test_the_reader_reads_each_segment_once_for_a_runs_pages(
     light.run_events("run-0", 1, last)
     light.run_events("run-0", 1, last)
     assert light.segment_reads == 2 * len(manifests)
+
+
+async def test_the_database_file_itself_holds_each_archived_unit(tmp_path: Path) -> None:
+    """SQLite: the archive checkpoints the WAL after each unit on a connection of its own, so
+    the writer's commits never have to; the file alone (its WAL left behind) has the cut."""
+    import shutil
+    import sqlite3
+
+    from eventstore.sqlite import SQLiteEventStore
+
+    path = tmp_path / "events.db"
+    async with SQLiteEventStore(path) as store:
+        await _log(store)
+        await store.archive_through(10, tmp_path / "archive", batch=4)
+        shutil.copy(path, tmp_path / "alone.db")  # without events.db-wal
+    alone = sqlite3.connect(tmp_path / "alone.db")
+    try:
+        assert alone.execute("SELECT cut_id FROM log_anchor").fetchall() == [(10,)]
+        assert alone.execute("SELECT min(id) FROM events").fetchall() == [(11,)]
+    finally:
+        alone.close()
