@@ -30,6 +30,7 @@ import httpx
 
 from api.client import RunContext, RuntrackClient, Worker
 from bench._servers import Child, cpu_seconds, runtrack
+from projections import TERMINAL
 
 AGENT = "bench-agent"
 WAIT = 5.0
@@ -140,13 +141,17 @@ async def _create_runs(client: RuntrackClient, runs: int) -> None:
 
 
 async def _until_done(url: str, runs: int) -> None:
-    """Poll the run counts (a few requests a second, the same in both phases)."""
+    """Poll the run counts (a few requests a second, the same in both phases) until every run
+    has ended. A run that ended otherwise than completed makes the phase's figures meaningless:
+    the benchmark stops there, saying so (it used to wait for that run for ever)."""
     async with httpx.AsyncClient(base_url=url) as http:
         while True:
-            counts = (await http.get("/v1/runs/stats")).json()["by_status"]
-            if counts.get("completed", 0) >= runs:
-                return
+            counts: dict[str, int] = (await http.get("/v1/runs/stats")).json()["by_status"]
+            if sum(counts.get(status.value, 0) for status in TERMINAL) >= runs:
+                break
             await asyncio.sleep(0.2)
+    if counts.get("completed", 0) < runs:
+        raise RuntimeError(f"not every run completed: {counts}")
 
 
 async def main(args: argparse.Namespace) -> None:

@@ -1,10 +1,12 @@
-"""A real uvicorn server on 127.0.0.1 per test, and HTTP clients for it."""
+"""A real uvicorn server on 127.0.0.1 per test (or one per module and backend, for cases that
+do not need a fresh database), and HTTP clients for it."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -16,6 +18,8 @@ from starlette.applications import Starlette
 from api.server.app import create_app
 from api.server.auth import KeyRing, Role
 from api.server.settings import Settings
+from eventstore import scratch_schema
+from tests.conftest import BACKENDS, POSTGRES_URL, require_postgres
 from tests.prompt_server import PromptServer
 
 
@@ -82,6 +86,32 @@ async def server_factory(database_url: str) -> AsyncIterator[ServerFactory]:
 @pytest.fixture
 async def server(server_factory: ServerFactory) -> LiveServer:
     return await server_factory(heartbeat_seconds=15.0)
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+async def shared_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[LiveServer]:
+    """One open-mode server per backend for a whole module (its module sets a module-wide
+    ``anyio_backend``), for cases that neither claim whatever is queued nor count the log:
+    starting a server on a fresh database cost more than such a case."""
+    with ExitStack() as stack:
+        if request.param == "postgresql":
+            require_postgres()
+            database = stack.enter_context(scratch_schema(POSTGRES_URL, prefix="t_")).url
+        else:
+            database = str(tmp_path_factory.mktemp("shared") / "events.db")
+        live = await start_server(Settings(database=database, heartbeat_seconds=15.0))
+        try:
+            yield live
+        finally:
+            await live.stop()
+
+
+@pytest.fixture
+async def shared_client(shared_server: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
+    async with shared_server.client() as opened:
+        yield opened
 
 
 @pytest.fixture

@@ -42,3 +42,15 @@ async def chromium() -> AsyncIterator[Browser]:
             yield browser
         finally:
             await browser.close()
+
+
+@asynccontextmanager
+async def fresh_contexts(browser: Browser) -> AsyncIterator[Browser]:
+    """A module's shared browser for one block: the contexts (and their pages) the block
+    opened are closed at its end, as closing a browser of its own closed them, so no page of
+    one test lives on into the next."""
+    try:
+        yield browser
+    finally:
+        for context in browser.contexts:
+            await context.close()

@@ -13,6 +13,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from playwright.async_api import Browser
+
+from .browser import chromium
 
 
 def free_port() -> int:
@@ -126,3 +129,11 @@ async def server_process(tmp_path: Path) -> AsyncIterator[ProcessFactory]:
     yield start
     for process in started:
         await process.stop()
+
+
+@pytest.fixture(scope="module")
+async def chromium_browser() -> AsyncIterator[Browser]:
+    """One Chromium for a whole module (which sets a module-wide ``anyio_backend``): a launch
+    cost more than most browser tests; tests take it through ``browser.fresh_contexts``."""
+    async with chromium() as browser:
+        yield browser

@@ -6,8 +6,9 @@ import signal
 
 import httpx
 import pytest
+from playwright.async_api import Browser
 
-from .browser import chromium
+from .browser import fresh_contexts
 from .conftest import ProcessFactory
 
 pytestmark = pytest.mark.anyio
@@ -21,6 +22,11 @@ for (const type of ['run_created', 'custom.n']) {
 """
 
 
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    return "asyncio"  # module-wide, so that the module shares one Chromium
+
+
 async def append_notes(url: str, run: str, count: int) -> None:
     async with httpx.AsyncClient(base_url=url) as client:
         for n in range(count):
@@ -29,12 +35,13 @@ async def append_notes(url: str, run: str, count: int) -> None:
 
 
 async def test_the_browser_reconnects_with_last_event_id_and_sees_each_event_once(
+    chromium_browser: Browser,
     server_process: ProcessFactory,
 ) -> None:
     first = await server_process("--retry-ms", "200")
     async with httpx.AsyncClient(base_url=first.url) as client:
         run = (await client.post("/v1/runs", json={"agent_id": "a"})).json()["id"]
-    async with chromium() as browser:
+    async with fresh_contexts(chromium_browser) as browser:
         page = await browser.new_page()
         await page.goto(first.url + "/")
         await page.evaluate(LISTEN)
@@ -67,6 +74,7 @@ async (url) => {
 
 
 async def test_the_browser_stops_on_204_after_a_run_ends_and_on_400(
+    chromium_browser: Browser,
     server_process: ProcessFactory,
 ) -> None:
     server = await server_process("--retry-ms", "100")
@@ -77,7 +85,7 @@ async def test_the_browser_stops_on_204_after_a_run_ends_and_on_400(
             "events": [{"event_type": "run_status_changed", "payload": {"stop_reason": "end_turn"}}]
         }
         await client.post(f"/v1/runs/{run}/events", json=end)
-    async with chromium() as browser:
+    async with fresh_contexts(chromium_browser) as browser:
         page = await browser.new_page()
         await page.goto(server.url + "/")
         ended = await page.evaluate(STOPS, f"/v1/runs/{run}/events")

@@ -10,14 +10,19 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.async_api import Page
+from playwright.async_api import Browser, Page
 
-from .browser import chromium
+from .browser import fresh_contexts
 from .conftest import ProcessFactory, ServerProcess, create_key
 
 pytestmark = pytest.mark.anyio
 ARTIFACTS = Path(__file__).parents[2] / "test-artifacts"
 END = {"event_type": "run_status_changed", "payload": {"stop_reason": "end_turn"}}
+
+
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    return "asyncio"  # module-wide, so that the module shares one Chromium
 
 
 async def screenshot(page: Page, name: str) -> None:
@@ -59,10 +64,14 @@ CHART_COUNTS_ARE = """(expected) => {
 
 
 async def test_the_board_shows_new_runs_and_their_status_live(
+    chromium_browser: Browser,
     server_process: ProcessFactory,
 ) -> None:
     server = await server_process()
-    async with chromium() as browser, httpx.AsyncClient(base_url=server.url) as client:
+    async with (
+        fresh_contexts(chromium_browser) as browser,
+        httpx.AsyncClient(base_url=server.url) as client,
+    ):
         page = await browser.new_page()
         await page.goto(server.url + "/")
         await page.wait_for_selector("#connection.live")
@@ -95,10 +104,14 @@ async def test_the_board_shows_new_runs_and_their_status_live(
 
 
 async def test_board_filters_come_from_and_go_to_the_address(
+    chromium_browser: Browser,
     server_process: ProcessFactory,
 ) -> None:
     server = await server_process()
-    async with chromium() as browser, httpx.AsyncClient(base_url=server.url) as client:
+    async with (
+        fresh_contexts(chromium_browser) as browser,
+        httpx.AsyncClient(base_url=server.url) as client,
+    ):
         done = await running_run(client)
         await append(client, done, END)
         waiting = (await client.post("/v1/runs", json={"agent_id": "dash-agent"})).json()["id"]
@@ -116,10 +129,14 @@ async def test_board_filters_come_from_and_go_to_the_address(
 
 
 async def test_older_runs_on_demand_and_time_travel_from_the_keyboard(
+    chromium_browser: Browser,
     server_process: ProcessFactory,
 ) -> None:
     server = await server_process("--run-create-rate", "1000")  # 52 runs at once: past a burst
-    async with chromium() as browser, httpx.AsyncClient(base_url=server.url) as client:
+    async with (
+        fresh_contexts(chromium_browser) as browser,
+        httpx.AsyncClient(base_url=server.url) as client,
+    ):
         ids = [
             (await client.post("/v1/runs", json={"agent_id": "many"})).json()["id"]
             for _ in range(52)
@@ -142,9 +159,14 @@ async def test_older_runs_on_demand_and_time_travel_from_the_keyboard(
         await page.wait_for_selector('pre:has-text("\\"status\\": \\"queued\\"")')
 
 
-async def test_cancel_and_resume_from_the_status_panel(server_process: ProcessFactory) -> None:
+async def test_cancel_and_resume_from_the_status_panel(
+    chromium_browser: Browser, server_process: ProcessFactory
+) -> None:
     server = await server_process()
-    async with chromium() as browser, httpx.AsyncClient(base_url=server.url) as client:
+    async with (
+        fresh_contexts(chromium_browser) as browser,
+        httpx.AsyncClient(base_url=server.url) as client,
+    ):
         page = await browser.new_page()
         first = await running_run(client, conversation_id="c-cancel")
         await page.goto(f"{server.url}/#/runs/{first}")
@@ -196,10 +218,14 @@ async def test_cancel_and_resume_from_the_status_panel(server_process: ProcessFa
 
 
 async def test_answer_a_waiting_run_and_see_its_progress_from_the_status_panel(
+    chromium_browser: Browser,
     server_process: ProcessFactory,
 ) -> None:
     server = await server_process()
-    async with chromium() as browser, httpx.AsyncClient(base_url=server.url) as client:
+    async with (
+        fresh_contexts(chromium_browser) as browser,
+        httpx.AsyncClient(base_url=server.url) as client,
+    ):
         page = await browser.new_page()
         run_id = await running_run(client, conversation_id="c-ask")
         await page.goto(f"{server.url}/#/runs/{run_id}")
@@ -247,10 +273,14 @@ async def test_answer_a_waiting_run_and_see_its_progress_from_the_status_panel(
 
 
 async def test_the_conversation_page_cancels_the_conversations_run(
+    chromium_browser: Browser,
     server_process: ProcessFactory,
 ) -> None:
     server = await server_process()
-    async with chromium() as browser, httpx.AsyncClient(base_url=server.url) as client:
+    async with (
+        fresh_contexts(chromium_browser) as browser,
+        httpx.AsyncClient(base_url=server.url) as client,
+    ):
         page = await browser.new_page()
         run_id = await running_run(client, conversation_id="c-stop")
         await page.goto(f"{server.url}/#/conversations/c-stop")
@@ -264,6 +294,7 @@ async def test_the_conversation_page_cancels_the_conversations_run(
 
 
 async def test_the_board_survives_a_server_restart_without_duplicate_rows(
+    chromium_browser: Browser,
     server_process: ProcessFactory,
 ) -> None:
     first = await server_process("--retry-ms", "200")
@@ -271,7 +302,7 @@ async def test_the_board_survives_a_server_restart_without_duplicate_rows(
         history = await running_run(client)
         await append(client, history, END)
         head = int((await client.get("/readyz")).json()["head_id"])
-    async with chromium() as browser:
+    async with fresh_contexts(chromium_browser) as browser:
         page = await browser.new_page()
         firehose: list[str] = []
         page.on(
@@ -303,14 +334,14 @@ async def test_the_board_survives_a_server_restart_without_duplicate_rows(
 
 
 async def test_a_server_with_keys_asks_for_one_and_the_board_streams_with_it(
-    server_process: ProcessFactory, tmp_path: Path
+    chromium_browser: Browser, server_process: ProcessFactory, tmp_path: Path
 ) -> None:
     database = str(tmp_path / "keys.db")
     token = await create_key(database, "operator")
     server = await server_process(database=database)
     headers = {"Authorization": f"Bearer {token}"}
     async with (
-        chromium() as browser,
+        fresh_contexts(chromium_browser) as browser,
         httpx.AsyncClient(base_url=server.url, headers=headers) as client,
     ):
         page = await browser.new_page()
@@ -337,11 +368,15 @@ async def test_a_server_with_keys_asks_for_one_and_the_board_streams_with_it(
 
 
 async def test_a_half_typed_answer_survives_the_panel_redrawing(
+    chromium_browser: Browser,
     server_process: ProcessFactory,
 ) -> None:
     """Events keep arriving while a person types: the panel is redrawn, the draft stays."""
     server = await server_process()
-    async with chromium() as browser, httpx.AsyncClient(base_url=server.url) as client:
+    async with (
+        fresh_contexts(chromium_browser) as browser,
+        httpx.AsyncClient(base_url=server.url) as client,
+    ):
         page = await browser.new_page()
         run_id = await running_run(client)
         ask = {"question_id": "q-1", "question": "Which region?"}

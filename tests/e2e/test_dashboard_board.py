@@ -7,13 +7,18 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.async_api import Page
+from playwright.async_api import Browser, Page
 
-from .browser import chromium
+from .browser import fresh_contexts
 from .conftest import ProcessFactory
 from .pages import NARROW, WIDE
 
 pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    return "asyncio"  # module-wide, so that the module shares one Chromium
 
 
 async def create(client: httpx.AsyncClient, **body: Any) -> dict[str, Any]:
@@ -35,9 +40,14 @@ SHOWN_ARE = """(expected) => JSON.stringify([...document.querySelectorAll("tr[da
   .map((row) => row.dataset.runId)) === JSON.stringify(expected)"""
 
 
-async def test_search_by_run_id_and_by_metadata(server_process: ProcessFactory) -> None:
+async def test_search_by_run_id_and_by_metadata(
+    chromium_browser: Browser, server_process: ProcessFactory
+) -> None:
     server = await server_process()
-    async with chromium() as browser, httpx.AsyncClient(base_url=server.url) as client:
+    async with (
+        fresh_contexts(chromium_browser) as browser,
+        httpx.AsyncClient(base_url=server.url) as client,
+    ):
         wanted = await create(client, metadata={"team": "search", "priority": 3})
         other = await create(client, metadata={"team": "ops, on call"})
         page = await browser.new_page()
@@ -81,10 +91,14 @@ async def test_search_by_run_id_and_by_metadata(server_process: ProcessFactory) 
 
 
 async def test_the_agent_filter_round_trips_typing_reload_and_history(
+    chromium_browser: Browser,
     server_process: ProcessFactory,
 ) -> None:
     server = await server_process()
-    async with chromium() as browser, httpx.AsyncClient(base_url=server.url) as client:
+    async with (
+        fresh_contexts(chromium_browser) as browser,
+        httpx.AsyncClient(base_url=server.url) as client,
+    ):
         mine = await create(client, agent_id="agent-mine")
         theirs = await create(client, agent_id="agent-theirs")
         page = await browser.new_page()
@@ -124,10 +138,15 @@ COLUMNS = """() => {
 }"""
 
 
-async def test_the_last_minute_is_on_the_chart_at_load(server_process: ProcessFactory) -> None:
+async def test_the_last_minute_is_on_the_chart_at_load(
+    chromium_browser: Browser, server_process: ProcessFactory
+) -> None:
     """Without the server's history the chart starts with one sample and gains one a second."""
     server = await server_process()
-    async with chromium() as browser, httpx.AsyncClient(base_url=server.url) as client:
+    async with (
+        fresh_contexts(chromium_browser) as browser,
+        httpx.AsyncClient(base_url=server.url) as client,
+    ):
         run = await create(client)
         await client.post("/v1/runs/claim", json={"worker_id": "w"})
         page = await browser.new_page()
@@ -142,10 +161,14 @@ async def test_the_last_minute_is_on_the_chart_at_load(server_process: ProcessFa
 
 
 async def test_every_column_fits_at_1400_and_every_field_shows_at_390(
+    chromium_browser: Browser,
     server_process: ProcessFactory,
 ) -> None:
     server = await server_process()
-    async with chromium() as browser, httpx.AsyncClient(base_url=server.url) as client:
+    async with (
+        fresh_contexts(chromium_browser) as browser,
+        httpx.AsyncClient(base_url=server.url) as client,
+    ):
         long = "x" * 120
         default_lane = await create(client, agent_id=f"agent-{long}", conversation_id=f"c-{long}")
         own_lane = await create(client, lane_key="lane-shared")

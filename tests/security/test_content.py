@@ -94,9 +94,15 @@ async def write_run(tenants: Tenants, *, fail: bool = True) -> WrittenRun:
     return WrittenRun(run["id"], run["conversation_id"], last)
 
 
-@pytest.fixture
-async def written(tenants: Tenants) -> WrittenRun:
-    return await write_run(tenants)
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    return "asyncio"  # module-wide, so that the read-only cases share one server and one run
+
+
+@pytest.fixture(scope="module")
+async def written(shared_tenants: Tenants) -> WrittenRun:
+    """One run for the module's read-only cases: they read it, never change it."""
+    return await write_run(shared_tenants)
 
 
 def expected_content(role: Role) -> dict[str, Any]:
@@ -153,9 +159,9 @@ async def run_views(client: httpx.AsyncClient, run: WrittenRun) -> dict[str, dic
 
 @pytest.mark.parametrize("role", list(Role))
 async def test_every_run_answer_caps_content_and_keeps_the_summary(
-    tenants: Tenants, written: WrittenRun, role: Role
+    shared_tenants: Tenants, written: WrittenRun, role: Role
 ) -> None:
-    views = await run_views(tenants.client("org-a", role), written)
+    views = await run_views(shared_tenants.client("org-a", role), written)
     for route, run in views.items():
         assert "content_views" not in run, route
         assert_run_seen_by(run, role)
@@ -163,9 +169,9 @@ async def test_every_run_answer_caps_content_and_keeps_the_summary(
 
 @pytest.mark.parametrize("role", list(Role))
 async def test_the_status_panel_hands_off_only_visible_content(
-    tenants: Tenants, written: WrittenRun, role: Role
+    shared_tenants: Tenants, written: WrittenRun, role: Role
 ) -> None:
-    client = tenants.client("org-a", role)
+    client = shared_tenants.client("org-a", role)
     status = await client.get(f"/v1/conversations/{written.conversation_id}/agent-status")
     recovery = status.json()["panel"]["recovery"]
     expected = expected_content(role)
@@ -177,9 +183,9 @@ async def test_the_status_panel_hands_off_only_visible_content(
 
 @pytest.mark.parametrize("role", list(Role))
 async def test_messages_are_those_the_role_may_receive(
-    tenants: Tenants, written: WrittenRun, role: Role
+    shared_tenants: Tenants, written: WrittenRun, role: Role
 ) -> None:
-    answer = await tenants.client("org-a", role).get(f"/v1/runs/{written.id}/messages")
+    answer = await shared_tenants.client("org-a", role).get(f"/v1/runs/{written.id}/messages")
     assert [m["content"] for m in answer.json()["items"]] == [
         f"message-{level}" for level in SEES[role]
     ]
@@ -187,9 +193,11 @@ async def test_messages_are_those_the_role_may_receive(
 
 @pytest.mark.parametrize("role", list(Role))
 async def test_the_journal_is_the_newest_the_role_may_receive(
-    tenants: Tenants, written: WrittenRun, role: Role
+    shared_tenants: Tenants, written: WrittenRun, role: Role
 ) -> None:
-    answer = (await tenants.client("org-a", role).get(f"/v1/runs/{written.id}/journal")).json()
+    answer = (
+        await shared_tenants.client("org-a", role).get(f"/v1/runs/{written.id}/journal")
+    ).json()
     objectives = ["journal-user-first", *(f"journal-{level}" for level in SEES[role])]
     assert [entry["objective"] for entry in answer["history"]] == objectives
     assert answer["current"]["objective"] == objectives[-1]
@@ -197,9 +205,9 @@ async def test_the_journal_is_the_newest_the_role_may_receive(
 
 @pytest.mark.parametrize("role", list(Role))
 async def test_usage_counts_every_step_and_lists_the_visible_ones(
-    tenants: Tenants, written: WrittenRun, role: Role
+    shared_tenants: Tenants, written: WrittenRun, role: Role
 ) -> None:
-    answer = (await tenants.client("org-a", role).get(f"/v1/runs/{written.id}/usage")).json()
+    answer = (await shared_tenants.client("org-a", role).get(f"/v1/runs/{written.id}/usage")).json()
     assert [step["model"] for step in answer.pop("steps")] == [
         f"model-{level}" for level in SEES[role]
     ]
@@ -213,17 +221,17 @@ async def test_usage_counts_every_step_and_lists_the_visible_ones(
 
 @pytest.mark.parametrize("role", list(Role))
 async def test_tool_results_are_those_the_role_may_receive(
-    tenants: Tenants, written: WrittenRun, role: Role
+    shared_tenants: Tenants, written: WrittenRun, role: Role
 ) -> None:
-    answer = await tenants.client("org-a", role).get(f"/v1/runs/{written.id}/tool-results")
+    answer = await shared_tenants.client("org-a", role).get(f"/v1/runs/{written.id}/tool-results")
     items = answer.json()["items"]
     assert [item["payload"]["result"] for item in items] == [f"r-{level}" for level in SEES[role]]
     assert {item["visibility"] for item in items} == set(SEES[role])
 
 
-async def test_a_users_cancel_answer_caps_content(tenants: Tenants) -> None:
-    running = await write_run(tenants, fail=False)
-    answer = await tenants.client("org-a", Role.USER).post(f"/v1/runs/{running.id}/cancel")
+async def test_a_users_cancel_answer_caps_content(shared_tenants: Tenants) -> None:
+    running = await write_run(shared_tenants, fail=False)
+    answer = await shared_tenants.client("org-a", Role.USER).post(f"/v1/runs/{running.id}/cancel")
     assert answer.status_code == 200
     run = answer.json()
     assert (run["journal"]["objective"], run["tools_used"], run["checkpoint_id"]) == (
@@ -234,10 +242,12 @@ async def test_a_users_cancel_answer_caps_content(tenants: Tenants) -> None:
     assert run["cancel_requested"] is True
 
 
-async def test_the_claim_hands_the_worker_its_whole_resumption_state(tenants: Tenants) -> None:
+async def test_the_claim_hands_the_worker_its_whole_resumption_state(
+    shared_tenants: Tenants,
+) -> None:
     """The deliberate exception: the claimer resumes from the internal checkpoint."""
-    failed = await write_run(tenants)
-    worker = tenants.client("org-a", Role.OPERATOR)
+    failed = await write_run(shared_tenants)
+    worker = shared_tenants.client("org-a", Role.OPERATOR)
     assert (await worker.post(f"/v1/runs/{failed.id}/resume")).status_code == 200
     run = (await worker.get(f"/v1/runs/{failed.id}")).json()
     claim = await worker.post(
@@ -348,11 +358,11 @@ ROUTE_CONTENT = {
 """Every ``/v1`` route and what it answers of runs' content (docs/security.md)."""
 
 
-async def test_every_v1_route_is_classified_for_content(tenants: Tenants) -> None:
+async def test_every_v1_route_is_classified_for_content(shared_tenants: Tenants) -> None:
     """A route added later must say here what content it answers, and be tested for it."""
     routes = {
         (method, route.path)
-        for route in tenants.server.app.routes
+        for route in shared_tenants.server.app.routes
         if isinstance(route, Route) and route.path.startswith("/v1")
         for method in route.methods or ()
         if method != "HEAD"

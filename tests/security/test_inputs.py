@@ -20,9 +20,16 @@ TOO_BIG = 2**63
 DEEP = 1000
 
 
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    return "asyncio"  # module-wide, so that the module shares one server per backend
+
+
 @pytest.fixture
-def operator(tenants: Tenants) -> httpx.AsyncClient:
-    return tenants.client("org-a", Role.OPERATOR)
+def operator(shared_tenants: Tenants) -> httpx.AsyncClient:
+    """Each case makes its own run and compares the log's head before and after, so one server
+    per backend serves them all (cases run one at a time, and nothing else writes)."""
+    return shared_tenants.client("org-a", Role.OPERATOR)
 
 
 @pytest.fixture
@@ -226,9 +233,9 @@ async def test_the_limits_are_in_the_openapi_document(operator: httpx.AsyncClien
         "/v1/audit/verify?run_id=%00",
     ],
 )
-async def test_nul_in_a_path_or_query_is_refused(tenants: Tenants, path: str) -> None:
+async def test_nul_in_a_path_or_query_is_refused(shared_tenants: Tenants, path: str) -> None:
     """PostgreSQL cannot hold NUL in text (it answered 503 there); both backends refuse it."""
-    response = await tenants.client("org-a", Role.ADMIN).get(path)
+    response = await shared_tenants.client("org-a", Role.ADMIN).get(path)
     refused(response, 400, "NUL")
 
 

@@ -33,6 +33,11 @@ CHECKPOINT = {
 }
 
 
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    return "asyncio"  # module-wide, so that the refusals share one server per backend
+
+
 def waiters(server: LiveServer) -> int:
     """Subscriptions the server's live tail feeds: a waiting claim is one."""
     count: int = server.app.state.store.subscriber_count
@@ -84,8 +89,12 @@ async def test_a_heartbeat_takes_no_body(client: httpx.AsyncClient) -> None:
 
 
 @pytest.mark.parametrize("wait", [-1, 30.5, "5", True])
-async def test_a_claim_wait_out_of_range_is_refused(client: httpx.AsyncClient, wait: Any) -> None:
-    answer = await client.post("/v1/runs/claim", json={"worker_id": "w", "wait_seconds": wait})
+async def test_a_claim_wait_out_of_range_is_refused(
+    shared_client: httpx.AsyncClient, wait: Any
+) -> None:
+    answer = await shared_client.post(
+        "/v1/runs/claim", json={"worker_id": "w", "wait_seconds": wait}
+    )
     assert answer.status_code == 422, answer.text
 
 
@@ -222,18 +231,20 @@ async def test_a_question_batch_asking_one_id_twice_is_refused(client: httpx.Asy
         {"question": "x"},
     ],
 )
-async def test_a_bad_question_is_422(client: httpx.AsyncClient, payload: dict[str, Any]) -> None:
-    run = await create(client)
+async def test_a_bad_question_is_422(
+    shared_client: httpx.AsyncClient, payload: dict[str, Any]
+) -> None:
+    run = await create(shared_client)
     answer = await append(
-        client, run["id"], {"event_type": "human_input_requested", "payload": payload}
+        shared_client, run["id"], {"event_type": "human_input_requested", "payload": payload}
     )
     assert answer.status_code == 422, answer.text
 
 
-async def test_a_worker_cannot_append_an_answer(client: httpx.AsyncClient) -> None:
-    run = await create(client)
+async def test_a_worker_cannot_append_an_answer(shared_client: httpx.AsyncClient) -> None:
+    run = await create(shared_client)
     event = {"event_type": "human_input", "payload": {"response": "yes"}}
-    assert (await append(client, run["id"], event)).status_code == 422
+    assert (await append(shared_client, run["id"], event)).status_code == 422
 
 
 async def test_metadata_merge_patch_and_the_list_filter(client: httpx.AsyncClient) -> None:
@@ -268,12 +279,12 @@ async def test_metadata_merge_patch_and_the_list_filter(client: httpx.AsyncClien
     ],
 )
 async def test_a_bad_metadata_patch_is_422_and_writes_nothing(
-    client: httpx.AsyncClient, event: dict[str, Any]
+    shared_client: httpx.AsyncClient, event: dict[str, Any]
 ) -> None:
-    run = await create(client, metadata={"k": "v"})
-    answer = await append(client, run["id"], event)
+    run = await create(shared_client, metadata={"k": "v"})
+    answer = await append(shared_client, run["id"], event)
     assert answer.status_code == 422, answer.text
-    after = (await client.get(f"/v1/runs/{run['id']}")).json()
+    after = (await shared_client.get(f"/v1/runs/{run['id']}")).json()
     assert after["metadata"] == {"k": "v"}
     assert after["last_sequence"] == run["last_sequence"]
 
