@@ -89,6 +89,11 @@ class Sizes:
 
 
 QUICK = Sizes(appends=50_000, single=2_000, eventsourcing=1_500, warmup=500, replay=100_000)
+SMOKE = Sizes(
+    appends=5_000, single=200, eventsourcing=150, warmup=100, replay=10_000, archive=5_000
+)
+"""Sizes at which every case still runs and prints, and no figure means anything: what the
+test suite runs to check that the benchmark itself still works."""
 FULL = Sizes(
     appends=200_000,
     single=10_000,
@@ -613,6 +618,7 @@ def report(
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, under 30 s")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: the test suite's")
     parser.add_argument("--postgres", default=os.environ.get("RUNTRACK_BENCH_POSTGRES"))
     parser.add_argument(
         "--growth", type=int, help="grow a log to this many events (full mode: 20,000,000; 0: skip)"
@@ -624,7 +630,7 @@ def main() -> None:
         "--archive-half", type=int, help="bench.archive_half's log size (full: 20M; 0: skip)"
     )
     args = parser.parse_args()
-    sizes = QUICK if args.quick else FULL
+    sizes = SMOKE if args.smoke else QUICK if args.quick else FULL
     if args.growth is not None:
         sizes = replace(sizes, growth=args.growth)
     if args.archive is not None:
@@ -647,7 +653,7 @@ def main() -> None:
     if args.postgres:
         postgres_cases(args.postgres, sizes, results)
     report(results, memory, sizes, archived)
-    if args.archive_half != 0 and (args.archive_half or not args.quick):
+    if args.archive_half != 0 and (args.archive_half or not (args.quick or args.smoke)):
         from bench.archive_half import FULL_EVENTS, run_and_print  # it imports this module
 
         run_and_print(args.archive_half or FULL_EVENTS, args.postgres)
