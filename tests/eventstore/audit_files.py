@@ -14,6 +14,7 @@ import json
 import sqlite3
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import psycopg
@@ -24,16 +25,23 @@ from eventstore import (
     EVENT_COLUMNS,
     GENESIS_HASH,
     AgentEvent,
+    AppendSignedHead,
+    EventStore,
     HeadSigner,
+    NewEvent,
     canonical_json,
-    event_hash,
+    event_content_hash,
 )
+from eventstore.chain import recompute_hash
 
 __all__ = [
+    "append_rounds",
     "archive_prefix",
+    "copy_database",
     "cut_tail",
     "downgrade_to_chain_v1",
     "export_lines",
+    "organization_export",
     "rehash",
     "rows",
     "sql",
@@ -148,26 +156,22 @@ def rehash(
         if forge_heads and event.event_type == "chain_head":
             payload = json.dumps({**event.payload, "head_hash": prev_hash}, sort_keys=True)
             payload = payload.replace(", ", ",").replace(": ", ":")
-        digest = event_hash(
-            id=event.id,
-            organization_id=event.organization_id,
-            run_id=event.run_id,
-            conversation_id=event.conversation_id,
-            sequence=event.sequence,
-            event_type=event.event_type,
-            visibility=event.visibility,
-            payload_json=payload,
-            created_at=event.created_at,
-            prev_hash=prev_hash,
-            version=CHAIN_V1 if event.id in v1_ids else CHAIN_V2,
-        )
-        quoted = payload.replace("'", "''")
-        updates.append(
-            f"UPDATE events SET payload = '{quoted}', prev_hash = '{prev_hash}', "
-            f"hash = '{digest}' WHERE id = {event.id}"
-        )
-        prev = digest
+        version = CHAIN_V1 if event.id in v1_ids else CHAIN_V2
+        prev, update = _rewrite(event, payload, prev_hash, version)
+        updates.append(update)
     sql(database, *updates)
+
+
+def _rewrite(event: AgentEvent, payload: str, prev_hash: str, version: int) -> tuple[str, str]:
+    """The hash ``event`` has with ``payload`` after ``prev_hash`` in chain ``version``, and
+    the UPDATE that writes the three."""
+    digest = recompute_hash(replace(event, payload_json=payload, prev_hash=prev_hash), version)
+    quoted = payload.replace("'", "''")
+    update = (
+        f"UPDATE events SET payload = '{quoted}', prev_hash = '{prev_hash}', "
+        f"hash = '{digest}' WHERE id = {event.id}"
+    )
+    return digest, update
 
 
 def downgrade_to_chain_v1(database: Path, signer: HeadSigner) -> None:
@@ -178,24 +182,8 @@ def downgrade_to_chain_v1(database: Path, signer: HeadSigner) -> None:
         payload = event.payload_json
         if event.event_type == "chain_head":
             payload = canonical_json(signer.sign(event.id - 1, prev).payload())
-        digest = event_hash(
-            id=event.id,
-            organization_id=event.organization_id,
-            run_id=event.run_id,
-            conversation_id=event.conversation_id,
-            sequence=event.sequence,
-            event_type=event.event_type,
-            visibility=event.visibility,
-            payload_json=payload,
-            created_at=event.created_at,
-            prev_hash=prev,
-            version=CHAIN_V1,
-        )
-        updates.append(
-            f"UPDATE events SET payload = '{payload}', prev_hash = '{prev}', hash = '{digest}' "
-            f"WHERE id = {event.id}"
-        )
-        prev = digest
+        prev, update = _rewrite(event, payload, prev, CHAIN_V1)
+        updates.append(update)
     sql(
         database,
         *updates,
@@ -204,3 +192,49 @@ def downgrade_to_chain_v1(database: Path, signer: HeadSigner) -> None:
         "DROP TABLE chain_version",
         "DELETE FROM schema_migrations WHERE version = 6",
     )
+
+
+def copy_database(source: Path, target: Path) -> None:
+    """A copy of a SQLite file for one test to change (the module's log stays as written)."""
+    reading, writing = sqlite3.connect(source), sqlite3.connect(target)
+    try:
+        reading.backup(writing)
+    finally:
+        reading.close()
+        writing.close()
+
+
+def organization_export(
+    events: Sequence[AgentEvent], path: Path, organization: str = "org-a", v2_from: int = 1
+) -> list[str]:
+    """``organization``'s export as ``GET /v1/audit/export`` writes it; its lines. A redacted
+    line of an event hashed with chain v2 (``v2_from`` on) carries its content hash."""
+    lines = []
+    for event in events:
+        if event.organization_id == organization or event.event_type == "chain_head":
+            lines.append(event.to_json())
+            continue
+        stub = {"id": event.id, "prev_hash": event.prev_hash, "hash": event.hash}
+        if event.id >= v2_from:
+            stub["content_hash"] = event_content_hash(event)
+        lines.append(json.dumps({**stub, "redacted": True}))
+    path.write_text("\n".join(lines) + "\n")
+    return lines
+
+
+async def append_rounds(store: EventStore, signer: HeadSigner, rounds: range) -> None:
+    """Round ``n``: a run of org-a (even ``n``) or org-b created with a secret message; a signed
+    head after every odd round, so heads mostly name another organization's event."""
+    for n in rounds:
+        org = ("org-a", "org-b")[n % 2]
+        await store.append(
+            org,
+            f"run-{n}",
+            [
+                NewEvent("run_created", {"agent_id": "agent"}),
+                NewEvent("message_created", {"role": "user", "content": f"secret {org} {n}"}),
+            ],
+            conversation_id=f"conv-{n}",
+        )
+        if n % 2 == 1:
+            await store.transact(AppendSignedHead(signer))

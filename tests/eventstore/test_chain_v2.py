@@ -19,14 +19,12 @@ from eventstore import (
     CHAIN_V1,
     CHAIN_V2,
     AgentEvent,
-    AppendSignedHead,
     HeadChecks,
     HeadSigner,
     NewEvent,
     OfflineReport,
     PublicKeys,
     SignedHead,
-    event_content_hash,
     generate_key_file,
     open_sources,
     open_store,
@@ -34,7 +32,15 @@ from eventstore import (
 )
 from eventstore.chain import recompute_hash
 from projections import RunProjection
-from tests.eventstore.audit_files import downgrade_to_chain_v1, rehash, rows, sql
+from tests.eventstore.audit_files import (
+    append_rounds,
+    copy_database,
+    downgrade_to_chain_v1,
+    organization_export,
+    rehash,
+    rows,
+    sql,
+)
 from tests.eventstore.helpers import all_events
 
 pytestmark = pytest.mark.anyio
@@ -59,19 +65,7 @@ class Upgraded:
 
 async def _append_rounds(database: Path, signer: HeadSigner, rounds: range) -> list[AgentEvent]:
     async with open_store(str(database), projections=[RunProjection()]) as store:
-        for n in rounds:
-            org = ("org-a", "org-b")[n % 2]
-            await store.append(
-                org,
-                f"run-{n}",
-                [
-                    NewEvent("run_created", {"agent_id": "agent"}),
-                    NewEvent("message_created", {"role": "user", "content": f"secret {n}"}),
-                ],
-                conversation_id=f"conv-{n}",
-            )
-            if n % 2 == 1:
-                await store.transact(AppendSignedHead(signer))
+        await append_rounds(store, signer, rounds)
         return await all_events(store)
 
 
@@ -90,10 +84,7 @@ def upgraded_file(tmp_path_factory: pytest.TempPathFactory) -> Upgraded:
 def upgraded(upgraded_file: Upgraded, tmp_path: Path) -> Upgraded:
     """A copy of the module's upgraded log for one test to change."""
     copy = tmp_path / "copy.db"
-    source, target = sqlite3.connect(upgraded_file.database), sqlite3.connect(copy)
-    source.backup(target)
-    source.close()
-    target.close()
+    copy_database(upgraded_file.database, copy)
     return Upgraded(copy, upgraded_file.signer, upgraded_file.v2_from, upgraded_file.events)
 
 
@@ -108,19 +99,9 @@ def offline(
     return verify_sources(sources, HeadChecks(log.keys(), kept or []))
 
 
-def export(log: Upgraded, path: Path, events: list[AgentEvent] | None = None) -> list[str]:
+def export(log: Upgraded, path: Path) -> list[str]:
     """org-a's export as ``GET /v1/audit/export`` writes it (content hashes from v2 on)."""
-    lines = []
-    for event in events or log.events:
-        if event.organization_id == "org-a" or event.event_type == "chain_head":
-            lines.append(event.to_json())
-            continue
-        stub = {"id": event.id, "prev_hash": event.prev_hash, "hash": event.hash}
-        if event.id >= log.v2_from:
-            stub["content_hash"] = event_content_hash(event)
-        lines.append(json.dumps({**stub, "redacted": True}))
-    path.write_text("\n".join(lines) + "\n")
-    return lines
+    return organization_export(log.events, path, v2_from=log.v2_from)
 
 
 def test_the_migration_keeps_v1_hashes_and_hashes_what_follows_with_v2(upgraded: Upgraded) -> None:

@@ -20,7 +20,6 @@ import pytest
 from eventstore import (
     SYSTEM_ORGANIZATION,
     AgentEvent,
-    AppendSignedHead,
     Broken,
     HeadChecks,
     HeadSigner,
@@ -28,7 +27,6 @@ from eventstore import (
     OfflineReport,
     PublicKeys,
     SignedHead,
-    event_content_hash,
     event_hash,
     generate_key_file,
     open_sources,
@@ -37,9 +35,12 @@ from eventstore import (
 )
 from projections import RunProjection
 from tests.eventstore.audit_files import (
+    append_rounds,
     archive_prefix,
+    copy_database,
     cut_tail,
     export_lines,
+    organization_export,
     rehash,
     rows,
     sql,
@@ -71,19 +72,7 @@ class Log:
 
 async def _write_log(database: Path, signer: HeadSigner) -> list[AgentEvent]:
     async with open_store(str(database), projections=[RunProjection()]) as store:
-        for n in range(6):
-            org = ("org-a", "org-b")[n % 2]
-            await store.append(
-                org,
-                f"run-{n}",
-                [
-                    NewEvent("run_created", {"agent_id": "agent"}),
-                    NewEvent("message_created", {"role": "user", "content": f"secret {org} {n}"}),
-                ],
-                conversation_id=f"conv-{n}",
-            )
-            if n % 2 == 1:
-                await store.transact(AppendSignedHead(signer))
+        await append_rounds(store, signer, range(6))
         await store.append("org-a", "run-0", [NewEvent("custom.after", {"n": 1})])
         return await all_events(store)
 
@@ -101,10 +90,7 @@ def written(tmp_path_factory: pytest.TempPathFactory) -> Log:
 def log(written: Log, tmp_path: Path) -> Log:
     """A copy of the module's log for one test to change."""
     copy = tmp_path / "copy.db"
-    source, target = sqlite3.connect(written.database), sqlite3.connect(copy)
-    source.backup(target)
-    source.close()
-    target.close()
+    copy_database(written.database, copy)
     return Log(copy, written.events, written.signer)
 
 
@@ -299,27 +285,9 @@ def test_a_changed_segment_fails_its_digest(log: Log, tmp_path: Path) -> None:
     assert broken_at(verify(log, archive=archive)) == (False, changed.id, MODIFIED)
 
 
-def org_export(
-    events: list[AgentEvent], path: Path, organization: str = "org-a", v2_from: int = 1
-) -> list[str]:
-    """``organization``'s export as ``GET /v1/audit/export`` writes it; its lines. A redacted
-    line of an event hashed with chain v2 (``v2_from`` on) carries its content hash."""
-    lines = []
-    for event in events:
-        if event.organization_id == organization or event.event_type == "chain_head":
-            lines.append(event.to_json())
-            continue
-        stub = {"id": event.id, "prev_hash": event.prev_hash, "hash": event.hash}
-        if event.id >= v2_from:
-            stub["content_hash"] = event_content_hash(event)
-        lines.append(json.dumps({**stub, "redacted": True}))
-    path.write_text("\n".join(lines) + "\n")
-    return lines
-
-
 def test_an_organizations_redacted_export_verifies_as_one_chain(log: Log, tmp_path: Path) -> None:
     export = tmp_path / "org-a.jsonl"
-    lines = org_export(log.events, export)
+    lines = organization_export(log.events, export)
     report = verify(log, files=[export], sqlite=False)
     assert report.ok, report
     assert report.redacted == sum(
@@ -373,7 +341,7 @@ def test_a_kept_head_naming_a_redacted_line_is_compared(log: Log, tmp_path: Path
     hash of its redacted line is all the comparison needs."""
     rehash(log.database, log.events[1].id, '{"content":"x","role":"user"}', forge_heads=True)
     export = tmp_path / "org-a.jsonl"
-    org_export(rows(log.database), export)
+    organization_export(rows(log.database), export)
     kept = log.kept().head_id
     assert next(e for e in log.events if e.id == kept).organization_id == "org-b"
     ok, bad, reason = broken_at(verify(log, files=[export], sqlite=False, keys=False))
@@ -488,7 +456,7 @@ def test_an_event_spliced_in_through_a_redacted_line_is_caught_there(
     new hash: in chain v2 that line's hash follows from its prev_hash, so the link breaks."""
     forged, after = log.events[1], log.events[2]
     assert (forged.organization_id, after.organization_id) == ("org-a", "org-b")
-    lines = org_export(log.events, tmp_path / "org-a.jsonl")
+    lines = organization_export(log.events, tmp_path / "org-a.jsonl")
     changed = forged_copy([forged])[0]
     lines[1] = changed.to_json()
     stub = json.loads(lines[2])
@@ -506,7 +474,7 @@ def test_an_organizations_export_proves_its_events_up_to_the_newest_head(
     """Redacted v2 lines carry their links, so a head binds every event before it: only what
     comes after the newest signed head is unproven."""
     export = tmp_path / "org-a.jsonl"
-    org_export(log.events, export)
+    organization_export(log.events, export)
     report = verify(log, files=[export], sqlite=False, kept=False)
     assert report.ok, report
     newest = log.heads[-1]
