@@ -112,6 +112,28 @@ def _fast_path_is_safe() -> bool:
 _FAST = _fast_path_is_safe()
 
 
+def _canonical_text(
+    id: int,
+    organization_id: str,
+    run_id: str,
+    conversation_id: str,
+    sequence: int,
+    event_type: str,
+    visibility: str,
+    payload_json: str,
+    created_at: str,
+    prev_hash: str | None,
+) -> str:
+    """The event's canonical JSON (keys sorted), with ``prev_hash`` (v1) or without (v2)."""
+    prev = "" if prev_hash is None else f',"prev_hash":{_quote(prev_hash)}'
+    return (
+        f'{{"conversation_id":{_quote(conversation_id)},"created_at":{_quote(created_at)},'
+        f'"event_type":{_quote(event_type)},"id":{id},"organization_id":{_quote(organization_id)},'
+        f'"payload":{payload_json}{prev},"run_id":{_quote(run_id)},'
+        f'"sequence":{sequence},"visibility":{_quote(visibility)}}}'
+    )
+
+
 def content_hash(
     *,
     id: int,
@@ -125,12 +147,10 @@ def content_hash(
     created_at: str,
 ) -> str:
     """SHA-256 of the event's canonical JSON without ``prev_hash`` (chain v2's content)."""
-    text = (
-        f'{{"conversation_id":{_quote(conversation_id)},"created_at":{_quote(created_at)},'
-        f'"event_type":{_quote(event_type)},"id":{id},"organization_id":{_quote(organization_id)},'
-        f'"payload":{payload_json},"run_id":{_quote(run_id)},'
-        f'"sequence":{sequence},"visibility":{_quote(visibility)}}}'
-    )
+    text = _canonical_text(
+        id, organization_id, run_id, conversation_id, sequence, event_type, visibility,
+        payload_json, created_at, None,
+    )  # fmt: skip
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
@@ -155,7 +175,7 @@ def event_hash(
     prev_hash: str,
     version: int = CHAIN_V2,
 ) -> str:
-    """The event's ``hash`` in chain ``version`` (v1: written out by hand, for speed)."""
+    """The event's ``hash`` in chain ``version``."""
     if version == CHAIN_V2:
         content = content_hash(
             id=id,
@@ -169,12 +189,10 @@ def event_hash(
             created_at=created_at,
         )
         return link_hash(prev_hash, content)
-    text = (
-        f'{{"conversation_id":{_quote(conversation_id)},"created_at":{_quote(created_at)},'
-        f'"event_type":{_quote(event_type)},"id":{id},"organization_id":{_quote(organization_id)},'
-        f'"payload":{payload_json},"prev_hash":{_quote(prev_hash)},"run_id":{_quote(run_id)},'
-        f'"sequence":{sequence},"visibility":{_quote(visibility)}}}'
-    )
+    text = _canonical_text(
+        id, organization_id, run_id, conversation_id, sequence, event_type, visibility,
+        payload_json, created_at, prev_hash,
+    )  # fmt: skip
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
