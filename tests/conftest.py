@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,16 @@ def require_postgres() -> None:
     if os.environ.get("CI"):
         pytest.fail(f"CI must run the PostgreSQL tests: {problem}")
     pytest.skip(problem)
+
+
+def module_database(
+    stack: ExitStack, backend: str, tmp_path_factory: pytest.TempPathFactory
+) -> str:
+    """A fresh database of ``backend`` for a module's shared server, dropped with ``stack``."""
+    if backend == "postgresql":
+        require_postgres()
+        return stack.enter_context(scratch_schema(POSTGRES_URL, prefix="t_")).url
+    return str(tmp_path_factory.mktemp("shared") / "events.db")
 
 
 @pytest.fixture

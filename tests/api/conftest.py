@@ -18,8 +18,7 @@ from starlette.applications import Starlette
 from api.server.app import create_app
 from api.server.auth import KeyRing, Role
 from api.server.settings import Settings
-from eventstore import scratch_schema
-from tests.conftest import BACKENDS, POSTGRES_URL, require_postgres
+from tests.conftest import BACKENDS, module_database
 from tests.prompt_server import PromptServer
 
 
@@ -96,11 +95,7 @@ async def shared_server(
     ``anyio_backend``), for cases that neither claim whatever is queued nor count the log:
     starting a server on a fresh database cost more than such a case."""
     with ExitStack() as stack:
-        if request.param == "postgresql":
-            require_postgres()
-            database = stack.enter_context(scratch_schema(POSTGRES_URL, prefix="t_")).url
-        else:
-            database = str(tmp_path_factory.mktemp("shared") / "events.db")
+        database = module_database(stack, request.param, tmp_path_factory)
         live = await start_server(Settings(database=database, heartbeat_seconds=15.0))
         try:
             yield live

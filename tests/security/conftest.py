@@ -19,9 +19,8 @@ from api.server.app import create_app
 from api.server.auth import Role
 from api.server.runner import server_config
 from api.server.settings import Settings
-from eventstore import scratch_schema
 from tests.api.conftest import LiveServer, ServerFactory, server_factory, start_server
-from tests.conftest import BACKENDS, POSTGRES_URL, require_postgres
+from tests.conftest import BACKENDS, module_database
 from tests.prompt_server import PromptServer
 
 __all__ = ["ORGANIZATIONS", "Served", "Tenants", "served", "server_factory", "shared_tenants"]
@@ -72,11 +71,7 @@ async def shared_tenants(
     """One server per backend for a whole module, for tests that only add runs of their own
     (starting a server and its keys per case cost more than the cases themselves)."""
     with ExitStack() as stack:
-        if request.param == "postgresql":
-            require_postgres()
-            database = stack.enter_context(scratch_schema(POSTGRES_URL, prefix="t_")).url
-        else:
-            database = str(tmp_path_factory.mktemp("tenants") / "events.db")
+        database = module_database(stack, request.param, tmp_path_factory)
         server = await start_server(Settings(database=database, heartbeat_seconds=15.0))
         found = await Tenants(server).create_keys()
         try:
