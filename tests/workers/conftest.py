@@ -13,6 +13,7 @@ import pytest
 
 from api.client import RuntrackClient, StoredEvent
 from tests.e2e.conftest import ProcessFactory, ServerProcess, server_process
+from tests.workers.worker_process import HANGING
 
 __all__ = ["server_process"]
 
@@ -47,6 +48,7 @@ async def workers(server: ServerProcess, tmp_path: Path) -> AsyncIterator[Worker
             *(sys.executable, "-m", "tests.workers.worker_process"),
             *(server.url, scenario, str(tmp_path), *args),
             env=env,
+            stdout=asyncio.subprocess.PIPE if hang else None,
         )
         started.append(process)
         return process
@@ -56,6 +58,15 @@ async def workers(server: ServerProcess, tmp_path: Path) -> AsyncIterator[Worker
         if process.returncode is None:
             process.send_signal(signal.SIGKILL)
             await process.wait()
+
+
+async def hanging(process: asyncio.subprocess.Process) -> None:
+    """Returns once a worker started with ``hang=True`` has recorded its call and hangs in it."""
+    assert process.stdout is not None, "start the worker with hang=True"
+    while line := await process.stdout.readline():
+        if line.decode().strip() == HANGING:
+            return
+    raise AssertionError("the worker exited before it hung in its tool call")
 
 
 async def first_event(

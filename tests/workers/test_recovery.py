@@ -10,7 +10,7 @@ import pytest
 
 from api.client import RuntrackClient
 
-from .conftest import WorkerFactory, first_event, lines, run_events
+from .conftest import WorkerFactory, first_event, hanging, lines, run_events
 
 pytestmark = pytest.mark.anyio
 
@@ -25,9 +25,7 @@ async def test_a_killed_worker_s_run_times_out_and_resumes_on_another(
 ) -> None:
     run = await client.create_run("agent", message="go")
     first = await workers(scenario, hang=True)
-    await first_event(
-        client, run.id, lambda e: e.event_type == "tool_started" and e.payload["name"] == "slow"
-    )
+    await hanging(first)
     first.send_signal(signal.SIGKILL)
     await first.wait()
     timed_out = await client.wait(run.id)
@@ -88,9 +86,7 @@ async def test_sigterm_drains_and_the_given_up_run_finishes_on_another_worker(
 ) -> None:
     run = await client.create_run("agent")
     first = await workers("tools", "--grace", "0.5", hang=True)
-    await first_event(
-        client, run.id, lambda e: e.event_type == "tool_started" and e.payload["name"] == "slow"
-    )
+    await hanging(first)
     first.send_signal(signal.SIGTERM)
     assert await first.wait() == 0
     assert len(lines(tmp_path, "exits")) == 1

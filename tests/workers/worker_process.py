@@ -27,9 +27,17 @@ from api.client import (
 AGENT = "agent"
 
 
+HANGING = "hanging inside the slow tool"
+
+
 def note(folder: Path, name: str, line: str) -> None:
     with (folder / name).open("a") as file:
         file.write(line + "\n")
+
+
+def announce_hanging() -> None:
+    """Tells the test the call is recorded and the worker now hangs: the moment to kill it."""
+    print(HANGING, flush=True)
 
 
 class Scenarios:
@@ -47,6 +55,7 @@ class Scenarios:
     async def slow(self) -> str:
         note(self.folder, "calls", "slow")
         if self.hang:
+            announce_hanging()
             await asyncio.Event().wait()
         return "slow done"
 
@@ -125,6 +134,7 @@ class Scenarios:
     def _sync_slow(self) -> str:
         note(self.folder, "calls", "slow")
         if self.hang:
+            announce_hanging()
             threading.Event().wait()
         return "slow done"
 
