@@ -51,8 +51,13 @@ typecheck: install
 
 check: lint typecheck
 
+# Two pytest processes, one test file at a time each: most of the suite's time is spent
+# waiting on the servers, workers and browsers it starts (docs/benchmarks.md, the suite's time).
+# TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 2
+
 test: check system-deps axe
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 bench: install
 	$(BIN)/python -m bench
