@@ -34,6 +34,8 @@ WAKE_BATCH = 256
 """Subscribers woken per turn of the event loop (see ``Broadcaster._wake_batch``)."""
 MEMO_PAGES = 64
 """Live pages kept for sharing between streams until the buffer next grows."""
+KEEP_UNWATCHED_DIVISOR = 4
+"""A kind's lanes outlive its last stream by the buffer's capacity over this many events."""
 ReadPage = Callable[[EventFilter, int, int], Awaitable[EventPage]]
 ReadAfter = Callable[[int, int], Awaitable[list[AgentEvent]]]
 
@@ -82,9 +84,10 @@ class _Index:
     A kind's lanes are kept only while they are needed: built from the buffer when a stream of
     the kind opens (or a page of the kind is asked for), and kept up to date from then on. Once
     no stream of the kind is left, they are kept for ``keep_unwatched`` more events, then
-    dropped: a rebuild files at most the buffer's events, so keeping them for about as many
-    costs at most one rebuild (a dashboard that reconnects rebuilds nothing), and an append
-    path with no stream of a kind files nothing for it (docs/benchmarks.md, "lazy lanes").
+    dropped, so an append path with no stream of a kind files nothing for it. Keeping a kind
+    costs about four times per event what building it costs per buffered event, so keeping it
+    for a quarter of the buffer costs at most one rebuild, and a dashboard that reconnects
+    within that rebuilds nothing (docs/benchmarks.md, "lazy lanes").
     """
 
     def __init__(self, keep_unwatched: int) -> None:
@@ -212,7 +215,7 @@ class Broadcaster:
         linger: float = 0.0,
         wake_budget: float | None = None,
     ) -> None:
-        self._index = _Index(keep_unwatched=capacity)
+        self._index = _Index(keep_unwatched=capacity // KEEP_UNWATCHED_DIVISOR)
         self._covered_after = head  # every committed event with id > this is in the buffer
         self._last_id = head
         self._capacity = capacity

@@ -11,7 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from eventstore import AgentEvent, EventFilter, EventPage, Visibility
-from eventstore.tail import MEMO_PAGES, WAKE_BATCH, Broadcaster, _Waiter, channel_of
+from eventstore.tail import (
+    KEEP_UNWATCHED_DIVISOR,
+    MEMO_PAGES,
+    WAKE_BATCH,
+    Broadcaster,
+    _Waiter,
+    channel_of,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -194,7 +201,7 @@ class Streams:
 
     def __init__(self, broadcaster: Broadcaster, capacity: int) -> None:
         self.broadcaster = broadcaster
-        self.capacity = capacity
+        self.kept_for = capacity // KEEP_UNWATCHED_DIVISOR  # events, once no longer needed
         self.open: list[_Waiter] = []
         self.unneeded: dict[str, int] = {}  # per kind: events added since it was last needed
 
@@ -216,12 +223,13 @@ class Streams:
                 self.unneeded[waiter.channel[0]] = 0
 
     def assert_kept_only_while_needed(self) -> None:
-        """A kind with an open stream has lanes; one unneeded for a buffer's worth has none."""
+        """A kind with an open stream has lanes; one unneeded for a quarter of the buffer has
+        none."""
         kinds = set(self.broadcaster.indexed_kinds)
         watched = {w.channel[0] for w in self.open if w.channel != ("all",)}
         assert watched <= kinds
         for kind, count in self.unneeded.items():
-            if kind not in watched and count >= self.capacity:
+            if kind not in watched and count >= self.kept_for:
                 assert kind not in kinds
 
 

@@ -50,13 +50,13 @@ async def test_a_kinds_lanes_exist_only_while_a_stream_of_the_kind_is_open() -> 
     assert broadcaster.indexed_kinds == ["run"]  # one stream of the kind is still open
 
     broadcaster.unregister(second)
-    assert broadcaster.publish([spread(n) for n in range(200, 299)], 199)
-    assert broadcaster.indexed_kinds == ["run"]  # kept for a buffer's worth (100) of events
-    again = broadcaster.register(("run", "run-1"))  # a dashboard reconnects: nothing rebuilt
+    assert broadcaster.publish([spread(n) for n in range(200, 224)], 199)
+    assert broadcaster.indexed_kinds == ["run"]  # kept for a quarter of the buffer (25 events)
+    again = broadcaster.register(("run", "run-1"))  # a dashboard reconnects: still kept
     broadcaster.unregister(again)
-    assert broadcaster.publish([spread(n) for n in range(299, 398)], 298)
+    assert broadcaster.publish([spread(n) for n in range(224, 248)], 223)
     assert broadcaster.indexed_kinds == ["run"]
-    assert broadcaster.publish([spread(398)], 397)  # the 100th event since the last stream
+    assert broadcaster.publish([spread(248)], 247)  # the 25th event since the last stream
     assert (broadcaster.indexed_kinds, broadcaster.index_size) == ([], (0, 0))
     broadcaster.close()
 
@@ -200,6 +200,6 @@ async def test_streams_of_each_kind_open_and_close_under_concurrent_appenders(
                 opened += 1
         assert opened >= 4 * WATCHERS
         assert store.subscriber_count == 0
-        for n in range(64):  # a buffer's worth of events with no stream open
+        for n in range(16):  # a quarter of the buffer's events with no stream open
             await store.append(ORG, "run-1", [custom(n)])
         assert store.indexed_channel_kinds == []
