@@ -341,9 +341,11 @@ class Broadcaster:
         return self._closed
 
     def _append_fresh(self, events: list[AgentEvent]) -> None:
-        fresh = [e for e in events if e.id > self._last_id]
-        if fresh:
-            self._append(fresh)
+        """Appends those of ``events`` (in id order, as committed) not buffered yet: a suffix,
+        found by a search rather than a test per event (a commit's events are all fresh)."""
+        start = bisect.bisect_right(events, self._last_id, key=_ID)
+        if start < len(events):
+            self._append(events[start:] if start else events)
 
     def _append(self, events: list[AgentEvent]) -> None:
         self._pages.clear()
