@@ -514,7 +514,8 @@ class EventStore(abc.ABC):
     @property
     def indexed_channel_kinds(self) -> list[str]:
         """The channel kinds (run, conversation, organization) the live tail keeps lanes for
-        now: those with a stream open, or that had one less than a buffer's worth ago."""
+        now: those with a stream open, or that had one within the last quarter of the buffer's
+        capacity in events."""
         return self._tail().indexed_kinds
 
     def _tail(self) -> Broadcaster:
