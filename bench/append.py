@@ -474,6 +474,24 @@ def growth_results(root: Path, sizes: Sizes) -> dict[str, Result]:
     return {"growth empty": empty, "growth": grown}
 
 
+def store256_only(sizes: Sizes) -> None:
+    """The ceiling and store 256 alone, each with the process's CPU per event: the pair that
+    issue 16's store256/ceiling compares, quick enough to alternate with another checkout."""
+    print(describe_machine(), flush=True)
+    with in_data_folder() as folder:
+        results = {"ceiling": ceiling(folder / "ceiling.db", sizes)}
+        path = folder / "store-256-FULL.db"
+        results["store 256"] = asyncio.run(
+            store_case(path, 256, sizes.appends, sizes.warmup, "FULL")
+        )
+    print("\n".join(table(results)))
+    store256, top = results["store 256"], results["ceiling"]
+    print(
+        f"append: store256/ceiling={store256.rate / top.rate:.3f} "
+        f"store256_cpu_us={store256.cpu_us:.1f} ceiling_cpu_us={top.cpu_us:.1f}"
+    )
+
+
 def growth_only(sizes: Sizes) -> None:
     """The growth case alone: it takes long at 20M events, and needs no other case."""
     print(describe_machine(), flush=True)
@@ -627,6 +645,9 @@ def main() -> None:
     parser.add_argument("--archive", type=int, help="events the archive case moves (full: 1M)")
     parser.add_argument("--only-archive", action="store_true", help="run the archive case alone")
     parser.add_argument(
+        "--only-store256", action="store_true", help="the ceiling and store 256 alone"
+    )
+    parser.add_argument(
         "--archive-half", type=int, help="bench.archive_half's log size (full: 20M; 0: skip)"
     )
     args = parser.parse_args()
@@ -637,6 +658,9 @@ def main() -> None:
         sizes = replace(sizes, archive=args.archive)
     if args.only_growth:
         growth_only(sizes)
+        return
+    if args.only_store256:
+        store256_only(sizes)
         return
     if args.only_archive:
         print(describe_machine(), flush=True)

@@ -75,6 +75,13 @@ class Scenario:
         self.everything = EventFilter(ORG, visibility=Visibility.USER)
         self.next_id = 1
 
+    def open_streams(self) -> None:
+        """Register every stream, as ``subscribe`` does: it is what keeps a kind's lanes."""
+        for conversation in range(self.conversations):
+            self.broadcaster.register(("conversation", f"conv-{conversation}"))
+        for _ in range(self.firehose):
+            self.broadcaster.register(("all",))
+
     def fill(self, count: int) -> None:
         """Publish ``count`` events without streams: the buffer starts full."""
         while count > 0:
@@ -122,6 +129,7 @@ class Scenario:
 async def run(args: argparse.Namespace) -> dict[str, float]:
     scenario = Scenario(args)
     scenario.fill(args.capacity)
+    scenario.open_streams()
     tally = Tally()
     for _ in range(args.warm_wakes):  # until the cursors are spread as in the steady state
         scenario.wake(tally)

@@ -511,6 +511,13 @@ class EventStore(abc.ABC):
         """How many subscriptions the live tail is feeding now."""
         return self._tail().subscriber_count
 
+    @property
+    def indexed_channel_kinds(self) -> list[str]:
+        """The channel kinds (run, conversation, organization) the live tail keeps lanes for
+        now: those with a stream open, or that had one within the last quarter of the buffer's
+        capacity in events."""
+        return self._tail().indexed_kinds
+
     def _tail(self) -> Broadcaster:
         if self._broadcaster is None:
             raise StoreUnavailable("the event store is not open")

@@ -2,12 +2,13 @@
 
 The writer publishes each committed group here (in commit order). The broadcaster keeps the most
 recent events in a buffer in id order, with each channel's (run, conversation, organization)
-events beside it, and wakes only the subscribers whose channel an event touches (the firehose is
-every channel). A woken subscriber reads only its channel's events after its cursor, so a wake
-costs what the stream receives, not the buffer's size. A subscriber always works from its own
-cursor: it reads the buffer when the buffer still covers its cursor, and the database otherwise.
-Because ids are commit-ordered and the cursor only moves forward, the hand-off from replay to
-live can neither skip nor repeat an event, whatever the interleaving.
+events beside it while a stream of that kind is open, and wakes only the subscribers whose
+channel an event touches (the firehose is every channel). A woken subscriber reads only its
+channel's events after its cursor, so a wake costs what the stream receives, not the buffer's
+size. A subscriber always works from its own cursor: it reads the buffer when the buffer still
+covers its cursor, and the database otherwise. Because ids are commit-ordered and the cursor
+only moves forward, the hand-off from replay to live can neither skip nor repeat an event,
+whatever the interleaving.
 
 Events committed by another process (a second server, a CLI on the same file) reach the buffer
 through ``catch_up``: the store's single poller (or a PostgreSQL notification) calls it, and it
@@ -33,6 +34,8 @@ WAKE_BATCH = 256
 """Subscribers woken per turn of the event loop (see ``Broadcaster._wake_batch``)."""
 MEMO_PAGES = 64
 """Live pages kept for sharing between streams until the buffer next grows."""
+KEEP_UNWATCHED_DIVISOR = 4
+"""A kind's lanes outlive its last stream by the buffer's capacity over this many events."""
 ReadPage = Callable[[EventFilter, int, int], Awaitable[EventPage]]
 ReadAfter = Callable[[int, int], Awaitable[list[AgentEvent]]]
 
@@ -49,13 +52,25 @@ def channel_of(flt: EventFilter) -> ChannelKey:
 
 
 _ID = operator.attrgetter("id")
-_NAMED_BY: tuple[tuple[str, Callable[[AgentEvent], str]], ...] = (
-    ("run", operator.attrgetter("run_id")),
-    ("conversation", operator.attrgetter("conversation_id")),
-    ("organization", operator.attrgetter("organization_id")),
-)
+_NAME_OF: dict[str, Callable[[AgentEvent], str]] = {
+    "run": operator.attrgetter("run_id"),
+    "conversation": operator.attrgetter("conversation_id"),
+    "organization": operator.attrgetter("organization_id"),
+}
 """The channel kinds that have lanes, and the field of an event that names its channel."""
 _NO_EVENTS: list[AgentEvent] = []
+Lanes = dict[str, list[AgentEvent]]
+
+
+def _file(lanes: Lanes, name_of: Callable[[AgentEvent], str], events: list[AgentEvent]) -> None:
+    """Appends each of ``events`` to the lane its ``name_of`` names."""
+    for event in events:
+        name = name_of(event)
+        lane = lanes.get(name)
+        if lane is None:
+            lanes[name] = [event]
+        else:
+            lane.append(event)
 
 
 class _Index:
@@ -65,32 +80,81 @@ class _Index:
     its cursor costs the events it may receive: a quiet conversation's wake reads its one new
     event, not the thousands the others had since. The firehose's lane is the buffer itself.
     Lanes are keyed by kind, then name, so that indexing an event builds no key tuples.
+
+    A kind's lanes are kept only while they are needed: built from the buffer when a stream of
+    the kind opens (or a page of the kind is asked for), and kept up to date from then on. Once
+    no stream of the kind is left, they are kept for ``keep_unwatched`` more events, then
+    dropped, so an append path with no stream of a kind files nothing for it. Keeping a kind
+    costs about four times per event what building it costs per buffered event, so keeping it
+    for a quarter of the buffer costs at most one rebuild, and a dashboard that reconnects
+    within that rebuilds nothing (docs/benchmarks.md, "lazy lanes").
     """
 
-    def __init__(self) -> None:
+    def __init__(self, keep_unwatched: int) -> None:
         self.events: list[AgentEvent] = []
-        self._lanes: dict[str, dict[str, list[AgentEvent]]] = {kind: {} for kind, _ in _NAMED_BY}
-        self._touched: dict[str, set[str]] = {kind: set() for kind, _ in _NAMED_BY}
+        self._keep_unwatched = keep_unwatched
+        self._lanes: dict[str, Lanes] = {}  # only the kinds kept, in the order they were built
+        self._touched: dict[str, set[str]] = {}
+        self._watchers: dict[str, int] = {}  # open streams per kind, for the kinds that have any
+        self._unwatched: dict[str, int] = {}  # kinds kept without a stream: events left to keep
+        self._grown = False  # events were added since the last ``take_touched``
+
+    @property
+    def kinds(self) -> list[str]:
+        """The channel kinds whose lanes are kept now."""
+        return list(self._lanes)
+
+    def watch(self, kind: str) -> None:
+        """A stream of ``kind`` opens: its lanes are built now (if not kept already) and kept."""
+        self._watchers[kind] = self._watchers.get(kind, 0) + 1
+        self._unwatched.pop(kind, None)
+        self._keep(kind)
+
+    def unwatch(self, kind: str) -> None:
+        """A stream of ``kind`` ends; the last one starts the count before its lanes go."""
+        left = self._watchers[kind] - 1
+        if left:
+            self._watchers[kind] = left
+        else:
+            del self._watchers[kind]
+            self._unwatched[kind] = self._keep_unwatched
+
+    def _keep(self, kind: str) -> None:
+        """Builds ``kind``'s lanes from the buffer, once: from then on ``add`` and
+        ``drop_oldest`` keep them equal to the buffer, as if they had been kept all along."""
+        if kind not in self._lanes:
+            lanes: Lanes = {}
+            _file(lanes, _NAME_OF[kind], self.events)
+            self._lanes[kind] = lanes
+            self._touched[kind] = set()
+            if kind not in self._watchers:  # asked for by a page alone: kept as if just left
+                self._unwatched[kind] = self._keep_unwatched
 
     def add(self, events: list[AgentEvent]) -> None:
         """Appends ``events`` (ids above every buffered one) and notes their channels."""
         self.events.extend(events)
-        for kind, name_of in _NAMED_BY:
-            lanes = self._lanes[kind]
-            for event in events:
-                name = name_of(event)
-                lane = lanes.get(name)
-                if lane is None:
-                    lanes[name] = [event]
-                else:
-                    lane.append(event)
+        self._grown = True
+        for kind, lanes in self._lanes.items():
+            name_of = _NAME_OF[kind]
+            _file(lanes, name_of, events)
             self._touched[kind].update(map(name_of, events))
+        if self._unwatched:
+            self._count_unwatched(len(events))
+
+    def _count_unwatched(self, added: int) -> None:
+        """Drops the lanes of the kinds that went ``keep_unwatched`` events without a stream."""
+        for kind, left in list(self._unwatched.items()):
+            if left > added:
+                self._unwatched[kind] = left - added
+            else:
+                del self._unwatched[kind], self._lanes[kind], self._touched[kind]
 
     def after(self, channel: ChannelKey, cursor: int) -> list[AgentEvent]:
         """The buffered events of ``channel`` with ids above ``cursor``, in id order."""
         if channel == _FIREHOSE:
             lane = self.events
         else:
+            self._keep(channel[0])
             lane = self._lanes[channel[0]].get(channel[1], _NO_EVENTS)
         return lane[bisect.bisect_right(lane, cursor, key=_ID) :]
 
@@ -103,9 +167,8 @@ class _Index:
         """
         dropped = self.events[:count]
         del self.events[:count]
-        for kind, name_of in _NAMED_BY:
-            lanes = self._lanes[kind]
-            for name, gone in Counter(map(name_of, dropped)).items():
+        for kind, lanes in self._lanes.items():
+            for name, gone in Counter(map(_NAME_OF[kind], dropped)).items():
                 lane = lanes[name]
                 if gone == len(lane):
                     del lanes[name]
@@ -114,14 +177,19 @@ class _Index:
         return dropped[-1].id
 
     def take_touched(self) -> list[ChannelKey]:
-        """The channels events were added to since the last call (the firehose if any)."""
+        """The channels events were added to since the last call (the firehose if any).
+
+        Only the kept kinds' channels are noted: a kind without lanes has no stream to wake,
+        and a stream that opens meanwhile reads the buffer before it first waits.
+        """
         touched: list[ChannelKey] = [
             (kind, name) for kind, names in self._touched.items() for name in names
         ]
         for names in self._touched.values():
             names.clear()
-        if touched:
+        if self._grown:
             touched.append(_FIREHOSE)
+            self._grown = False
         return touched
 
     def size(self) -> tuple[int, int]:
@@ -147,7 +215,7 @@ class Broadcaster:
         linger: float = 0.0,
         wake_budget: float | None = None,
     ) -> None:
-        self._index = _Index()
+        self._index = _Index(keep_unwatched=capacity // KEEP_UNWATCHED_DIVISOR)
         self._covered_after = head  # every committed event with id > this is in the buffer
         self._last_id = head
         self._capacity = capacity
@@ -176,9 +244,15 @@ class Broadcaster:
 
     @property
     def index_size(self) -> tuple[int, int]:
-        """The channels with events in the buffer, and the events their lanes hold (three per
-        buffered event): bounded by the buffer, however many channels come and go."""
+        """The channels with events in the buffer, and the events their lanes hold (one per
+        buffered event and kept kind): bounded by the buffer, however many channels come and
+        go."""
         return self._index.size()
+
+    @property
+    def indexed_kinds(self) -> list[str]:
+        """The channel kinds (run, conversation, organization) whose lanes are kept now."""
+        return self._index.kinds
 
     def covers(self, cursor: int) -> bool:
         return cursor >= self._covered_after
@@ -236,16 +310,22 @@ class Broadcaster:
         return EventPage(matched, max(cursor, self._last_id))
 
     def register(self, channel: ChannelKey) -> _Waiter:
+        """A stream of ``channel`` opens: from here on, every event on it wakes the waiter
+        (its kind's lanes are built now if no stream of the kind kept them)."""
         waiter = _Waiter(channel, asyncio.Event())
         self._waiters.setdefault(channel, set()).add(waiter)
+        if channel != _FIREHOSE:
+            self._index.watch(channel[0])
         return waiter
 
     def unregister(self, waiter: _Waiter) -> None:
         waiters = self._waiters.get(waiter.channel)
-        if waiters is not None:
+        if waiters is not None and waiter in waiters:
             waiters.discard(waiter)
             if not waiters:
                 del self._waiters[waiter.channel]
+            if waiter.channel != _FIREHOSE:
+                self._index.unwatch(waiter.channel[0])
 
     def close(self) -> None:
         """Wake everyone so that subscribers notice the store is closing."""
@@ -261,9 +341,11 @@ class Broadcaster:
         return self._closed
 
     def _append_fresh(self, events: list[AgentEvent]) -> None:
-        fresh = [e for e in events if e.id > self._last_id]
-        if fresh:
-            self._append(fresh)
+        """Appends those of ``events`` (in id order, as committed) not buffered yet: a suffix,
+        found by a search rather than a test per event (a commit's events are all fresh)."""
+        start = bisect.bisect_right(events, self._last_id, key=_ID)
+        if start < len(events):
+            self._append(events[start:] if start else events)
 
     def _append(self, events: list[AgentEvent]) -> None:
         self._pages.clear()

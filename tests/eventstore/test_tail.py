@@ -11,7 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from eventstore import AgentEvent, EventFilter, EventPage, Visibility
-from eventstore.tail import MEMO_PAGES, WAKE_BATCH, Broadcaster
+from eventstore.tail import (
+    KEEP_UNWATCHED_DIVISOR,
+    MEMO_PAGES,
+    WAKE_BATCH,
+    Broadcaster,
+    _Waiter,
+    channel_of,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -112,11 +119,20 @@ filters = st.builds(
     conversation_id=st.none() | st.sampled_from(CONVERSATIONS),
     visibility=st.sampled_from(LEVELS),
 )
+CHANNELS = (
+    *(("run", name) for name in RUNS),
+    *(("conversation", name) for name in CONVERSATIONS),
+    *(("organization", name) for name in ORGANIZATIONS),
+    ("all",),
+)
 Step = tuple[str, list[Names]]
 steps: st.SearchStrategy[Step] = st.one_of(
     st.tuples(st.just("publish"), st.lists(names, min_size=1, max_size=6)),
     st.tuples(st.just("foreign"), st.lists(names, min_size=1, max_size=6)),
     st.tuples(st.just("catch_up"), st.just([])),
+    st.tuples(st.just("look"), st.just([])),  # the checks' pages (a page may build lanes)
+    st.tuples(st.sampled_from([f"open {n}" for n in range(len(CHANNELS))]), st.just([])),
+    st.tuples(st.just("close"), st.just([])),  # the oldest open stream ends
 )
 
 
@@ -165,15 +181,56 @@ def assert_as_a_full_scan(broadcaster: Broadcaster, log: Log, flt: EventFilter, 
 
 
 def assert_index_holds_the_buffer(broadcaster: Broadcaster, log: Log) -> None:
-    """The lanes hold the buffered events and nothing older (trimmed with the buffer)."""
+    """The lanes of each kept kind hold the buffered events and nothing older (trimmed with
+    the buffer, or built late from it)."""
     floor = next(c for c in range(broadcaster.last_id + 1) if broadcaster.covers(c))
     buffered = log.events[floor : broadcaster.last_id]
-    channels = {(kind, name) for e in buffered for kind, name in enumerate(names_of(e))}
-    assert broadcaster.index_size == (len(channels), 3 * len(buffered))
+    kinds = broadcaster.indexed_kinds
+    channels = {(kind, name_of(kind, e)) for e in buffered for kind in kinds}
+    assert broadcaster.index_size == (len(channels), len(kinds) * len(buffered))
 
 
-def names_of(event: AgentEvent) -> tuple[str, str, str]:
-    return event.run_id, event.conversation_id, event.organization_id
+def name_of(kind: str, event: AgentEvent) -> str:
+    return {"run": event.run_id, "conversation": event.conversation_id}.get(
+        kind, event.organization_id
+    )
+
+
+class Streams:
+    """The open streams of a script, and the events added since each kind was last needed."""
+
+    def __init__(self, broadcaster: Broadcaster, capacity: int) -> None:
+        self.broadcaster = broadcaster
+        self.kept_for = capacity // KEEP_UNWATCHED_DIVISOR  # events, once no longer needed
+        self.open: list[_Waiter] = []
+        self.unneeded: dict[str, int] = {}  # per kind: events added since it was last needed
+
+    def step(self, action: str, checks: list[tuple[EventFilter, int]]) -> None:
+        if action.startswith("open "):
+            self.open.append(self.broadcaster.register(CHANNELS[int(action.split()[1])]))
+        elif action == "close" and self.open:
+            self.broadcaster.unregister(self.open.pop(0))
+        elif action == "look":
+            for flt, _ in checks:
+                if channel_of(flt) != ("all",):
+                    self.unneeded[channel_of(flt)[0]] = 0
+
+    def added(self, count: int) -> None:
+        for kind in self.unneeded:
+            self.unneeded[kind] += count
+        for waiter in self.open:
+            if waiter.channel != ("all",):
+                self.unneeded[waiter.channel[0]] = 0
+
+    def assert_kept_only_while_needed(self) -> None:
+        """A kind with an open stream has lanes; one unneeded for a quarter of the buffer has
+        none."""
+        kinds = set(self.broadcaster.indexed_kinds)
+        watched = {w.channel[0] for w in self.open if w.channel != ("all",)}
+        assert watched <= kinds
+        for kind, count in self.unneeded.items():
+            if kind not in watched and count >= self.kept_for:
+                assert kind not in kinds
 
 
 async def follow(
@@ -181,19 +238,25 @@ async def follow(
 ) -> None:
     log = Log(before)
     broadcaster = Broadcaster(len(log.events), capacity=capacity)
-    for action, batch in script:
+    streams = Streams(broadcaster, capacity)
+    for action, batch in [*script, ("look", [])]:
+        head = broadcaster.last_id
         if action == "catch_up":
             await broadcaster.catch_up(log.read_after)
         elif action == "foreign":  # another process commits; only its notification comes later
             log.commit(batch)
-        else:
+        elif action == "publish":
             previous_head = len(log.events)
             fresh = log.commit(batch)
             if not broadcaster.publish(fresh, previous_head):  # as the store does on a gap
                 await broadcaster.catch_up(log.read_after, fresh[-1].id)
-        for flt, limit in checks:
-            assert_as_a_full_scan(broadcaster, log, flt, limit)
+        streams.step(action, checks)
+        streams.added(broadcaster.last_id - head)
+        if action == "look":
+            for flt, limit in checks:
+                assert_as_a_full_scan(broadcaster, log, flt, limit)
         assert_index_holds_the_buffer(broadcaster, log)
+        streams.assert_kept_only_while_needed()
     broadcaster.close()
 
 
@@ -201,7 +264,7 @@ async def follow(
 @given(
     capacity=st.sampled_from([4, 8, 13]),
     before=st.lists(names, max_size=5),
-    script=st.lists(steps, min_size=1, max_size=14),
+    script=st.lists(steps, min_size=1, max_size=24),
     checks=st.lists(st.tuples(filters, st.sampled_from([1, 2, 1000])), min_size=1, max_size=4),
 )
 def test_indexed_pages_equal_a_full_scan_across_trims_catch_ups_and_levels(
@@ -223,6 +286,7 @@ async def test_a_publish_wakes_each_kind_of_channel_it_touches_and_no_other() ->
 async def test_a_quiet_channel_is_told_the_head_and_its_lanes_go_with_the_buffer() -> None:
     broadcaster = Broadcaster(0, capacity=100)
     quiet = EventFilter("org", conversation_id="quiet")
+    broadcaster.register(("conversation", "quiet"))  # its stream: conversations have lanes
     assert broadcaster.publish([replace(tick(1), conversation_id="quiet")], 0)
     assert broadcaster.publish([busy(n) for n in range(2, 52)], 1)
     assert broadcaster.since(1, quiet) == EventPage([], 51)  # nothing of its own: the head
@@ -231,7 +295,8 @@ async def test_a_quiet_channel_is_told_the_head_and_its_lanes_go_with_the_buffer
     assert broadcaster.publish([busy(n) for n in range(52, 502)], 51)
     assert not broadcaster.covers(1)
     assert broadcaster.covers(401)  # trimmed to 402..501
-    assert broadcaster.index_size == (2 * 100 + 1, 3 * 100)  # a run, a conversation, one org
+    assert broadcaster.indexed_kinds == ["conversation"]
+    assert broadcaster.index_size == (100, 100)  # one lane per conversation of the buffer
     broadcaster.close()
 
 
