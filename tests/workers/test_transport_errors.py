@@ -27,18 +27,22 @@ AGENT = "restartable"
 
 
 class Held:
-    """A handler that makes a step, then waits for ``go`` before making its tool call and
-    message: the test changes the server's state in between."""
+    """A handler that makes a step, waits for ``go`` before its tool call, and for ``finish``
+    (set from the start unless cleared) before its message: the test changes the server's
+    state in between."""
 
     def __init__(self) -> None:
         self.stepped = asyncio.Event()
         self.go = asyncio.Event()
+        self.finish = asyncio.Event()
+        self.finish.set()
 
     async def __call__(self, ctx: RunContext) -> None:
         await ctx.step("model", {"prompt_tokens": 1, "completion_tokens": 1})
         self.stepped.set()
         await self.go.wait()
         await ctx.tool("lookup", {"query": "q"}, lookup)
+        await self.finish.wait()
         await ctx.message("assistant", "done")
 
 
@@ -113,10 +117,11 @@ async def test_an_append_reset_on_a_reused_connection_is_sent_again(
 async def test_a_worker_holding_a_run_rides_out_a_server_restart(
     server_process: ProcessFactory,
 ) -> None:
-    # A heartbeat every 2 s, and room for the restart before the reconciler (which also runs
-    # at the start) would time the run out.
-    first = await server_process("--heartbeat-timeout", "6")
+    # A heartbeat every 20/3 s, and room for a slow restart (6 s were too few under load)
+    # before the reconciler, which also runs at the start, would time the run out.
+    first = await server_process("--heartbeat-timeout", "20")
     handler = Held()
+    handler.finish.clear()  # the run is held until a heartbeat reached the new server
     async with serving(first.url, handler):
         async with RuntrackClient(first.url) as client:
             run = await client.create_run(AGENT)
@@ -127,9 +132,10 @@ async def test_a_worker_holding_a_run_rides_out_a_server_restart(
             await asyncio.wait_for(refused.wait(), 30)  # the handler's append met no server
         with logged(f"heartbeat of {run.id} answered") as beaten:
             second = await server_process(
-                "--heartbeat-timeout", "6", database=first.database, port=first.port
+                "--heartbeat-timeout", "20", database=first.database, port=first.port
             )
             await asyncio.wait_for(beaten.wait(), 30)  # the heartbeats reach the new server
+        handler.finish.set()
         async with RuntrackClient(second.url) as client:
             final = await asyncio.wait_for(client.wait(run.id), 30)
     assert (final.status, final.stop_reason) == ("completed", "end_turn"), final.detail
