@@ -18,3 +18,17 @@ async def eventually(condition: Callable[[], bool], within: float = 5.0) -> None
             await asyncio.sleep(0.01)
 
     await asyncio.wait_for(poll(), within)
+
+
+def request_unread(port: int) -> bool:
+    """Whether a connection accepted on ``port`` holds bytes its server has not read yet (the
+    kernel's receive queue, ``/proc/net/tcp``): a request sent to a stopped server is there."""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as sockets:
+            for line in sockets.readlines()[1:]:
+                fields = line.split()
+                local, state, queues = fields[1], fields[3], fields[4]
+                ours = state == "01" and int(local.rsplit(":", 1)[1], 16) == port  # established
+                if ours and int(queues.split(":")[1], 16) > 0:
+                    return True
+    return False

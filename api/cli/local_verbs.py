@@ -87,6 +87,10 @@ def serve(
     max_headers: Annotated[
         int, _positive("RUNTRACK_MAX_HEADERS", "most header fields in a request (431)")
     ] = 100,
+    keep_alive_timeout: Annotated[
+        float,
+        _positive("RUNTRACK_KEEP_ALIVE_TIMEOUT", "seconds an idle connection is kept open"),
+    ] = 20.0,
     send_timeout: Annotated[float, _option("RUNTRACK_SEND_TIMEOUT")] = 30.0,
     max_body_bytes: Annotated[
         int, _option("RUNTRACK_MAX_BODY_BYTES", "largest request body accepted (413 past it)")

@@ -42,6 +42,12 @@ from api.client.models import (
 
 __all__ = ["CursorExpiredError", "RuntrackClient", "RuntrackError"]
 
+KEEPALIVE_EXPIRY = 2.0
+"""Seconds an idle pooled connection is kept for reuse: well under the server's keep-alive
+(``runtrack serve --keep-alive-timeout``, 20 s; uvicorn's own default, 5 s, is what httpx's
+default expiry equals). A connection reused just as the server closes it fails with a reset
+(``ReadError``) the request never reached the server through (docs/workers.md)."""
+
 
 class RuntrackError(Exception):
     """An error answer: ``status``, the server's stable ``code``, ``message``, ``details``."""
@@ -83,9 +89,15 @@ class RuntrackClient:
         *,
         timeout: float = 30.0,
         max_backoff: float = 5.0,
+        keepalive_expiry: float = KEEPALIVE_EXPIRY,
     ) -> None:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
-        self._http = httpx.AsyncClient(base_url=url, headers=headers, timeout=timeout)
+        limits = httpx.Limits(
+            max_connections=100, max_keepalive_connections=20, keepalive_expiry=keepalive_expiry
+        )
+        self._http = httpx.AsyncClient(
+            base_url=url, headers=headers, timeout=timeout, limits=limits
+        )
         self._timeout = timeout
         self._max_backoff = max_backoff
 

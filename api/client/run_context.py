@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from api.client.async_client import RuntrackClient, RuntrackError
 from api.client.models import Appended, Claim, Run, StoredEvent
+from api.client.retrying import RETRY_SECONDS, retrying
 from api.client.worker_errors import (
     HumanInputPending,
     RunCancelled,
@@ -45,8 +46,19 @@ class ToolStart:
 class RunContext:
     """One claimed run, as its handler sees it (``docs/workers.md``)."""
 
-    def __init__(self, client: RuntrackClient, claim: Claim, worker_id: str) -> None:
+    def __init__(
+        self,
+        client: RuntrackClient,
+        claim: Claim,
+        worker_id: str,
+        *,
+        retry_seconds: float = RETRY_SECONDS,
+    ) -> None:
         self.client = client
+        self.retry_seconds = retry_seconds
+        """How long a call is repeated through transport errors (``api/client/retrying.py``)."""
+        self._key_prefix = uuid.uuid4().hex
+        self._appends = 0
         self.run: Run = claim.run
         self.worker_id = worker_id
         self.state: Any = (
@@ -171,7 +183,12 @@ class RunContext:
         else:
             outcome |= {"status": "error", "error": f"{type(error).__name__}: {error}"[:4000]}
         await self._guard(
-            self.client.record_tool_result(self.run_id, start.call_id, start.name, **outcome)
+            self._retrying(
+                lambda: self.client.record_tool_result(
+                    self.run_id, start.call_id, start.name, **outcome
+                ),
+                "a tool result",
+            )
         )
         self._finished[start.call_id] = {
             "tool_call_id": start.call_id,
@@ -217,8 +234,11 @@ class RunContext:
         self._counts["\0child"] += 1
         key = f"{self.run_id}/child-{self._counts[chr(0) + 'child']}"
         child = await self._guard(
-            self.client.create_run(
-                agent_id, parent_run_id=self.run_id, idempotency_key=key, **fields
+            self._retrying(
+                lambda: self.client.create_run(
+                    agent_id, parent_run_id=self.run_id, idempotency_key=key, **fields
+                ),
+                "a child run's creation",
             )
         )
         if child.id not in self.run.child_run_ids:
@@ -231,7 +251,9 @@ class RunContext:
         """Wait (``waiting_on_child``) until the child ends; a cancel of this run ends the wait."""
         child_id = child if isinstance(child, str) else child.id
         await self.append([_status("waiting_on_child")])
-        waiting = asyncio.ensure_future(self.client.wait(child_id))
+        waiting = asyncio.ensure_future(
+            self._retrying(lambda: self.client.wait(child_id), "a child run's wait")
+        )
         cancelled = asyncio.ensure_future(self.cancelled.wait())
         await asyncio.wait({waiting, cancelled}, return_when=asyncio.FIRST_COMPLETED)
         cancelled.cancel()
@@ -284,11 +306,23 @@ class RunContext:
         (``check`` False defers that to the next call, for a status step back to running)."""
         if check:
             self.boundary()
-        appended = await self._guard(self.client.append(self.run_id, events))
+        appended = await self._guard(self.record(events))
         self.note_cancel(appended.run.cancel_requested)
         if check:
             self.boundary()
         return appended
+
+    async def record(self, events: list[dict[str, Any]]) -> Appended:
+        """Append as one batch under a key of its own, repeated through transport errors: a
+        repeat of an append the server made answers with the events it wrote, writing none."""
+        self._appends += 1
+        key = f"{self._key_prefix}-{self._appends}"
+        return await self._retrying(
+            lambda: self.client.append(self.run_id, events, idempotency_key=key), "an append"
+        )
+
+    def _retrying(self, call: Callable[[], Awaitable[T]], what: str) -> Awaitable[T]:
+        return retrying(call, f"run {self.run_id}: {what}", self.retry_seconds)
 
     async def _guard(self, call: Awaitable[T]) -> T:
         """A refusal because the run moved on without us (ended, taken over) becomes
@@ -298,7 +332,7 @@ class RunContext:
         except RuntrackError as exc:
             if exc.status not in (404, 409):
                 raise
-            run = await self.client.get_run(self.run_id)
+            run = await self._retrying(lambda: self.client.get_run(self.run_id), "a run read")
             if not run.terminal and run.status not in ("waiting_on_human", "queued"):
                 raise
             self.note_lost(run.status)

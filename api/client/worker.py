@@ -30,7 +30,8 @@ import httpx
 
 from api.client.async_client import RuntrackClient, RuntrackError
 from api.client.contract import TERMINAL_STATUSES
-from api.client.models import Claim
+from api.client.models import Claim, Heartbeat, Run
+from api.client.retrying import RETRY_SECONDS, retrying
 from api.client.run_context import RESUMABLE_KINDS, RunContext
 from api.client.worker_errors import HumanInputPending
 
@@ -40,7 +41,6 @@ logger = logging.getLogger("runtrack.worker")
 Handler = Callable[[RunContext], Awaitable[str | None]]
 """A handler: returns ``None`` (the run ends ``end_turn``) or a stop reason."""
 H = TypeVar("H", bound=Handler)
-END_ATTEMPTS = 5
 MAX_BACKOFF = 1.0
 """Seconds between claims at most, while claims fail (the server is away, say)."""
 
@@ -74,6 +74,7 @@ class Worker:
         worker_id: str | None = None,
         wait_seconds: float = 5.0,
         grace: float = 30.0,
+        retry_seconds: float = RETRY_SECONDS,
     ) -> None:
         if client is None and url is None:
             raise ValueError("give the server's url or a client")
@@ -83,6 +84,8 @@ class Worker:
         self.concurrency = concurrency
         self.wait_seconds = wait_seconds
         self.grace = grace
+        self.retry_seconds = retry_seconds
+        """How long a run's calls are repeated through transport errors (docs/workers.md)."""
         self._handlers: dict[str, Handler] = {}
         self._held: dict[str, _Held] = {}
         self._holding: set[asyncio.Task[None]] = set()
@@ -178,14 +181,14 @@ class Worker:
     # -- one run -------------------------------------------------------------------------------
 
     async def _hold(self, agent_id: str, claim: Claim) -> None:
-        ctx = RunContext(self.client, claim, self.worker_id)
+        ctx = RunContext(self.client, claim, self.worker_id, retry_seconds=self.retry_seconds)
         ctx.replay_from(claim.tool_calls_started, claim.human_inputs)
         held = self._held[ctx.run_id] = _Held(ctx)
         beat = asyncio.create_task(self._heartbeat(ctx, claim.heartbeat_interval_seconds))
         try:
             outcome = await self._play(held, self._handlers[agent_id])
             beat.cancel()
-            await self._finish_retrying(held, outcome)
+            await self._finish(held, outcome)
         except httpx.TransportError as exc:
             logger.warning("run %s: the worker could not record its end: %s", ctx.run_id, exc)
         except Exception:
@@ -208,34 +211,30 @@ class Worker:
             return _Outcome(error=exc)
 
     async def _heartbeat(self, ctx: RunContext, interval: float) -> None:
-        """Beat until cancelled; learn of a cancel or of the run ending elsewhere."""
+        """Beat until cancelled; learn of a cancel or of the run ending elsewhere. A beat is
+        repeated through transport errors for up to an interval (the server's timeout is three)."""
         while True:
             await asyncio.sleep(interval)
             try:
-                beat = await self.client.heartbeat(ctx.run_id, self.worker_id)
-                status, cancel = beat.status, beat.cancel_requested
+                beat = await self._beat(ctx, interval)
             except httpx.TransportError as exc:
                 logger.warning("heartbeat of %s failed: %s", ctx.run_id, exc)
                 continue
-            except RuntrackError:
-                run = await self.client.get_run(ctx.run_id)
-                status, cancel = run.status, run.cancel_requested
-            ctx.note_cancel(cancel)
-            if status in TERMINAL_STATUSES:
-                ctx.note_lost(status)
+            logger.debug("heartbeat of %s answered: %s", ctx.run_id, beat.status)
+            ctx.note_cancel(beat.cancel_requested)
+            if beat.status in TERMINAL_STATUSES:
+                ctx.note_lost(beat.status)
                 return
 
-    async def _finish_retrying(self, held: _Held, outcome: _Outcome) -> None:
-        """Record the end, through a few connection failures (a run left running without
-        heartbeats would only end when the reconciler times it out)."""
-        for attempt in range(END_ATTEMPTS):
-            try:
-                await self._finish(held, outcome)
-                return
-            except httpx.TransportError:
-                if attempt == END_ATTEMPTS - 1:
-                    raise
-                await asyncio.sleep(0.2 * 2**attempt)
+    async def _beat(self, ctx: RunContext, interval: float) -> Heartbeat | Run:
+        """One heartbeat, or the run when the server refuses it (say it ended elsewhere)."""
+        what = f"run {ctx.run_id}: a heartbeat"
+        try:
+            return await retrying(
+                lambda: self.client.heartbeat(ctx.run_id, self.worker_id), what, interval
+            )
+        except RuntrackError:
+            return await retrying(lambda: self.client.get_run(ctx.run_id), what, interval)
 
     async def _finish(self, held: _Held, outcome: _Outcome) -> None:
         ctx = held.ctx
@@ -254,12 +253,13 @@ class Worker:
     async def _end(self, ctx: RunContext, stop_reason: str, detail: str | None) -> None:
         change = {"stop_reason": stop_reason, "detail": detail}
         try:
-            await self.client.append(ctx.run_id, [_change(change)])
+            await ctx.record([_change(change)])
         except RuntrackError as exc:
             if exc.status == 422 and stop_reason not in ("error", "cancelled"):
                 await self._end(ctx, "error", f"the handler returned {stop_reason!r}: {exc}")
                 return
-            if not (await self.client.get_run(ctx.run_id)).terminal:
+            read = retrying(lambda: self.client.get_run(ctx.run_id), "a read", ctx.retry_seconds)
+            if not (await read).terminal:
                 raise
         self.completed += 1
 
@@ -274,7 +274,7 @@ class Worker:
         detail = f"worker {self.worker_id} stopped: gave the run up after {self.grace:g} s"
         events.append(_change({"stop_reason": "error", "detail": detail}))
         ctx.note_lost("given_up")
-        await self.client.append(ctx.run_id, events)
+        await ctx.record(events)
         if ctx.checkpoint_kind in RESUMABLE_KINDS:
             await self.client.resume(ctx.run_id)
 

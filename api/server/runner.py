@@ -181,6 +181,7 @@ def _options(settings: Settings) -> dict[str, Any]:
         "log_level": "info",
         "access_log": settings.access_log,
         "timeout_graceful_shutdown": SHUTDOWN_GRACE_SECONDS,
+        "timeout_keep_alive": settings.keep_alive_timeout,
         "lifespan": "on",
     }
 

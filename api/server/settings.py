@@ -51,6 +51,11 @@ class Settings:
     431 (414 for a longer URL alone) and the connection is closed."""
     max_headers: int = 100
     """The most header fields a request may have; past it, 431 and the connection is closed."""
+    keep_alive_timeout: float = 20.0
+    """Seconds an idle kept-alive connection stays open between requests (uvicorn's
+    ``timeout_keep_alive``). Above the idle expiry of the clients' pools (``RuntrackClient``
+    2 s, httpx 5 s, aiohttp 15 s): a client reusing a connection the server closes at that
+    moment gets a reset instead of an answer."""
     send_timeout: float = 30.0
     """A client that does not take a write within this many seconds is dropped."""
     max_body_bytes: int = 1_048_576
