@@ -329,7 +329,8 @@ class EventStore(abc.ABC):
 
         One archive at a time per database (the ``archive`` lock). Segments left by a crash
         before their batch committed (their events are still live) are removed first and written
-        again; each batch is one write unit, so appends go on between batches."""
+        again; each write unit takes one batch out while appends wait for the writer (up to
+        ``QUIET_UNIT_EVENTS`` while none do), so appends go on between units."""
         lock = self.leadership("archive")
         if not await lock.acquire_now():
             raise ArchiveRefused("another archive of this database is running")
