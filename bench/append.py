@@ -36,6 +36,7 @@ import gc
 import os
 import sqlite3
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -388,16 +389,54 @@ class ArchiveRun:
     rss_mb: float
     append_p99_ms: float
     appended: int
+    appenders: int = ARCHIVE_APPENDERS
+    writer_cpu_seconds: float = 0.0  # the writer thread's CPU over the archive
+    written_bytes: int = 0  # what the process wrote to storage over the archive
+    units: int = 0  # the archive's write units (a unit stamps its segments' archived_at)
+    append_max_ms: float = 0.0
+
+    @property
+    def writer_cpu_us(self) -> float:
+        """The writer thread's CPU per archived event (its appends' share included)."""
+        return self.writer_cpu_seconds / self.result.events * 1e6
 
 
-def archive_case(root: Path, count: int) -> ArchiveRun:
-    """Archive ``count`` events while appenders go on; each append's latency is recorded."""
+def archive_case(
+    root: Path, count: int, appenders: int = ARCHIVE_APPENDERS, pause: float = 0.0
+) -> ArchiveRun:
+    """Archive ``count`` events while appenders go on (each ``pause`` seconds apart after its
+    last answer); each append's latency is recorded."""
     path = root / "archive.db"
     fill_chained_log(path, count)
-    return asyncio.run(archive_while_appending(path, root / "segments", count))
+    return asyncio.run(archive_while_appending(path, root / "segments", count, appenders, pause))
 
 
-async def archive_while_appending(path: Path, segments: Path, count: int) -> ArchiveRun:
+def thread_cpu_seconds(name_prefix: str) -> float:
+    """The CPU time of this process's threads named ``name_prefix``* (Linux ``/proc``)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for thread in threading.enumerate():
+        if not thread.name.startswith(name_prefix) or thread.native_id is None:
+            continue
+        with contextlib.suppress(OSError):
+            with open(f"/proc/self/task/{thread.native_id}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
+def written_bytes() -> int:
+    """Bytes this process caused to be written to storage (``/proc/self/io``), 0 if unknown."""
+    with contextlib.suppress(OSError), open("/proc/self/io") as io:
+        for line in io:
+            if line.startswith("write_bytes:"):
+                return int(line.split()[1])
+    return 0
+
+
+async def archive_while_appending(
+    path: Path, segments: Path, count: int, appenders: int = ARCHIVE_APPENDERS, pause: float = 0.0
+) -> ArchiveRun:
     latencies: list[float] = []
     async with SQLiteEventStore(path) as store:
         done = asyncio.Event()
@@ -407,27 +446,57 @@ async def archive_while_appending(path: Path, segments: Path, count: int) -> Arc
                 started = time.perf_counter()
                 await store.append("org", f"run-{n}", [MESSAGE])
                 latencies.append(time.perf_counter() - started)
+                if pause:
+                    await asyncio.sleep(pause)
 
-        appenders = [asyncio.create_task(appender(n)) for n in range(ARCHIVE_APPENDERS)]
+        tasks = [asyncio.create_task(appender(n)) for n in range(appenders)]
         rss = PeakRss()
+        writer_cpu, written = thread_cpu_seconds("runtrack-writer"), written_bytes()
         with timed() as watch:
             manifests = await store.archive_through(count, segments, batch=ARCHIVE_BATCH)
+        writer_cpu = thread_cpu_seconds("runtrack-writer") - writer_cpu
+        written = written_bytes() - written
         rss_mb = rss.growth_mb()
         done.set()
-        await asyncio.gather(*appenders)
+        await asyncio.gather(*tasks)
         if sum(m.count for m in manifests) != count or not (await store.verify()).ok:
             raise RuntimeError("the archive did not move every event, or the chain broke")
+        units = await store.fetchall("SELECT COUNT(DISTINCT archived_at) FROM archive_segments")
     latencies.sort()
     p99 = latencies[int(len(latencies) * 0.99)] * 1000 if latencies else 0.0
-    return ArchiveRun(watch.result(count), rss_mb, p99, len(latencies))
+    worst = latencies[-1] * 1000 if latencies else 0.0
+    return ArchiveRun(
+        watch.result(count),
+        rss_mb,
+        p99,
+        len(latencies),
+        appenders,
+        writer_cpu,
+        written,
+        int(units[0][0]),
+        worst,
+    )
 
 
 def archive_lines(run: ArchiveRun) -> list[str]:
+    count = run.result.events
+    costs = (
+        f"  writer CPU {run.writer_cpu_us:.1f} us, process CPU {run.result.cpu_us:.1f} us, "
+        f"written {run.written_bytes / count / 1024:.1f} KB per archived event; "
+        f"{run.units:,} units ({count / max(run.units, 1):,.0f} events each)"
+    )
+    if not run.appenders:
+        return [
+            f"  archive of {count:,} events in batches of {ARCHIVE_BATCH:,}, nothing appending: "
+            f"{run.result.rate:,.0f} events/s, RSS grew {run.rss_mb:.1f} MB",
+            costs,
+        ]
     return [
-        f"  archive of {run.result.events:,} events in batches of {ARCHIVE_BATCH:,}: "
+        f"  archive of {count:,} events in batches of {ARCHIVE_BATCH:,}: "
         f"{run.result.rate:,.0f} events/s (target >= 100k), RSS grew {run.rss_mb:.1f} MB; "
-        f"{run.appended:,} appends by {ARCHIVE_APPENDERS} tasks meanwhile, "
-        f"p99 {run.append_p99_ms:.1f} ms (target < 50)"
+        f"{run.appended:,} appends by {run.appenders} tasks meanwhile, "
+        f"p99 {run.append_p99_ms:.1f} ms (target < 50), max {run.append_max_ms:.1f} ms",
+        costs,
     ]
 
 
@@ -648,6 +717,18 @@ def main() -> None:
         "--only-store256", action="store_true", help="the ceiling and store 256 alone"
     )
     parser.add_argument(
+        "--archive-appenders",
+        type=int,
+        default=ARCHIVE_APPENDERS,
+        help="tasks appending during the archive case (0: the archive with nothing appending)",
+    )
+    parser.add_argument(
+        "--archive-pause",
+        type=float,
+        default=0.0,
+        help="seconds each of those tasks waits after each answer (0: appends back to back)",
+    )
+    parser.add_argument(
         "--archive-half", type=int, help="bench.archive_half's log size (full: 20M; 0: skip)"
     )
     args = parser.parse_args()
@@ -665,14 +746,24 @@ def main() -> None:
     if args.only_archive:
         print(describe_machine(), flush=True)
         with in_data_folder() as folder:
-            print("\n".join(archive_lines(archive_case(folder, sizes.archive))))
+            print(
+                "\n".join(
+                    archive_lines(
+                        archive_case(
+                            folder, sizes.archive, args.archive_appenders, args.archive_pause
+                        )
+                    )
+                )
+            )
         return
     print(describe_machine(), flush=True)
     with in_data_folder() as folder:
         results = append_cases(folder, sizes)
         replayed, memory = replay_cases(folder, sizes)
         results |= growth_results(folder, sizes)
-        archived = archive_case(folder, sizes.archive) if sizes.archive else None
+        archived = (
+            archive_case(folder, sizes.archive, args.archive_appenders) if sizes.archive else None
+        )
     results |= replayed
     if args.postgres:
         postgres_cases(args.postgres, sizes, results)

@@ -10,7 +10,8 @@ each projection keep a snapshot of what it folded from the events leaving, in th
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -20,6 +21,7 @@ from .errors import ArchiveRefused
 from .migrations import Migration
 from .protocol import Row, Transaction
 from .segments import Manifest, _crash_point
+from .segments_ahead import Ready
 from .writer import AloneUnit
 
 __all__ = ["Anchor", "archive_migration", "archive_unit", "read_anchor"]
@@ -89,21 +91,25 @@ def anchor_from_row(row: Row | None) -> Anchor | None:
     return None if row is None else Anchor(int(row[0]), str(row[1]), str(row[2]), str(row[3]))
 
 
-def archive_unit(manifest: Manifest, last_created_at: str) -> Callable[[WriteContext], Anchor]:
-    """The write unit that takes ``manifest``'s events out of the live log, under the lock.
+def archive_unit(segments: Sequence[Ready]) -> AloneUnit[Anchor]:
+    """The write unit that takes the events of ``segments`` (consecutive, in id order) out of
+    the live log, under the lock.
 
     It checks again, under the lock, that the range starts right after the anchor and that the
-    rows still match the segment (another archive may have moved the cut since it was read)."""
+    rows still match the segments (another archive may have moved the cut since they were
+    read)."""
+    manifests = [ready.manifest for ready in segments]
+    first, last = manifests[0], manifests[-1]
 
     def unit(context: WriteContext) -> Anchor:
         context.flush()
         tx = context.tx
-        _check_range(tx, manifest)
+        _check_range(tx, manifests)
         for projection in context.projections:
-            projection.archiving(tx, manifest.first_id, manifest.last_id)
-        _delete_range(tx, manifest.first_id, manifest.last_id)
+            projection.archiving(tx, first.first_id, last.last_id)
+        _delete_range(tx, first.first_id, last.last_id)
         now = datetime.now(UTC).isoformat()
-        anchor = Anchor(manifest.last_id, manifest.last_hash, last_created_at, now)
+        anchor = Anchor(last.last_id, last.last_hash, segments[-1].last_created_at, now)
         tx.execute(
             "INSERT INTO log_anchor (singleton, cut_id, cut_hash, cut_created_at, archived_at) "
             "VALUES (1, ?, ?, ?, ?) ON CONFLICT (singleton) DO UPDATE SET "
@@ -111,10 +117,10 @@ def archive_unit(manifest: Manifest, last_created_at: str) -> Callable[[WriteCon
             "cut_created_at = excluded.cut_created_at, archived_at = excluded.archived_at",
             (anchor.cut_id, anchor.cut_hash, anchor.cut_created_at, now),
         )
-        tx.execute(
+        tx.executemany(
             "INSERT INTO archive_segments (first_id, last_id, name, sha256, archived_at) "
             "VALUES (?, ?, ?, ?, ?)",
-            (manifest.first_id, manifest.last_id, manifest.name, manifest.sha256, now),
+            [(m.first_id, m.last_id, m.name, m.sha256, now) for m in manifests],
         )
         _crash_point("deleted")
         return anchor
@@ -144,21 +150,24 @@ def _delete_range(tx: Transaction, first_id: int, last_id: int) -> None:
     tx.execute(_SQLITE_GUARD)
 
 
-def _check_range(tx: Transaction, manifest: Manifest) -> None:
+def _check_range(tx: Transaction, manifests: Sequence[Manifest]) -> None:
     anchor = read_anchor(tx)
     cut = 0 if anchor is None else anchor.cut_id
-    if manifest.first_id != cut + 1:
+    first, last = manifests[0], manifests[-1]
+    if first.first_id != cut + 1:
         raise ArchiveRefused(
-            f"the live log now starts at {cut + 1}, not {manifest.first_id}: "
+            f"the live log now starts at {cut + 1}, not {first.first_id}: "
             "another archive ran meanwhile",
             oldest_event_id=cut + 1,
         )
+    for before, after in itertools.pairwise(manifests):
+        if after.first_id != before.last_id + 1 or after.prev_hash != before.last_hash:
+            raise ArchiveRefused(f"segment {after.name} does not follow {before.name}")
     row = tx.fetchone(
         "SELECT COUNT(*), MAX(CASE WHEN id = ? THEN hash END) FROM events WHERE id BETWEEN ? AND ?",
-        (manifest.last_id, manifest.first_id, manifest.last_id),
+        (last.last_id, first.first_id, last.last_id),
     )
     count, last_hash = (0, None) if row is None else (int(row[0]), row[1])
-    if count != manifest.count or last_hash != manifest.last_hash:
-        raise ArchiveRefused(
-            f"events {manifest.first_id}..{manifest.last_id} differ from segment {manifest.name}"
-        )
+    if count != sum(m.count for m in manifests) or last_hash != last.last_hash:
+        names = first.name if first is last else f"{first.name} to {last.name}"
+        raise ArchiveRefused(f"events {first.first_id}..{last.last_id} differ from {names}")

@@ -31,7 +31,8 @@ from .migrations import Migration
 from .payloads import EventType
 from .protocol import Projection, Row, VerifyReport
 from .records import GENESIS_HASH, AgentEvent, EventFilter, EventPage, NewEvent, Visibility
-from .segments import Batch, Manifest, _crash_point, segment_first_id, write_segment
+from .segments import Batch, Manifest, _crash_point, segment_first_id
+from .segments_ahead import SegmentsAhead
 from .tail import Broadcaster, subscribe
 from .tasks import cancel_and_wait
 from .writer import GroupCommitWriter, WriterBackend
@@ -75,6 +76,11 @@ ARCHIVE_BATCH = 2500
 """Events per archive batch (one segment, one write unit): with 16 tasks appending during an
 archive, batches of 2,500 kept their p99 at 33 to 37 ms where 5,000 gave 59 to 61 ms, at no lower
 rate (docs/benchmarks.md, "Notes from the code")."""
+
+QUIET_UNIT_EVENTS = 20_000
+"""Events per archive unit while nothing else waits for the writer (its last unit found no
+unit queued): fewer, larger deletes cost less per row; the next unit falls back to one
+batch as soon as appends queue (docs/benchmarks.md, "the archive's rate")."""
 
 PARALLEL_READS = 3
 """Reads of one long scan run at once where the backend scales (``parallel_reads``): with three,
@@ -323,7 +329,8 @@ class EventStore(abc.ABC):
 
         One archive at a time per database (the ``archive`` lock). Segments left by a crash
         before their batch committed (their events are still live) are removed first and written
-        again; each batch is one write unit, so appends go on between batches."""
+        again; each write unit takes one batch out while appends wait for the writer (up to
+        ``QUIET_UNIT_EVENTS`` while none do), so appends go on between units."""
         lock = self.leadership("archive")
         if not await lock.acquire_now():
             raise ArchiveRefused("another archive of this database is running")
@@ -334,32 +341,27 @@ class EventStore(abc.ABC):
 
     async def _archive_through(self, last_id: int, directory: Path, batch: int) -> list[Manifest]:
         anchor = await self.anchor()
-        cut, cut_hash = (0, GENESIS_HASH) if anchor is None else (anchor.cut_id, anchor.cut_hash)
-        await asyncio.to_thread(_drop_unfinished, directory, cut)
+        cut = (0, GENESIS_HASH) if anchor is None else (anchor.cut_id, anchor.cut_hash)
+        await asyncio.to_thread(_drop_unfinished, directory, cut[0])
         written: list[Manifest] = []
         checkpoints = self._archive_checkpointer()
-        reading = self._archive_batch(cut, last_id, batch)
+        ahead = SegmentsAhead(self._read_batch, _check_joins, directory, cut, last_id, batch)
+        unit_events = batch
         try:
-            while (found := await reading) is not None:
-                _check_joins(found, cut, cut_hash)
-                # the next batch is read while this one is written and committed (ids past this
-                # batch's, which its delete does not touch); its segment is not written during
-                # this delete: that left the writer no time between units for the appends
-                # (docs/benchmarks.md, "archive rate with appenders")
-                reading = self._archive_batch(found.last_id, last_id, batch)
-                manifest = await asyncio.to_thread(write_segment, directory, found)
-                anchor = await self.transact(archive_unit(manifest, found.last_created_at))
+            while segments := await ahead.take(unit_events):
+                unit = archive_unit(segments)
+                anchor = await self.transact(unit)
                 _crash_point("committed")
-                checkpoints.committed(manifest.count)
-                written.append(manifest)
-                cut, cut_hash = anchor.cut_id, anchor.cut_hash
+                manifests = [ready.manifest for ready in segments]
+                checkpoints.committed(sum(m.count for m in manifests))
+                written.extend(manifests)
+                unit_events = batch if unit.others_waiting else max(batch, QUIET_UNIT_EVENTS)
+                # nobody waited: write ahead during the next unit (0: appends have the gap)
+                ahead.want(0 if unit.others_waiting else unit_events)
         finally:
-            await cancel_and_wait([reading])
+            await ahead.aclose()
             await checkpoints.aclose()
         return written
-
-    def _archive_batch(self, after: int, last: int, batch: int) -> asyncio.Task[Batch | None]:
-        return asyncio.ensure_future(self._read_batch(after, min(after + batch, last)))
 
     async def _read_batch(self, after: int, upto: int) -> Batch | None:
         """Events ``(after, upto]`` as a segment's lines (built by the database) and ends."""

@@ -247,6 +247,8 @@ class GroupCommitWriter:
                 raise
             return None
         release()
+        if isinstance(unit := group[0][0], AloneUnit):
+            unit.others_waiting = not self._queue.empty()
         return (self._committed, group, result)
 
     def _hand_over(self, callback: Callable[..., None], *args: Any) -> None:
@@ -360,10 +362,13 @@ class AloneUnit(Generic[T]):
     """A write unit that runs in a group of its own: a long one, such as an archive's delete,
     that the appends queued before it should not wait for, nor those queued during it share."""
 
-    __slots__ = ("_run",)
+    __slots__ = ("_run", "others_waiting")
 
     def __init__(self, run: Callable[[WriteContext], T]) -> None:
         self._run = run
+        self.others_waiting = False
+        """Set once it committed: whether other units were queued for the writer by then (an
+        archive then keeps its next unit short)."""
 
     def __call__(self, context: WriteContext) -> T:
         return self._run(context)

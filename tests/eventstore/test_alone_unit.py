@@ -58,3 +58,20 @@ async def test_a_failing_one_leaves_nothing_it_wrote(store: EventStore) -> None:
     appended = await store.append(ORG, "run-a", [message("after")])
     assert appended[0].sequence == 2
     assert (await store.verify()).ok
+
+
+async def test_it_says_whether_other_units_queued_while_it_ran(store: EventStore) -> None:
+    await new_run(store, "run-a")
+    long = GatedUnit()
+    busy = AloneUnit(long)
+    alone = asyncio.ensure_future(store.transact(busy))
+    await entered(long.entered)
+    append = asyncio.ensure_future(store.append(ORG, "run-a", [message("meanwhile")]))
+    await asyncio.sleep(0)  # one loop turn: the append's first step queues its unit
+    long.gate.set()
+    await asyncio.wait_for(alone, WAIT)
+    assert busy.others_waiting
+    await asyncio.wait_for(append, WAIT)
+    quiet = AloneUnit(lambda context: None)
+    await store.transact(quiet)
+    assert not quiet.others_waiting

@@ -219,3 +219,41 @@ async def test_the_database_file_itself_holds_each_archived_unit(tmp_path: Path)
         assert alone.execute("SELECT min(id) FROM events").fetchall() == [(11,)]
     finally:
         alone.close()
+
+
+async def test_one_unit_takes_out_the_events_of_several_segments(
+    store: EventStore, tmp_path: Path
+) -> None:
+    """Segments are written ahead only when asked (``want``), and a unit may take the events
+    of several at once: one delete, one anchor, each segment recorded."""
+    from eventstore.archive import archive_unit
+    from eventstore.segments_ahead import SegmentsAhead
+    from eventstore.store import _check_joins
+
+    await _log(store)
+    before = await all_events(store)
+    ahead = SegmentsAhead(store._read_batch, _check_joins, tmp_path, (0, GENESIS_HASH), 10, 4)
+    try:
+        first = await ahead.take(100)
+        assert [m.name for m in list_manifests(tmp_path)] == [segment_name(1, 4)]
+        ahead.want(100)
+        rest = await ahead.take(100)
+        while more := await ahead.take(100):
+            rest += more
+    finally:
+        await ahead.aclose()
+    ranges = [(r.manifest.first_id, r.manifest.last_id) for r in first + rest]
+    assert ranges == [(1, 4), (5, 8), (9, 10)]
+    await store.transact(archive_unit(first))
+    anchor = await store.transact(archive_unit(rest))
+    assert (anchor.cut_id, anchor.cut_hash) == (10, before[9].hash)
+    recorded = await store.fetchall(
+        "SELECT first_id, last_id, archived_at FROM archive_segments ORDER BY first_id"
+    )
+    assert [(int(a), int(b)) for a, b, _ in recorded] == ranges
+    assert recorded[1][2] == recorded[2][2] != recorded[0][2]  # one unit, two segments
+    assert [e.id for e in await all_events(store)] == list(range(11, 16))
+    assert (await store.verify()).ok
+    assert [e.id for e in ArchiveReader(tmp_path).run_events("run-1", 1, 10)] == [
+        e.id for e in before[:10] if e.run_id == "run-1"
+    ]
