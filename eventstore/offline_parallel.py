@@ -32,8 +32,11 @@ from .offline_sources import ExportFile, Line, Source, decode_line
 __all__ = ["PARALLEL_FROM_BYTES", "SERIAL", "Plan", "Stretch", "items_of", "split"]
 
 PARALLEL_FROM_BYTES = 32 << 20
-"""Smaller exports are walked in one process: starting the workers costs more than they save
-(docs/benchmarks.md, 2026-12-02)."""
+"""Smaller exports are walked in one process: forking the workers costs little, but below about
+70,000 events they save less than it (docs/benchmarks.md, 2026-12-02)."""
+SPAWNED_FROM_BYTES = 128 << 20
+"""The same where workers start from a fork server: each imports the package first, 0.3 s of
+CPU and 0.5-2 s of wall time on two shared cores (docs/benchmarks.md, 2026-12-02)."""
 RANGE_BYTES = 8 << 20
 """Bytes of the file per task: enough to amortise a task, small enough to keep every core busy
 to the end and the parent's memory flat."""
@@ -45,7 +48,8 @@ class Plan:
 
     workers: int = 0
     """Worker processes (0: one per core); 1 or fewer cores means no workers."""
-    from_bytes: int = PARALLEL_FROM_BYTES
+    from_bytes: int | None = None
+    """Exports smaller than this are walked in one process (None: by the start method)."""
     range_bytes: int = RANGE_BYTES
     context: str = ""
     """The multiprocessing start method; "": fork when the parent runs one thread, else
@@ -53,6 +57,11 @@ class Plan:
 
     def worker_count(self) -> int:
         return self.workers or os.cpu_count() or 1
+
+    def threshold(self) -> int:
+        if self.from_bytes is not None:
+            return self.from_bytes
+        return PARALLEL_FROM_BYTES if self.start_method() == "fork" else SPAWNED_FROM_BYTES
 
     def start_method(self) -> str:
         if self.context:
@@ -99,7 +108,7 @@ def items_of(source: Source, kept: frozenset[int], plan: Plan) -> Iterator[Line 
     if not isinstance(source, ExportFile) or plan.worker_count() < 2:
         return source.lines()
     size = source.path.stat().st_size
-    if size < plan.from_bytes:
+    if size < plan.threshold():
         return source.lines()
     return _pooled(source, kept, plan, size)
 
@@ -124,6 +133,8 @@ def _checked(path: Path, kept: frozenset[int], plan: Plan, size: int) -> Iterato
     step = plan.range_bytes
     ranges = [(start, min(start + step, size)) for start in range(0, size, step)]
     context = multiprocessing.get_context(plan.start_method())
+    if plan.start_method() == "forkserver":  # its workers start with this module imported
+        context.set_forkserver_preload([__name__])
     check = partial(check_range, str(path), kept)
     with context.Pool(min(plan.worker_count(), len(ranges))) as pool:
         for found in pool.imap(check, ranges):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import multiprocessing
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -48,7 +49,8 @@ from tests.eventstore.helpers import all_events
 MODIFIED = "hash does not match the event's content: the event was modified"
 MISSING = "this event is missing here: removed or reordered"
 PARALLEL = Plan(workers=2, from_bytes=0, range_bytes=700, context="fork")
-"""Two workers, ranges of about two lines: every file here is cut into many ranges."""
+"""Two workers, ranges of about two lines: every file here is cut into many ranges (the
+threshold forced to nothing)."""
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,7 @@ def both(
 
     serial, parallel = run(SERIAL), run(plan)
     assert asdict(parallel) == asdict(serial)
+    assert multiprocessing.active_children() == []  # a walk that stopped ended its workers
     return parallel
 
 
