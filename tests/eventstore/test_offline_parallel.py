@@ -25,13 +25,16 @@ from eventstore import (
     OfflineReport,
     PublicKeys,
     SignedHead,
+    canonical_json,
+    event_hash,
     generate_key_file,
     open_sources,
     open_store,
     verify_sources,
 )
+from eventstore.offline_hash import v2_as_written
 from eventstore.offline_parallel import SERIAL, Plan, Stretch, items_of
-from eventstore.offline_sources import ExportFile
+from eventstore.offline_sources import ExportFile, decode_line
 from projections import RunProjection
 from tests.eventstore.audit_files import (
     append_rounds,
@@ -282,3 +285,26 @@ def test_a_chain_v1_prefix_then_v2(tmp_path: Path) -> None:
     index = len(before) + 3
     report = both(log, [write(whole, modified(whole_lines(events), index))])
     assert (report.ok, report.first_bad_event_id) == (False, events[index].id)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["plain", 'a "quote" and a \\ backslash', "tab\t new\nline \r \b \f \x00 \x1f \x7f",
+     "é ü 中文 \u2028 \u2029 \ufeff 😀"],
+)  # fmt: skip
+def test_the_common_case_hash_is_the_chains_for_any_string(text: str) -> None:
+    fields = {
+        "id": 7,
+        "organization_id": f"org {text}",
+        "run_id": f"run {text}",
+        "conversation_id": f"conv {text}",
+        "sequence": 3,
+        "event_type": f"custom.{text}",
+        "visibility": "operator",
+        "payload_json": canonical_json({"content": text}),
+        "created_at": "2026-12-01T10:00:00.123456+00:00",
+        "prev_hash": "a" * 64,
+    }
+    digest = event_hash(**fields)  # type: ignore[arg-type]
+    event = AgentEvent(**fields, hash=digest)  # type: ignore[arg-type]
+    assert v2_as_written(decode_line(event.to_json().encode("utf-8"))) == digest
