@@ -17,6 +17,7 @@ import multiprocessing
 import os
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -128,17 +129,23 @@ def _pooled(
 
 
 def _checked(path: Path, kept: frozenset[int], plan: Plan, size: int) -> Iterator[Stretch | Span]:
-    """The file's stretches and spans in file order, its ranges checked by a pool (which
-    closing the iterator early terminates)."""
+    """The file's stretches and spans in file order, its ranges checked by a pool (closing
+    the iterator early cancels the ranges not started and waits for those running)."""
     step = plan.range_bytes
     ranges = [(start, min(start + step, size)) for start in range(0, size, step)]
     context = multiprocessing.get_context(plan.start_method())
     if plan.start_method() == "forkserver":  # its workers start with this module imported
         context.set_forkserver_preload([__name__])
     check = partial(check_range, str(path), kept)
-    with context.Pool(min(plan.worker_count(), len(ranges))) as pool:
-        for found in pool.imap(check, ranges):
-            yield from found
+    workers = min(plan.worker_count(), len(ranges))
+    # an executor, not a Pool: a worker that dies (killed, out of memory) fails the walk with
+    # BrokenProcessPool where a Pool's results would wait for it forever
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        try:
+            for found in pool.map(check, ranges):
+                yield from found
+        finally:
+            pool.shutdown(cancel_futures=True)
 
 
 def split(source: ExportFile, stretch: Stretch) -> Iterator[Line | Stretch]:
