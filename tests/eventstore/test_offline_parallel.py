@@ -11,7 +11,10 @@ from __future__ import annotations
 import asyncio
 import json
 import multiprocessing
+import os
+import signal
 from collections.abc import Callable
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -308,3 +311,22 @@ def test_the_common_case_hash_is_the_chains_for_any_string(text: str) -> None:
     digest = event_hash(**fields)  # type: ignore[arg-type]
     event = AgentEvent(**fields, hash=digest)  # type: ignore[arg-type]
     assert v2_as_written(decode_line(event.to_json().encode("utf-8"))) == digest
+
+
+def test_a_worker_that_dies_fails_the_walk(log: Log, tmp_path: Path) -> None:
+    """Its ranges never come back: the walk must fail, not wait for them forever."""
+    lines = whole_lines(log.events) * 40  # many ranges: the workers cannot be done at once
+    export = write(tmp_path / "export.jsonl", lines)
+    plan = Plan(workers=2, from_bytes=0, range_bytes=300, context="fork")
+    items = items_of(ExportFile(export), frozenset(), plan)
+    next(items)
+    workers = multiprocessing.active_children()
+    assert workers
+    for worker in workers:  # stopped first, so none finishes a range while the others die
+        os.kill(worker.pid or 0, signal.SIGSTOP)
+    for worker in workers:
+        os.kill(worker.pid or 0, signal.SIGKILL)
+    with pytest.raises(BrokenProcessPool):
+        for _ in items:
+            pass
+    assert multiprocessing.active_children() == []
