@@ -13,23 +13,21 @@ why.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 
-from .chain import V2_LINK_PREFIX, ChainBreak, canonical_json, event_hash
+from .chain import ChainBreak, canonical_json, event_hash
 from .chain_versions import ChainVersions
 from .heads import CHAIN_HEAD, HeadChecks, HeadProblem
+from .offline_hash import v2_as_written
+from .offline_parallel import Plan, Stretch, items_of, split
 from .offline_proof import Coverage
-from .offline_sources import Broken, Line, Source
+from .offline_sources import Broken, ExportFile, Line, Source
 from .records import GENESIS_HASH, AgentEvent, decode_json
 
-__all__ = ["OfflineReport", "verify_sources"]
-
-_quote = json.encoder.encode_basestring
-_sha256 = hashlib.sha256
+__all__ = ["OfflineReport", "Plan", "verify_sources"]
 
 
 @dataclass(frozen=True)
@@ -67,12 +65,27 @@ _DATABASE_CUT = (
 
 @dataclass
 class _Reading:
-    """A source being read: its lines, and how far it got."""
+    """A source being read: its lines (and stretches workers checked), and how far it got."""
 
     source: Source
-    lines: Iterator[Line]
+    items: Iterator[Line | Stretch]
     last: Line | None = None
     count: int = 0
+    lines: Iterator[Line | Stretch] = field(init=False)
+    """What is left to read: ``items``, after the lines of a stretch not taken whole."""
+
+    def __post_init__(self) -> None:
+        self.lines = self.items
+
+    def close(self) -> None:
+        """Stop reading (the workers too, if any)."""
+        close = getattr(self.items, "close", None)
+        if close is not None:
+            close()
+        self.source.close()
+
+    def read_first(self, more: Iterator[Line | Stretch]) -> None:
+        self.lines = chain(more, self.lines)
 
 
 @dataclass
@@ -83,6 +96,7 @@ class _Walk:
     pending: deque[Source]
     after: int = 0
     """Events up to this id are not asked for (``audit verify --after``)."""
+    plan: Plan = field(default_factory=Plan)
     reading: list[_Reading] = field(default_factory=list)
     current: Source | None = None
     """The source a break is in."""
@@ -120,7 +134,8 @@ class _Walk:
             self.current = source
             where = f"{source.name} (its chain_version)"
             _raise(self.heads.versions.learn(source.chain_v2_from, at, where))
-            self.reading.append(_Reading(source, source.lines()))
+            items = items_of(source, frozenset(self.heads.ids), self.plan)
+            self.reading.append(_Reading(source, items))
 
     def _first_start(self, source: Source) -> str:
         """The hash the chain starts from: the genesis at event 1; past it, the hash the source
@@ -163,7 +178,12 @@ class _Walk:
         comparison, for speed (most of a walk is one file)."""
         self.current = source = reading.source
         until = self.pending[0].first - 1 if self.pending else None
-        for line in reading.lines:
+        while (item := next(reading.lines, None)) is not None:
+            if isinstance(item, Stretch):
+                if self._took(reading, item, until) and item.last_id == until:
+                    return
+                continue
+            line = item
             if reading.count == 0:
                 self._check_start(source, line)
             _check(line, self.tip_id + 1, self.tip_hash, self.heads.versions)
@@ -176,10 +196,39 @@ class _Walk:
         if source.holds_the_end and self.pending:
             raise Broken(self.tip_id + 1, _DATABASE_CUT.format(self.tip_id, self.tip_id + 1))
 
+    def _took(self, reading: _Reading, stretch: Stretch, until: int | None) -> bool:
+        """Take a stretch a worker checked whole, where every check ``_check`` and
+        ``_extend`` make of its lines would hold and change nothing but the tip and the
+        counts; else leave its lines to be read (its first alone, when only that line's
+        checks are in question)."""
+        source = reading.source
+        assert isinstance(source, ExportFile)
+        if (until is not None and stretch.last_id > until) or (
+            reading.count == 0 and source.start is not None
+        ):
+            reading.read_first(source.lines_between(stretch.start, stretch.end, stretch.first_id))
+            return False
+        joins = stretch.first_id == self.tip_id + 1 and (
+            not self.tip_hash or stretch.first_prev == self.tip_hash
+        )
+        if not (joins and self.heads.versions.past_cutover(stretch.first_id)):
+            reading.read_first(split(source, stretch))
+            return False
+        self.events += stretch.count
+        self.redacted += stretch.redacted
+        reading.last, reading.count = stretch.last(), reading.count + stretch.count
+        self.tip_id, self.tip_hash = stretch.last_id, stretch.last_hash
+        return True
+
     def _next(self, reading: _Reading, at: int) -> Line | None:
         """``reading``'s line for event ``at``, checked; None when it ended before it."""
         self.current = source = reading.source
         line = next(reading.lines, None)
+        if isinstance(line, Stretch):  # copies are compared line by line
+            assert isinstance(source, ExportFile)
+            lines = source.lines_between(line.start, line.end, line.first_id)
+            line = next(lines)
+            reading.read_first(lines)
         if line is None:
             source.close_check(reading.last, reading.count)
             self.reading.remove(reading)
@@ -228,7 +277,7 @@ class _Walk:
     def close(self) -> None:
         """Close every source still open (a walk that stopped at a break)."""
         for reading in self.reading:
-            reading.source.close()
+            reading.close()
         for source in self.pending:
             source.close()
 
@@ -245,22 +294,8 @@ def _check(line: Line, expected_id: int, expected_prev: str, versions: ChainVers
         )
     if line.redacted:
         _raise(versions.redacted(line.id, line.prev_hash, line.hash, line.content_hash))
-    elif not (versions.past_cutover(line.id) and _v2_as_written(line) == line.hash):
+    elif not (versions.past_cutover(line.id) and v2_as_written(line) == line.hash):
         _raise(_whole(line, versions))  # another version, another JSON form, or modified
-
-
-def _v2_as_written(line: Line) -> str:
-    """The line's chain v2 hash with its payload as written: most lines' (``_whole`` is the
-    general case), written out here for speed, as ``chain.content_hash`` and ``link_hash``."""
-    text = (
-        f'{{"conversation_id":{_quote(line.conversation_id)},'
-        f'"created_at":{_quote(line.created_at)},"event_type":{_quote(line.event_type)},'
-        f'"id":{line.id},"organization_id":{_quote(line.organization_id)},'
-        f'"payload":{bytes(line.payload).decode("utf-8")},"run_id":{_quote(line.run_id)},'
-        f'"sequence":{line.sequence},"visibility":{_quote(line.visibility)}}}'
-    )
-    content = _sha256(text.encode("utf-8")).hexdigest()
-    return _sha256(f"{V2_LINK_PREFIX}{line.prev_hash}\n{content}".encode("ascii")).hexdigest()
 
 
 def _raise(problem: ChainBreak | HeadProblem | None) -> None:
@@ -313,12 +348,14 @@ def _event(line: Line) -> AgentEvent:
 
 
 def verify_sources(
-    sources: Sequence[Source], heads: HeadChecks, *, after: int = 0
+    sources: Sequence[Source], heads: HeadChecks, *, after: int = 0, plan: Plan | None = None
 ) -> OfflineReport:
     """Walk ``sources`` (``open_sources``) as one chain; the first break, if any. The chain
     starts at event 1, or where a source proves what came before, or (unproven) anywhere past
-    ``after``."""
-    walk = _Walk(heads, deque(sorted(sources, key=lambda s: s.first)), after=after)
+    ``after``. ``plan``: when worker processes check a large export's lines
+    (``offline_parallel.py``)."""
+    sorted_sources = deque(sorted(sources, key=lambda s: s.first))
+    walk = _Walk(heads, sorted_sources, after=after, plan=plan or Plan())
     try:
         walk.run()
         problem = heads.finish(walk.first_id, walk.tip_id)

@@ -11,7 +11,7 @@ import abc
 import gzip
 import hashlib
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ __all__ = [
     "Source",
     "SqliteLive",
     "archive_sources",
+    "decode_line",
     "open_sources",
 ]
 
@@ -51,7 +52,7 @@ class Line(msgspec.Struct):
     created_at: str = ""
 
 
-_decode_line = msgspec.json.Decoder(Line).decode
+decode_line = msgspec.json.Decoder(Line).decode
 
 
 class Broken(Exception):
@@ -94,10 +95,29 @@ class ExportFile(Source):
             first = next((line for line in lines if line.strip()), None)
         self.first = 0 if first is None else _parse(first, 1, self.name).id
 
+    @property
+    def path(self) -> Path:
+        return self._path
+
     def lines(self) -> Iterator[Line]:
         expected = self.first
         with self._path.open("rb") as lines:
             for raw in lines:
+                if raw.strip():
+                    line = _parse(raw, expected, self.name)
+                    expected = line.id + 1
+                    yield line
+
+    def lines_between(self, start: int, end: int, expected: int) -> Generator[Line, None, None]:
+        """The lines in bytes ``start`` to ``end`` (``start`` a line's first byte), as
+        ``lines`` reads them: ``expected`` is the id after the line before ``start``."""
+        with self._path.open("rb") as lines:
+            lines.seek(start)
+            at = start
+            for raw in lines:
+                if at >= end:
+                    return
+                at += len(raw)
                 if raw.strip():
                     line = _parse(raw, expected, self.name)
                     expected = line.id + 1
@@ -244,7 +264,7 @@ def archive_sources(directory: Path) -> list[Source]:
 
 def _parse(raw: bytes, expected: int, name: str) -> Line:
     try:
-        line = _decode_line(raw)
+        line = decode_line(raw)
     except msgspec.DecodeError as exc:
         raise Broken(expected, f"a line of {name} is not an event: {exc}") from exc
     if not line.redacted and (not line.created_at or not line.payload or not line.event_type):
