@@ -8,8 +8,11 @@ checked is that a change to the schema or the API has not broken the benchmarks 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -56,13 +59,21 @@ def quick_runs() -> Iterator[dict[str, subprocess.Popen[str]]]:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            start_new_session=True,
         )
         for module in QUICK_RUNS
     }
     yield started
     for process in started.values():
-        process.kill()
-        process.communicate()
+        stop_group(process)
+
+
+def stop_group(process: subprocess.Popen[str]) -> None:
+    """Kills the benchmark and the servers and workers it started: they hold its output pipes,
+    so killing the benchmark alone would leave ``communicate`` waiting on them."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.communicate()
 
 
 @pytest.mark.timeout(420)
