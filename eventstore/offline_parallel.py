@@ -18,6 +18,7 @@ import os
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -141,11 +142,17 @@ def _checked(path: Path, kept: frozenset[int], plan: Plan, size: int) -> Iterato
     # an executor, not a Pool: a worker that dies (killed, out of memory) fails the walk with
     # BrokenProcessPool where a Pool's results would wait for it forever
     with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        futures = [pool.submit(check, bounds) for bounds in ranges]
         try:
-            for found in pool.map(check, ranges):
-                yield from found
-        finally:
+            for future in futures:
+                yield from future.result()
+        except BrokenProcessPool:
+            # the pool fails every pending range itself; cancelling them too races its manager
+            # thread, which then raises InvalidStateError (CPython gh-107219, fixed after 3.11)
+            raise
+        except BaseException:
             pool.shutdown(cancel_futures=True)
+            raise
 
 
 def split(source: ExportFile, stretch: Stretch) -> Iterator[Line | Stretch]:
