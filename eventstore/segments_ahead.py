@@ -58,7 +58,6 @@ class SegmentsAhead:
         self._directory, self._last_id, self._batch = directory, last_id, batch
         self._cut = cut
         self._ready: list[Ready] = []
-        self._ready_events = 0
         self._wanted = 0
         self._ended = False
         self._more_wanted = asyncio.Event()
@@ -90,7 +89,6 @@ class SegmentsAhead:
         taken = [self._ready.pop(0)]
         while self._ready and _events(taken) + self._ready[0].manifest.count <= events:
             taken.append(self._ready.pop(0))
-        self._ready_events -= _events(taken)
         self._wanted = wanted
         self._more_wanted.set()
         return taken
@@ -126,7 +124,6 @@ class SegmentsAhead:
                     manifest = await write
                     writing.popleft()
                     self._ready.append(Ready(manifest, found.last_created_at))
-                    self._ready_events += manifest.count
                     self._written.set()
                 elif read_all or self._ended:
                     break
@@ -145,7 +142,7 @@ class SegmentsAhead:
         """Whether another segment may be begun: fewer than ``WRITES`` at once, and fewer
         events written or being written than wanted."""
         pending = sum(found.count for found, _ in writing)
-        return len(writing) < WRITES and self._ready_events + pending < self._wanted
+        return len(writing) < WRITES and _events(self._ready) + pending < self._wanted
 
     async def _write(self, found: Batch) -> Manifest:
         return await asyncio.to_thread(write_segment, self._directory, found)
