@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from eventstore import AgentEvent, EventStore, NewEvent
+from eventstore import AgentEvent, EventFilter, EventStore, NewEvent
 
 ORG = "org-test"
 
@@ -38,3 +38,13 @@ async def all_events(store: EventStore) -> list[AgentEvent]:
         if not page.events:
             return events
         cursor = page.position
+
+
+async def collect(store: EventStore, flt: EventFilter, after: int, until: int) -> list[AgentEvent]:
+    """What a stream of ``flt`` from ``after`` receives until its position reaches ``until``."""
+    received: list[AgentEvent] = []
+    async for page in store.subscribe(flt, after=after):
+        received.extend(page.events)
+        if page.position >= until:
+            return received
+    raise AssertionError("the stream ended early")

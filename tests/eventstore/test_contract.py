@@ -30,7 +30,7 @@ from eventstore import (
 )
 from tests.conftest import StoreFactory
 
-from .helpers import ORG, all_events, created, custom, message, new_run
+from .helpers import ORG, all_events, collect, created, custom, message, new_run
 from .raw_database import RawDatabase, make_log
 
 pytestmark = pytest.mark.anyio
@@ -303,15 +303,6 @@ async def test_subscribe_replays_then_follows_live(store: EventStore) -> None:
     assert store.subscriber_count == 0
 
 
-async def _collect(store: EventStore, flt: EventFilter, after: int, until: int) -> list[AgentEvent]:
-    received: list[AgentEvent] = []
-    async for page in store.subscribe(flt, after=after):
-        received.extend(page.events)
-        if page.position >= until:
-            return received
-    raise AssertionError("the stream ended early")
-
-
 async def test_subscribers_starting_during_concurrent_appends_see_each_event_once(
     store: EventStore,
 ) -> None:
@@ -332,7 +323,7 @@ async def test_subscribers_starting_during_concurrent_appends_see_each_event_onc
     async def late_subscriber() -> tuple[int, list[AgentEvent]]:
         await asyncio.sleep(rng.random() * 0.05)
         cursor = rng.randint(0, await store.head())
-        return cursor, await _collect(store, EventFilter(ORG), cursor, total)
+        return cursor, await collect(store, EventFilter(ORG), cursor, total)
 
     results = await asyncio.gather(
         *(late_subscriber() for _ in range(8)), *(appender(k) for k in range(appenders))
@@ -345,7 +336,7 @@ async def test_filtered_subscriber_gets_only_its_run(store: EventStore) -> None:
     await new_run(store, "run-a")
     await new_run(store, "run-b")
     collector = asyncio.ensure_future(
-        _collect(store, EventFilter(ORG, run_id="run-b", visibility=Visibility.USER), 0, 17)
+        collect(store, EventFilter(ORG, run_id="run-b", visibility=Visibility.USER), 0, 17)
     )
     for n in range(5):
         await store.append(ORG, "run-a", [custom(n)])
@@ -363,14 +354,14 @@ async def test_subscriber_behind_a_small_buffer_catches_up_from_the_database(
         await new_run(store, "run-a")
         for n in range(40):
             await store.append(ORG, "run-a", [custom(n)])
-        received = await _collect(store, EventFilter(ORG), 3, 41)
+        received = await collect(store, EventFilter(ORG), 3, 41)
         assert [e.id for e in received] == list(range(4, 42))
 
 
 async def test_another_store_on_the_same_database_is_seen_live(store_factory: StoreFactory) -> None:
     async with store_factory(poll_interval=0.02) as reader, store_factory() as writer:
         await new_run(writer, "run-a")
-        collector = asyncio.ensure_future(_collect(reader, EventFilter(ORG), 0, 6))
+        collector = asyncio.ensure_future(collect(reader, EventFilter(ORG), 0, 6))
         for n in range(5):
             await writer.append(ORG, "run-a", [custom(n)])
         assert [e.id for e in await collector] == [1, 2, 3, 4, 5, 6]

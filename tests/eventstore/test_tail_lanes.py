@@ -10,11 +10,11 @@ from dataclasses import replace
 
 import pytest
 
-from eventstore import AgentEvent, EventFilter, EventStore, Visibility
+from eventstore import AgentEvent, EventFilter, Visibility
 from eventstore.tail import Broadcaster
 from tests.conftest import StoreFactory
 
-from .helpers import ORG, all_events, custom, new_run
+from .helpers import ORG, all_events, collect, custom, new_run
 from .test_tail import tick
 
 pytestmark = pytest.mark.anyio
@@ -112,15 +112,6 @@ def kinds_of(org: str, run: str, conversation: str) -> list[EventFilter]:
         EventFilter(org, visibility=level),
         EventFilter(visibility=level),  # the firehose
     ]
-
-
-async def collect(store: EventStore, flt: EventFilter, after: int, until: int) -> list[AgentEvent]:
-    received: list[AgentEvent] = []
-    async for page in store.subscribe(flt, after=after):
-        received.extend(page.events)
-        if page.position >= until:
-            return received
-    raise AssertionError("the stream ended early")
 
 
 def matching(events: list[AgentEvent], flt: EventFilter, after: int, upto: int) -> list[int]:
